@@ -1,0 +1,336 @@
+"""The `appreciate` command line: parse, call the library, print. Nothing else lives here.
+
+Errors the library raises on purpose (`AppreciateError`) become a clean message on stderr and
+a non-zero exit: 1 when some input was rejected, 2 for a config or file that cannot be used.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from scheduler import __version__
+from scheduler.clock import FixedClock, SystemClock
+from scheduler.config import Config, find_config, load_config
+from scheduler.demo import run_demo
+from scheduler.errors import AppreciateError
+from scheduler.importer import ImportReport, import_csv
+from scheduler.output import OutputFormat, to_json
+from scheduler.progress import file_progress
+from scheduler.store.db import create_store_engine, display_url
+from scheduler.store.schema import open_store, schema_state, upgrade
+from scheduler.workspace import create_workspace
+
+MAX_REJECTS_SHOWN = 50
+
+
+class AppreciateGroup(TyperGroup):
+    """Turns AppreciateError into a message and an exit code, for every subcommand."""
+
+    def invoke(self, ctx: Any) -> Any:  # Any: typer's Context type differs by version
+        try:
+            return super().invoke(ctx)
+        except AppreciateError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(error.exit_code) from None
+
+
+app = typer.Typer(
+    cls=AppreciateGroup,
+    help="Automatic, personal thank-you notes for your customers, most valuable first.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+config_app = typer.Typer(help="Check the config file.", no_args_is_help=True)
+db_app = typer.Typer(help="Create and upgrade the customer store's schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class CliState:
+    """What the global options say, shared with every command."""
+
+    config_option: Path | None
+
+    def config(self) -> Config:
+        return load_config(find_config(self.config_option, os.environ, Path.cwd()))
+
+
+def _state(ctx: typer.Context) -> CliState:
+    state = ctx.find_root().obj
+    if not isinstance(state, CliState):  # pragma: no cover - the root callback always sets it
+        raise RuntimeError("the root command did not run")
+    return state
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"appreciate {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="PATH",
+            help="Config file. Default: $APPRECIATE_CONFIG, else ./appreciate.toml.",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Automatic, personal thank-you notes for your customers, most valuable first."""
+    ctx.obj = CliState(config_option=config)
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return SystemClock().now()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f'"{value}" is not an ISO 8601 date and time') from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(f'"{value}" needs an offset, e.g. {value}+00:00 or {value}Z')
+    return FixedClock(moment).now()
+
+
+NowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--now", metavar="ISO", help="Act as if it were this moment (ISO 8601 with an offset)."
+    ),
+]
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
+]
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path, typer.Argument(help="Folder for appreciate.toml, templates/ and the database.")
+    ] = Path(),
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing appreciate.toml with the example.")
+    ] = False,
+) -> None:
+    """Create a workspace: appreciate.toml, starter templates and an empty, up-to-date store."""
+    workspace = create_workspace(directory, force=force)
+    config = workspace.config_path
+    out.print(f"Created {config}")
+    out.print(
+        f"Templates in {workspace.templates_dir}: {len(workspace.templates_added)} added"
+        + (f", {len(workspace.templates_kept)} of yours kept" if workspace.templates_kept else "")
+    )
+    out.print(f"Store ready at {display_url(workspace.database_url)}")
+    flag = f"--config {config}" if directory != Path() else ""
+    prefix = f"appreciate {flag} ".replace("  ", " ")
+    out.print("\nNext:")
+    out.print(f"  1. Edit {config}: your business, sender and mail server.")
+    out.print(f"  2. {prefix}config check")
+    out.print(f"  3. {prefix}import customers customers.csv   (then orders, referrals, meetings)")
+
+
+@config_app.command("check")
+def config_check(ctx: typer.Context) -> None:
+    """Validate the config file and print every problem in it, with file, line and key."""
+    config = _state(ctx).config()
+    settings = config.settings
+    out.print(f"{config.path}: ok")
+    out.print(
+        f"  business  {settings.business.name} <{settings.business.sender_email}>, "
+        f"time zone {settings.business.timezone}"
+    )
+    smtp = settings.smtp
+    out.print(f"  smtp      {smtp.host}:{smtp.effective_port} ({smtp.security})")
+    out.print(f"  templates {config.templates_dir}")
+    for problem in config.environment_problems():
+        err.print(f"warning: {problem}", markup=False)
+    if not config.environment_problems():
+        out.print(f"  database  {display_url(config.database_url())}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply the schema migrations this version of appreciate needs (safe to run again)."""
+    config = _state(ctx).config()
+    engine = create_store_engine(config.database_url())
+    try:
+        before = upgrade(engine)
+        after = schema_state(engine)
+    finally:
+        engine.dispose()
+    url = display_url(config.database_url())
+    if before.current == after.current:
+        out.print(f"{url} is up to date (schema {after.current}).")
+    else:
+        out.print(f"{url} upgraded from schema {before.current or 'none'} to {after.current}.")
+
+
+@db_app.command("status")
+def db_status(ctx: typer.Context) -> None:
+    """Show the store's schema revision and whether it needs `appreciate db upgrade`."""
+    config = _state(ctx).config()
+    engine = create_store_engine(config.database_url())
+    try:
+        state = schema_state(engine)
+    finally:
+        engine.dispose()
+    out.print(f"database  {display_url(config.database_url())}")
+    out.print(f"schema    {state.current or 'none'} (this appreciate needs {state.head})")
+    if not state.up_to_date:
+        out.print("Run `appreciate db upgrade` to bring it up to date.")
+        raise typer.Exit(1)
+
+
+class ImportKind(StrEnum):
+    customers = "customers"
+    orders = "orders"
+    referrals = "referrals"
+    meetings = "meetings"
+
+
+@app.command("import")
+def import_command(
+    ctx: typer.Context,
+    kind: Annotated[ImportKind, typer.Argument(help="What the file holds.")],
+    file: Annotated[Path, typer.Argument(help="The CSV export (UTF-8, header line first).")],
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects",
+            metavar="REJECTS.csv",
+            help="Write rejected rows here, with a reason column, ready to fix and re-import.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Check every row and report, without writing to the store."),
+    ] = False,
+    now: NowOption = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Import customers, orders, referrals or meetings from a CSV file.
+
+    Rows are matched by id (referrals by the referred customer, meetings by customer and
+    time), so importing a file again changes nothing and a corrected file updates rows.
+    Bad rows are reported with their line and reason, and the exit code is 1.
+    """
+    moment = _parse_now(now)
+    config = _state(ctx).config()
+    engine = open_store(config.database_url())
+    try:
+        with file_progress(err, f"Importing {kind.value}") as progress:
+            report = import_csv(
+                engine,
+                kind.value,
+                file,
+                now=moment,
+                business_zone=ZoneInfo(config.settings.business.timezone),
+                rejects_path=rejects,
+                dry_run=dry_run,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        err.print(
+            "interrupted: the batches already written are kept and nothing else; run the "
+            "same command again to finish the import.",
+            markup=False,
+        )
+        raise typer.Exit(130) from None
+    finally:
+        engine.dispose()
+    _print_report(report, rejects, output_format)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_report(report: ImportReport, rejects: Path | None, output_format: OutputFormat) -> None:
+    if output_format is OutputFormat.json:
+        out.file.write(to_json(report_dict(report)) + "\n")
+        return
+    if output_format is OutputFormat.csv:
+        err.print("--format csv is not offered for import reports; showing a table", markup=False)
+    verb = "Checked" if report.dry_run else "Imported"
+    new = "would be new" if report.dry_run else "new"
+    out.print(
+        f"{verb} {report.kind} from {report.path}: {report.rows} rows: {report.inserted} {new}, "
+        f"{report.updated} updated, {report.unchanged} unchanged, {len(report.rejected)} rejected.",
+        markup=False,
+    )
+    if report.ignored_columns:
+        out.print(
+            f"Ignored columns (not used for {report.kind}): " + ", ".join(report.ignored_columns),
+            markup=False,
+        )
+    if report.rejected:
+        where = f" (all written to {rejects})" if rejects else ""
+        err.print(f"Rejected rows{where}:", markup=False)
+        for rejection in report.rejected[:MAX_REJECTS_SHOWN]:
+            err.print(f"  {report.path}:{rejection.line}: {rejection.reason}", markup=False)
+        hidden = len(report.rejected) - MAX_REJECTS_SHOWN
+        if hidden > 0:
+            err.print(f"  ... and {hidden} more; use --rejects FILE to get them all.")
+
+
+def report_dict(report: ImportReport) -> dict[str, Any]:
+    """The import report as `--format json` prints it."""
+    return {
+        "kind": report.kind,
+        "file": str(report.path),
+        "dry_run": report.dry_run,
+        "rows": report.rows,
+        "inserted": report.inserted,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "rejected": [{"line": r.line, "reason": r.reason} for r in report.rejected],
+        "ignored_columns": report.ignored_columns,
+    }
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", metavar="DIR", help="Workspace to use (default: a new temporary folder)."
+        ),
+    ] = None,
+    now: NowOption = None,
+) -> None:
+    """Show appreciate working on sample data, in a throwaway workspace.
+
+    Creates a workspace, imports sample customers, orders, referrals and meetings (a few rows
+    are bad on purpose, to show how they are reported) and prints the resulting store.
+    """
+    run_demo(out, directory, _parse_now(now))
+
+
+def main() -> None:
+    """Entry point of the `appreciate` command."""
+    app(prog_name="appreciate")

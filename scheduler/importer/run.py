@@ -1,0 +1,167 @@
+"""Importing one CSV file: stream, validate, write in atomic batches, report every reject.
+
+Good rows are imported and bad rows are reported (line, column, reason) and, when asked,
+written to a rejects file: the original cells plus a `reason` column, so the file can be
+corrected and imported as it is. Each batch commits on its own: a crash or Ctrl-C leaves every
+earlier batch in and nothing of the current one, and running the import again finishes the
+job (rows already in are unchanged).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from scheduler.errors import ImportRejected
+from scheduler.importer.batch import BatchOutcome, Pending, Rejection, WriteContext, write_batch
+from scheduler.importer.kinds import KINDS, KindSpec, RowErrors
+from scheduler.importer.source import RESERVED_COLUMNS, CsvSource
+from scheduler.store.db import write_transaction
+
+BATCH_SIZE = 5_000
+Progress = Callable[[int, int], None]
+"""Called after each batch with (bytes read, file size)."""
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, with dry_run, would do)."""
+
+    kind: str
+    path: Path
+    dry_run: bool
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def add(self, outcome: BatchOutcome) -> None:
+        self.inserted += outcome.inserted
+        self.updated += outcome.updated
+        self.unchanged += outcome.unchanged
+        self.rejected.extend(outcome.rejected)
+
+
+def import_csv(
+    engine: Engine,
+    kind: str,
+    path: Path,
+    *,
+    now: datetime,
+    business_zone: ZoneInfo,
+    rejects_path: Path | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> ImportReport:
+    """Import `path` as `kind` (customers, orders, referrals or meetings) into the store.
+
+    Raises ImportRejected, before writing anything, when the file as a whole cannot be
+    imported (unreadable, no header, a required column missing). A KeyboardInterrupt between
+    or inside batches propagates after the current batch is rolled back.
+    """
+    spec = KINDS[kind]
+    context = WriteContext(now=now, business_zone=business_zone, dry_run=dry_run)
+    report = ImportReport(kind=kind, path=path, dry_run=dry_run)
+    today = now.astimezone(business_zone).date()
+    with CsvSource(path) as source:
+        report.ignored_columns = _check_header(spec, source)
+        with _rejects_writer(rejects_path, source.header) as rejects:
+            batch: list[Pending] = []
+
+            def flush() -> None:
+                if batch:
+                    outcome = _write(engine, kind, batch, context)
+                    for rejection in outcome.rejected:
+                        rejects(rejection)
+                    report.add(outcome)
+                    batch.clear()
+                if progress:
+                    progress(source.bytes_read, source.size)
+
+            for row in source.rows():
+                report.rows += 1
+                if row.problem is not None:
+                    rejection = Rejection(row.line, row.raw, row.problem)
+                else:
+                    try:
+                        batch.append(Pending(row.line, row.raw, spec.parse(row.cells, today)))
+                    except RowErrors as errors:
+                        rejection = Rejection(row.line, row.raw, str(errors))
+                    else:
+                        if len(batch) >= batch_size:
+                            flush()
+                        continue
+                report.rejected.append(rejection)
+                rejects(rejection)
+            flush()
+    report.rejected.sort(key=lambda rejection: rejection.line)
+    return report
+
+
+def _write(engine: Engine, kind: str, batch: list[Pending], context: WriteContext) -> BatchOutcome:
+    """One batch in one transaction (a dry run only reads, and takes no write lock)."""
+    if context.dry_run:
+        with engine.connect() as connection:
+            return write_batch(connection, kind, batch, context)
+    with write_transaction(engine) as connection:
+        return write_batch(connection, kind, batch, context)
+
+
+def _check_header(spec: KindSpec, source: CsvSource) -> list[str]:
+    """Refuse a file missing required columns; return the columns that will be ignored."""
+    present = set(source.columns)
+    missing = [column for column in spec.required if column not in present]
+    if missing:
+        names = ", ".join(missing)
+        raise ImportRejected(
+            source.path,
+            1,
+            f"missing required column(s) {names}; {spec.name} files have the columns "
+            f"{', '.join(spec.known)}",
+        )
+    if spec.extra_columns_are_attributes:
+        return []
+    return [
+        original
+        for original, column in zip(source.header, source.columns, strict=True)
+        if column not in spec.known and column not in RESERVED_COLUMNS
+    ]
+
+
+@contextmanager
+def _rejects_writer(path: Path | None, header: list[str]) -> Iterator[Callable[[Rejection], None]]:
+    """A function that appends a rejection to the rejects file (or does nothing)."""
+    if path is None:
+        yield lambda _rejection: None
+        return
+    handle: IO[str]
+    with path.open("w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        writer = csv.writer(handle)
+        columns = [name for name in header if name.strip().lower() not in RESERVED_COLUMNS]
+        writer.writerow([*columns, "reason"])
+        keep = [i for i, name in enumerate(header) if name.strip().lower() not in RESERVED_COLUMNS]
+
+        def write(rejection: Rejection) -> None:
+            raw = rejection.raw
+            cells = [raw[i] if i < len(raw) else "" for i in keep]
+            reason = f"line {rejection.line}: {rejection.reason}"
+            if len(raw) > len(header):  # keep what does not fit a column, in the reason
+                reason += " (extra cells: " + " | ".join(raw[len(header) :]) + ")"
+            writer.writerow([*cells, reason])
+
+        yield write

@@ -1,0 +1,1 @@
+"""Sample CSV exports for `appreciate demo` and the README (fictional people)."""

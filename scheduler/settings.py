@@ -1,0 +1,202 @@
+"""The shape of appreciate's configuration: frozen, strictly typed pydantic models.
+
+Every section forbids unknown keys and accepts only the TOML type it documents (a port written
+as `"587"` is an error, not a guess). Relative paths stay as written here; `scheduler.config`
+resolves them against the config file's folder. Later features add keys to their own section.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from functools import cache
+from typing import Literal
+from zoneinfo import available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from scheduler.addresses import InvalidAddress, normalize_address
+
+OCCASION_KINDS = (
+    "birthday",
+    "order_thanks",
+    "referral_thanks",
+    "first_meeting",
+    "follow_up",
+    "anniversary",
+    "check_in",
+)
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WINDOW = re.compile(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})")
+
+
+def known_time_zone(name: str) -> str:
+    """Return `name` if it is an IANA time zone this machine knows, else raise ValueError."""
+    if name not in _time_zones():
+        raise ValueError(f'unknown time zone "{name}" (expected an IANA name like "Europe/Paris")')
+    return name
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    """The zone names, listed once: reading the zone database takes tens of milliseconds."""
+    return frozenset(available_timezones())
+
+
+def _address(value: str) -> str:
+    try:
+        return normalize_address(value)
+    except InvalidAddress as error:
+        raise ValueError(f'"{value}" is not a valid email address: {error}') from None
+
+
+class Section(BaseModel):
+    """A config table: no unknown keys, no type coercion, immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DatabaseSettings(Section):
+    """Where the customer store lives. Empty `url` means `appreciate.db` beside the config."""
+
+    url: str = ""
+    url_env: str = ""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatabaseSettings:
+        if self.url and self.url_env:
+            raise ValueError("set either url or url_env, not both")
+        return self
+
+
+class BusinessSettings(Section):
+    """Who the notes come from."""
+
+    name: str = Field(min_length=1)
+    sender_name: str = Field(min_length=1)
+    sender_email: str
+    reply_to: str = ""
+    timezone: str = "UTC"
+
+    _check_sender = field_validator("sender_email")(_address)
+    _check_zone = field_validator("timezone")(known_time_zone)
+
+    @field_validator("reply_to")
+    @classmethod
+    def _check_reply_to(cls, value: str) -> str:
+        return _address(value) if value else value
+
+
+class SmtpSettings(Section):
+    """The owner's mail server. The password is never written here: name an environment
+    variable (`password_env`) or a file (`password_file`) that holds it."""
+
+    host: str = Field(default="localhost", min_length=1)
+    port: int = Field(default=0, ge=0, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password_env: str = ""
+    password_file: str = ""
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> SmtpSettings:
+        if self.password_env and self.password_file:
+            raise ValueError("set either password_env or password_file, not both")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, or the standard one for the security mode (587, 465, 25)."""
+        if self.port:
+            return self.port
+        return {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+
+class ScheduleSettings(Section):
+    """When notes may go out, in each customer's local time."""
+
+    send_window: str = "09:00-17:00"
+    send_days: tuple[Weekday, ...] = WEEKDAYS
+
+    @field_validator("send_window")
+    @classmethod
+    def _check_window(cls, value: str) -> str:
+        parse_window(value)
+        return value
+
+    @field_validator("send_days", mode="before")
+    @classmethod
+    def _days_as_tuple(cls, value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("send_days")
+    @classmethod
+    def _some_day(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one day")
+        return value
+
+    @property
+    def window(self) -> tuple[time, time]:
+        """The send window as (start, end) local times."""
+        return parse_window(self.send_window)
+
+
+def parse_window(value: str) -> tuple[time, time]:
+    """Parse `"HH:MM-HH:MM"`; the start must come before the end on the same day."""
+    match = _WINDOW.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f'expected "HH:MM-HH:MM", got "{value}"')
+    h1, m1, h2, m2 = (int(part) for part in match.groups())
+    try:
+        start, end = time(h1, m1), time(h2, m2)
+    except ValueError:
+        raise ValueError(f'"{value}" is not a pair of times of day') from None
+    if start >= end:
+        raise ValueError(f'the window "{value}" must start before it ends')
+    return start, end
+
+
+class OccasionSettings(Section):
+    """Settings shared by every occasion kind."""
+
+    enabled: bool = True
+
+
+class OccasionsSettings(Section):
+    """One table per occasion kind, e.g. `[occasions.birthday]`."""
+
+    birthday: OccasionSettings = OccasionSettings()
+    order_thanks: OccasionSettings = OccasionSettings()
+    referral_thanks: OccasionSettings = OccasionSettings()
+    first_meeting: OccasionSettings = OccasionSettings()
+    follow_up: OccasionSettings = OccasionSettings()
+    anniversary: OccasionSettings = OccasionSettings()
+    check_in: OccasionSettings = OccasionSettings()
+
+
+class LtvSettings(Section):
+    """How customer lifetime value is estimated."""
+
+    model: Literal["auto", "bgnbd", "simple"] = "auto"
+    margin: float = Field(default=1.0, gt=0, le=1)
+
+
+class TemplatesSettings(Section):
+    """Where the owner's note templates live (relative to the config file)."""
+
+    directory: str = Field(default="templates", min_length=1)
+
+
+class Settings(Section):
+    """The whole config file."""
+
+    database: DatabaseSettings = DatabaseSettings()
+    business: BusinessSettings
+    smtp: SmtpSettings = SmtpSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    occasions: OccasionsSettings = OccasionsSettings()
+    ltv: LtvSettings = LtvSettings()
+    templates: TemplatesSettings = TemplatesSettings()

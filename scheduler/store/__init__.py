@@ -1,0 +1,1 @@
+"""The customer store: tables, engines, schema migrations and the checks around them."""

@@ -1,0 +1,80 @@
+"""Engines for the store: SQLite tuned for a daemon, PostgreSQL for several instances.
+
+SQLite connections use WAL (readers never block the writer), a busy timeout, foreign keys and
+`synchronous=NORMAL`. pysqlite's own transaction handling is turned off so that SQLAlchemy's
+`BEGIN` is the real one; a connection with the execution option `sqlite_begin="IMMEDIATE"`
+takes the write lock up front (no lock-upgrade deadlocks between writers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from scheduler.errors import StoreError
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for `url`, configured for appreciate. Raises StoreError for an unusable URL."""
+    try:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+            _tune_sqlite(engine)
+            return engine
+        if backend == "postgresql":
+            return create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise StoreError(f"no driver for {display_url(url)}") from None
+    except ModuleNotFoundError as error:
+        raise StoreError(
+            f"the database driver {error.name} is not installed; for PostgreSQL run "
+            "`pip install 'appreciate[postgres]'`"
+        ) from None
+    except ArgumentError:
+        raise StoreError(f'"{display_url(url)}" is not a database URL') from None
+    raise StoreError(f"{display_url(url)}: appreciate supports SQLite and PostgreSQL only")
+
+
+def display_url(url: str) -> str:
+    """The URL with any password masked, fit for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that intends to write: on SQLite it takes the write lock at BEGIN."""
+    with engine.connect() as plain:
+        connection = plain
+        if engine.dialect.name == "sqlite":
+            connection = plain.execution_options(sqlite_begin="IMMEDIATE")
+        with connection.begin():
+            yield connection
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "")
+        connection.exec_driver_sql(f"BEGIN {mode}".strip())

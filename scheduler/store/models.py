@@ -1,0 +1,203 @@
+"""The tables of the customer store (and nothing else).
+
+The customer tables (customers, orders, referrals, meetings) are documented in the README so
+a business's own application may write them directly; appreciate owns touches and
+customer_values. All timestamps are aware UTC; money is Decimal with two places.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlmodel import Field, SQLModel
+
+from scheduler.store.types import Money, UtcDateTime
+
+EXTERNAL_ID_LENGTH = 128
+# SQLite only auto-numbers a column declared exactly INTEGER PRIMARY KEY.
+BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _created() -> Any:
+    return Field(
+        sa_column_kwargs={"server_default": func.current_timestamp()},
+        sa_type=UtcDateTime,
+        nullable=False,
+        default=None,
+    )
+
+
+class Customer(SQLModel, table=True):
+    """A person the business may thank.
+
+    `birth_month`/`birth_day` are set together (a birthday may have no year, and 02-29 is
+    valid); `timezone` is an IANA name or NULL for the business's own; `attributes` holds the
+    extra columns of an import (a pet's name, a preferred first name) for templates.
+    """
+
+    __tablename__ = "customers"
+    __table_args__ = (
+        Index("ix_customers_birth_month_day", "birth_month", "birth_day"),
+        CheckConstraint(
+            "(birth_month IS NULL AND birth_day IS NULL AND birth_year IS NULL)"
+            " OR (birth_month BETWEEN 1 AND 12 AND birth_day BETWEEN 1 AND 31)",
+            name="ck_customers_birthday",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=EXTERNAL_ID_LENGTH, unique=True, index=False)
+    name: str = Field(sa_type=Text)
+    email: str | None = Field(default=None, max_length=320)
+    birth_year: int | None = Field(default=None, sa_type=SmallInteger)
+    birth_month: int | None = Field(default=None, sa_type=SmallInteger)
+    birth_day: int | None = Field(default=None, sa_type=SmallInteger)
+    timezone: str | None = Field(default=None, max_length=64)
+    first_met_on: date | None = None
+    customer_since: date | None = None
+    opted_out_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    attributes: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
+    created_at: datetime | None = _created()
+    updated_at: datetime | None = _created()
+
+
+class Order(SQLModel, table=True):
+    """A purchase. `margin` is the profit on it, when the business knows it."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_placed_at", "placed_at"),
+        Index("ix_orders_customer_placed_at", "customer_id", "placed_at"),
+        CheckConstraint("amount >= 0", name="ck_orders_amount_not_negative"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    external_id: str = Field(max_length=EXTERNAL_ID_LENGTH, unique=True)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False)
+    )
+    placed_at: datetime = Field(sa_type=UtcDateTime)
+    amount: Decimal = Field(sa_type=Money)
+    margin: Decimal | None = Field(default=None, sa_type=Money)
+    description: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime | None = _created()
+    updated_at: datetime | None = _created()
+
+
+class Referral(SQLModel, table=True):
+    """One customer bringing another; a customer is referred at most once."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (
+        CheckConstraint("referrer_id <> referred_id", name="ck_referrals_not_self"),
+        Index("ix_referrals_referrer", "referrer_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    referrer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False)
+    )
+    referred_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False, unique=True
+        )
+    )
+    referred_on: date
+    created_at: datetime | None = _created()
+    updated_at: datetime | None = _created()
+
+
+class Meeting(SQLModel, table=True):
+    """A time the business met the customer; unique per customer and moment."""
+
+    __tablename__ = "meetings"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "met_at", name="uq_meetings_customer_met_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False)
+    )
+    met_at: datetime = Field(sa_type=UtcDateTime)
+    note: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime | None = _created()
+    updated_at: datetime | None = _created()
+
+
+class Touch(SQLModel, table=True):
+    """One note for one occasion: the outbox while pending, the sent-log afterwards.
+
+    `(customer_id, occasion_key)` is unique, so an occasion can never produce a second note.
+    `status` is one of pending, claimed, sent, failed, unknown, suppressed, expired, deferred.
+    """
+
+    __tablename__ = "touches"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "occasion_key", name="uq_touches_customer_occasion"),
+        Index("ix_touches_status_due_at", "status", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False)
+    )
+    kind: str = Field(max_length=32)
+    occasion_key: str = Field(max_length=160)
+    status: str = Field(max_length=16, default="pending")
+    reason: str | None = Field(default=None, sa_type=Text)
+    due_at: datetime = Field(sa_type=UtcDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    message_id: str | None = Field(default=None, max_length=255)
+    subject: str | None = Field(default=None, sa_type=Text)
+    body_text: str | None = Field(default=None, sa_type=Text)
+    body_html: str | None = Field(default=None, sa_type=Text)
+    last_reply: str | None = Field(default=None, sa_type=Text)
+    sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    created_at: datetime | None = _created()
+    updated_at: datetime | None = _created()
+
+
+class CustomerValue(SQLModel, table=True):
+    """A customer's latest lifetime-value score and how it was computed."""
+
+    __tablename__ = "customer_values"
+    __table_args__ = (Index("ix_customer_values_total", "total"),)
+
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    )
+    historical: Decimal = Field(sa_type=Money)
+    predicted: Decimal = Field(sa_type=Money)
+    referral: Decimal = Field(sa_type=Money)
+    total: Decimal = Field(sa_type=Money)
+    p_alive: float | None = None
+    tier: str = Field(max_length=16)
+    model: str = Field(max_length=16)
+    params: dict[str, float] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
+    computed_at: datetime = Field(sa_type=UtcDateTime)
+
+
+metadata = SQLModel.metadata
