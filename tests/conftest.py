@@ -1,0 +1,137 @@
+"""Shared fixtures: the same store tests run on a real SQLite file and on real PostgreSQL.
+
+PostgreSQL comes from APPRECIATE_TEST_POSTGRES_URL (CI sets it); each test gets a schema of its
+own, dropped afterwards, and the test fails if it left a connection open. Without the variable
+the PostgreSQL variants skip, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from scheduler.cli import app
+from scheduler.store.db import create_store_engine
+from scheduler.store.schema import upgrade
+
+POSTGRES_ENV = "APPRECIATE_TEST_POSTGRES_URL"
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+settings.register_profile("dev", max_examples=60, deadline=None)
+settings.register_profile(
+    "ci", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def _postgres_base_url() -> str | None:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        return None
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL to an empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    base = _postgres_base_url()
+    if base is None:
+        pytest.skip(f"{POSTGRES_ENV} is not set, so the PostgreSQL variant cannot run")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(base).update_query_dict(
+            {"options": f"-csearch_path={schema}", "application_name": schema}
+        )
+        yield url.render_as_string(hide_password=False)
+        with admin.connect() as connection:
+            left_open = connection.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": schema},
+            ).scalar_one()
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        assert left_open == 0, f"the test left {left_open} PostgreSQL connection(s) open"
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on an up-to-date, empty store."""
+    store = create_store_engine(database_url)
+    upgrade(store)
+    yield store
+    store.dispose()
+
+
+@dataclass
+class Workspace:
+    """A config file in a temporary folder, pointing at the test's database."""
+
+    path: Path
+    database_url: str
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+CONFIG_TEMPLATE = """
+[database]
+url = "{url}"
+
+[business]
+name = "Ada's Bakery"
+sender_name = "Ada"
+sender_email = "ada@example.com"
+timezone = "Europe/London"
+"""
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, database_url: str) -> Workspace:
+    """A config for the parametrised database, not yet migrated."""
+    path = tmp_path / "appreciate.toml"
+    path.write_text(CONFIG_TEMPLATE.format(url=database_url), encoding="utf-8")
+    return Workspace(path=path, database_url=database_url)
+
+
+@pytest.fixture
+def migrated_workspace(workspace: Workspace) -> Workspace:
+    store = create_store_engine(workspace.database_url)
+    upgrade(store)
+    store.dispose()
+    return workspace
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str | Path, env: dict[str, str] | None = None) -> CliResult:
+    """Run `appreciate ARGS` in-process, with stdout and stderr kept apart."""
+    runner = CliRunner()
+    result = runner.invoke(app, [str(arg) for arg in args], env=env, catch_exceptions=False)
+    return CliResult(result.exit_code, result.stdout, result.stderr)

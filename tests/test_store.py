@@ -1,0 +1,172 @@
+"""The store: migrations from empty, schema checks, and column types, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, inspect, insert, select, text
+from sqlalchemy.exc import IntegrityError
+
+from scheduler.errors import SchemaOutdated, SchemaTooNew
+from scheduler.store.db import create_store_engine
+from scheduler.store.models import metadata
+from scheduler.store.schema import ensure_current, head_revision, open_store, schema_state, upgrade
+
+customers = metadata.tables["customers"]
+orders = metadata.tables["orders"]
+touches = metadata.tables["touches"]
+
+
+def test_migrations_build_every_table_from_empty(database_url: str) -> None:
+    store = create_store_engine(database_url)
+    try:
+        assert schema_state(store).current is None
+        before = upgrade(store)
+        assert before.current is None
+        assert schema_state(store).up_to_date
+        tables = set(inspect(store).get_table_names())
+        assert {"customers", "orders", "referrals", "meetings", "touches",
+                "customer_values", "alembic_version"} <= tables
+    finally:
+        store.dispose()
+
+
+def test_upgrade_twice_changes_nothing(engine: Engine) -> None:
+    before = upgrade(engine)
+    assert before.current == head_revision()
+
+
+def test_migrated_schema_matches_the_models(engine: Engine) -> None:
+    """The migration and the tables in models.py describe the same schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": False})
+        differences = compare_metadata(context, metadata)
+    assert differences == []
+
+
+def test_daily_question_columns_are_indexed(engine: Engine) -> None:
+    inspector = inspect(engine)
+
+    def indexed(table: str) -> list[list[str | None]]:
+        found = [index["column_names"] for index in inspector.get_indexes(table)]
+        found += [u["column_names"] for u in inspector.get_unique_constraints(table)]
+        return found
+
+    assert ["birth_month", "birth_day"] in indexed("customers")
+    assert ["external_id"] in indexed("customers")
+    assert ["placed_at"] in indexed("orders")
+    assert ["customer_id", "occasion_key"] in indexed("touches")
+    assert ["status", "due_at"] in indexed("touches")
+
+
+def test_an_empty_database_is_refused_with_the_command_to_run(database_url: str) -> None:
+    store = create_store_engine(database_url)
+    try:
+        with pytest.raises(SchemaOutdated, match="appreciate db upgrade") as caught:
+            ensure_current(store)
+        assert caught.value.current is None
+    finally:
+        store.dispose()
+
+
+def test_a_schema_from_a_newer_appreciate_is_refused(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    with pytest.raises(SchemaTooNew):
+        open_store(str(engine.url.render_as_string(hide_password=False)))
+
+
+def test_a_database_without_a_revision_is_refused(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM alembic_version"))
+    with pytest.raises(SchemaOutdated, match="has no appreciate schema"):
+        ensure_current(engine)
+
+
+def test_timestamps_come_back_aware_and_in_utc(engine: Engine) -> None:
+    placed = datetime(2027, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=2)))
+    with engine.begin() as connection:
+        customer_id = connection.execute(
+            insert(customers).values(external_id="C-1", name="Ann", attributes={})
+            .returning(customers.c.id)
+        ).scalar_one()
+        connection.execute(insert(orders).values(
+            external_id="A-1", customer_id=customer_id, placed_at=placed, amount=Decimal("12.50")))
+    with engine.connect() as connection:
+        row = connection.execute(select(orders.c.placed_at, orders.c.amount,
+                                        orders.c.created_at)).one()
+    assert row.placed_at == datetime(2027, 3, 1, 7, 30, tzinfo=UTC)
+    assert row.placed_at.tzinfo is UTC
+    assert row.created_at.tzinfo is UTC
+    assert row.amount == Decimal("12.50")
+    assert str(row.amount) == "12.50"
+
+
+def test_naive_timestamps_are_refused(engine: Engine) -> None:
+    with engine.begin() as connection:
+        customer_id = connection.execute(
+            insert(customers).values(external_id="C-1", name="Ann", attributes={})
+            .returning(customers.c.id)
+        ).scalar_one()
+    with pytest.raises(Exception, match="naive datetime"), engine.begin() as connection:
+        connection.execute(insert(orders).values(
+            external_id="A-1", customer_id=customer_id,
+            placed_at=datetime(2027, 3, 1, 9, 30),  # noqa: DTZ001 - the point of the test
+            amount=Decimal(1)))
+
+
+@pytest.mark.parametrize("amount", ["0.01", "19.99", "1234567.89", "99999999999.99"])
+def test_money_keeps_its_cents(engine: Engine, amount: str) -> None:
+    with engine.begin() as connection:
+        customer_id = connection.execute(
+            insert(customers).values(external_id="C-1", name="Ann", attributes={})
+            .returning(customers.c.id)
+        ).scalar_one()
+        connection.execute(insert(orders).values(
+            external_id="A-1", customer_id=customer_id, placed_at=datetime.now(UTC),
+            amount=Decimal(amount)))
+    with engine.connect() as connection:
+        assert connection.execute(select(orders.c.amount)).scalar_one() == Decimal(amount)
+
+
+def test_one_note_per_customer_and_occasion(engine: Engine) -> None:
+    with engine.begin() as connection:
+        customer_id = connection.execute(
+            insert(customers).values(external_id="C-1", name="Ann", attributes={})
+            .returning(customers.c.id)
+        ).scalar_one()
+        connection.execute(insert(touches).values(
+            customer_id=customer_id, kind="birthday", occasion_key="birthday:2027",
+            due_at=datetime(2027, 3, 1, 9, tzinfo=UTC)))
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(insert(touches).values(
+            customer_id=customer_id, kind="birthday", occasion_key="birthday:2027",
+            due_at=datetime(2027, 3, 1, 10, tzinfo=UTC)))
+
+
+def test_a_referral_to_oneself_is_refused_by_the_store(engine: Engine) -> None:
+    referrals = metadata.tables["referrals"]
+    with engine.begin() as connection:
+        customer_id = connection.execute(
+            insert(customers).values(external_id="C-1", name="Ann", attributes={})
+            .returning(customers.c.id)
+        ).scalar_one()
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(insert(referrals).values(
+            referrer_id=customer_id, referred_id=customer_id, referred_on=date(2026, 1, 1)))
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: object) -> None:
+    store = create_store_engine(f"sqlite:///{tmp_path}/wal.db")
+    try:
+        with store.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        store.dispose()
