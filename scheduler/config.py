@@ -314,18 +314,20 @@ _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+?)\s*=")
 def _find_line(text: str, key: Sequence[str]) -> int | None:
     """The line where `key` is set (or its table begins), if a simple scan can tell.
 
-    Handles `[table]` headers with `key = value` lines and dotted keys; returns None for forms
-    it does not follow (inline tables), so messages fall back to the key path alone.
+    Handles `[table]` headers with `key = value` lines and dotted keys. A key that is not
+    written (a missing one) points at its table's header. Returns None for forms it does not
+    follow (inline tables), so messages fall back to the key path alone.
     """
     table: tuple[str, ...] = ()
     table_line: int | None = None
+    best = 0
     target = tuple(key)
     for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER.match(line)
         if header:
             table = tuple(part.strip().strip("\"'") for part in header.group(1).split("."))
-            if table == target:
-                table_line = number
+            if target[: len(table)] == table and len(table) > best:
+                table_line, best = number, len(table)
             continue
         assignment = _KEY.match(line)
         if assignment:

@@ -133,5 +133,7 @@ class CliResult:
 def run_cli(*args: str | Path, env: dict[str, str] | None = None) -> CliResult:
     """Run `appreciate ARGS` in-process, with stdout and stderr kept apart."""
     runner = CliRunner()
-    result = runner.invoke(app, [str(arg) for arg in args], env=env, catch_exceptions=False)
+    result = runner.invoke(
+        app, [str(arg) for arg in args], env=env, catch_exceptions=False, prog_name="appreciate"
+    )
     return CliResult(result.exit_code, result.stdout, result.stderr)

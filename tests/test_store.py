@@ -6,7 +6,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, inspect, insert, select, text
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from scheduler.errors import SchemaOutdated, SchemaTooNew
@@ -27,8 +29,15 @@ def test_migrations_build_every_table_from_empty(database_url: str) -> None:
         assert before.current is None
         assert schema_state(store).up_to_date
         tables = set(inspect(store).get_table_names())
-        assert {"customers", "orders", "referrals", "meetings", "touches",
-                "customer_values", "alembic_version"} <= tables
+        assert {
+            "customers",
+            "orders",
+            "referrals",
+            "meetings",
+            "touches",
+            "customer_values",
+            "alembic_version",
+        } <= tables
     finally:
         store.dispose()
 
@@ -40,9 +49,6 @@ def test_upgrade_twice_changes_nothing(engine: Engine) -> None:
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:
     """The migration and the tables in models.py describe the same schema."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": False})
         differences = compare_metadata(context, metadata)
@@ -52,9 +58,9 @@ def test_migrated_schema_matches_the_models(engine: Engine) -> None:
 def test_daily_question_columns_are_indexed(engine: Engine) -> None:
     inspector = inspect(engine)
 
-    def indexed(table: str) -> list[list[str | None]]:
-        found = [index["column_names"] for index in inspector.get_indexes(table)]
-        found += [u["column_names"] for u in inspector.get_unique_constraints(table)]
+    def indexed(table: str) -> list[list[str]]:
+        found = [[str(c) for c in index["column_names"]] for index in inspector.get_indexes(table)]
+        found += [list(u["column_names"]) for u in inspector.get_unique_constraints(table)]
         return found
 
     assert ["birth_month", "birth_day"] in indexed("customers")
@@ -92,14 +98,22 @@ def test_timestamps_come_back_aware_and_in_utc(engine: Engine) -> None:
     placed = datetime(2027, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=2)))
     with engine.begin() as connection:
         customer_id = connection.execute(
-            insert(customers).values(external_id="C-1", name="Ann", attributes={})
+            insert(customers)
+            .values(external_id="C-1", name="Ann", attributes={})
             .returning(customers.c.id)
         ).scalar_one()
-        connection.execute(insert(orders).values(
-            external_id="A-1", customer_id=customer_id, placed_at=placed, amount=Decimal("12.50")))
+        connection.execute(
+            insert(orders).values(
+                external_id="A-1",
+                customer_id=customer_id,
+                placed_at=placed,
+                amount=Decimal("12.50"),
+            )
+        )
     with engine.connect() as connection:
-        row = connection.execute(select(orders.c.placed_at, orders.c.amount,
-                                        orders.c.created_at)).one()
+        row = connection.execute(
+            select(orders.c.placed_at, orders.c.amount, orders.c.created_at)
+        ).one()
     assert row.placed_at == datetime(2027, 3, 1, 7, 30, tzinfo=UTC)
     assert row.placed_at.tzinfo is UTC
     assert row.created_at.tzinfo is UTC
@@ -110,26 +124,37 @@ def test_timestamps_come_back_aware_and_in_utc(engine: Engine) -> None:
 def test_naive_timestamps_are_refused(engine: Engine) -> None:
     with engine.begin() as connection:
         customer_id = connection.execute(
-            insert(customers).values(external_id="C-1", name="Ann", attributes={})
+            insert(customers)
+            .values(external_id="C-1", name="Ann", attributes={})
             .returning(customers.c.id)
         ).scalar_one()
     with pytest.raises(Exception, match="naive datetime"), engine.begin() as connection:
-        connection.execute(insert(orders).values(
-            external_id="A-1", customer_id=customer_id,
-            placed_at=datetime(2027, 3, 1, 9, 30),  # noqa: DTZ001 - the point of the test
-            amount=Decimal(1)))
+        connection.execute(
+            insert(orders).values(
+                external_id="A-1",
+                customer_id=customer_id,
+                placed_at=datetime(2027, 3, 1, 9, 30),  # noqa: DTZ001 - the point of the test
+                amount=Decimal(1),
+            )
+        )
 
 
 @pytest.mark.parametrize("amount", ["0.01", "19.99", "1234567.89", "99999999999.99"])
 def test_money_keeps_its_cents(engine: Engine, amount: str) -> None:
     with engine.begin() as connection:
         customer_id = connection.execute(
-            insert(customers).values(external_id="C-1", name="Ann", attributes={})
+            insert(customers)
+            .values(external_id="C-1", name="Ann", attributes={})
             .returning(customers.c.id)
         ).scalar_one()
-        connection.execute(insert(orders).values(
-            external_id="A-1", customer_id=customer_id, placed_at=datetime.now(UTC),
-            amount=Decimal(amount)))
+        connection.execute(
+            insert(orders).values(
+                external_id="A-1",
+                customer_id=customer_id,
+                placed_at=datetime.now(UTC),
+                amount=Decimal(amount),
+            )
+        )
     with engine.connect() as connection:
         assert connection.execute(select(orders.c.amount)).scalar_one() == Decimal(amount)
 
@@ -137,28 +162,43 @@ def test_money_keeps_its_cents(engine: Engine, amount: str) -> None:
 def test_one_note_per_customer_and_occasion(engine: Engine) -> None:
     with engine.begin() as connection:
         customer_id = connection.execute(
-            insert(customers).values(external_id="C-1", name="Ann", attributes={})
+            insert(customers)
+            .values(external_id="C-1", name="Ann", attributes={})
             .returning(customers.c.id)
         ).scalar_one()
-        connection.execute(insert(touches).values(
-            customer_id=customer_id, kind="birthday", occasion_key="birthday:2027",
-            due_at=datetime(2027, 3, 1, 9, tzinfo=UTC)))
+        connection.execute(
+            insert(touches).values(
+                customer_id=customer_id,
+                kind="birthday",
+                occasion_key="birthday:2027",
+                due_at=datetime(2027, 3, 1, 9, tzinfo=UTC),
+            )
+        )
     with pytest.raises(IntegrityError), engine.begin() as connection:
-        connection.execute(insert(touches).values(
-            customer_id=customer_id, kind="birthday", occasion_key="birthday:2027",
-            due_at=datetime(2027, 3, 1, 10, tzinfo=UTC)))
+        connection.execute(
+            insert(touches).values(
+                customer_id=customer_id,
+                kind="birthday",
+                occasion_key="birthday:2027",
+                due_at=datetime(2027, 3, 1, 10, tzinfo=UTC),
+            )
+        )
 
 
 def test_a_referral_to_oneself_is_refused_by_the_store(engine: Engine) -> None:
     referrals = metadata.tables["referrals"]
     with engine.begin() as connection:
         customer_id = connection.execute(
-            insert(customers).values(external_id="C-1", name="Ann", attributes={})
+            insert(customers)
+            .values(external_id="C-1", name="Ann", attributes={})
             .returning(customers.c.id)
         ).scalar_one()
     with pytest.raises(IntegrityError), engine.begin() as connection:
-        connection.execute(insert(referrals).values(
-            referrer_id=customer_id, referred_id=customer_id, referred_on=date(2026, 1, 1)))
+        connection.execute(
+            insert(referrals).values(
+                referrer_id=customer_id, referred_id=customer_id, referred_on=date(2026, 1, 1)
+            )
+        )
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: object) -> None:

@@ -1,0 +1,235 @@
+"""The command line as a person uses it: help everywhere, clean errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from typer.main import get_command
+
+from scheduler.cli import app
+from scheduler.store.db import create_store_engine
+from scheduler.store.models import metadata
+from tests.conftest import Workspace, run_cli
+
+
+def _command_paths() -> Iterator[list[str]]:
+    root: Any = get_command(app)
+
+    def walk(command: Any, path: list[str]) -> Iterator[list[str]]:
+        yield path
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    yield from walk(root, [])
+
+
+COMMANDS = list(_command_paths())
+
+
+def test_the_command_tree_is_the_documented_one() -> None:
+    names = {" ".join(path) for path in COMMANDS}
+    assert {"init", "demo", "config check", "db upgrade", "db status", "import"} <= names
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "appreciate")
+def test_every_command_has_help(path: list[str]) -> None:
+    result = run_cli(*path, "--help")
+    assert result.exit_code == 0
+    assert "Usage: appreciate" in result.stdout
+    description = result.stdout.split("\n\n", 2)[1].strip()
+    assert len(description) > 15, f"{' '.join(path)} has no help text"
+
+
+def test_python_dash_m_scheduler_is_the_same_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "scheduler", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("appreciate ")
+
+
+def test_a_missing_config_is_a_clean_error(tmp_path: Path) -> None:
+    result = run_cli("--config", tmp_path / "nope.toml", "config", "check")
+    assert result.exit_code == 2
+    assert "error: no config file found" in result.stderr
+    assert "appreciate init" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_check_prints_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[business]\nname = "x"\n\n[smtp]\nport = "abc"\n', encoding="utf-8")
+    result = run_cli("--config", path, "config", "check")
+    assert result.exit_code == 2
+    assert f'{path}:5: smtp.port: expected an integer, got "abc"' in result.stderr
+    assert f"{path}:1: business.sender_name: required but missing" in result.stderr
+
+
+def test_config_check_accepts_a_good_config(migrated_workspace: Workspace) -> None:
+    result = run_cli(
+        "--config",
+        migrated_workspace.path,
+        "config",
+        "check",
+        env={"APPRECIATE_SMTP_PASSWORD": "x"},
+    )
+    assert result.exit_code == 0
+    assert f"{migrated_workspace.path}: ok" in result.stdout
+
+
+def test_the_config_is_found_through_the_environment(migrated_workspace: Workspace) -> None:
+    result = run_cli("config", "check", env={"APPRECIATE_CONFIG": str(migrated_workspace.path)})
+    assert result.exit_code == 0
+    assert str(migrated_workspace.path) in result.stdout
+
+
+def test_init_creates_a_working_workspace(tmp_path: Path) -> None:
+    folder = tmp_path / "shop"
+    result = run_cli("init", folder)
+    assert result.exit_code == 0
+    assert (folder / "appreciate.toml").is_file()
+    assert (folder / "templates" / "birthday.j2").is_file()
+    assert "Next:" in result.stdout
+    status = run_cli("--config", folder / "appreciate.toml", "db", "status")
+    assert status.exit_code == 0
+
+
+def test_init_never_overwrites_the_owners_files(tmp_path: Path) -> None:
+    assert run_cli("init", tmp_path).exit_code == 0
+    (tmp_path / "templates" / "birthday.j2").write_text("mine", encoding="utf-8")
+    again = run_cli("init", tmp_path)
+    assert again.exit_code == 1
+    assert "already exists" in again.stderr
+    forced = run_cli("init", tmp_path, "--force")
+    assert forced.exit_code == 0
+    assert (tmp_path / "templates" / "birthday.j2").read_text(encoding="utf-8") == "mine"
+
+
+def test_commands_refuse_an_unmigrated_store(workspace: Workspace, tmp_path: Path) -> None:
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_text("id,name\nC-1,Ann\n", encoding="utf-8")
+    result = run_cli("--config", workspace.path, "import", "customers", csv_file)
+    assert result.exit_code == 1
+    assert "appreciate db upgrade" in result.stderr
+    status = run_cli("--config", workspace.path, "db", "status")
+    assert status.exit_code == 1
+    upgraded = run_cli("--config", workspace.path, "db", "upgrade")
+    assert upgraded.exit_code == 0
+    assert "upgraded from schema none" in upgraded.stdout
+    assert run_cli("--config", workspace.path, "import", "customers", csv_file).exit_code == 0
+
+
+def test_import_reports_and_exits_one_on_rejects(
+    migrated_workspace: Workspace, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "customers.csv"
+    csv_file.write_text(
+        "id,name,email\nC-1,Ann,ann@example.com\nC-2,Bob,not-an-address\n", encoding="utf-8"
+    )
+    rejects = tmp_path / "rejects.csv"
+    result = run_cli(
+        "--config",
+        migrated_workspace.path,
+        "import",
+        "customers",
+        csv_file,
+        "--rejects",
+        rejects,
+        "--now",
+        "2026-11-23T12:00:00Z",
+    )
+    assert result.exit_code == 1
+    assert "2 rows: 1 new, 0 updated, 0 unchanged, 1 rejected" in result.stdout
+    assert f"{csv_file}:3: email:" in result.stderr
+    assert rejects.read_text(encoding="utf-8").splitlines()[0] == "id,name,email,reason"
+
+
+def test_import_json_report(migrated_workspace: Workspace, tmp_path: Path) -> None:
+    csv_file = tmp_path / "customers.csv"
+    csv_file.write_text("id,name,shoe size\nC-1,Ann,38\n", encoding="utf-8")
+    result = run_cli(
+        "--config", migrated_workspace.path, "import", "customers", csv_file, "--format", "json"
+    )
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report == {
+        "kind": "customers",
+        "file": str(csv_file),
+        "dry_run": False,
+        "rows": 1,
+        "inserted": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": [],
+        "ignored_columns": [],
+    }
+
+
+def test_import_dry_run_writes_nothing(migrated_workspace: Workspace, tmp_path: Path) -> None:
+    csv_file = tmp_path / "customers.csv"
+    csv_file.write_text("id,name\nC-1,Ann\n", encoding="utf-8")
+    result = run_cli(
+        "--config", migrated_workspace.path, "import", "customers", csv_file, "--dry-run"
+    )
+    assert result.exit_code == 0
+    assert "1 would be new" in result.stdout
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        with engine.connect() as connection:
+            count = connection.execute(
+                select(func.count()).select_from(metadata.tables["customers"])
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert count == 0
+
+
+def test_a_file_missing_a_required_column_is_refused(
+    migrated_workspace: Workspace, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "orders.csv"
+    csv_file.write_text("id,customer_id,amount\nA-1,C-1,10\n", encoding="utf-8")
+    result = run_cli("--config", migrated_workspace.path, "import", "orders", csv_file)
+    assert result.exit_code == 2
+    assert f"{csv_file}:1: missing required column(s) placed_at" in result.stderr
+
+
+def test_now_must_carry_an_offset(migrated_workspace: Workspace, tmp_path: Path) -> None:
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_text("id,name\nC-1,Ann\n", encoding="utf-8")
+    result = run_cli(
+        "--config",
+        migrated_workspace.path,
+        "import",
+        "customers",
+        csv_file,
+        "--now",
+        "2026-11-23T12:00:00",
+    )
+    assert result.exit_code == 2
+    assert "needs an offset" in result.stderr
+
+
+def test_the_demo_shows_imports_and_rejects(tmp_path: Path) -> None:
+    result = run_cli("demo", "--dir", tmp_path / "demo", "--now", "2026-11-23T12:00:00Z")
+    assert result.exit_code == 0
+    assert "customers  12 rows: 10 imported, 2 rejected" in result.stdout
+    assert "is not a real calendar date" in result.stdout
+    assert 'no customer with id "C-099"' in result.stdout
+    assert (tmp_path / "demo" / "customers.rejects.csv").is_file()
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'demo' / 'appreciate.db'}")
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM orders")).scalar_one() == 7
+    finally:
+        engine.dispose()

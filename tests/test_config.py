@@ -1,0 +1,190 @@
+"""Config files: strict validation with messages naming file, line and key; discovery order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scheduler.config import find_config, load_config, normalize_database_url
+from scheduler.errors import ConfigError, ConfigNotFound
+
+MINIMAL = """\
+[business]
+name = "Ada's Bakery"
+sender_name = "Ada"
+sender_email = "ada@example.com"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return str(caught.value).splitlines()
+
+
+def test_a_minimal_config_gets_sensible_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    settings = config.settings
+    assert settings.smtp.security == "starttls"
+    assert settings.smtp.effective_port == 587
+    assert settings.business.timezone == "UTC"
+    assert settings.schedule.send_days == ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    assert config.database_url(environ={}) == f"sqlite:///{tmp_path / 'appreciate.db'}"
+    assert config.templates_dir == tmp_path / "templates"
+
+
+def test_a_wrong_type_names_file_line_key_and_value(tmp_path: Path) -> None:
+    lines = problems(tmp_path, MINIMAL + '\n[smtp]\nhost = "mail.example.com"\nport = "abc"\n')
+    assert lines == [f'{tmp_path / "config.toml"}:8: smtp.port: expected an integer, got "abc"']
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[smtp]\nport = 70000\nsecurity = "ssl"\n\n[ltv]\nmodel = 3\n'
+    lines = problems(tmp_path, text)
+    assert len(lines) == 3
+    assert any("smtp.port" in line and "65535" in line for line in lines)
+    assert any(
+        'smtp.security: expected one of "starttls", "tls" or "none", got "ssl"' in line
+        for line in lines
+    )
+    assert any("ltv.model" in line and "got 3" in line for line in lines)
+
+
+def test_an_unknown_key_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
+    lines = problems(tmp_path, MINIMAL + "\n[smtp]\nprot = 25\n")
+    assert lines == [f'{tmp_path / "config.toml"}:7: smtp.prot: unknown key (did you mean "port"?)']
+
+
+def test_an_unknown_section_is_an_error(tmp_path: Path) -> None:
+    lines = problems(tmp_path, MINIMAL + "\n[occasions.birthdy]\nenabled = true\n")
+    assert lines == [
+        f'{tmp_path / "config.toml"}:6: occasions.birthdy: unknown key (did you mean "birthday"?)'
+    ]
+
+
+def test_a_missing_required_key_is_named(tmp_path: Path) -> None:
+    lines = problems(tmp_path, '[business]\nname = "Ada"\nsender_name = "Ada"\n')
+    assert lines == [f"{tmp_path / 'config.toml'}:1: business.sender_email: required but missing"]
+
+
+def test_a_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    lines = problems(tmp_path, MINIMAL + "\n[smtp]\nhost = mail.example.com\n")
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{tmp_path / 'config.toml'}:7: not valid TOML")
+
+
+def test_an_inline_password_is_refused_with_the_safe_alternative(tmp_path: Path) -> None:
+    lines = problems(tmp_path, MINIMAL + '\n[smtp]\nusername = "ada"\npassword = "hunter2"\n')
+    assert len(lines) == 1
+    assert "smtp.password" in lines[0]
+    assert "password_env" in lines[0]
+    assert "hunter2" not in lines[0]
+
+
+def test_a_database_url_with_a_password_is_refused(tmp_path: Path) -> None:
+    lines = problems(tmp_path, MINIMAL + '\n[database]\nurl = "postgresql://ada:s3cret@db/x"\n')
+    assert len(lines) == 1
+    assert "database.url" in lines[0]
+    assert "url_env" in lines[0]
+    assert "s3cret" not in lines[0]
+
+
+def test_the_password_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    from_env = load_config(write(tmp_path, MINIMAL + '[smtp]\npassword_env = "SMTP_PW"\n'))
+    assert from_env.smtp_password({"SMTP_PW": "pw-from-env"}) == "pw-from-env"
+    with pytest.raises(ConfigError, match="SMTP_PW is not set"):
+        from_env.smtp_password({})
+    (tmp_path / "secret").write_text("pw-from-file\n", encoding="utf-8")
+    from_file = load_config(
+        write(tmp_path, MINIMAL + '[smtp]\npassword_file = "secret"\n', "file.toml")
+    )
+    assert from_file.smtp_password({}) == "pw-from-file"
+
+
+def test_both_password_sources_at_once_is_an_error(tmp_path: Path) -> None:
+    lines = problems(tmp_path, MINIMAL + '[smtp]\npassword_env = "A"\npassword_file = "b"\n')
+    assert lines == [
+        f"{tmp_path / 'config.toml'}:5: smtp: set either password_env or password_file, not both"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[business]\ntimezone = "Europe/Londn"', 'unknown time zone "Europe/Londn"'),
+        ('[business]\nsender_email = "ada@example.com, bob@example.com"', "not a valid email"),
+        ('[schedule]\nsend_window = "17:00-09:00"', "must start before it ends"),
+        ('[schedule]\nsend_window = "9-5"', 'expected "HH:MM-HH:MM"'),
+        ('[schedule]\nsend_days = ["monday"]', 'expected one of "mon"'),
+        ("[schedule]\nsend_days = []", "at least one day"),
+        ("[ltv]\nmargin = 1.5", "less than or equal to 1"),
+    ],
+)
+def test_values_are_checked(tmp_path: Path, table: str, message: str) -> None:
+    base = MINIMAL if not table.startswith("[business]") else ""
+    text = base + "\n" + table + "\n"
+    if table.startswith("[business]"):
+        key_line = table.splitlines()[1]
+        text = MINIMAL.replace('sender_email = "ada@example.com"\n', "") + key_line + "\n"
+        if "sender_email" not in key_line:
+            text += 'sender_email = "ada@example.com"\n'
+    lines = problems(tmp_path, text)
+    assert len(lines) == 1
+    assert message in lines[0]
+
+
+def test_relative_sqlite_paths_are_relative_to_the_config(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL + '[database]\nurl = "sqlite:///data/a.db"\n'))
+    assert config.database_url({}) == f"sqlite:///{tmp_path / 'data' / 'a.db'}"
+
+
+def test_postgresql_urls_use_psycopg_3() -> None:
+    assert normalize_database_url("postgresql://ada@db/x") == "postgresql+psycopg://ada@db/x"
+
+
+def test_url_env_reads_the_url_from_the_environment(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL + '[database]\nurl_env = "DB_URL"\n'))
+    assert config.database_url({"DB_URL": "postgresql://a:b@h/d"}) == "postgresql+psycopg://a:b@h/d"
+    with pytest.raises(ConfigError, match="DB_URL is not set"):
+        config.database_url({})
+
+
+def test_discovery_prefers_the_option_then_the_environment_then_cwd(tmp_path: Path) -> None:
+    option = write(tmp_path, MINIMAL, "option.toml")
+    from_env = write(tmp_path, MINIMAL, "env.toml")
+    in_cwd = write(tmp_path, MINIMAL, "appreciate.toml")
+    env = {"APPRECIATE_CONFIG": str(from_env)}
+    assert find_config(option, env, tmp_path) == option
+    assert find_config(None, env, tmp_path) == from_env
+    assert find_config(None, {}, tmp_path) == in_cwd
+
+
+def test_a_missing_config_says_where_it_looked_and_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigNotFound) as caught:
+        find_config(None, {}, tmp_path)
+    message = str(caught.value)
+    assert str(tmp_path / "appreciate.toml") in message
+    assert "APPRECIATE_CONFIG" in message
+    assert "appreciate init" in message
+
+
+def test_a_named_config_that_is_missing_is_not_replaced_by_another(tmp_path: Path) -> None:
+    write(tmp_path, MINIMAL, "appreciate.toml")
+    with pytest.raises(ConfigNotFound, match=r"typo\.toml"):
+        find_config(tmp_path / "typo.toml", {}, tmp_path)
+    with pytest.raises(ConfigNotFound, match="APPRECIATE_CONFIG"):
+        find_config(None, {"APPRECIATE_CONFIG": str(tmp_path / "gone.toml")}, tmp_path)
+
+
+def test_the_settings_are_frozen(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    with pytest.raises(ValueError, match="frozen"):
+        config.settings.smtp.host = "elsewhere"  # type: ignore[misc]
