@@ -331,6 +331,12 @@ def demo(
     run_demo(out, directory, _parse_now(now))
 
 
+PIPED_WIDTH = 160
+
+
 def main() -> None:
     """Entry point of the `appreciate` command."""
+    for console in (out, err):
+        if not console.is_terminal:  # a file or a pipe: do not squeeze tables into 80 columns
+            console.width = PIPED_WIDTH
     app(prog_name="appreciate")

@@ -28,7 +28,6 @@ OVERVIEW_COLUMNS = (
     "name",
     "email",
     "birthday",
-    "timezone",
     "orders",
     "spent",
     "referred_by",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -10,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from sqlalchemy import func, select, text
 from typer.main import get_command
 
 from scheduler.cli import app
+from scheduler.progress import file_progress
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from tests.conftest import Workspace, run_cli
@@ -233,3 +236,18 @@ def test_the_demo_shows_imports_and_rejects(tmp_path: Path) -> None:
             assert connection.execute(text("SELECT count(*) FROM orders")).scalar_one() == 7
     finally:
         engine.dispose()
+
+
+def test_long_imports_show_a_progress_bar_on_a_terminal() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    with file_progress(console, "Importing customers") as progress:
+        assert progress is not None
+        progress(512, 1024)
+    assert "Importing customers" in buffer.getvalue()
+
+
+def test_no_progress_bar_when_output_is_not_a_terminal() -> None:
+    console = Console(file=io.StringIO(), force_terminal=False)
+    with file_progress(console, "Importing customers") as progress:
+        assert progress is None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
 from scheduler.store.models import metadata
+from scheduler.store.types import CENT
 
 _customers = metadata.tables["customers"]
 _orders = metadata.tables["orders"]
@@ -62,14 +66,21 @@ def customer_overview(connection: Connection, limit: int | None = None) -> list[
             "orders": row.orders,
             "spent": _money(row.spent),
             "referred_by": row.referred_by,
-            "opted_out": row.opted_out_at,
+            "opted_out": _local_date(row.opted_out_at, row.timezone),
         }
         for row in connection.execute(query)
     ]
 
 
-def _money(value: Any) -> Any:
-    """Sums come back as float on SQLite and Decimal on PostgreSQL: show cents either way."""
+def _local_date(moment: datetime | None, zone_name: str | None) -> date | None:
+    """The day `moment` fell on for the customer (UTC when they have no time zone)."""
+    if moment is None:
+        return None
+    return moment.astimezone(ZoneInfo(zone_name) if zone_name else UTC).date()
+
+
+def _money(value: Any) -> Decimal | None:
+    """Sums come back as float on SQLite and Decimal on PostgreSQL: cents either way."""
     if value is None:
         return None
-    return f"{float(value):.2f}"
+    return Decimal(repr(value) if isinstance(value, float) else value).quantize(CENT)
