@@ -280,7 +280,8 @@ def _print_report(report: ImportReport, rejects: Path | None, output_format: Out
     new = "would be new" if report.dry_run else "new"
     out.print(
         f"{verb} {report.kind} from {report.path}: {report.rows} rows: {report.inserted} {new}, "
-        f"{report.updated} updated, {report.unchanged} unchanged, {len(report.rejected)} rejected.",
+        f"{report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.rejected_count} rejected.",
         markup=False,
     )
     if report.ignored_columns:
@@ -293,7 +294,7 @@ def _print_report(report: ImportReport, rejects: Path | None, output_format: Out
         err.print(f"Rejected rows{where}:", markup=False)
         for rejection in report.rejected[:MAX_REJECTS_SHOWN]:
             err.print(f"  {report.path}:{rejection.line}: {rejection.reason}", markup=False)
-        hidden = len(report.rejected) - MAX_REJECTS_SHOWN
+        hidden = report.rejected_count - min(len(report.rejected), MAX_REJECTS_SHOWN)
         if hidden > 0:
             err.print(f"  ... and {hidden} more; use --rejects FILE to get them all.")
 
@@ -308,6 +309,7 @@ def report_dict(report: ImportReport) -> dict[str, Any]:
         "inserted": report.inserted,
         "updated": report.updated,
         "unchanged": report.unchanged,
+        "rejected_count": report.rejected_count,
         "rejected": [{"line": r.line, "reason": r.reason} for r in report.rejected],
         "ignored_columns": report.ignored_columns,
     }

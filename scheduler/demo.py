@@ -59,7 +59,7 @@ def run_demo(console: Console, directory: Path | None, now: datetime) -> Path:
             )
             console.print(
                 f"{kind:<10} {report.rows} rows: {report.inserted} imported, "
-                f"{len(report.rejected)} rejected",
+                f"{report.rejected_count} rejected",
                 markup=False,
             )
             for rejection in report.rejected:

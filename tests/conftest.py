@@ -8,6 +8,7 @@ the PostgreSQL variants skip, saying why.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,16 +63,27 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             {"options": f"-csearch_path={schema}", "application_name": schema}
         )
         yield url.render_as_string(hide_password=False)
-        with admin.connect() as connection:
-            left_open = connection.execute(
-                text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
-                {"name": schema},
-            ).scalar_one()
+        left_open = _connections_still_open(admin, schema)
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         assert left_open == 0, f"the test left {left_open} PostgreSQL connection(s) open"
     finally:
         admin.dispose()
+
+
+def _connections_still_open(admin: Engine, application_name: str) -> int:
+    """How many connections the test left open. A backend leaves pg_stat_activity shortly
+    after its client disconnects, so this waits (at most 5 s) for closed ones to go."""
+    deadline = time.monotonic() + 5
+    while True:
+        with admin.connect() as connection:
+            count = connection.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": application_name},
+            ).scalar_one()
+        if count == 0 or time.monotonic() > deadline:
+            return int(count)
+        time.sleep(0.05)
 
 
 @pytest.fixture

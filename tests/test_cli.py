@@ -173,6 +173,7 @@ def test_import_json_report(migrated_workspace: Workspace, tmp_path: Path) -> No
         "inserted": 1,
         "updated": 0,
         "unchanged": 0,
+        "rejected_count": 0,
         "rejected": [],
         "ignored_columns": [],
     }

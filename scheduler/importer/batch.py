@@ -8,20 +8,21 @@ later row with the same key wins, as it would had the rows been applied one by o
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table
 
 from scheduler.importer.fields import LocalTime, OptOut, zone
 from scheduler.importer.kinds import Candidate
+from scheduler.store.bulk import BulkWriter, rows_where_in, select_where_in
 from scheduler.store.models import metadata
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     """A row on its way to the store: where it came from and what it says."""
 
@@ -30,7 +31,7 @@ class Pending:
     candidate: Candidate
 
 
-@dataclass
+@dataclass(slots=True)
 class Rejection:
     line: int
     raw: list[str]
@@ -49,51 +50,51 @@ class BatchOutcome:
 class WriteContext:
     now: datetime
     business_zone: ZoneInfo
-    dry_run: bool
+
+
+State = dict[str, Any]
 
 
 class _Spec:
-    """How one kind is keyed, looked up and merged."""
+    """How one kind is keyed, looked up and merged.
+
+    `stored` lists the columns an import writes (the key columns included); `local_times`
+    the columns whose values may be local times to place in the customer's zone.
+    """
 
     table: Table
-    columns: tuple[str, ...]
+    stored: tuple[str, ...]
+    local_times: tuple[str, ...] = ()
 
-    def key(self, values: dict[str, Any]) -> Hashable:
+    def key(self, values: State) -> Hashable:
         raise NotImplementedError
 
-    def fetch(
-        self, connection: Connection, keys: Sequence[Hashable]
-    ) -> dict[Hashable, dict[str, Any]]:
+    def fetch(self, connection: Connection, keys: Sequence[Hashable]) -> dict[Hashable, State]:
         raise NotImplementedError
 
-    def merge(
-        self, current: dict[str, Any] | None, values: dict[str, Any], context: WriteContext
-    ) -> dict[str, Any]:
-        """The full new state of the row's columns: stored values overlaid by the file's."""
-        state = dict(current) if current else dict.fromkeys(self.columns)
-        state.pop("id", None)
+    def merge(self, current: State | None, values: State, context: WriteContext) -> State:
+        """The full new state of the stored columns: stored values overlaid by the file's."""
+        state = dict(current) if current else dict.fromkeys(self.stored)
         state.update(values)
         return state
 
+    def _select(self, connection: Connection, key: str, keys: Iterable[Any]) -> list[State]:
+        return select_where_in(connection, self.table, ("id", *self.stored), key, keys)
+
 
 class _ByExternalId(_Spec):
-    def key(self, values: dict[str, Any]) -> Hashable:
+    def key(self, values: State) -> Hashable:
         external_id: str = values["external_id"]
         return external_id
 
-    def fetch(
-        self, connection: Connection, keys: Sequence[Hashable]
-    ) -> dict[Hashable, dict[str, Any]]:
-        table = self.table
-        query = select(table.c.id, table.c.external_id, *(table.c[c] for c in self.columns)).where(
-            table.c.external_id.in_(keys)
-        )
-        return {row.external_id: dict(row._mapping) for row in connection.execute(query)}
+    def fetch(self, connection: Connection, keys: Sequence[Hashable]) -> dict[Hashable, State]:
+        return {row["external_id"]: row for row in self._select(connection, "external_id", keys)}
 
 
 class _Customers(_ByExternalId):
     table = metadata.tables["customers"]
-    columns = (
+    stored = (
+        "external_id",
         "name",
         "email",
         "birth_year",
@@ -106,9 +107,7 @@ class _Customers(_ByExternalId):
         "attributes",
     )
 
-    def merge(
-        self, current: dict[str, Any] | None, values: dict[str, Any], context: WriteContext
-    ) -> dict[str, Any]:
+    def merge(self, current: State | None, values: State, context: WriteContext) -> State:
         given = dict(values)
         opt_out = given.pop("opted_out_at", None)
         attributes = given.pop("attributes", {})
@@ -123,7 +122,7 @@ class _Customers(_ByExternalId):
 def _opted_out(
     stored: datetime | None,
     given: datetime | LocalTime | OptOut | None,
-    state: dict[str, Any],
+    state: State,
     context: WriteContext,
 ) -> datetime | None:
     """An import can opt a customer out or correct when, never opt them back in."""
@@ -139,45 +138,34 @@ def _opted_out(
 
 class _Orders(_ByExternalId):
     table = metadata.tables["orders"]
-    columns = ("customer_id", "placed_at", "amount", "margin", "description")
+    stored = ("external_id", "customer_id", "placed_at", "amount", "margin", "description")
+    local_times = ("placed_at",)
 
 
 class _Referrals(_Spec):
     table = metadata.tables["referrals"]
-    columns = ("referrer_id", "referred_id", "referred_on")
+    stored = ("referrer_id", "referred_id", "referred_on")
 
-    def key(self, values: dict[str, Any]) -> Hashable:
+    def key(self, values: State) -> Hashable:
         referred_id: int = values["referred_id"]
         return referred_id
 
-    def fetch(
-        self, connection: Connection, keys: Sequence[Hashable]
-    ) -> dict[Hashable, dict[str, Any]]:
-        table = self.table
-        query = select(table.c.id, *(table.c[c] for c in self.columns)).where(
-            table.c.referred_id.in_(keys)
-        )
-        return {row.referred_id: dict(row._mapping) for row in connection.execute(query)}
+    def fetch(self, connection: Connection, keys: Sequence[Hashable]) -> dict[Hashable, State]:
+        return {row["referred_id"]: row for row in self._select(connection, "referred_id", keys)}
 
 
 class _Meetings(_Spec):
     table = metadata.tables["meetings"]
-    columns = ("customer_id", "met_at", "note")
+    stored = ("customer_id", "met_at", "note")
+    local_times = ("met_at",)
 
-    def key(self, values: dict[str, Any]) -> Hashable:
+    def key(self, values: State) -> Hashable:
         return (values["customer_id"], values["met_at"])
 
-    def fetch(
-        self, connection: Connection, keys: Sequence[Hashable]
-    ) -> dict[Hashable, dict[str, Any]]:
-        table = self.table
+    def fetch(self, connection: Connection, keys: Sequence[Hashable]) -> dict[Hashable, State]:
         customers = {key[0] for key in keys if isinstance(key, tuple)}
-        query = select(table.c.id, *(table.c[c] for c in self.columns)).where(
-            table.c.customer_id.in_(customers)
-        )
-        return {
-            (row.customer_id, row.met_at): dict(row._mapping) for row in connection.execute(query)
-        }
+        rows = self._select(connection, "customer_id", customers)
+        return {(row["customer_id"], row["met_at"]): row for row in rows}
 
 
 SPECS: dict[str, _Spec] = {
@@ -195,10 +183,10 @@ def write_batch(
     """Resolve, compare and write `rows` on `connection` (inside the caller's transaction)."""
     spec = SPECS[kind]
     outcome = BatchOutcome()
-    resolved = _resolve(connection, rows, context, outcome)
+    resolved = _resolve(connection, spec, rows, context, outcome)
     existing = spec.fetch(connection, list({spec.key(values) for values in resolved}))
-    inserts: dict[Hashable, dict[str, Any]] = {}
-    updates: dict[Hashable, dict[str, Any]] = {}
+    inserts: dict[Hashable, State] = {}
+    updates: dict[Hashable, State] = {}
     for values in resolved:
         key = spec.key(values)
         current = inserts.get(key) or updates.get(key) or existing.get(key)
@@ -206,65 +194,42 @@ def write_batch(
         if current is None:
             inserts[key] = state
             outcome.inserted += 1
-        elif key in inserts:
-            inserts[key] = state
-            outcome.updated += 1
-        elif any(current.get(column) != state[column] for column in state):
-            updates[key] = {**state, "id": current["id"]}
+        elif any(current[column] != state[column] for column in spec.stored):
+            (inserts if key in inserts else updates)[key] = state
             outcome.updated += 1
         else:
             outcome.unchanged += 1
-    if not context.dry_run:
-        _write(connection, spec.table, inserts, updates, context.now)
+    now = context.now
+    BulkWriter(connection, spec.table, spec.stored, {"created_at": now, "updated_at": now}).insert(
+        [state[c] for c in spec.stored] for state in inserts.values()
+    )
+    BulkWriter(connection, spec.table, spec.stored, {"updated_at": now}).update(
+        (state["id"], [state[c] for c in spec.stored]) for state in updates.values()
+    )
     return outcome
 
 
-def _write(
-    connection: Connection,
-    table: Table,
-    inserts: dict[Hashable, dict[str, Any]],
-    updates: dict[Hashable, dict[str, Any]],
-    now: datetime,
-) -> None:
-    if inserts:
-        connection.execute(
-            insert(table),
-            [{**state, "created_at": now, "updated_at": now} for state in inserts.values()],
-        )
-    if updates:
-        columns = [c for c in next(iter(updates.values())) if c != "id"]
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("row_id"))
-            .values({column: bindparam(f"new_{column}") for column in [*columns, "updated_at"]})
-        )
-        connection.execute(
-            statement,
-            [
-                {
-                    "row_id": state["id"],
-                    "new_updated_at": now,
-                    **{f"new_{column}": state[column] for column in columns},
-                }
-                for state in updates.values()
-            ],
-        )
-
-
 def _resolve(
-    connection: Connection, rows: Sequence[Pending], context: WriteContext, outcome: BatchOutcome
-) -> list[dict[str, Any]]:
+    connection: Connection,
+    spec: _Spec,
+    rows: Sequence[Pending],
+    context: WriteContext,
+    outcome: BatchOutcome,
+) -> list[State]:
     """Turn customer external ids into row ids and local times into UTC, rejecting the rest."""
     wanted = {ref for row in rows for ref in row.candidate.refs.values()}
-    customers: dict[str, tuple[int, str | None]] = {}
-    if wanted:
-        query = select(_CUSTOMERS.c.external_id, _CUSTOMERS.c.id, _CUSTOMERS.c.timezone).where(
-            _CUSTOMERS.c.external_id.in_(wanted)
+    if not wanted:
+        return [row.candidate.values for row in rows]
+    customers = {
+        external_id: (customer_id, zone_name)
+        for external_id, customer_id, zone_name in rows_where_in(
+            connection, _CUSTOMERS, ("external_id", "id", "timezone"), "external_id", wanted
         )
-        customers = {row.external_id: (row.id, row.timezone) for row in connection.execute(query)}
-    resolved: list[dict[str, Any]] = []
+    }
+    zones: dict[str | None, ZoneInfo] = {None: context.business_zone}
+    resolved: list[State] = []
     for row in rows:
-        values = dict(row.candidate.values)
+        values = row.candidate.values
         missing = []
         zone_name: str | None = None
         for column, external_id in row.candidate.refs.items():
@@ -274,13 +239,17 @@ def _resolve(
                     f'{column}: no customer with id "{external_id}" (import customers first)'
                 )
                 continue
-            values[column], zone_name = found[0], zone_name or found[1]
+            values[column] = found[0]
+            zone_name = zone_name or found[1]
         if missing:
             outcome.rejected.append(Rejection(row.line, row.raw, "; ".join(missing)))
             continue
-        local_zone = zone(zone_name) if zone_name else context.business_zone
-        for column, value in values.items():
+        for column in spec.local_times:
+            value = values[column]
             if isinstance(value, LocalTime):
+                local_zone = zones.get(zone_name)
+                if local_zone is None:
+                    local_zone = zones[zone_name] = zone(zone_name or "UTC")
                 values[column] = value.in_zone(local_zone)
         resolved.append(values)
     return resolved

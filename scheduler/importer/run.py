@@ -31,6 +31,10 @@ Progress = Callable[[int, int], None]
 """Called after each batch with (bytes read, file size)."""
 
 
+KEPT_REJECTIONS = 1_000
+"""How many rejections a report keeps in memory; the rejects file always gets every one."""
+
+
 @dataclass
 class ImportReport:
     """What an import did (or, with dry_run, would do)."""
@@ -42,18 +46,23 @@ class ImportReport:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    rejected_count: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.rejected
+        return self.rejected_count == 0
 
     def add(self, outcome: BatchOutcome) -> None:
         self.inserted += outcome.inserted
         self.updated += outcome.updated
         self.unchanged += outcome.unchanged
-        self.rejected.extend(outcome.rejected)
+
+    def reject(self, rejection: Rejection) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < KEPT_REJECTIONS:
+            self.rejected.append(rejection)
 
 
 def import_csv(
@@ -72,54 +81,71 @@ def import_csv(
 
     Raises ImportRejected, before writing anything, when the file as a whole cannot be
     imported (unreadable, no header, a required column missing). A KeyboardInterrupt between
-    or inside batches propagates after the current batch is rolled back.
+    or inside batches propagates after the current batch is rolled back. A dry run does all
+    the work in one transaction that it rolls back, so its counts are exactly a real run's (on
+    SQLite it holds the write lock meanwhile).
     """
     spec = KINDS[kind]
-    context = WriteContext(now=now, business_zone=business_zone, dry_run=dry_run)
+    context = WriteContext(now=now, business_zone=business_zone)
     report = ImportReport(kind=kind, path=path, dry_run=dry_run)
     today = now.astimezone(business_zone).date()
     with CsvSource(path) as source:
         report.ignored_columns = _check_header(spec, source)
-        with _rejects_writer(rejects_path, source.header) as rejects:
+        with (
+            _rejects_writer(rejects_path, source.header) as write_rejection,
+            _batch_writer(engine, kind, context, dry_run) as write,
+        ):
             batch: list[Pending] = []
+            held: list[Rejection] = []
 
             def flush() -> None:
-                if batch:
-                    outcome = _write(engine, kind, batch, context)
-                    for rejection in outcome.rejected:
-                        rejects(rejection)
-                    report.add(outcome)
-                    batch.clear()
+                outcome = write(batch) if batch else BatchOutcome()
+                report.add(outcome)
+                for rejection in sorted([*held, *outcome.rejected], key=_by_line):
+                    report.reject(rejection)
+                    write_rejection(rejection)
+                batch.clear()
+                held.clear()
                 if progress:
                     progress(source.bytes_read, source.size)
 
             for row in source.rows():
                 report.rows += 1
                 if row.problem is not None:
-                    rejection = Rejection(row.line, row.raw, row.problem)
-                else:
-                    try:
-                        batch.append(Pending(row.line, row.raw, spec.parse(row.cells, today)))
-                    except RowErrors as errors:
-                        rejection = Rejection(row.line, row.raw, str(errors))
-                    else:
-                        if len(batch) >= batch_size:
-                            flush()
-                        continue
-                report.rejected.append(rejection)
-                rejects(rejection)
+                    held.append(Rejection(row.line, row.raw, row.problem))
+                    continue
+                try:
+                    batch.append(Pending(row.line, row.raw, spec.parse(row.cells, today)))
+                except RowErrors as errors:
+                    held.append(Rejection(row.line, row.raw, str(errors)))
+                    continue
+                if len(batch) >= batch_size:
+                    flush()
             flush()
-    report.rejected.sort(key=lambda rejection: rejection.line)
     return report
 
 
-def _write(engine: Engine, kind: str, batch: list[Pending], context: WriteContext) -> BatchOutcome:
-    """One batch in one transaction (a dry run only reads, and takes no write lock)."""
-    if context.dry_run:
-        with engine.connect() as connection:
-            return write_batch(connection, kind, batch, context)
+def _by_line(rejection: Rejection) -> int:
+    return rejection.line
+
+
+@contextmanager
+def _batch_writer(
+    engine: Engine, kind: str, context: WriteContext, dry_run: bool
+) -> Iterator[Callable[[list[Pending]], BatchOutcome]]:
+    """A function writing one batch: each in its own transaction, or for a dry run all in one
+    transaction that is rolled back at the end."""
+    if not dry_run:
+
+        def commit_each(batch: list[Pending]) -> BatchOutcome:
+            with write_transaction(engine) as connection:
+                return write_batch(connection, kind, batch, context)
+
+        yield commit_each
+        return
     with write_transaction(engine) as connection:
-        return write_batch(connection, kind, batch, context)
+        yield lambda batch: write_batch(connection, kind, batch, context)
+        connection.rollback()
 
 
 def _check_header(spec: KindSpec, source: CsvSource) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from scheduler.errors import ImportRejected
 
 RESERVED_COLUMNS = frozenset({"reason"})
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept as surrogates
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
 # Python's csv module refuses fields over 128 KiB by default; a notes column can be long.
 csv.field_size_limit(16 * 1024 * 1024)
@@ -30,7 +31,7 @@ def column_name(header: str) -> str:
     return _NOT_WORD.sub("_", header.strip().lower()).strip("_")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SourceRow:
     """One record: its first line in the file, its cells by column, and the cells as read."""
 
@@ -54,9 +55,13 @@ class CsvSource:
             self._binary, encoding="utf-8-sig", errors="surrogateescape", newline=""
         )
         self._reader = csv.reader(self._text)
-        self.header: list[str] = self._read_header()
-        self.columns: list[str] = [column_name(name) for name in self.header]
-        self._check_columns()
+        try:
+            self.header: list[str] = self._read_header()
+            self.columns: list[str] = [column_name(name) for name in self.header]
+            self._check_columns()
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> CsvSource:
         return self
@@ -88,7 +93,7 @@ class CsvSource:
     def _check_columns(self) -> None:
         seen: dict[str, str] = {}
         for original, name in zip(self.header, self.columns, strict=True):
-            if _has_undecodable(original):
+            if _UNDECODABLE.search(original):
                 raise ImportRejected(self.path, 1, "the header is not UTF-8 text")
             if not name:
                 raise ImportRejected(self.path, 1, f'the column "{original}" has no usable name')
@@ -101,41 +106,40 @@ class CsvSource:
     def rows(self) -> Iterator[SourceRow]:
         """Each record after the header; a malformed one carries a `problem` instead."""
         width = len(self.columns)
-        line = self._reader.line_num + 1
+        reader = self._reader
+        keep = [name for name in self.columns if name not in RESERVED_COLUMNS]
+        reserved = [i for i, name in enumerate(self.columns) if name in RESERVED_COLUMNS]
+        line = reader.line_num + 1
         while True:
             try:
-                raw = next(self._reader)
+                raw = next(reader)
             except StopIteration:
                 return
             except csv.Error as error:
                 yield SourceRow(line, {}, [], f"the line cannot be read as CSV: {error}")
-                line = self._reader.line_num + 1
+                line = reader.line_num + 1
                 continue
-            start, line = line, self._reader.line_num + 1
+            start, line = line, reader.line_num + 1
             if not raw or (len(raw) == 1 and not raw[0].strip()):
                 continue
-            if len(raw) != width:
-                yield SourceRow(start, {}, raw, f"has {len(raw)} fields, the header has {width}")
+            problem = _problem(raw, width)
+            if problem is not None:
+                yield SourceRow(start, {}, raw, problem)
                 continue
-            if _has_undecodable("".join(raw)):
-                yield SourceRow(
-                    start,
-                    {},
-                    raw,
-                    "contains bytes that are not UTF-8 text (save the file as UTF-8)",
-                )
-                continue
-            cells = {
-                name: value.strip()
-                for name, value in zip(self.columns, raw, strict=True)
-                if name not in RESERVED_COLUMNS
-            }
-            yield SourceRow(start, cells, raw)
+            values = (
+                [value for i, value in enumerate(raw) if i not in reserved] if reserved else raw
+            )
+            yield SourceRow(start, dict(zip(keep, map(str.strip, values), strict=True)), raw)
 
 
-_UNDECODABLE = re.compile("[\udc80-\udcff]")
-
-
-def _has_undecodable(text: str) -> bool:
-    """True when `text` holds bytes that were not UTF-8 (kept as lone surrogates)."""
-    return _UNDECODABLE.search(text) is not None
+def _problem(raw: list[str], width: int) -> str | None:
+    """Why a record cannot be read as a row of this file, or None when it can."""
+    if len(raw) != width:
+        count = "1 field" if len(raw) == 1 else f"{len(raw)} fields"
+        return f"has {count}, the header has {width}"
+    joined = "".join(raw)
+    if _UNDECODABLE.search(joined) is not None:
+        return "contains bytes that are not UTF-8 text (save the file as UTF-8)"
+    if "\x00" in joined:
+        return "contains a NUL character, which no text may hold"
+    return None

@@ -1,8 +1,9 @@
 """Column types that behave the same on SQLite and PostgreSQL.
 
-- `UtcDateTime`: timezone-aware in Python, always UTC. PostgreSQL stores `timestamptz`; SQLite
-  stores naive UTC text (`2027-03-01 09:00:00.000000`), and what is read back is made aware
-  again. Writing a naive datetime is a bug and raises.
+- `UtcDateTime`: timezone-aware in Python, always UTC. PostgreSQL stores `timestamptz`. SQLite
+  stores UTC as ISO text, `2027-03-01 09:00:00.000000` (the format SQLAlchemy itself uses);
+  text without an offset is read as UTC, text with one (written by another application) is
+  converted. Writing a naive datetime is a bug and raises.
 - `Money`: `Decimal` with two places. PostgreSQL stores `NUMERIC(14, 2)`; SQLite stores a REAL
   (so its own SQL can sum and compare), read back rounded to cents, which is exact for amounts
   below a hundred billion.
@@ -15,9 +16,20 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Float, Numeric
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 CENT = Decimal("0.01")
+
+
+class _SQLiteIsoText(UserDefinedType[str]):
+    """SQLite's DATETIME column holding text that UtcDateTime formats and parses itself
+    (with the C-speed `isoformat`/`fromisoformat` instead of a regex per value). A user-defined
+    type, so the dialect does not swap in its own DATETIME processing."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "DATETIME"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -26,17 +38,28 @@ class UtcDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return _SQLiteIsoText()
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"refusing to store a naive datetime: {value!r}")
         value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return value
 
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a timestamp, found {value!r}")
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
