@@ -42,7 +42,7 @@ class FieldError(ValueError):
         super().__init__(f"{column}: {message}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Birthday:
     """A birthday; `year` is None when the customer gave only the day."""
 
@@ -51,7 +51,7 @@ class Birthday:
     year: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LocalTime:
     """A datetime written without an offset: local to a zone decided later."""
 

@@ -79,7 +79,15 @@ class _Checker:
             self.errors.append(FieldError(column, f"is longer than {max_length} characters"))
         return value
 
+    def required(self, column: str, parser: Callable[[str, str], T]) -> T | None:
+        """The parsed cell; an empty one is an error."""
+        if not self.cells.get(column):
+            self.errors.append(FieldError(column, "is empty"))
+            return None
+        return self.optional(column, parser)
+
     def optional(self, column: str, parser: Callable[[str, str], T]) -> T | None:
+        """The parsed cell, or None when it is empty."""
         value = self.cells.get(column, "")
         if not value:
             return None
@@ -131,14 +139,8 @@ def parse_order(cells: dict[str, str], today: date) -> Candidate:
     check = _Checker(cells)
     values: dict[str, Any] = {"external_id": check.required_text("id", EXTERNAL_ID_LENGTH)}
     customer = check.required_text("customer_id", EXTERNAL_ID_LENGTH)
-    placed_at = check.optional("placed_at", parse_datetime)
-    if placed_at is None and not check.cells.get("placed_at"):
-        check.errors.append(FieldError("placed_at", "is empty"))
-    values["placed_at"] = placed_at
-    amount = check.optional("amount", parse_money)
-    if amount is None and not check.cells.get("amount"):
-        check.errors.append(FieldError("amount", "is empty"))
-    values["amount"] = amount
+    values["placed_at"] = check.required("placed_at", parse_datetime)
+    values["amount"] = amount = check.required("amount", parse_money)
     if check.has("margin"):
         margin = check.optional("margin", lambda c, v: parse_money(c, v, allow_negative=True))
         if margin is not None and amount is not None and margin > amount:
@@ -155,10 +157,8 @@ def parse_referral(cells: dict[str, str], today: date) -> Candidate:
     referred = check.required_text("referred_id", EXTERNAL_ID_LENGTH)
     if referrer and referrer == referred:
         check.errors.append(FieldError("referred_id", "a customer cannot refer themselves"))
-    referred_on = check.optional("referred_on", parse_date)
-    if referred_on is None and not cells.get("referred_on"):
-        check.errors.append(FieldError("referred_on", "is empty"))
-    elif referred_on is not None and referred_on > today:
+    referred_on = check.required("referred_on", parse_date)
+    if referred_on is not None and referred_on > today:
         check.errors.append(FieldError("referred_on", f'"{referred_on}" is in the future'))
     return check.finish(
         Candidate(
@@ -171,10 +171,7 @@ def parse_referral(cells: dict[str, str], today: date) -> Candidate:
 def parse_meeting(cells: dict[str, str], today: date) -> Candidate:
     check = _Checker(cells)
     customer = check.required_text("customer_id", EXTERNAL_ID_LENGTH)
-    met_at = check.optional("met_at", parse_datetime)
-    if met_at is None and not cells.get("met_at"):
-        check.errors.append(FieldError("met_at", "is empty"))
-    values: dict[str, Any] = {"met_at": met_at}
+    values: dict[str, Any] = {"met_at": check.required("met_at", parse_datetime)}
     if check.has("note"):
         values["note"] = cells["note"] or None
     return check.finish(Candidate(values, refs={"customer_id": customer}))
