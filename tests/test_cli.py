@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from typer.main import get_command
 
 from scheduler.cli import app
@@ -34,6 +34,18 @@ def _command_paths() -> Iterator[list[str]]:
 
 
 COMMANDS = list(_command_paths())
+
+
+def count_rows(database_url: str, table: str) -> int:
+    engine = create_store_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            count: int = connection.execute(
+                select(func.count()).select_from(metadata.tables[table])
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return count
 
 
 def test_the_command_tree_is_the_documented_one() -> None:
@@ -187,15 +199,7 @@ def test_import_dry_run_writes_nothing(migrated_workspace: Workspace, tmp_path: 
     )
     assert result.exit_code == 0
     assert "1 would be new" in result.stdout
-    engine = create_store_engine(migrated_workspace.database_url)
-    try:
-        with engine.connect() as connection:
-            count = connection.execute(
-                select(func.count()).select_from(metadata.tables["customers"])
-            ).scalar_one()
-    finally:
-        engine.dispose()
-    assert count == 0
+    assert count_rows(migrated_workspace.database_url, "customers") == 0
 
 
 def test_a_file_missing_a_required_column_is_refused(
@@ -231,12 +235,7 @@ def test_the_demo_shows_imports_and_rejects(tmp_path: Path) -> None:
     assert "is not a real calendar date" in result.stdout
     assert 'no customer with id "C-099"' in result.stdout
     assert (tmp_path / "demo" / "customers.rejects.csv").is_file()
-    engine = create_store_engine(f"sqlite:///{tmp_path / 'demo' / 'appreciate.db'}")
-    try:
-        with engine.connect() as connection:
-            assert connection.execute(text("SELECT count(*) FROM orders")).scalar_one() == 7
-    finally:
-        engine.dispose()
+    assert count_rows(f"sqlite:///{tmp_path / 'demo' / 'appreciate.db'}", "orders") == 7
 
 
 def test_long_imports_show_a_progress_bar_on_a_terminal() -> None:

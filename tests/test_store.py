@@ -21,6 +21,17 @@ orders = metadata.tables["orders"]
 touches = metadata.tables["touches"]
 
 
+def add_customer(engine: Engine) -> int:
+    """Store one customer and return their row id."""
+    with engine.begin() as connection:
+        customer_id: int = connection.execute(
+            insert(customers)
+            .values(external_id="C-1", name="Ann", attributes={})
+            .returning(customers.c.id)
+        ).scalar_one()
+    return customer_id
+
+
 def test_migrations_build_every_table_from_empty(database_url: str) -> None:
     store = create_store_engine(database_url)
     try:
@@ -96,12 +107,8 @@ def test_a_database_without_a_revision_is_refused(engine: Engine) -> None:
 
 def test_timestamps_come_back_aware_and_in_utc(engine: Engine) -> None:
     placed = datetime(2027, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=2)))
+    customer_id = add_customer(engine)
     with engine.begin() as connection:
-        customer_id = connection.execute(
-            insert(customers)
-            .values(external_id="C-1", name="Ann", attributes={})
-            .returning(customers.c.id)
-        ).scalar_one()
         connection.execute(
             insert(orders).values(
                 external_id="A-1",
@@ -122,12 +129,7 @@ def test_timestamps_come_back_aware_and_in_utc(engine: Engine) -> None:
 
 
 def test_naive_timestamps_are_refused(engine: Engine) -> None:
-    with engine.begin() as connection:
-        customer_id = connection.execute(
-            insert(customers)
-            .values(external_id="C-1", name="Ann", attributes={})
-            .returning(customers.c.id)
-        ).scalar_one()
+    customer_id = add_customer(engine)
     with pytest.raises(Exception, match="naive datetime"), engine.begin() as connection:
         connection.execute(
             insert(orders).values(
@@ -141,17 +143,13 @@ def test_naive_timestamps_are_refused(engine: Engine) -> None:
 
 @pytest.mark.parametrize("amount", ["0.01", "19.99", "1234567.89", "99999999999.99"])
 def test_money_keeps_its_cents(engine: Engine, amount: str) -> None:
+    customer_id = add_customer(engine)
     with engine.begin() as connection:
-        customer_id = connection.execute(
-            insert(customers)
-            .values(external_id="C-1", name="Ann", attributes={})
-            .returning(customers.c.id)
-        ).scalar_one()
         connection.execute(
             insert(orders).values(
                 external_id="A-1",
                 customer_id=customer_id,
-                placed_at=datetime.now(UTC),
+                placed_at=datetime(2027, 3, 1, 9, tzinfo=UTC),
                 amount=Decimal(amount),
             )
         )
@@ -160,12 +158,8 @@ def test_money_keeps_its_cents(engine: Engine, amount: str) -> None:
 
 
 def test_one_note_per_customer_and_occasion(engine: Engine) -> None:
+    customer_id = add_customer(engine)
     with engine.begin() as connection:
-        customer_id = connection.execute(
-            insert(customers)
-            .values(external_id="C-1", name="Ann", attributes={})
-            .returning(customers.c.id)
-        ).scalar_one()
         connection.execute(
             insert(touches).values(
                 customer_id=customer_id,
@@ -187,12 +181,7 @@ def test_one_note_per_customer_and_occasion(engine: Engine) -> None:
 
 def test_a_referral_to_oneself_is_refused_by_the_store(engine: Engine) -> None:
     referrals = metadata.tables["referrals"]
-    with engine.begin() as connection:
-        customer_id = connection.execute(
-            insert(customers)
-            .values(external_id="C-1", name="Ann", attributes={})
-            .returning(customers.c.id)
-        ).scalar_one()
+    customer_id = add_customer(engine)
     with pytest.raises(IntegrityError), engine.begin() as connection:
         connection.execute(
             insert(referrals).values(
