@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +22,8 @@ from sqlalchemy import Engine
 
 from scheduler.errors import ImportRejected
 from scheduler.importer.batch import BatchOutcome, Pending, Rejection, WriteContext, write_batch
-from scheduler.importer.kinds import KINDS, KindSpec, RowErrors
+from scheduler.importer.kinds import KINDS, KindSpec
+from scheduler.importer.parse import parsed_batches
 from scheduler.importer.source import RESERVED_COLUMNS, CsvSource
 from scheduler.store.db import write_transaction
 
@@ -91,85 +91,23 @@ def import_csv(
     report = ImportReport(kind=kind, path=path, dry_run=dry_run)
     today = now.astimezone(business_zone).date()
     with CsvSource(path) as source:
+        header = source.header
+        size = source.size
         report.ignored_columns = _check_header(spec, source)
-        with (
-            _rejects_writer(rejects_path, source.header) as write_rejection,
-            _batch_writer(engine, kind, context, dry_run) as write,
-            _Pipeline(write) as pipeline,
-        ):
-
-            def settle(outcome: BatchOutcome, held: list[Rejection], position: int) -> None:
-                report.add(outcome)
-                for rejection in sorted([*held, *outcome.rejected], key=_by_line):
-                    report.reject(rejection)
-                    write_rejection(rejection)
-                if progress:
-                    progress(position, source.size)
-
-            batch: list[Pending] = []
-            held: list[Rejection] = []
-            for row in source.rows():
-                report.rows += 1
-                if row.problem is not None:
-                    held.append(Rejection(row.line, row.raw, row.problem))
-                    continue
-                try:
-                    batch.append(Pending(row.line, row.raw, spec.parse(row.cells, today)))
-                except RowErrors as errors:
-                    held.append(Rejection(row.line, row.raw, str(errors)))
-                    continue
-                if len(batch) >= batch_size:
-                    pipeline.submit(batch, held, source.bytes_read, settle)
-                    batch, held = [], []
-            pipeline.submit(batch, held, source.bytes_read, settle)
-            pipeline.drain()
+    with (
+        _rejects_writer(rejects_path, header) as write_rejection,
+        _batch_writer(engine, kind, context, dry_run) as write,
+    ):
+        for batch in parsed_batches(path, kind, today, batch_size):
+            outcome = write(batch.pending) if batch.pending else BatchOutcome()
+            report.rows += batch.rows
+            report.add(outcome)
+            for rejection in sorted([*batch.rejected, *outcome.rejected], key=_by_line):
+                report.reject(rejection)
+                write_rejection(rejection)
+            if progress:
+                progress(batch.position, size)
     return report
-
-
-Settle = Callable[[BatchOutcome, list[Rejection], int], None]
-
-
-class _Pipeline:
-    """Writes one batch on a background thread while the next one is read and parsed.
-
-    At most one batch is in flight, so memory stays flat, and outcomes are settled in file
-    order on the caller's thread. The database drivers release the GIL while the database
-    works, so parsing and writing overlap on two cores. Leaving the block early (an error,
-    Ctrl-C) waits for the batch in flight to finish its transaction, so only whole batches
-    are ever stored.
-    """
-
-    def __init__(self, write: Callable[[list[Pending]], BatchOutcome]) -> None:
-        self._write = write
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer")
-        self._in_flight: tuple[Future[BatchOutcome], list[Rejection], int, Settle] | None = None
-
-    def __enter__(self) -> _Pipeline:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._executor.shutdown(wait=True)
-
-    def submit(
-        self, batch: list[Pending], held: list[Rejection], position: int, settle: Settle
-    ) -> None:
-        """Settle the batch in flight, then start writing `batch` (may be empty)."""
-        self.drain()
-        future: Future[BatchOutcome]
-        if batch:
-            future = self._executor.submit(self._write, batch)
-        else:
-            future = Future()
-            future.set_result(BatchOutcome())
-        self._in_flight = (future, held, position, settle)
-
-    def drain(self) -> None:
-        """Wait for the batch in flight and settle it (re-raising what its write raised)."""
-        if self._in_flight is None:
-            return
-        future, held, position, settle = self._in_flight
-        self._in_flight = None
-        settle(future.result(), held, position)
 
 
 def _by_line(rejection: Rejection) -> int:
