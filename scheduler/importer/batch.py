@@ -108,11 +108,14 @@ class _Customers(_ByExternalId):
     )
 
     def merge(self, current: State | None, values: State, context: WriteContext) -> State:
+        """As for every kind, plus: attributes merge key by key (an empty cell removes its
+        key), and an opt-out is only ever set or corrected, never cleared."""
         given = dict(values)
         opt_out = given.pop("opted_out_at", None)
         attributes = given.pop("attributes", {})
         state = super().merge(current, given, context)
-        state["attributes"] = {**(current["attributes"] if current else {}), **attributes}
+        merged = {**current["attributes"], **attributes} if current else attributes
+        state["attributes"] = {key: value for key, value in merged.items() if value}
         state["opted_out_at"] = _opted_out(
             current["opted_out_at"] if current else None, opt_out, state, context
         )

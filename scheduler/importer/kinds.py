@@ -25,6 +25,7 @@ from scheduler.importer.fields import (
 from scheduler.store.models import EXTERNAL_ID_LENGTH
 
 T = TypeVar("T")
+Parser = Callable[[str, str], Any]
 
 
 @dataclass
@@ -97,6 +98,22 @@ class _Checker:
             self.errors.append(error)
             return None
 
+    def present(self, values: dict[str, Any], columns: tuple[tuple[str, Parser], ...]) -> None:
+        """Parse each column the file has into `values` (an empty cell stores None)."""
+        cells = self.cells
+        for column, parser in columns:
+            text = cells.get(column)
+            if text is None:
+                continue
+            if not text:
+                values[column] = None
+                continue
+            try:
+                values[column] = parser(column, text)
+            except FieldError as error:
+                self.errors.append(error)
+                values[column] = None
+
     def finish(self, candidate: Candidate) -> Candidate:
         if self.errors:
             raise RowErrors(self.errors)
@@ -104,6 +121,13 @@ class _Checker:
 
 
 CUSTOMER_COLUMNS = ("email", "birthday", "timezone", "first_met_on", "customer_since", "opted_out")
+_NOT_ATTRIBUTES = frozenset({"id", "name", *CUSTOMER_COLUMNS})
+_CUSTOMER_PARSERS: tuple[tuple[str, Parser], ...] = (
+    ("email", parse_email),
+    ("timezone", parse_time_zone),
+    ("first_met_on", parse_date),
+    ("customer_since", parse_date),
+)
 
 
 def parse_customer(cells: dict[str, str], today: date) -> Candidate:
@@ -112,26 +136,17 @@ def parse_customer(cells: dict[str, str], today: date) -> Candidate:
         "external_id": check.required_text("id", EXTERNAL_ID_LENGTH),
         "name": check.required_text("name"),
     }
-    if check.has("email"):
-        values["email"] = check.optional("email", parse_email)
-    if check.has("birthday"):
+    check.present(values, _CUSTOMER_PARSERS)
+    if "birthday" in cells:
         birthday = check.optional("birthday", lambda c, v: parse_birthday(c, v, today))
         values["birth_year"] = birthday.year if birthday else None
         values["birth_month"] = birthday.month if birthday else None
         values["birth_day"] = birthday.day if birthday else None
-    if check.has("timezone"):
-        values["timezone"] = check.optional("timezone", parse_time_zone)
-    for column in ("first_met_on", "customer_since"):
-        if check.has(column):
-            values[column] = check.optional(column, parse_date)
-    if check.has("opted_out"):
+    if "opted_out" in cells:
         values["opted_out_at"] = check.optional("opted_out", parse_opt_out)
-    attributes = {
-        column: value
-        for column, value in cells.items()
-        if column not in CUSTOMER_COLUMNS and column not in ("id", "name")
+    values["attributes"] = {
+        column: value for column, value in cells.items() if column not in _NOT_ATTRIBUTES
     }
-    values["attributes"] = attributes
     return check.finish(Candidate(values))
 
 

@@ -45,7 +45,11 @@ class BulkWriter:
         constants: Mapping[str, Any] | None = None,
     ) -> None:
         self._connection = connection
-        self._processors = _bind_processors(connection, table, columns)
+        self._converting = [
+            (index, process)
+            for index, process in enumerate(_bind_processors(connection, table, columns))
+            if process is not None
+        ]
         fixed = dict(constants or {})
         fixed_processors = _bind_processors(connection, table, list(fixed))
         self._constants = tuple(
@@ -63,11 +67,12 @@ class BulkWriter:
         self._update_sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE id = {mark}"
 
     def _bind(self, values: Sequence[Any]) -> tuple[Any, ...]:
-        bound = tuple(
-            value if process is None or value is None else process(value)
-            for value, process in zip(values, self._processors, strict=True)
-        )
-        return bound + self._constants
+        bound = list(values)
+        for index, process in self._converting:
+            value = bound[index]
+            if value is not None:
+                bound[index] = process(value)
+        return (*bound, *self._constants)
 
     def insert(self, rows: Iterable[Sequence[Any]]) -> None:
         """Insert rows given as values in the order of `columns`."""
