@@ -115,7 +115,10 @@ class _Checker:
                 values[column] = None
 
     def finish(self, candidate: Candidate) -> Candidate:
+        """The candidate, or RowErrors listing the problems in the file's column order."""
         if self.errors:
+            position = {column: index for index, column in enumerate(self.cells)}
+            self.errors.sort(key=lambda error: position.get(error.column, len(position)))
             raise RowErrors(self.errors)
         return candidate
 
