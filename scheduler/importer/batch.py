@@ -180,6 +180,11 @@ SPECS: dict[str, _Spec] = {
 _CUSTOMERS = metadata.tables["customers"]
 
 
+def target_table(kind: str) -> Table:
+    """The table an import of `kind` writes."""
+    return SPECS[kind].table
+
+
 def write_batch(
     connection: Connection, kind: str, rows: Sequence[Pending], context: WriteContext
 ) -> BatchOutcome:

@@ -121,6 +121,11 @@ def parse_money(column: str, text: str, *, allow_negative: bool = False) -> Deci
     raise FieldError(column, f'"{text}" is too large')
 
 
+def parse_margin(column: str, text: str) -> Decimal:
+    """Money that may be negative (a sale at a loss)."""
+    return parse_money(column, text, allow_negative=True)
+
+
 def parse_email(column: str, text: str) -> str:
     try:
         return normalize_address(text)

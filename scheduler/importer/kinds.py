@@ -18,6 +18,7 @@ from scheduler.importer.fields import (
     parse_date,
     parse_datetime,
     parse_email,
+    parse_margin,
     parse_money,
     parse_opt_out,
     parse_time_zone,
@@ -82,10 +83,15 @@ class _Checker:
 
     def required(self, column: str, parser: Callable[[str, str], T]) -> T | None:
         """The parsed cell; an empty one is an error."""
-        if not self.cells.get(column):
+        value = self.cells.get(column)
+        if not value:
             self.errors.append(FieldError(column, "is empty"))
             return None
-        return self.optional(column, parser)
+        try:
+            return parser(column, value)
+        except FieldError as error:
+            self.errors.append(error)
+            return None
 
     def optional(self, column: str, parser: Callable[[str, str], T]) -> T | None:
         """The parsed cell, or None when it is empty."""
@@ -160,7 +166,7 @@ def parse_order(cells: dict[str, str], today: date) -> Candidate:
     values["placed_at"] = check.required("placed_at", parse_datetime)
     values["amount"] = amount = check.required("amount", parse_money)
     if check.has("margin"):
-        margin = check.optional("margin", lambda c, v: parse_money(c, v, allow_negative=True))
+        margin = check.optional("margin", parse_margin)
         if margin is not None and amount is not None and margin > amount:
             check.errors.append(FieldError("margin", f"{margin} is more than the amount {amount}"))
         values["margin"] = margin

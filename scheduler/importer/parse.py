@@ -5,7 +5,7 @@ Only one batch is alive at a time, so memory stays flat however large the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -25,7 +25,9 @@ class ParsedBatch:
     position: int = 0
 
 
-def parsed_batches(path: Path, kind: str, today: date, batch_size: int) -> Iterator[ParsedBatch]:
+def parsed_batches(
+    path: Path, kind: str, today: date, batch_size: int
+) -> Generator[ParsedBatch, None, None]:
     """Each batch of `batch_size` good rows (the last one may be smaller or empty), with the
     rows rejected since the previous batch."""
     spec = KINDS[kind]

@@ -11,22 +11,31 @@ from __future__ import annotations
 
 import csv
 import gc
+import itertools
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Index, func, select
 
 from scheduler.errors import ImportRejected
-from scheduler.importer.batch import BatchOutcome, Pending, Rejection, WriteContext, write_batch
+from scheduler.importer.batch import (
+    BatchOutcome,
+    Pending,
+    Rejection,
+    WriteContext,
+    target_table,
+    write_batch,
+)
 from scheduler.importer.kinds import KINDS, KindSpec
-from scheduler.importer.parse import parsed_batches
+from scheduler.importer.parse import ParsedBatch, parsed_batches
 from scheduler.importer.source import RESERVED_COLUMNS, CsvSource
 from scheduler.store.db import write_transaction
+from scheduler.store.indexes import drop_indexes, indexes_set_aside, secondary_indexes
 
 BATCH_SIZE = 5_000
 Progress = Callable[[int, int], None]
@@ -35,6 +44,10 @@ Progress = Callable[[int, int], None]
 
 KEPT_REJECTIONS = 1_000
 """How many rejections a report keeps in memory; the rejects file always gets every one."""
+
+BULK_MIN_ROWS = 100_000
+"""An import expected to bring at least this many rows, and at least as many as its table
+already holds, sets the table's secondary indexes aside and builds them again at the end."""
 
 
 @dataclass
@@ -86,6 +99,11 @@ def import_csv(
     or inside batches propagates after the current batch is rolled back. A dry run does all
     the work in one transaction that it rolls back, so its counts are exactly a real run's (on
     SQLite it holds the write lock meanwhile).
+
+    A bulk import (see BULK_MIN_ROWS) writes without the table's secondary indexes and builds
+    them at the end, also after a failure or Ctrl-C (`scheduler.store.indexes`). A dry run on
+    SQLite does so inside its transaction, and its rollback brings them back; a dry run on
+    PostgreSQL keeps them, as dropping one would lock readers out for the whole run.
     """
     spec = KINDS[kind]
     context = WriteContext(now=now, business_zone=business_zone)
@@ -97,18 +115,23 @@ def import_csv(
         report.ignored_columns = _check_header(spec, source)
     with (
         _long_lived_objects_frozen(),
-        _rejects_writer(rejects_path, header) as write_rejection,
-        _batch_writer(engine, kind, context, dry_run) as write,
+        closing(parsed_batches(path, kind, today, batch_size)) as batches,
     ):
-        for batch in parsed_batches(path, kind, today, batch_size):
-            outcome = write(batch.pending) if batch.pending else BatchOutcome()
-            report.rows += batch.rows
-            report.add(outcome)
-            for rejection in sorted([*batch.rejected, *outcome.rejected], key=_by_line):
-                report.reject(rejection)
-                write_rejection(rejection)
-            if progress:
-                progress(batch.position, size)
+        first = next(batches)
+        set_aside = _indexes_to_set_aside(engine, kind, first, size, dry_run)
+        with (
+            _rejects_writer(rejects_path, header) as write_rejection,
+            _batch_writer(engine, kind, context, dry_run, set_aside) as write,
+        ):
+            for batch in itertools.chain([first], batches):
+                outcome = write(batch.pending) if batch.pending else BatchOutcome()
+                report.rows += batch.rows
+                report.add(outcome)
+                for rejection in sorted([*batch.rejected, *outcome.rejected], key=_by_line):
+                    report.reject(rejection)
+                    write_rejection(rejection)
+                if progress:
+                    progress(batch.position, size)
     return report
 
 
@@ -127,25 +150,43 @@ def _long_lived_objects_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
+def _indexes_to_set_aside(
+    engine: Engine, kind: str, first: ParsedBatch, size: int, dry_run: bool
+) -> list[Index]:
+    """The secondary indexes to drop while importing, judged from the first batch: none unless
+    the file holds at least BULK_MIN_ROWS rows and at least as many as the table."""
+    if first.position <= 0 or (dry_run and engine.dialect.name != "sqlite"):
+        return []
+    expected_rows = size * first.rows // first.position
+    if expected_rows < BULK_MIN_ROWS:
+        return []
+    table = target_table(kind)
+    with engine.connect() as connection:
+        stored = connection.execute(select(func.count()).select_from(table)).scalar_one()
+    return secondary_indexes(table) if expected_rows >= stored else []
+
+
 def _by_line(rejection: Rejection) -> int:
     return rejection.line
 
 
 @contextmanager
 def _batch_writer(
-    engine: Engine, kind: str, context: WriteContext, dry_run: bool
+    engine: Engine, kind: str, context: WriteContext, dry_run: bool, set_aside: list[Index]
 ) -> Iterator[Callable[[list[Pending]], BatchOutcome]]:
     """A function writing one batch: each in its own transaction, or for a dry run all in one
-    transaction that is rolled back at the end."""
+    transaction that is rolled back at the end. `set_aside` indexes are dropped meanwhile."""
     if not dry_run:
 
         def commit_each(batch: list[Pending]) -> BatchOutcome:
             with write_transaction(engine) as connection:
                 return write_batch(connection, kind, batch, context)
 
-        yield commit_each
+        with indexes_set_aside(engine, set_aside):
+            yield commit_each
         return
     with write_transaction(engine) as connection:
+        drop_indexes(connection, set_aside)
         yield lambda batch: write_batch(connection, kind, batch, context)
         connection.rollback()
 

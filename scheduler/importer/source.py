@@ -109,37 +109,41 @@ class CsvSource:
         reader = self._reader
         keep = [name for name in self.columns if name not in RESERVED_COLUMNS]
         reserved = [i for i, name in enumerate(self.columns) if name in RESERVED_COLUMNS]
+        strip = str.strip
         line = reader.line_num + 1
         while True:
             try:
-                raw = next(reader)
-            except StopIteration:
+                for raw in reader:
+                    start, line = line, reader.line_num + 1
+                    if len(raw) == width and _is_clean_text("".join(raw)):
+                        values = (
+                            [value for i, value in enumerate(raw) if i not in reserved]
+                            if reserved
+                            else raw
+                        )
+                        yield SourceRow(
+                            start, dict(zip(keep, map(strip, values), strict=True)), raw
+                        )
+                    elif raw and (len(raw) > 1 or raw[0].strip()):  # else a blank line
+                        yield SourceRow(start, {}, raw, _problem(raw, width))
                 return
             except csv.Error as error:
                 yield SourceRow(line, {}, [], f"the line cannot be read as CSV: {error}")
                 line = reader.line_num + 1
-                continue
-            start, line = line, reader.line_num + 1
-            if not raw or (len(raw) == 1 and not raw[0].strip()):
-                continue
-            problem = _problem(raw, width)
-            if problem is not None:
-                yield SourceRow(start, {}, raw, problem)
-                continue
-            values = (
-                [value for i, value in enumerate(raw) if i not in reserved] if reserved else raw
-            )
-            yield SourceRow(start, dict(zip(keep, map(str.strip, values), strict=True)), raw)
 
 
-def _problem(raw: list[str], width: int) -> str | None:
-    """Why a record cannot be read as a row of this file, or None when it can."""
+def _is_clean_text(joined: str) -> bool:
+    """No undecodable bytes and no NUL (ASCII text, the common case, is checked at C speed)."""
+    if "\x00" in joined:
+        return False
+    return joined.isascii() or _UNDECODABLE.search(joined) is None
+
+
+def _problem(raw: list[str], width: int) -> str:
+    """Why a record that is not a clean row of this file cannot be read."""
     if len(raw) != width:
         count = "1 field" if len(raw) == 1 else f"{len(raw)} fields"
         return f"has {count}, the header has {width}"
-    joined = "".join(raw)
-    if _UNDECODABLE.search(joined) is not None:
-        return "contains bytes that are not UTF-8 text (save the file as UTF-8)"
-    if "\x00" in joined:
+    if "\x00" in "".join(raw):
         return "contains a NUL character, which no text may hold"
-    return None
+    return "contains bytes that are not UTF-8 text (save the file as UTF-8)"

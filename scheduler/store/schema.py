@@ -2,7 +2,8 @@
 
 Any command that needs the store calls `open_store`, which stops with a message naming
 `appreciate db upgrade` when the database is behind this version of appreciate (or has no schema
-yet), and with a different message when it is ahead (migrated by a newer appreciate).
+yet), and with a different message when it is ahead (migrated by a newer appreciate). It also
+builds any index an interrupted bulk import left out (`scheduler.store.indexes`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import Engine
 
 from scheduler.errors import SchemaOutdated, SchemaTooNew
 from scheduler.store.db import create_store_engine, display_url
+from scheduler.store.indexes import restore_missing_indexes
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -85,10 +87,11 @@ def ensure_current(engine: Engine) -> None:
 
 
 def open_store(url: str) -> Engine:
-    """An engine on an up-to-date store; the caller disposes of it."""
+    """An engine on an up-to-date store, with every declared index; the caller disposes of it."""
     engine = create_store_engine(url)
     try:
         ensure_current(engine)
+        restore_missing_indexes(engine)
     except BaseException:
         engine.dispose()
         raise
