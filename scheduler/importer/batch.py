@@ -224,40 +224,61 @@ def _resolve(
     context: WriteContext,
     outcome: BatchOutcome,
 ) -> list[State]:
-    """Turn customer external ids into row ids and local times into UTC, rejecting the rest."""
-    wanted = {ref for row in rows for ref in row.candidate.refs.values()}
+    """Turn customer external ids into row ids and local times into UTC, rejecting the rest.
+
+    A local time is placed in the zone of the row's customer (the first reference), else the
+    business's. Zones are looked up only for the customers whose rows need one.
+    """
+    wanted = sorted({ref for row in rows for ref in row.candidate.refs.values()})
     if not wanted:
         return [row.candidate.values for row in rows]
-    customers = {
-        external_id: (customer_id, zone_name)
-        for external_id, customer_id, zone_name in rows_where_in(
-            connection, _CUSTOMERS, ("external_id", "id", "timezone"), "external_id", wanted
-        )
-    }
-    zones: dict[str | None, ZoneInfo] = {None: context.business_zone}
+    ids: dict[str, int] = dict(
+        rows_where_in(connection, _CUSTOMERS, ("external_id", "id"), "external_id", wanted)
+    )
     resolved: list[State] = []
+    local: list[tuple[State, int]] = []  # rows with a local time, and their customer
     for row in rows:
         values = row.candidate.values
         missing = []
-        zone_name: str | None = None
+        customer: int | None = None
         for column, external_id in row.candidate.refs.items():
-            found = customers.get(external_id)
+            found = ids.get(external_id)
             if found is None:
                 missing.append(
                     f'{column}: no customer with id "{external_id}" (import customers first)'
                 )
                 continue
-            values[column] = found[0]
-            zone_name = zone_name or found[1]
+            values[column] = found
+            customer = customer or found
         if missing:
             outcome.rejected.append(Rejection(row.line, row.raw, "; ".join(missing)))
             continue
+        resolved.append(values)
+        if customer is not None and any(
+            isinstance(values[column], LocalTime) for column in spec.local_times
+        ):
+            local.append((values, customer))
+    if local:
+        _place_local_times(connection, spec, local, context)
+    return resolved
+
+
+def _place_local_times(
+    connection: Connection, spec: _Spec, rows: list[tuple[State, int]], context: WriteContext
+) -> None:
+    """Convert each row's local times to UTC in its customer's zone (else the business's)."""
+    customer_zones = dict(
+        rows_where_in(
+            connection, _CUSTOMERS, ("id", "timezone"), "id", sorted({c for _, c in rows})
+        )
+    )
+    zones: dict[str | None, ZoneInfo] = {None: context.business_zone}
+    for values, customer in rows:
+        name = customer_zones.get(customer)
+        local_zone = zones.get(name)
+        if local_zone is None:
+            local_zone = zones[name] = zone(name or "UTC")
         for column in spec.local_times:
             value = values[column]
             if isinstance(value, LocalTime):
-                local_zone = zones.get(zone_name)
-                if local_zone is None:
-                    local_zone = zones[zone_name] = zone(zone_name or "UTC")
                 values[column] = value.in_zone(local_zone)
-        resolved.append(values)
-    return resolved
