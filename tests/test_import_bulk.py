@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Engine, inspect
 
 from scheduler.importer import run as import_run
+from scheduler.store.db import CACHE_KIB
 from scheduler.store.indexes import restore_missing_indexes, secondary_indexes
 from scheduler.store.models import metadata
 from scheduler.store.schema import open_store
@@ -153,3 +154,15 @@ def test_a_bulk_customers_import_keeps_the_birthday_index(engine: Engine, tmp_pa
     assert counts(report) == (25, 25, 0, 0, [])
     assert stored(engine)["C-07"]["birth_month"] == 8
     assert "ix_customers_birth_month_day" in index_names(engine, "customers")
+
+
+@pytest.mark.usefixtures("small_bulk")
+def test_sqlite_connections_keep_their_page_cache_after_building_indexes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the page cache is SQLite's")
+    run(engine, customers_and_orders(tmp_path, engine, 25), "orders", batch_size=10)
+    with engine.connect() as connection:
+        cache = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    assert cache == -CACHE_KIB

@@ -19,6 +19,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from scheduler.errors import StoreError
 
 BUSY_TIMEOUT_MS = 10_000
+CACHE_KIB = 65_536
+"""SQLite's page cache per connection: 64 MiB keeps index pages cached during imports."""
 
 
 def create_store_engine(url: str) -> Engine:
@@ -53,6 +55,19 @@ def display_url(url: str) -> str:
 
 
 @contextmanager
+def sqlite_cache_size(connection: Connection, kib: int) -> Iterator[None]:
+    """Use a page cache of `kib` KiB on this SQLite connection meanwhile (PostgreSQL: no-op)."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    connection.exec_driver_sql(f"PRAGMA cache_size=-{kib}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size=-{CACHE_KIB}")
+
+
+@contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that intends to write: on SQLite it takes the write lock at BEGIN."""
     with engine.connect() as plain:
@@ -72,7 +87,7 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: index pages stay cached on imports
+        cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
