@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import Engine, inspect
 
 from scheduler.importer import run as import_run
-from scheduler.store.db import CACHE_KIB
+from scheduler.store.db import CACHE_KIB, create_store_engine
 from scheduler.store.indexes import restore_missing_indexes, secondary_indexes
 from scheduler.store.models import metadata
-from scheduler.store.schema import open_store
+from scheduler.store.schema import open_store, upgrade
 from tests.test_import_behaviour import (
     LATER,
     StopOnCall,
@@ -157,12 +157,13 @@ def test_a_bulk_customers_import_keeps_the_birthday_index(engine: Engine, tmp_pa
 
 
 @pytest.mark.usefixtures("small_bulk")
-def test_sqlite_connections_keep_their_page_cache_after_building_indexes(
-    engine: Engine, tmp_path: Path
-) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("the page cache is SQLite's")
-    run(engine, customers_and_orders(tmp_path, engine, 25), "orders", batch_size=10)
-    with engine.connect() as connection:
-        cache = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+def test_sqlite_connections_keep_their_page_cache_after_building_indexes(tmp_path: Path) -> None:
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        upgrade(engine)
+        run(engine, customers_and_orders(tmp_path, engine, 25), "orders", batch_size=10)
+        with engine.connect() as connection:
+            cache = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    finally:
+        engine.dispose()
     assert cache == -CACHE_KIB

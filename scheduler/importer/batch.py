@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -192,11 +193,11 @@ def write_batch(
     spec = SPECS[kind]
     outcome = BatchOutcome()
     resolved = _resolve(connection, spec, rows, context, outcome)
-    existing = spec.fetch(connection, list({spec.key(values) for values in resolved}))
+    keys = [spec.key(values) for values in resolved]
+    existing = spec.fetch(connection, list(dict.fromkeys(keys)))
     inserts: dict[Hashable, State] = {}
     updates: dict[Hashable, State] = {}
-    for values in resolved:
-        key = spec.key(values)
+    for key, values in zip(keys, resolved, strict=True):
         current = inserts.get(key) or updates.get(key) or existing.get(key)
         state = spec.merge(current, values, context)
         if current is None:
@@ -208,11 +209,12 @@ def write_batch(
         else:
             outcome.unchanged += 1
     now = context.now
+    columns = itemgetter(*spec.stored)
     BulkWriter(connection, spec.table, spec.stored, {"created_at": now, "updated_at": now}).insert(
-        [state[c] for c in spec.stored] for state in inserts.values()
+        map(columns, inserts.values())
     )
     BulkWriter(connection, spec.table, spec.stored, {"updated_at": now}).update(
-        (state["id"], [state[c] for c in spec.stored]) for state in updates.values()
+        (state["id"], columns(state)) for state in updates.values()
     )
     return outcome
 
