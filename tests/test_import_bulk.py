@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, insert, inspect
+from sqlalchemy.exc import IntegrityError
 
 from scheduler.importer import run as import_run
 from scheduler.store.db import CACHE_KIB, create_store_engine
 from scheduler.store.indexes import restore_missing_indexes, secondary_indexes
 from scheduler.store.models import metadata
 from scheduler.store.schema import open_store, upgrade
+from tests.conftest import NOW
 from tests.test_import_behaviour import (
     LATER,
     StopOnCall,
@@ -167,3 +169,22 @@ def test_sqlite_connections_keep_their_page_cache_after_building_indexes(tmp_pat
     finally:
         engine.dispose()
     assert cache == -CACHE_KIB
+
+
+def test_sqlite_still_enforces_foreign_keys_after_an_import(tmp_path: Path) -> None:
+    """Imports check their references themselves and skip SQLite's; others never do."""
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        upgrade(engine)
+        run(engine, customers_and_orders(tmp_path, engine, 25), "orders", batch_size=10)
+        with engine.connect() as connection:
+            enforced = connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one()
+            with pytest.raises(IntegrityError):
+                connection.execute(
+                    insert(metadata.tables["orders"]).values(
+                        external_id="X", customer_id=999, placed_at=NOW, amount=1
+                    )
+                )
+    finally:
+        engine.dispose()
+    assert enforced == 1

@@ -179,13 +179,13 @@ def _batch_writer(
     if not dry_run:
 
         def commit_each(batch: list[Pending]) -> BatchOutcome:
-            with write_transaction(engine) as connection:
+            with write_transaction(engine, references_checked=True) as connection:
                 return write_batch(connection, kind, batch, context)
 
         with indexes_set_aside(engine, set_aside):
             yield commit_each
         return
-    with write_transaction(engine) as connection:
+    with write_transaction(engine, references_checked=True) as connection:
         drop_indexes(connection, set_aside)
         yield lambda batch: write_batch(connection, kind, batch, context)
         connection.rollback()

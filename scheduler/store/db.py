@@ -68,14 +68,36 @@ def sqlite_cache_size(connection: Connection, kib: int) -> Iterator[None]:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that intends to write: on SQLite it takes the write lock at BEGIN."""
+def write_transaction(engine: Engine, *, references_checked: bool = False) -> Iterator[Connection]:
+    """A transaction that intends to write: on SQLite it takes the write lock at BEGIN.
+
+    `references_checked`: the caller reads every customer it references inside this
+    transaction before writing. On SQLite, whose write lock then keeps anyone from deleting
+    them meanwhile, the per-row foreign-key lookups are skipped: they cost a random page of
+    the customers table each, about half of what inserting an order costs.
+    """
     with engine.connect() as plain:
         connection = plain
+        skip_checks = references_checked and engine.dialect.name == "sqlite"
         if engine.dialect.name == "sqlite":
             connection = plain.execution_options(sqlite_begin="IMMEDIATE")
-        with connection.begin():
-            yield connection
+        if skip_checks:  # outside any transaction, where SQLite honours it
+            _sqlite_foreign_keys(plain, on=False)
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            if skip_checks:
+                _sqlite_foreign_keys(plain, on=True)
+
+
+def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
+    """Set the pragma on the driver's connection directly: through SQLAlchemy, the statement
+    would open a transaction first, and SQLite ignores this pragma inside one."""
+    driver = connection.connection.driver_connection
+    if driver is None:  # pragma: no cover - only a closed connection has none
+        raise StoreError("the database connection was closed")
+    driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 
 def _tune_sqlite(engine: Engine) -> None:
