@@ -256,10 +256,10 @@ def _resolve(
             outcome.rejected.append(Rejection(row.line, row.raw, "; ".join(missing)))
             continue
         resolved.append(values)
-        if customer is not None and any(
-            isinstance(values[column], LocalTime) for column in spec.local_times
-        ):
-            local.append((values, customer))
+        for column in spec.local_times:
+            if customer is not None and isinstance(values[column], LocalTime):
+                local.append((values, customer))
+                break
     if local:
         _place_local_times(connection, spec, local, context)
     return resolved

@@ -17,9 +17,9 @@ person can act on. Rules:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from scheduler.addresses import InvalidAddress, normalize_address
@@ -43,17 +43,17 @@ class FieldError(ValueError):
         super().__init__(f"{column}: {message}")
 
 
-@dataclass(frozen=True, slots=True)
-class Birthday:
-    """A birthday; `year` is None when the customer gave only the day."""
+class Birthday(NamedTuple):
+    """A birthday; `year` is None when the customer gave only the day. (Named tuples, here
+    and below, as imports make millions: they are built several times faster than frozen
+    dataclasses.)"""
 
     month: int
     day: int
     year: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LocalTime:
+class LocalTime(NamedTuple):
     """A datetime written without an offset: local to a zone decided later."""
 
     wall: datetime
