@@ -16,8 +16,18 @@ from zoneinfo import available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from scheduler.addresses import InvalidAddress, normalize_address
+from scheduler.occasion_settings import OccasionsSettings
 
-OCCASION_KINDS = (
+OccasionKind = Literal[
+    "birthday",
+    "order_thanks",
+    "referral_thanks",
+    "first_meeting",
+    "follow_up",
+    "anniversary",
+    "check_in",
+]
+OCCASION_KINDS: tuple[OccasionKind, ...] = (
     "birthday",
     "order_thanks",
     "referral_thanks",
@@ -26,6 +36,7 @@ OCCASION_KINDS = (
     "anniversary",
     "check_in",
 )
+"""Every kind, in the default precedence (which goes first when several fall together)."""
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})")
@@ -78,6 +89,7 @@ class BusinessSettings(Section):
     sender_email: str
     reply_to: str = ""
     timezone: str = "UTC"
+    review_url: str = ""
 
     _check_sender = field_validator("sender_email")(_address)
     _check_zone = field_validator("timezone")(known_time_zone)
@@ -86,6 +98,13 @@ class BusinessSettings(Section):
     @classmethod
     def _check_reply_to(cls, value: str) -> str:
         return _address(value) if value else value
+
+    @field_validator("review_url")
+    @classmethod
+    def _check_review_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError(f'expected a web address starting with https://, got "{value}"')
+        return value
 
 
 class SmtpSettings(Section):
@@ -119,6 +138,24 @@ class ScheduleSettings(Section):
 
     send_window: str = "09:00-17:00"
     send_days: tuple[Weekday, ...] = WEEKDAYS
+    min_days_between: int = Field(default=7, ge=0, le=365)
+    precedence: tuple[OccasionKind, ...] = OCCASION_KINDS
+
+    @field_validator("precedence", mode="before")
+    @classmethod
+    def _precedence_as_tuple(cls, value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("precedence")
+    @classmethod
+    def _every_kind_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        missing = [kind for kind in OCCASION_KINDS if kind not in value]
+        repeated = sorted({kind for kind in value if value.count(kind) > 1})
+        if missing or repeated:
+            problems = [f"missing {', '.join(missing)}"] if missing else []
+            problems += [f"repeated {', '.join(repeated)}"] if repeated else []
+            raise ValueError(f"list every occasion kind once ({'; '.join(problems)})")
+        return value
 
     @field_validator("send_window")
     @classmethod
@@ -157,24 +194,6 @@ def parse_window(value: str) -> tuple[time, time]:
     if start >= end:
         raise ValueError(f'the window "{value}" must start before it ends')
     return start, end
-
-
-class OccasionSettings(Section):
-    """Settings shared by every occasion kind."""
-
-    enabled: bool = True
-
-
-class OccasionsSettings(Section):
-    """One table per occasion kind, e.g. `[occasions.birthday]`."""
-
-    birthday: OccasionSettings = OccasionSettings()
-    order_thanks: OccasionSettings = OccasionSettings()
-    referral_thanks: OccasionSettings = OccasionSettings()
-    first_meeting: OccasionSettings = OccasionSettings()
-    follow_up: OccasionSettings = OccasionSettings()
-    anniversary: OccasionSettings = OccasionSettings()
-    check_in: OccasionSettings = OccasionSettings()
 
 
 class LtvSettings(Section):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scheduler.config import find_config, load_config, normalize_database_url
 from scheduler.errors import ConfigError, ConfigNotFound
+from scheduler.occasion_settings import format_duration, parse_duration
 
 MINIMAL = """\
 [business]
@@ -126,6 +130,12 @@ def test_both_password_sources_at_once_is_an_error(tmp_path: Path) -> None:
         ('[schedule]\nsend_days = ["monday"]', 'expected one of "mon"'),
         ("[schedule]\nsend_days = []", "at least one day"),
         ("[ltv]\nmargin = 1.5", "less than or equal to 1"),
+        ('[business]\nreview_url = "example.com/review"', "starting with https://"),
+        ('[schedule]\nprecedence = ["birthday"]', "list every occasion kind once (missing"),
+        ("[schedule]\nmin_days_between = -1", "greater than or equal to 0"),
+        ('[occasions.order_thanks]\ndelay = "2 hours"', 'such as "2h", "90m"'),
+        ('[occasions.birthday]\nfeb29 = "mar01"', 'expected one of "feb28" or "mar1"'),
+        ("[occasions.check_in]\nquiet_days = 3", "greater than or equal to 7"),
     ],
 )
 def test_values_are_checked(tmp_path: Path, table: str, message: str) -> None:
@@ -188,3 +198,26 @@ def test_the_settings_are_frozen(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMAL))
     with pytest.raises(ValueError, match="frozen"):
         config.settings.smtp.host = "elsewhere"  # type: ignore[misc]
+
+
+def test_occasion_timings_read_as_written(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[occasions.order_thanks]\ndelay = "1d 12h"\nmin_amount = 20\n'
+    occasions = load_config(write(tmp_path, text)).settings.occasions
+    assert occasions.order_thanks.delay == timedelta(hours=36)
+    assert occasions.order_thanks.min_amount == 20.0
+    assert occasions.birthday.max_lateness == timedelta(days=3)
+    assert occasions.first_meeting.delay == timedelta(days=1)
+
+
+def test_a_bad_duration_names_its_file_line_and_key(tmp_path: Path) -> None:
+    lines = problems(tmp_path, MINIMAL + '\n[occasions.follow_up]\nmax_lateness = "2w"\n')
+    assert lines == [
+        f"{tmp_path / 'config.toml'}:7: occasions.follow_up.max_lateness: expected a duration "
+        'such as "2h", "90m", "1d" or "1d 12h", got "2w"'
+    ]
+
+
+@given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=3650)))
+def test_durations_read_back_as_written_to_the_minute(value: timedelta) -> None:
+    whole_minutes = timedelta(minutes=value // timedelta(minutes=1))
+    assert parse_duration(format_duration(whole_minutes)) == whole_minutes

@@ -1,0 +1,125 @@
+"""The `[occasions.<kind>]` tables: which moments deserve a note, and how each is timed.
+
+Durations are written as text a person reads at a glance: `"2h"`, `"90m"`, `"1d"`,
+`"1d 12h"` (units d, h, m; at least one part). Every kind has `enabled` and `max_lateness`:
+an occasion missed while appreciate was down is still sent once if it is no later than that,
+and recorded as expired otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+_DURATION_PART = re.compile(r"\s*(\d+)\s*([dhm])")
+_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+
+
+def parse_duration(value: object) -> timedelta:
+    """`"1d 12h"` -> 36 hours. Raises ValueError naming the accepted form."""
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f'expected a duration such as "2h", got {value!r}')
+    position, total, text = 0, timedelta(0), value.strip()
+    while position < len(text):
+        match = _DURATION_PART.match(text, position)
+        if not match:
+            break
+        total += int(match[1]) * _UNITS[match[2]]
+        position = match.end()
+    if not text or position < len(text):
+        forms = '"2h", "90m", "1d" or "1d 12h"'
+        raise ValueError(f'expected a duration such as {forms}, got "{value}"')
+    return total
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of parse_duration: 36 hours -> `"1d 12h"`."""
+    minutes = int(value.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
+    return " ".join(parts) or "0m"
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+Amount = Annotated[float, Field(ge=0)]
+
+
+class _Occasion(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    enabled: bool = True
+
+
+class BirthdaySettings(_Occasion):
+    """On the customer's birthday in their own time zone, or `days_before` earlier."""
+
+    days_before: int = Field(default=0, ge=0, le=60)
+    feb29: Literal["feb28", "mar1"] = "feb28"
+    max_lateness: Duration = timedelta(days=3)
+
+
+class OrderThanksSettings(_Occasion):
+    """After a new order, once `delay` has passed; orders by one customer inside the delay get
+    one note, for the latest."""
+
+    delay: Duration = timedelta(hours=2)
+    min_amount: Amount = 0.0
+    max_lateness: Duration = timedelta(days=7)
+
+
+class ReferralThanksSettings(_Occasion):
+    """To the referrer, when a referral is recorded."""
+
+    max_lateness: Duration = timedelta(days=14)
+
+
+class FirstMeetingSettings(_Occasion):
+    """After the customer's first recorded meeting (or `first_met_on`), once `delay` passed."""
+
+    delay: Duration = timedelta(days=1)
+    max_lateness: Duration = timedelta(days=7)
+
+
+class FollowUpSettings(_Occasion):
+    """`after_days` after an order: how did it go?"""
+
+    after_days: int = Field(default=14, ge=1, le=365)
+    max_lateness: Duration = timedelta(days=14)
+
+
+class AnniversarySettings(_Occasion):
+    """Each year on the date the customer became a customer."""
+
+    max_lateness: Duration = timedelta(days=7)
+
+
+class CheckInSettings(_Occasion):
+    """A valued customer gone quiet: no order and no note for `quiet_days`. When lifetime
+    values exist, only customers worth at least `min_value` or in the top tier."""
+
+    quiet_days: int = Field(default=120, ge=7, le=3650)
+    min_value: Amount = 0.0
+    every_days: int = Field(default=180, ge=28, le=3650)
+    max_lateness: Duration = timedelta(days=30)
+
+
+class OccasionsSettings(BaseModel):
+    """One table per occasion kind, e.g. `[occasions.birthday]`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    birthday: BirthdaySettings = BirthdaySettings()
+    order_thanks: OrderThanksSettings = OrderThanksSettings()
+    referral_thanks: ReferralThanksSettings = ReferralThanksSettings()
+    first_meeting: FirstMeetingSettings = FirstMeetingSettings()
+    follow_up: FollowUpSettings = FollowUpSettings()
+    anniversary: AnniversarySettings = AnniversarySettings()
+    check_in: CheckInSettings = CheckInSettings()
