@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import time
 from functools import cache
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -27,15 +27,7 @@ OccasionKind = Literal[
     "anniversary",
     "check_in",
 ]
-OCCASION_KINDS: tuple[OccasionKind, ...] = (
-    "birthday",
-    "order_thanks",
-    "referral_thanks",
-    "first_meeting",
-    "follow_up",
-    "anniversary",
-    "check_in",
-)
+OCCASION_KINDS: tuple[OccasionKind, ...] = get_args(OccasionKind)
 """Every kind, in the default precedence (which goes first when several fall together)."""
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -141,11 +133,6 @@ class ScheduleSettings(Section):
     min_days_between: int = Field(default=7, ge=0, le=365)
     precedence: tuple[OccasionKind, ...] = OCCASION_KINDS
 
-    @field_validator("precedence", mode="before")
-    @classmethod
-    def _precedence_as_tuple(cls, value: object) -> object:
-        return tuple(value) if isinstance(value, list) else value
-
     @field_validator("precedence")
     @classmethod
     def _every_kind_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -163,9 +150,9 @@ class ScheduleSettings(Section):
         parse_window(value)
         return value
 
-    @field_validator("send_days", mode="before")
+    @field_validator("send_days", "precedence", mode="before")
     @classmethod
-    def _days_as_tuple(cls, value: object) -> object:
+    def _list_as_tuple(cls, value: object) -> object:
         return tuple(value) if isinstance(value, list) else value
 
     @field_validator("send_days")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -158,33 +159,33 @@ def test_a_bulk_customers_import_keeps_the_birthday_index(engine: Engine, tmp_pa
     assert "ix_customers_birth_month_day" in index_names(engine, "customers")
 
 
-@pytest.mark.usefixtures("small_bulk")
-def test_sqlite_connections_keep_their_page_cache_after_building_indexes(tmp_path: Path) -> None:
+@pytest.fixture
+def sqlite_after_import(tmp_path: Path, small_bulk: None) -> Iterator[Engine]:
+    """A SQLite store whose pooled connection has just run a bulk orders import."""
     engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
     try:
         upgrade(engine)
         run(engine, customers_and_orders(tmp_path, engine, 25), "orders", batch_size=10)
-        with engine.connect() as connection:
-            cache = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        yield engine
     finally:
         engine.dispose()
+
+
+def test_sqlite_connections_keep_their_page_cache_after_building_indexes(
+    sqlite_after_import: Engine,
+) -> None:
+    with sqlite_after_import.connect() as connection:
+        cache = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
     assert cache == -CACHE_KIB
 
 
-def test_sqlite_still_enforces_foreign_keys_after_an_import(tmp_path: Path) -> None:
+def test_sqlite_still_enforces_foreign_keys_after_an_import(sqlite_after_import: Engine) -> None:
     """Imports check their references themselves and skip SQLite's; others never do."""
-    engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    try:
-        upgrade(engine)
-        run(engine, customers_and_orders(tmp_path, engine, 25), "orders", batch_size=10)
-        with engine.connect() as connection:
-            enforced = connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one()
-            with pytest.raises(IntegrityError):
-                connection.execute(
-                    insert(metadata.tables["orders"]).values(
-                        external_id="X", customer_id=999, placed_at=NOW, amount=1
-                    )
+    with sqlite_after_import.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+        with pytest.raises(IntegrityError):
+            connection.execute(
+                insert(metadata.tables["orders"]).values(
+                    external_id="X", customer_id=999, placed_at=NOW, amount=1
                 )
-    finally:
-        engine.dispose()
-    assert enforced == 1
+            )
