@@ -1,0 +1,48 @@
+"""Yearly dates: birthdays (with or without a year) and customer anniversaries.
+
+Rules:
+- A date recurs on the same month and day each year.
+- 29 February, in a year without it, falls on 28 February (`feb29 = "feb28"`, the default) or
+  on 1 March (`"mar1"`), the two customs people keep.
+- A birthday without a year recurs every year; one with a year starts in the year after it.
+- An anniversary `n` falls `n` years after the day someone became a customer (n >= 1).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Literal
+
+Feb29Policy = Literal["feb28", "mar1"]
+
+
+def occurrence(month: int, day: int, year: int, feb29: Feb29Policy = "feb28") -> date:
+    """The day `month`/`day` is kept in `year`."""
+    if month == 2 and day == 29 and not calendar.isleap(year):
+        return date(year, 2, 28) if feb29 == "feb28" else date(year, 3, 1)
+    return date(year, month, day)
+
+
+def occurrences_between(
+    month: int, day: int, first: date, last: date, feb29: Feb29Policy = "feb28"
+) -> Iterator[tuple[int, date]]:
+    """Each (year, kept day) with `first <= kept day <= last`, in order."""
+    for year in range(first.year - 1, last.year + 2):
+        kept = occurrence(month, day, year, feb29)
+        if first <= kept <= last:
+            yield year, kept
+
+
+def month_days_between(first: date, last: date) -> set[tuple[int, int]]:
+    """The (month, day) pairs whose kept day can fall in `first..last` under either Feb 29
+    policy: the days themselves, plus 29 February when 28 February or 1 March is in range."""
+    pairs: set[tuple[int, int]] = set()
+    day = first
+    while day <= last:
+        pairs.add((day.month, day.day))
+        if (day.month, day.day) in ((2, 28), (3, 1)) and not calendar.isleap(day.year):
+            pairs.add((2, 29))
+        day += timedelta(days=1)
+    return pairs
