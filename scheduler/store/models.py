@@ -53,6 +53,8 @@ class Customer(SQLModel, table=True):
     __tablename__ = "customers"
     __table_args__ = (
         Index("ix_customers_birth_month_day", "birth_month", "birth_day"),
+        Index("ix_customers_customer_since", "customer_since"),
+        Index("ix_customers_first_met_on", "first_met_on"),
         CheckConstraint(
             "(birth_month IS NULL AND birth_day IS NULL AND birth_year IS NULL)"
             " OR (birth_month BETWEEN 1 AND 12 AND birth_day BETWEEN 1 AND 31)",
@@ -198,6 +200,18 @@ class CustomerValue(SQLModel, table=True):
         default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
     )
     computed_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class DetectionMark(SQLModel, table=True):
+    """How far occasion detection has got: the last run's moment, and per event table the
+    highest row id already looked at (the watermarks that keep a tick's cost to what is new)."""
+
+    __tablename__ = "detection_marks"
+
+    name: str = Field(max_length=64, primary_key=True)
+    moment: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_id: int | None = Field(default=None, sa_type=BIG_ID)
+    updated_at: datetime | None = _created()
 
 
 metadata = SQLModel.metadata
