@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,10 +22,13 @@ from scheduler import __version__
 from scheduler.clock import FixedClock, SystemClock
 from scheduler.config import Config, find_config, load_config
 from scheduler.demo import run_demo
+from scheduler.detection import detect as run_detection
 from scheduler.errors import AppreciateError
 from scheduler.importer import ImportReport, import_csv
-from scheduler.output import OutputFormat, to_json
+from scheduler.output import OutputFormat, table, to_csv, to_json
+from scheduler.planning import plan_day
 from scheduler.progress import file_progress
+from scheduler.settings import OCCASION_KINDS
 from scheduler.store.db import create_store_engine, display_url
 from scheduler.store.schema import open_store, schema_state, upgrade
 from scheduler.workspace import create_workspace
@@ -331,6 +334,97 @@ def demo(
     are bad on purpose, to show how they are reported) and prints the resulting store.
     """
     run_demo(out, directory, _parse_now(now))
+
+
+@app.command()
+def detect(
+    ctx: typer.Context,
+    now: NowOption = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Notice every occasion since the last run and record each note once in the outbox.
+
+    Safe to run any number of times, and from several machines at once: an occasion already
+    recorded is never recorded again. Prints how many notes were added per kind, and how many
+    were suppressed (opted out, no email) or had expired (missed for too long).
+    """
+    config = _state(ctx).config()
+    engine = open_store(config.database_url())
+    try:
+        report = run_detection(engine, config.settings, _parse_now(now))
+    finally:
+        engine.dispose()
+    rows = [
+        {
+            "kind": kind,
+            "added": report.count(kind, "pending"),
+            "suppressed": report.count(kind, "suppressed"),
+            "expired": report.count(kind, "expired"),
+        }
+        for kind in OCCASION_KINDS
+    ]
+    if output_format is OutputFormat.json:
+        summary = {
+            "since": report.since,
+            "now": report.now,
+            "kinds": rows,
+            "history": report.history,
+            "superseded": report.superseded,
+        }
+        out.file.write(to_json(summary) + "\n")
+        return
+    if output_format is OutputFormat.csv:
+        out.file.write(to_csv(rows, ["kind", "added", "suppressed", "expired"]))
+        return
+    title = f"Detected from {report.since:%Y-%m-%d %H:%M} to {report.now:%Y-%m-%d %H:%M} UTC"
+    out.print(table(title, rows, ["kind", "added", "suppressed", "expired"]))
+    if report.history or report.superseded:
+        out.print(
+            f"{report.history} events arrived too late for a note; {report.superseded} order "
+            "thanks were replaced by a later order's.",
+            markup=False,
+        )
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    day: Annotated[
+        str | None,
+        typer.Option(
+            "--date", metavar="YYYY-MM-DD", help="The day to plan (default: today, locally)."
+        ),
+    ] = None,
+    now: NowOption = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Show what would be sent on a day, to whom and when, and what would not and why.
+
+    Writes nothing: detection runs as of the end of that day and is rolled back. The day is
+    the business's (its time zone); times are shown in UTC.
+    """
+    config = _state(ctx).config()
+    zone = ZoneInfo(config.settings.business.timezone)
+    try:
+        wanted = date.fromisoformat(day) if day else _parse_now(now).astimezone(zone).date()
+    except ValueError:
+        raise typer.BadParameter(
+            f'"{day}" is not a date (YYYY-MM-DD)', param_hint="--date"
+        ) from None
+    engine = open_store(config.database_url())
+    try:
+        lines = plan_day(engine, config.settings, wanted)
+    finally:
+        engine.dispose()
+    columns = ["due_at", "customer", "name", "kind", "occasion", "status", "reason"]
+    rows = [{column: getattr(line, column) for column in columns} for line in lines]
+    if output_format is OutputFormat.json:
+        out.file.write(to_json({"date": wanted, "notes": rows}) + "\n")
+    elif output_format is OutputFormat.csv:
+        out.file.write(to_csv(rows, columns))
+    else:
+        sending = sum(1 for line in lines if line.status in ("pending", "deferred"))
+        out.print(table(f"Plan for {wanted}: {sending} to send", rows, columns))
 
 
 PIPED_WIDTH = 160

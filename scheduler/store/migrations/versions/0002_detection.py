@@ -23,9 +23,7 @@ def upgrade() -> None:
         "detection_marks",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("moment", UtcDateTime(), nullable=True),
-        sa.Column(
-            "last_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("last_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column(
             "updated_at", UtcDateTime(), server_default=sa.text("CURRENT_TIMESTAMP"), nullable=False
         ),

@@ -1,0 +1,173 @@
+"""The outbox: occasions recorded as touches exactly once, suppressed or expired with a reason,
+and each customer's notes spaced by the frequency cap.
+
+Rules:
+- A touch is inserted with "on conflict do nothing" on (customer, occasion key): recording the
+  same occasion again, from another tick or another instance, changes nothing.
+- An occasion already past its lateness is recorded as `expired`; one for a customer who opted
+  out or has no usable email as `suppressed`. Both say why, so the sent-log shows the moment was
+  seen.
+- After new touches arrive for a customer, that customer's open touches (pending, deferred) are
+  planned again under the cap (`scheduler.occasions.cap`): due times move later, never earlier
+  than each occasion's own, and what cannot fit expires.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from scheduler.addresses import InvalidAddress, normalize_address
+from scheduler.occasions.cap import space_out
+from scheduler.occasions.rules import Occasion
+from scheduler.occasions.timing import SendWindow
+from scheduler.settings import OccasionKind, ScheduleSettings
+from scheduler.store.models import metadata
+
+touches = metadata.tables["touches"]
+OPEN = ("pending", "deferred")
+"""Touches not yet handed to the sender: their due time may still move."""
+TAKEN = ("claimed", "sent", "unknown")
+"""Touches that went (or may have gone) out: they count for the frequency cap."""
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Contact:
+    """What decides whether a customer may get a note."""
+
+    email: str | None
+    opted_out_at: datetime | None
+    zone: tzinfo
+
+
+def suppression_reason(contact: Contact) -> str | None:
+    """Why no note may go to this customer, or None when one may."""
+    if contact.opted_out_at is not None:
+        return f"opted out on {contact.opted_out_at.date().isoformat()}"
+    if not contact.email:
+        return "no email address"
+    try:
+        normalize_address(contact.email)
+    except InvalidAddress as error:
+        return f'the email address "{contact.email}" cannot be used: {error}'
+    return None
+
+
+RecordCounts = Counter[tuple[OccasionKind, str]]
+"""How many touches were added, by (kind, status)."""
+
+
+def record(
+    connection: Connection,
+    occasions: Iterable[Occasion],
+    contacts: dict[int, Contact],
+    *,
+    now: datetime,
+    schedule: ScheduleSettings,
+) -> RecordCounts:
+    """Insert the occasions not yet recorded; then space the affected customers' notes."""
+    rows = [_row(occasion, contacts[occasion.customer_id], now) for occasion in occasions]
+    counts: RecordCounts = Counter()
+    fresh: set[int] = set()
+    for start in range(0, len(rows), _CHUNK):
+        for customer_id, kind, status in _insert_new(connection, rows[start : start + _CHUNK]):
+            counts[(kind, status)] += 1
+            if status == "pending":
+                fresh.add(customer_id)
+    if fresh and schedule.min_days_between:
+        window = SendWindow.from_settings(schedule)
+        for customer_id in sorted(fresh):
+            _space(connection, customer_id, contacts[customer_id].zone, schedule, window, now)
+    return counts
+
+
+def _row(occasion: Occasion, contact: Contact, now: datetime) -> dict[str, Any]:
+    status, reason = "pending", suppression_reason(contact)
+    if reason is not None:
+        status = "suppressed"
+    elif occasion.too_late(now):
+        status = "expired"
+        allowed = occasion.expires_at - occasion.due_at
+        reason = f"missed by {_days(now - occasion.due_at)}; sent at most {_days(allowed)} late"
+    return {
+        "customer_id": occasion.customer_id,
+        "kind": occasion.kind,
+        "occasion_key": occasion.key,
+        "status": status,
+        "reason": reason,
+        "due_at": occasion.due_at,
+        "expires_at": occasion.expires_at,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _days(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    if hours < 48:
+        return f"{hours:.0f} hours"
+    return f"{hours / 24:.0f} days"
+
+
+def _insert_new(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """Insert `rows`, skipping every (customer, key) already present; return what went in."""
+    if not rows:
+        return []
+    dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
+    statement = (
+        dialect.insert(touches)
+        .values(list(rows))
+        .on_conflict_do_nothing(index_elements=["customer_id", "occasion_key"])
+        .returning(touches.c.customer_id, touches.c.kind, touches.c.status)
+    )
+    return list(connection.execute(statement))
+
+
+def _space(
+    connection: Connection,
+    customer_id: int,
+    zone: tzinfo,
+    schedule: ScheduleSettings,
+    window: SendWindow,
+    now: datetime,
+) -> None:
+    """Plan one customer's open touches again under the frequency cap."""
+    last_taken = connection.execute(
+        select(func.max(func.coalesce(touches.c.sent_at, touches.c.due_at))).where(
+            and_(touches.c.customer_id == customer_id, touches.c.status.in_(TAKEN))
+        )
+    ).scalar_one()
+    open_rows = connection.execute(
+        select(touches.c.id, touches.c.kind, touches.c.occasion_key, touches.c.due_at)
+        .add_columns(touches.c.expires_at, touches.c.status)
+        .where(and_(touches.c.customer_id == customer_id, touches.c.status.in_(OPEN)))
+    ).all()
+    by_key = {row.occasion_key: row for row in open_rows}
+    occasions = [
+        Occasion(customer_id, row.kind, row.occasion_key, row.due_at, row.expires_at or row.due_at)
+        for row in open_rows
+    ]
+    planned = space_out(
+        occasions,
+        last_note_at=last_taken,
+        gap=timedelta(days=schedule.min_days_between),
+        precedence=schedule.precedence,
+        window=window,
+        zone=zone,
+    )
+    for plan in planned:
+        row = by_key[plan.occasion.key]
+        if plan.send_at == row.due_at and plan.status != "expired":
+            continue  # unchanged (a deferred touch keeps saying why it was deferred)
+        connection.execute(
+            update(touches)
+            .where(touches.c.id == row.id)
+            .values(due_at=plan.send_at, status=plan.status, reason=plan.reason, updated_at=now)
+        )

@@ -1,0 +1,56 @@
+"""A day's plan: which notes would go out, to whom, when, and which would not and why.
+
+The plan runs detection as of the end of the day in a transaction it rolls back, then lists
+the touches due that day (in the business's time zone): so it shows what the daemon would do,
+occasions not yet recorded included, and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, and_, select
+
+from scheduler.detection import customers, detect_on
+from scheduler.occasions.timing import local_moment
+from scheduler.outbox import touches
+from scheduler.settings import Settings
+from scheduler.store.db import write_transaction
+
+
+@dataclass(frozen=True)
+class PlanLine:
+    due_at: datetime
+    customer: str
+    name: str
+    kind: str
+    occasion: str
+    status: str
+    reason: str | None
+
+
+def plan_day(engine: Engine, settings: Settings, day: date) -> list[PlanLine]:
+    """Every touch due on local `day` of the business, as detection would leave them."""
+    zone = ZoneInfo(settings.business.timezone)
+    start = local_moment(day, time(0), zone)
+    end = local_moment(day + timedelta(days=1), time(0), zone)
+    with write_transaction(engine) as connection:
+        detect_on(connection, settings, end)
+        rows = connection.execute(
+            select(
+                touches.c.due_at,
+                customers.c.external_id,
+                customers.c.name,
+                touches.c.kind,
+                touches.c.occasion_key,
+                touches.c.status,
+                touches.c.reason,
+            )
+            .join(customers, customers.c.id == touches.c.customer_id)
+            .where(and_(touches.c.due_at >= start, touches.c.due_at < end))
+            .order_by(touches.c.due_at, customers.c.external_id, touches.c.occasion_key)
+        ).all()
+        connection.rollback()
+    return [PlanLine(*row) for row in rows]

@@ -1,0 +1,183 @@
+"""Detection against a real store (SQLite and PostgreSQL): exactly once, suppression, lateness,
+watermarks, superseded thanks, and the daily queries' indexes."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, text
+
+from scheduler.detection import birthday_query, detect
+from scheduler.occasion_settings import OrderThanksSettings
+from scheduler.occasions.dates import month_days_between
+from scheduler.settings import BusinessSettings, Settings
+from scheduler.store.db import create_store_engine
+from scheduler.store.models import metadata
+from scheduler.store.schema import upgrade
+
+customers = metadata.tables["customers"]
+orders = metadata.tables["orders"]
+touches = metadata.tables["touches"]
+SETTINGS = Settings(
+    business=BusinessSettings(
+        name="Ada's Bakery",
+        sender_name="Ada",
+        sender_email="ada@example.com",
+        timezone="Europe/London",
+    )
+)
+NOW = datetime(2027, 6, 15, 7, 0, tzinfo=UTC)  # 08:00 in London
+
+
+def add_customer(engine: Engine, external_id: str, **values: Any) -> int:
+    row = {"name": external_id, "email": f"{external_id.lower()}@example.com", "attributes": {}}
+    row.update(values)
+    with engine.begin() as connection:
+        result = connection.execute(insert(customers).values(external_id=external_id, **row))
+        customer_id: int = result.inserted_primary_key[0]  # type: ignore[index]
+        return customer_id
+
+
+def add_order(
+    engine: Engine, external_id: str, customer_id: int, placed_at: datetime, **more: Any
+) -> None:
+    values = {"amount": Decimal("25.00"), "created_at": placed_at, "updated_at": placed_at}
+    values.update(more)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(orders).values(
+                external_id=external_id, customer_id=customer_id, placed_at=placed_at, **values
+            )
+        )
+
+
+def notes(engine: Engine) -> list[tuple[int, str, str, str | None, datetime]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                touches.c.customer_id,
+                touches.c.occasion_key,
+                touches.c.status,
+                touches.c.reason,
+                touches.c.due_at,
+            ).order_by(touches.c.customer_id, touches.c.occasion_key)
+        )
+        return [tuple(row) for row in rows]
+
+
+def test_a_birthday_today_is_recorded_once_however_often_detection_runs(engine: Engine) -> None:
+    ann = add_customer(engine, "C-1", birth_month=6, birth_day=15)
+    first = detect(engine, SETTINGS, NOW)
+    detect(engine, SETTINGS, NOW)
+    detect(engine, SETTINGS, NOW + timedelta(hours=3))
+    assert first.count("birthday", "pending") == 1
+    assert notes(engine) == [
+        (ann, "birthday:2027", "pending", None, datetime(2027, 6, 15, 8, tzinfo=UTC))
+    ]
+
+
+def test_opted_out_and_unreachable_customers_are_suppressed_with_the_reason(engine: Engine) -> None:
+    gone = add_customer(
+        engine, "C-1", birth_month=6, birth_day=15, opted_out_at=datetime(2027, 1, 2, tzinfo=UTC)
+    )
+    silent = add_customer(engine, "C-2", birth_month=6, birth_day=15, email=None)
+    report = detect(engine, SETTINGS, NOW)
+    assert report.count("birthday", "suppressed") == 2
+    assert [(who, status, reason) for who, _, status, reason, _ in notes(engine)] == [
+        (gone, "suppressed", "opted out on 2027-01-02"),
+        (silent, "suppressed", "no email address"),
+    ]
+
+
+def test_after_downtime_recent_misses_are_sent_and_old_ones_expire(engine: Engine) -> None:
+    detect(engine, SETTINGS, NOW - timedelta(days=10))
+    recent = add_customer(engine, "C-1", birth_month=6, birth_day=13)  # 2 days ago: within 3
+    old = add_customer(engine, "C-2", birth_month=6, birth_day=9)  # 6 days ago: too late
+    report = detect(engine, SETTINGS, NOW)
+    assert (report.count("birthday", "pending"), report.count("birthday", "expired")) == (1, 1)
+    found = {who: (status, reason) for who, _, status, reason, _ in notes(engine)}
+    assert found[recent] == ("pending", None)
+    assert found[old] == ("expired", "missed by 6 days; sent at most 3 days late")
+
+
+def test_a_new_order_is_thanked_and_followed_up(engine: Engine) -> None:
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    ann = add_customer(engine, "C-1")
+    add_order(engine, "A-1", ann, NOW - timedelta(minutes=30))
+    report = detect(engine, SETTINGS, NOW)
+    assert report.count("order_thanks", "pending") == 1
+    keys = [(key, status) for _, key, status, _, _ in notes(engine)]
+    assert keys == [("follow_up:A-1", "pending"), ("order:A-1", "pending")]
+
+
+def test_a_second_order_within_the_delay_replaces_the_first_ones_thanks(engine: Engine) -> None:
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    ann = add_customer(engine, "C-1")
+    add_order(engine, "A-1", ann, NOW - timedelta(minutes=30))
+    detect(engine, SETTINGS, NOW)
+    add_order(engine, "A-2", ann, NOW + timedelta(minutes=30))
+    report = detect(engine, SETTINGS, NOW + timedelta(hours=1))
+    assert report.superseded == 1
+    statuses = {key: status for _, key, status, _, _ in notes(engine) if key.startswith("order:")}
+    assert statuses == {"order:A-1": "skipped", "order:A-2": "pending"}
+
+
+def test_orders_imported_long_after_they_were_placed_are_history(engine: Engine) -> None:
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    ann = add_customer(engine, "C-1")
+    add_order(engine, "A-1", ann, NOW - timedelta(days=400), created_at=NOW - timedelta(minutes=5))
+    report = detect(engine, SETTINGS, NOW)
+    assert report.history == 2  # its thanks and its follow-up
+    assert notes(engine) == []
+
+
+def test_the_frequency_cap_defers_an_order_thanks_behind_a_birthday(engine: Engine) -> None:
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    ann = add_customer(engine, "C-1", birth_month=6, birth_day=16)
+    add_order(engine, "A-1", ann, NOW - timedelta(minutes=30))
+    patient = SETTINGS.model_copy(
+        update={
+            "occasions": SETTINGS.occasions.model_copy(
+                update={"order_thanks": OrderThanksSettings(max_lateness=timedelta(days=10))}
+            )
+        }
+    )
+    detect(engine, patient, NOW + timedelta(days=1))
+    found = {key: (status, due) for _, key, status, _, due in notes(engine)}
+    assert found["birthday:2027"] == ("pending", datetime(2027, 6, 16, 8, tzinfo=UTC))
+    assert found["order:A-1"][0] == "deferred"
+    assert found["order:A-1"][1] == datetime(2027, 6, 23, 8, tzinfo=UTC)
+
+
+def test_two_instances_detecting_at_once_record_each_note_once(database_url: str) -> None:
+    setup = create_store_engine(database_url)
+    try:
+        upgrade(setup)
+        for n in range(40):
+            add_customer(setup, f"C-{n}", birth_month=6, birth_day=15)
+        engines = [create_store_engine(database_url) for _ in range(3)]
+        try:
+            with ThreadPoolExecutor(3) as pool:
+                list(pool.map(lambda e: detect(e, SETTINGS, NOW), engines))
+        finally:
+            for each in engines:
+                each.dispose()
+        assert len(notes(setup)) == 40
+    finally:
+        setup.dispose()
+
+
+def test_the_birthday_query_uses_the_month_day_index(engine: Engine) -> None:
+    query = birthday_query(month_days_between(date(2027, 6, 14), date(2027, 6, 16)))
+    compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
+            assert any("ix_customers_birth_month_day" in str(row) for row in plan), plan
+        else:
+            connection.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = connection.exec_driver_sql(f"EXPLAIN {compiled}").all()
+            assert any("ix_customers_birth_month_day" in str(row) for row in plan), plan
