@@ -181,11 +181,7 @@ class _Detector:
         ]
         if not dates:
             return []
-        rows = self.connection.execute(
-            select(customers.c.id, customers.c.customer_since, customers.c.timezone).where(
-                customers.c.customer_since.in_(dates)
-            )
-        )
+        rows = self.connection.execute(anniversary_query(dates))
         since = [
             YearlyDate(
                 row.id,
@@ -206,20 +202,7 @@ class _Detector:
         thanks, follow = self.occasions.order_thanks, self.occasions.follow_up
         if not (thanks.enabled or follow.enabled):
             return []
-        query = (
-            select(
-                orders.c.id,
-                orders.c.external_id,
-                orders.c.customer_id,
-                orders.c.placed_at,
-                orders.c.amount,
-                orders.c.created_at,
-                customers.c.timezone,
-            )
-            .join(customers, customers.c.id == orders.c.customer_id)
-            .where(orders.c.id > (last_id or 0))
-            .order_by(orders.c.id)
-        )
+        query = new_orders_query(last_id or 0)
         rows = self.connection.execute(query).all()
         if not rows:
             return []
@@ -249,17 +232,7 @@ class _Detector:
         found: list[OrderFact] = []
         for start in range(0, len(customer_ids), 500):
             rows = self.connection.execute(
-                select(
-                    orders.c.customer_id,
-                    orders.c.external_id,
-                    orders.c.placed_at,
-                    orders.c.amount,
-                ).where(
-                    and_(
-                        orders.c.customer_id.in_(customer_ids[start : start + 500]),
-                        orders.c.placed_at.between(earliest, latest),
-                    )
-                )
+                neighbours_query(customer_ids[start : start + 500], earliest, latest)
             )
             found += [
                 OrderFact(row.customer_id, row.external_id, row.placed_at, row.amount, UTC)
@@ -348,11 +321,7 @@ class _Detector:
                 arrived.setdefault(row.customer_id, row.created_at)
             facts.update(self._first_meetings_of(sorted(arrived)))
         first_day, last_day = self._utc_days(-self.occasions.first_meeting.delay)
-        for row in self.connection.execute(
-            select(customers.c.id, customers.c.first_met_on, customers.c.timezone).where(
-                customers.c.first_met_on.between(first_day, last_day)
-            )
-        ):
+        for row in self.connection.execute(first_met_on_query(first_day, last_day)):
             facts.setdefault(
                 row.id, FirstMeetingFact(row.id, self.zone(row.timezone), met_on=row.first_met_on)
             )
@@ -477,6 +446,49 @@ def birthday_query(pairs: Iterable[tuple[int, int]]) -> Select[Any]:
                 for month, days in by_month.items()
             )
         )
+    )
+
+
+def anniversary_query(dates: Sequence[date]) -> Select[Any]:
+    """Customers who became customers on any of `dates`, through the customer_since index."""
+    return select(customers.c.id, customers.c.customer_since, customers.c.timezone).where(
+        customers.c.customer_since.in_(dates)
+    )
+
+
+def first_met_on_query(first: date, last: date) -> Select[Any]:
+    """Customers first met on a day from `first` to `last`, through the first_met_on index."""
+    return select(customers.c.id, customers.c.first_met_on, customers.c.timezone).where(
+        customers.c.first_met_on.between(first, last)
+    )
+
+
+def new_orders_query(last_id: int) -> Select[Any]:
+    """Orders after the watermark, with their customer's zone, by the primary key."""
+    return (
+        select(
+            orders.c.id,
+            orders.c.external_id,
+            orders.c.customer_id,
+            orders.c.placed_at,
+            orders.c.amount,
+            orders.c.created_at,
+            customers.c.timezone,
+        )
+        .join(customers, customers.c.id == orders.c.customer_id)
+        .where(orders.c.id > last_id)
+        .order_by(orders.c.id)
+    )
+
+
+def neighbours_query(
+    customer_ids: Sequence[int], earliest: datetime, latest: datetime
+) -> Select[Any]:
+    """These customers' orders placed in `earliest..latest`, through (customer, placed_at)."""
+    return select(
+        orders.c.customer_id, orders.c.external_id, orders.c.placed_at, orders.c.amount
+    ).where(
+        and_(orders.c.customer_id.in_(customer_ids), orders.c.placed_at.between(earliest, latest))
     )
 
 

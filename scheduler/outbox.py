@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, select, update
@@ -82,9 +82,7 @@ def record(
             if status == "pending":
                 fresh.add(customer_id)
     if fresh and schedule.min_days_between:
-        window = SendWindow.from_settings(schedule)
-        for customer_id in sorted(fresh):
-            _space(connection, customer_id, contacts[customer_id].zone, schedule, window, now)
+        _space(connection, sorted(fresh), contacts, schedule, now)
     return counts
 
 
@@ -132,32 +130,76 @@ def _insert_new(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[
 
 def _space(
     connection: Connection,
-    customer_id: int,
-    zone: tzinfo,
+    customer_ids: list[int],
+    contacts: dict[int, Contact],
     schedule: ScheduleSettings,
-    window: SendWindow,
     now: datetime,
 ) -> None:
-    """Plan one customer's open touches again under the frequency cap."""
-    last_taken = connection.execute(
-        select(func.max(func.coalesce(touches.c.sent_at, touches.c.due_at))).where(
-            and_(touches.c.customer_id == customer_id, touches.c.status.in_(TAKEN))
+    """Plan these customers' open touches again under the frequency cap (a few queries per
+    500 customers, however many touches they have)."""
+    window = SendWindow.from_settings(schedule)
+    gap = timedelta(days=schedule.min_days_between)
+    for start in range(0, len(customer_ids), _CHUNK):
+        chunk = customer_ids[start : start + _CHUNK]
+        last_taken = dict(
+            connection.execute(
+                select(
+                    touches.c.customer_id,
+                    func.max(func.coalesce(touches.c.sent_at, touches.c.due_at)),
+                )
+                .where(and_(touches.c.customer_id.in_(chunk), touches.c.status.in_(TAKEN)))
+                .group_by(touches.c.customer_id)
+            ).all()
         )
-    ).scalar_one()
-    open_rows = connection.execute(
-        select(touches.c.id, touches.c.kind, touches.c.occasion_key, touches.c.due_at)
-        .add_columns(touches.c.expires_at, touches.c.status)
-        .where(and_(touches.c.customer_id == customer_id, touches.c.status.in_(OPEN)))
-    ).all()
-    by_key = {row.occasion_key: row for row in open_rows}
+        open_rows: dict[int, list[Any]] = {}
+        for row in connection.execute(
+            select(
+                touches.c.id,
+                touches.c.customer_id,
+                touches.c.kind,
+                touches.c.occasion_key,
+                touches.c.due_at,
+                touches.c.expires_at,
+                touches.c.status,
+            ).where(and_(touches.c.customer_id.in_(chunk), touches.c.status.in_(OPEN)))
+        ):
+            open_rows.setdefault(row.customer_id, []).append(row)
+        for customer_id, rows in open_rows.items():
+            if len(rows) == 1 and customer_id not in last_taken:
+                continue  # nothing to space
+            _space_one(
+                connection,
+                customer_id,
+                rows,
+                last_taken.get(customer_id),
+                gap,
+                schedule,
+                window,
+                contacts[customer_id].zone,
+                now,
+            )
+
+
+def _space_one(
+    connection: Connection,
+    customer_id: int,
+    rows: list[Any],
+    last_taken: Any,
+    gap: timedelta,
+    schedule: ScheduleSettings,
+    window: SendWindow,
+    zone: tzinfo,
+    now: datetime,
+) -> None:
+    by_key = {row.occasion_key: row for row in rows}
     occasions = [
         Occasion(customer_id, row.kind, row.occasion_key, row.due_at, row.expires_at or row.due_at)
-        for row in open_rows
+        for row in rows
     ]
     planned = space_out(
         occasions,
-        last_note_at=last_taken,
-        gap=timedelta(days=schedule.min_days_between),
+        last_note_at=_as_utc(last_taken),
+        gap=gap,
         precedence=schedule.precedence,
         window=window,
         zone=zone,
@@ -171,3 +213,11 @@ def _space(
             .where(touches.c.id == row.id)
             .values(due_at=plan.send_at, status=plan.status, reason=plan.reason, updated_at=now)
         )
+
+
+def _as_utc(value: Any) -> datetime | None:
+    """A timestamp from an aggregate (SQLite gives the stored text, not our column type)."""
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

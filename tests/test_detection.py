@@ -3,14 +3,23 @@ watermarks, superseded thanks, and the daily queries' indexes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, text
+import pytest
+from sqlalchemy import Engine, Select, event, insert, select, text
 
-from scheduler.detection import birthday_query, detect
+from scheduler.detection import (
+    anniversary_query,
+    birthday_query,
+    detect,
+    first_met_on_query,
+    neighbours_query,
+    new_orders_query,
+)
 from scheduler.occasion_settings import OrderThanksSettings
 from scheduler.occasions.dates import month_days_between
 from scheduler.settings import BusinessSettings, Settings
@@ -170,14 +179,68 @@ def test_two_instances_detecting_at_once_record_each_note_once(database_url: str
         setup.dispose()
 
 
-def test_the_birthday_query_uses_the_month_day_index(engine: Engine) -> None:
-    query = birthday_query(month_days_between(date(2027, 6, 14), date(2027, 6, 16)))
-    compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+DAILY_QUERIES: dict[str, tuple[Callable[[], Select[Any]], tuple[str, ...]]] = {
+    "birthdays": (
+        lambda: birthday_query(month_days_between(date(2027, 6, 14), date(2027, 6, 16))),
+        ("ix_customers_birth_month_day",),
+    ),
+    "anniversaries": (
+        lambda: anniversary_query([date(2020, 6, 15), date(2021, 6, 15)]),
+        ("ix_customers_customer_since",),
+    ),
+    "first meetings": (
+        lambda: first_met_on_query(date(2027, 6, 13), date(2027, 6, 15)),
+        ("ix_customers_first_met_on",),
+    ),
+    "new orders": (
+        lambda: new_orders_query(1000),
+        ("INTEGER PRIMARY KEY", "orders_pkey"),
+    ),
+    "the same customers' orders": (
+        lambda: neighbours_query([1, 2, 3], NOW - timedelta(hours=2), NOW),
+        ("ix_orders_customer_placed_at", "ix_orders_placed_at"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", DAILY_QUERIES)
+def test_the_daily_queries_use_their_indexes(engine: Engine, name: str) -> None:
+    build, indexes = DAILY_QUERIES[name]
+    sent: list[tuple[str, Any]] = []  # the statement and parameters as the driver gets them
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
     with engine.begin() as connection:
-        if engine.dialect.name == "sqlite":
-            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
-            assert any("ix_customers_birth_month_day" in str(row) for row in plan), plan
-        else:
+        if engine.dialect.name == "postgresql":  # tiny tables: ask whether an index can serve
             connection.execute(text("SET LOCAL enable_seqscan = off"))
-            plan = connection.exec_driver_sql(f"EXPLAIN {compiled}").all()
-            assert any("ix_customers_birth_month_day" in str(row) for row in plan), plan
+        event.listen(connection, "before_cursor_execute", capture)
+        connection.execute(build()).all()
+        event.remove(connection, "before_cursor_execute", capture)
+        statement, parameters = sent[-1]
+        rows = connection.exec_driver_sql(explain + statement, parameters)
+        plan = " | ".join(str(row[-1]) for row in rows)
+    assert any(index in plan for index in indexes), plan
+
+
+def test_a_note_sent_recently_holds_back_the_next_one(engine: Engine) -> None:
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    ann = add_customer(engine, "C-1")
+    sent_at = NOW - timedelta(days=2)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(touches).values(
+                customer_id=ann,
+                kind="anniversary",
+                occasion_key="anniversary:1",
+                status="sent",
+                due_at=sent_at,
+                sent_at=sent_at,
+            )
+        )
+    add_order(engine, "A-1", ann, NOW - timedelta(minutes=30))
+    detect(engine, SETTINGS, NOW)
+    found = {key: (status, due) for _, key, status, _, due in notes(engine)}
+    # a week after the last note is 08:00 in London, before the window opens at 09:00
+    assert found["order:A-1"] == ("deferred", datetime(2027, 6, 20, 8, tzinfo=UTC))
