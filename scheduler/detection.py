@@ -71,7 +71,8 @@ class DetectionReport:
     history: int = 0
     """Events that arrived too late for their note, and got none."""
     superseded: int = 0
-    """Order thanks dropped because the same customer ordered again within the delay."""
+    """Waiting order notes (thanks, follow-ups) skipped: the customer ordered again within the
+    thanks delay."""
 
     def count(self, kind: OccasionKind, status: str) -> int:
         return self.recorded[(kind, status)]
@@ -214,13 +215,15 @@ class _Detector:
             for row in rows
         ]
         arrived = {row.external_id: row.created_at for row in rows}
+        neighbours = self._neighbours(facts, thanks.delay)
+        superseded = superseded_orders([*facts, *neighbours], thanks.delay)
+        self._drop_superseded(facts, neighbours, superseded)
         found: list[Occasion] = []
         if thanks.enabled:
-            neighbours = self._neighbours(facts, thanks.delay)
             found += order_thanks(facts, neighbours, thanks, self.window)
-            self._drop_superseded(facts, neighbours, thanks.delay)
-        if follow.enabled:
-            found += follow_ups(facts, follow, self.window)
+        if follow.enabled:  # one follow-up for a run of orders, like the thanks
+            latest = [fact for fact in facts if fact.order_id not in superseded]
+            found += follow_ups(latest, follow, self.window)
         return self._not_history(found, arrived)
 
     def _neighbours(self, facts: Sequence[OrderFact], delay: timedelta) -> list[OrderFact]:
@@ -242,25 +245,27 @@ class _Detector:
         return found
 
     def _drop_superseded(
-        self, facts: Sequence[OrderFact], neighbours: Sequence[OrderFact], delay: timedelta
+        self, facts: Sequence[OrderFact], neighbours: Sequence[OrderFact], superseded: set[str]
     ) -> None:
-        """Earlier orders' thanks still waiting, now that a later order takes their place."""
-        older = superseded_orders([*facts, *neighbours], delay) - {f.order_id for f in facts}
+        """Earlier orders' thanks and follow-ups still waiting, now that a later order takes
+        their place."""
+        new = {fact.order_id for fact in facts}
+        older = [o for o in neighbours if o.order_id in superseded and o.order_id not in new]
         if not older:
             return
-        keys = [f"order:{order_id}" for order_id in sorted(older)]
+        keys = [f"{prefix}:{o.order_id}" for o in older for prefix in ("order", "follow_up")]
         result = self.connection.execute(
             touches.update()
             .where(
                 and_(
-                    touches.c.kind == "order_thanks",
+                    touches.c.customer_id.in_(sorted({o.customer_id for o in older})),
                     touches.c.occasion_key.in_(keys),
                     touches.c.status.in_(("pending", "deferred")),
                 )
             )
             .values(
                 status="skipped",
-                reason="a later order within the delay gets the thanks",
+                reason="a later order within the thanks delay takes its place",
                 updated_at=self.span.now,
             )
         )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.addresses import InvalidAddress, normalize_address
@@ -76,11 +76,10 @@ def record(
     rows = [_row(occasion, contacts[occasion.customer_id], now) for occasion in occasions]
     counts: RecordCounts = Counter()
     fresh: set[int] = set()
-    for start in range(0, len(rows), _CHUNK):
-        for customer_id, kind, status in _insert_new(connection, rows[start : start + _CHUNK]):
-            counts[(kind, status)] += 1
-            if status == "pending":
-                fresh.add(customer_id)
+    for customer_id, kind, status in _insert_new(connection, rows):
+        counts[(kind, status)] += 1
+        if status == "pending":
+            fresh.add(customer_id)
     if fresh and schedule.min_days_between:
         _space(connection, sorted(fresh), contacts, schedule, now)
     return counts
@@ -115,17 +114,17 @@ def _days(span: timedelta) -> str:
 
 
 def _insert_new(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[Any]:
-    """Insert `rows`, skipping every (customer, key) already present; return what went in."""
+    """Insert `rows`, skipping every (customer, key) already present; return what went in.
+    One cached statement, sent by SQLAlchemy in multi-row batches ("insertmanyvalues")."""
     if not rows:
         return []
     dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
     statement = (
         dialect.insert(touches)
-        .values(list(rows))
         .on_conflict_do_nothing(index_elements=["customer_id", "occasion_key"])
         .returning(touches.c.customer_id, touches.c.kind, touches.c.status)
     )
-    return list(connection.execute(statement))
+    return list(connection.execute(statement, list(rows)))
 
 
 def _space(
@@ -164,11 +163,11 @@ def _space(
             ).where(and_(touches.c.customer_id.in_(chunk), touches.c.status.in_(OPEN)))
         ):
             open_rows.setdefault(row.customer_id, []).append(row)
+        changes: list[dict[str, Any]] = []
         for customer_id, rows in open_rows.items():
             if len(rows) == 1 and customer_id not in last_taken:
                 continue  # nothing to space
-            _space_one(
-                connection,
+            changes += _space_one(
                 customer_id,
                 rows,
                 last_taken.get(customer_id),
@@ -176,12 +175,24 @@ def _space(
                 schedule,
                 window,
                 contacts[customer_id].zone,
-                now,
             )
+        if changes:
+            connection.execute(_RESCHEDULE, [{**change, "now": now} for change in changes])
+
+
+_RESCHEDULE = (
+    update(touches)
+    .where(touches.c.id == bindparam("touch_id"))
+    .values(
+        due_at=bindparam("send_at"),
+        status=bindparam("new_status"),
+        reason=bindparam("new_reason"),
+        updated_at=bindparam("now"),
+    )
+)
 
 
 def _space_one(
-    connection: Connection,
     customer_id: int,
     rows: list[Any],
     last_taken: Any,
@@ -189,8 +200,8 @@ def _space_one(
     schedule: ScheduleSettings,
     window: SendWindow,
     zone: tzinfo,
-    now: datetime,
-) -> None:
+) -> list[dict[str, Any]]:
+    """The changes the cap makes to one customer's open touches."""
     by_key = {row.occasion_key: row for row in rows}
     occasions = [
         Occasion(customer_id, row.kind, row.occasion_key, row.due_at, row.expires_at or row.due_at)
@@ -204,15 +215,20 @@ def _space_one(
         window=window,
         zone=zone,
     )
+    changes = []
     for plan in planned:
         row = by_key[plan.occasion.key]
         if plan.send_at == row.due_at and plan.status != "expired":
             continue  # unchanged (a deferred touch keeps saying why it was deferred)
-        connection.execute(
-            update(touches)
-            .where(touches.c.id == row.id)
-            .values(due_at=plan.send_at, status=plan.status, reason=plan.reason, updated_at=now)
+        changes.append(
+            {
+                "touch_id": row.id,
+                "send_at": plan.send_at,
+                "new_status": plan.status,
+                "new_reason": plan.reason,
+            }
         )
+    return changes
 
 
 def _as_utc(value: Any) -> datetime | None:

@@ -122,16 +122,21 @@ def test_a_new_order_is_thanked_and_followed_up(engine: Engine) -> None:
     assert keys == [("follow_up:A-1", "pending"), ("order:A-1", "pending")]
 
 
-def test_a_second_order_within_the_delay_replaces_the_first_ones_thanks(engine: Engine) -> None:
+def test_a_second_order_within_the_delay_replaces_the_first_ones_notes(engine: Engine) -> None:
     detect(engine, SETTINGS, NOW - timedelta(hours=1))
     ann = add_customer(engine, "C-1")
     add_order(engine, "A-1", ann, NOW - timedelta(minutes=30))
     detect(engine, SETTINGS, NOW)
     add_order(engine, "A-2", ann, NOW + timedelta(minutes=30))
     report = detect(engine, SETTINGS, NOW + timedelta(hours=1))
-    assert report.superseded == 1
-    statuses = {key: status for _, key, status, _, _ in notes(engine) if key.startswith("order:")}
-    assert statuses == {"order:A-1": "skipped", "order:A-2": "pending"}
+    assert report.superseded == 2
+    statuses = {key: status for _, key, status, _, _ in notes(engine)}
+    assert statuses == {
+        "order:A-1": "skipped",
+        "follow_up:A-1": "skipped",
+        "order:A-2": "pending",
+        "follow_up:A-2": "pending",
+    }
 
 
 def test_orders_imported_long_after_they_were_placed_are_history(engine: Engine) -> None:

@@ -13,7 +13,8 @@ Rules, per kind (each has its own named test):
 - order_thanks: `delay` after the order, for orders of at least `min_amount`; when the same
   customer ordered again within `delay`, only the later order is thanked (`superseded_orders`).
   Key `order:<order id>`.
-- follow_up: on the local day `after_days` after the order; key `follow_up:<order id>`.
+- follow_up: on the local day `after_days` after the order; key `follow_up:<order id>`. (Detection
+  asks for one per run of orders, as for the thanks.)
 - referral_thanks: to the referrer, when the referral was recorded; key
   `referral:<referred customer id>`.
 - first_meeting: `delay` after the first meeting (or the morning of `first_met_on`); key
