@@ -380,8 +380,8 @@ def detect(
     out.print(table(title, rows, ["kind", "added", "suppressed", "expired"]))
     if report.history or report.superseded:
         out.print(
-            f"{report.history} events arrived too late for a note; {report.superseded} notes "
-            "for an order gave way to a later order's.",
+            f"{report.history} events arrived too late for a note; {report.superseded} order "
+            "thanks gave way to a later order's.",
             markup=False,
         )
 

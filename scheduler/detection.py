@@ -1,10 +1,12 @@
 """One detection run: read what is new, ask the rules which notes are due, record them.
 
 What a run looks at (so a tick costs what is new, not the size of the store):
-- orders, referrals and meetings with an id above the watermark of the previous run;
+- orders, referrals and meetings with an id above the watermark of the previous run (thanks);
+- orders placed `after_days` before a local day the run covers (follow-ups);
 - customers whose birthday, first-purchase day or `first_met_on` falls on a local day the run
   covers, through the indexed month-day and date columns;
-- check-ins once per UTC day (the first run of a day), from the customers' last orders.
+- check-ins once per UTC day (the first run of a day), from the last orders of the customers
+  who ordered within `stop_after_days` (the placed_at index), judged 500 at a time.
 
 The span a run covers starts where the previous run ended. After a long stop it reaches back at
 most as far as the longest `max_lateness` (plus a day), so a year of downtime does not record
@@ -57,6 +59,8 @@ marks = metadata.tables["detection_marks"]
 customer_values = metadata.tables["customer_values"]
 
 RUN, ORDERS, REFERRALS, MEETINGS, CHECK_INS = "run", "orders", "referrals", "meetings", "check_ins"
+CHECK_IN_CHUNK = 500
+"""Quiet customers are judged and recorded this many at a time, so memory stays flat."""
 ZONE_REACH = timedelta(days=1)
 """Local days run from UTC-12 to UTC+14: a UTC day's neighbours cover every zone's."""
 
@@ -71,8 +75,7 @@ class DetectionReport:
     history: int = 0
     """Events that arrived too late for their note, and got none."""
     superseded: int = 0
-    """Waiting order notes (thanks, follow-ups) skipped: the customer ordered again within the
-    thanks delay."""
+    """Waiting order thanks skipped: the customer ordered again within the delay."""
 
     def count(self, kind: OccasionKind, status: str) -> int:
         return self.recorded[(kind, status)]
@@ -98,6 +101,15 @@ def detect_on(connection: Connection, settings: Settings, now: datetime) -> Dete
     found = detector.all(state)
     contacts = _contacts(connection, {o.customer_id for o in found}, detector.default_zone)
     report.recorded = record(connection, found, contacts, now=now, schedule=settings.schedule)
+    if detector.check_ins_due(state):
+        quiet = detector.quiet_customers()
+        for start in range(0, len(quiet), CHECK_IN_CHUNK):
+            chunk = detector.check_ins(quiet[start : start + CHECK_IN_CHUNK])
+            contacts = _contacts(connection, {o.customer_id for o in chunk}, detector.default_zone)
+            report.recorded += record(
+                connection, chunk, contacts, now=now, schedule=settings.schedule
+            )
+        detector.new_marks[CHECK_INS] = (now, None)
     _write_marks(connection, {RUN: (now, None), **detector.new_marks}, now)
     return report
 
@@ -136,17 +148,20 @@ class _Detector:
         if self.occasions.anniversary.enabled:
             found += self.anniversaries()
         found += self.orders(state.get(ORDERS, (None, None))[1])
+        if self.occasions.follow_up.enabled:
+            found += self.follow_ups()
         if self.occasions.referral_thanks.enabled:
             found += self.referrals(state.get(REFERRALS, (None, None))[1])
         if self.occasions.first_meeting.enabled:
             found += self.first_meetings(state.get(MEETINGS, (None, None))[1])
-        last_check_in = state.get(CHECK_INS, (None, None))[0]
-        if self.occasions.check_in.enabled and (
-            last_check_in is None or last_check_in.date() < self.span.now.date()
-        ):
-            found += self.check_ins()
-            self.new_marks[CHECK_INS] = (self.span.now, None)
         return found
+
+    def check_ins_due(self, state: dict[str, tuple[datetime | None, int | None]]) -> bool:
+        """Check-ins are looked for once per UTC day, on its first run."""
+        last = state.get(CHECK_INS, (None, None))[0]
+        return self.occasions.check_in.enabled and (
+            last is None or last.date() < self.span.now.date()
+        )
 
     # Dated occasions, through the indexed columns -------------------------------------
 
@@ -200,31 +215,42 @@ class _Detector:
     # Event occasions, by watermark ----------------------------------------------------
 
     def orders(self, last_id: int | None) -> list[Occasion]:
-        thanks, follow = self.occasions.order_thanks, self.occasions.follow_up
-        if not (thanks.enabled or follow.enabled):
+        """Thanks for the orders stored since the last run."""
+        thanks = self.occasions.order_thanks
+        if not thanks.enabled:
             return []
-        query = new_orders_query(last_id or 0)
-        rows = self.connection.execute(query).all()
+        rows = self.connection.execute(new_orders_query(last_id or 0)).all()
         if not rows:
             return []
         self.new_marks[ORDERS] = (None, rows[-1].id)
-        facts = [
-            OrderFact(
-                row.customer_id, row.external_id, row.placed_at, row.amount, self.zone(row.timezone)
-            )
-            for row in rows
-        ]
-        arrived = {row.external_id: row.created_at for row in rows}
+        facts = [self._order_fact(row) for row in rows]
         neighbours = self._neighbours(facts, thanks.delay)
         superseded = superseded_orders([*facts, *neighbours], thanks.delay)
         self._drop_superseded(facts, neighbours, superseded)
-        found: list[Occasion] = []
-        if thanks.enabled:
-            found += order_thanks(facts, neighbours, thanks, self.window)
-        if follow.enabled:  # one follow-up for a run of orders, like the thanks
-            latest = [fact for fact in facts if fact.order_id not in superseded]
-            found += follow_ups(latest, follow, self.window)
-        return self._not_history(found, arrived)
+        found = order_thanks(facts, neighbours, thanks, self.window)
+        return self._not_history(found, {row.external_id: row.created_at for row in rows})
+
+    def follow_ups(self) -> list[Occasion]:
+        """Follow-ups due on the local days of the span: orders placed `after_days` earlier,
+        one per run of orders (the latest), through the placed_at index."""
+        settings, delay = self.occasions.follow_up, self.occasions.order_thanks.delay
+        shift = timedelta(days=settings.after_days)
+        first, last = self._utc_days(-shift)
+        start = datetime.combine(first, datetime.min.time(), UTC) - ZONE_REACH
+        end = datetime.combine(last, datetime.max.time(), UTC) + ZONE_REACH
+        rows = self.connection.execute(placed_between_query(start, end)).all()
+        facts = [self._order_fact(row) for row in rows]
+        if not facts:
+            return []
+        superseded = superseded_orders([*facts, *self._neighbours(facts, delay)], delay)
+        latest = [fact for fact in facts if fact.order_id not in superseded]
+        found = follow_ups(latest, self.span, settings, self.window)
+        return self._not_history(found, {row.external_id: row.created_at for row in rows})
+
+    def _order_fact(self, row: Any) -> OrderFact:
+        return OrderFact(
+            row.customer_id, row.external_id, row.placed_at, row.amount, self.zone(row.timezone)
+        )
 
     def _neighbours(self, facts: Sequence[OrderFact], delay: timedelta) -> list[OrderFact]:
         """The same customers' other orders placed within `delay` of the new ones."""
@@ -247,13 +273,12 @@ class _Detector:
     def _drop_superseded(
         self, facts: Sequence[OrderFact], neighbours: Sequence[OrderFact], superseded: set[str]
     ) -> None:
-        """Earlier orders' thanks and follow-ups still waiting, now that a later order takes
-        their place."""
+        """Earlier orders' thanks still waiting, now that a later order takes their place."""
         new = {fact.order_id for fact in facts}
         older = [o for o in neighbours if o.order_id in superseded and o.order_id not in new]
         if not older:
             return
-        keys = [f"{prefix}:{o.order_id}" for o in older for prefix in ("order", "follow_up")]
+        keys = [f"order:{o.order_id}" for o in older]
         result = self.connection.execute(
             touches.update()
             .where(
@@ -274,13 +299,14 @@ class _Detector:
     def _not_history(
         self, found: Iterable[Occasion], arrived: dict[str, datetime]
     ) -> list[Occasion]:
-        """Drop occasions whose event was stored only after its note was already too late.
+        """Drop occasions whose event was stored only after its note was already too late, or
+        before the span (on a first run: history from before appreciate was watching).
         `arrived` maps the reference in an occasion's key (after the colon) to when its event
         was stored."""
         kept = []
         for occasion in found:
             stored_at = arrived.get(occasion.key.split(":", 1)[-1])
-            if stored_at is not None and occasion.too_late(stored_at):
+            if stored_at is not None and occasion.too_late(max(stored_at, self.span.since)):
                 self.report.history += 1
                 continue
             kept.append(occasion)
@@ -334,7 +360,7 @@ class _Detector:
         kept = []
         for occasion in found:
             stored_at = arrived.get(occasion.customer_id)
-            if stored_at is not None and occasion.too_late(stored_at):
+            if stored_at is not None and occasion.too_late(max(stored_at, self.span.since)):
                 self.report.history += 1
             else:
                 kept.append(occasion)
@@ -367,44 +393,59 @@ class _Detector:
                     )
         return facts
 
-    def check_ins(self) -> list[Occasion]:
-        """Customers whose last order is older than `quiet_days`; the rule decides the rest."""
+    def quiet_customers(self) -> list[tuple[int, datetime]]:
+        """(customer, last order) for customers whose last order is older than `quiet_days`
+        but within `stop_after_days`: one pass over the recent orders' placed_at index."""
+        settings = self.occasions.check_in
+        now = self.span.now
+        quiet_since = now - timedelta(days=settings.quiet_days)
+        last_order = func.max(orders.c.placed_at)
+        rows = self.connection.execute(
+            select(orders.c.customer_id, last_order)
+            .where(orders.c.placed_at >= now - timedelta(days=settings.stop_after_days))
+            .group_by(orders.c.customer_id)
+            .having(last_order <= quiet_since)
+        )
+        return [(customer_id, _aware(last)) for customer_id, last in rows]
+
+    def check_ins(self, quiet: list[tuple[int, datetime]]) -> list[Occasion]:
+        """Check-ins among these quiet customers (the rule decides, with their notes and
+        values)."""
         settings = self.occasions.check_in
         values_known = (
-            self.connection.execute(select(func.count()).select_from(customer_values)).scalar_one()
+            self.connection.execute(
+                select(func.count()).select_from(
+                    select(customer_values.c.customer_id).limit(1).subquery()
+                )
+            ).scalar_one()
             > 0
         )
-        last_order = (
-            select(orders.c.customer_id, func.max(orders.c.placed_at).label("last_order_at"))
-            .group_by(orders.c.customer_id)
-            .subquery()
-        )
-        quiet_since = self.span.now - timedelta(days=settings.quiet_days)
-        candidates = self.connection.execute(
-            select(
-                customers.c.id,
-                customers.c.timezone,
-                last_order.c.last_order_at,
-                customer_values.c.total,
-                customer_values.c.tier,
+        ids = [customer_id for customer_id, _ in quiet]
+        details = {
+            row.id: row
+            for row in self.connection.execute(
+                select(
+                    customers.c.id,
+                    customers.c.timezone,
+                    customer_values.c.total,
+                    customer_values.c.tier,
+                )
+                .outerjoin(customer_values, customer_values.c.customer_id == customers.c.id)
+                .where(customers.c.id.in_(ids))
             )
-            .join(last_order, last_order.c.customer_id == customers.c.id)
-            .outerjoin(customer_values, customer_values.c.customer_id == customers.c.id)
-            .where(last_order.c.last_order_at <= quiet_since)
-        ).all()
-        if not candidates:
-            return []
-        notes = self._last_notes([row.id for row in candidates])
+        }
+        notes = self._last_notes(ids)
         people = [
             QuietCustomer(
-                row.id,
-                self.zone(row.timezone),
-                _aware(row.last_order_at),
-                *notes.get(row.id, (None, None)),
-                value=row.total,
-                top_tier=row.tier == "top",
+                customer_id,
+                self.zone(details[customer_id].timezone),
+                last_order_at,
+                *notes.get(customer_id, (None, None)),
+                value=details[customer_id].total,
+                top_tier=details[customer_id].tier == "top",
             )
-            for row in candidates
+            for customer_id, last_order_at in quiet
+            if customer_id in details
         ]
         return check_ins(people, self.span.now, settings, self.window, values_known)
 
@@ -468,22 +509,26 @@ def first_met_on_query(first: date, last: date) -> Select[Any]:
     )
 
 
+def _orders_with_zone() -> Select[Any]:
+    return select(
+        orders.c.id,
+        orders.c.external_id,
+        orders.c.customer_id,
+        orders.c.placed_at,
+        orders.c.amount,
+        orders.c.created_at,
+        customers.c.timezone,
+    ).join(customers, customers.c.id == orders.c.customer_id)
+
+
 def new_orders_query(last_id: int) -> Select[Any]:
     """Orders after the watermark, with their customer's zone, by the primary key."""
-    return (
-        select(
-            orders.c.id,
-            orders.c.external_id,
-            orders.c.customer_id,
-            orders.c.placed_at,
-            orders.c.amount,
-            orders.c.created_at,
-            customers.c.timezone,
-        )
-        .join(customers, customers.c.id == orders.c.customer_id)
-        .where(orders.c.id > last_id)
-        .order_by(orders.c.id)
-    )
+    return _orders_with_zone().where(orders.c.id > last_id).order_by(orders.c.id)
+
+
+def placed_between_query(start: datetime, end: datetime) -> Select[Any]:
+    """Orders placed from `start` to `end`, with their customer's zone, by the placed_at index."""
+    return _orders_with_zone().where(orders.c.placed_at.between(start, end))
 
 
 def neighbours_query(

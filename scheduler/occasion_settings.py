@@ -12,7 +12,14 @@ import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
 _DURATION_PART = re.compile(r"\s*(\d+)\s*([dhm])")
 _UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
@@ -102,13 +109,21 @@ class AnniversarySettings(_Occasion):
 
 
 class CheckInSettings(_Occasion):
-    """A valued customer gone quiet: no order and no note for `quiet_days`. When lifetime
-    values exist, only customers worth at least `min_value` or in the top tier."""
+    """A valued customer gone quiet: no order and no note for `quiet_days`, but an order within
+    `stop_after_days` (someone silent for years has moved on). When lifetime values exist, only
+    customers worth at least `min_value` or in the top tier."""
 
     quiet_days: int = Field(default=120, ge=7, le=3650)
+    stop_after_days: int = Field(default=730, ge=14, le=36500)
     min_value: Amount = 0.0
     every_days: int = Field(default=180, ge=28, le=3650)
     max_lateness: Duration = timedelta(days=30)
+
+    @model_validator(mode="after")
+    def _stops_after_quiet(self) -> CheckInSettings:
+        if self.stop_after_days <= self.quiet_days:
+            raise ValueError("stop_after_days must be more than quiet_days")
+        return self
 
 
 class OccasionsSettings(BaseModel):

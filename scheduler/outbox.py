@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, select, update
@@ -74,15 +75,47 @@ def record(
 ) -> RecordCounts:
     """Insert the occasions not yet recorded; then space the affected customers' notes."""
     rows = [_row(occasion, contacts[occasion.customer_id], now) for occasion in occasions]
+    due = {(row["customer_id"], row["occasion_key"]): row["due_at"] for row in rows}
     counts: RecordCounts = Counter()
-    fresh: set[int] = set()
-    for customer_id, kind, status in _insert_new(connection, rows):
+    fresh: dict[int, list[datetime]] = {}
+    for customer_id, kind, key, status in _insert_new(connection, rows):
         counts[(kind, status)] += 1
         if status == "pending":
-            fresh.add(customer_id)
+            fresh.setdefault(customer_id, []).append(due[(customer_id, key)])
     if fresh and schedule.min_days_between:
-        _space(connection, sorted(fresh), contacts, schedule, now)
+        gap = timedelta(days=schedule.min_days_between)
+        crowded = _crowded(connection, fresh, gap)
+        if crowded:
+            _space(connection, crowded, contacts, schedule, now)
     return counts
+
+
+def _crowded(connection: Connection, fresh: dict[int, list[datetime]], gap: timedelta) -> list[int]:
+    """The customers whose new notes may break the cap: two new ones within `gap` of each
+    other, or other notes (open or taken) besides the new ones. One count per 500 customers
+    spares everyone else the full planning."""
+    crowded = []
+    spaced: dict[int, int] = {}
+    for customer_id, moments in fresh.items():
+        moments.sort()
+        if any(later - earlier < gap for earlier, later in pairwise(moments)):
+            crowded.append(customer_id)
+        else:
+            spaced[customer_id] = len(moments)
+    ids = sorted(spaced)
+    for start in range(0, len(ids), _CHUNK):
+        counts = connection.execute(
+            select(touches.c.customer_id, func.count())
+            .where(
+                and_(
+                    touches.c.customer_id.in_(ids[start : start + _CHUNK]),
+                    touches.c.status.in_(OPEN + TAKEN),
+                )
+            )
+            .group_by(touches.c.customer_id)
+        )
+        crowded += [customer_id for customer_id, n in counts if n > spaced[customer_id]]
+    return sorted(crowded)
 
 
 def _row(occasion: Occasion, contact: Contact, now: datetime) -> dict[str, Any]:
@@ -122,7 +155,7 @@ def _insert_new(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[
     statement = (
         dialect.insert(touches)
         .on_conflict_do_nothing(index_elements=["customer_id", "occasion_key"])
-        .returning(touches.c.customer_id, touches.c.kind, touches.c.status)
+        .returning(touches.c.customer_id, touches.c.kind, touches.c.occasion_key, touches.c.status)
     )
     return list(connection.execute(statement, list(rows)))
 

@@ -19,6 +19,7 @@ from scheduler.detection import (
     first_met_on_query,
     neighbours_query,
     new_orders_query,
+    placed_between_query,
 )
 from scheduler.occasion_settings import OrderThanksSettings
 from scheduler.occasions.dates import month_days_between
@@ -112,14 +113,20 @@ def test_after_downtime_recent_misses_are_sent_and_old_ones_expire(engine: Engin
     assert found[old] == ("expired", "missed by 6 days; sent at most 3 days late")
 
 
-def test_a_new_order_is_thanked_and_followed_up(engine: Engine) -> None:
+def test_a_new_order_is_thanked_then_followed_up_two_weeks_later(engine: Engine) -> None:
     detect(engine, SETTINGS, NOW - timedelta(hours=1))
     ann = add_customer(engine, "C-1")
     add_order(engine, "A-1", ann, NOW - timedelta(minutes=30))
     report = detect(engine, SETTINGS, NOW)
     assert report.count("order_thanks", "pending") == 1
-    keys = [(key, status) for _, key, status, _, _ in notes(engine)]
-    assert keys == [("follow_up:A-1", "pending"), ("order:A-1", "pending")]
+    assert [key for _, key, _, _, _ in notes(engine)] == ["order:A-1"]
+    for day in range(1, 15):  # the daemon ticks on
+        detect(engine, SETTINGS, NOW + timedelta(days=day))
+    keys = [(key, status, due) for _, key, status, _, due in notes(engine)]
+    assert keys == [
+        ("follow_up:A-1", "pending", datetime(2027, 6, 29, 8, tzinfo=UTC)),
+        ("order:A-1", "pending", datetime(2027, 6, 15, 8, 30, tzinfo=UTC)),
+    ]
 
 
 def test_a_second_order_within_the_delay_replaces_the_first_ones_notes(engine: Engine) -> None:
@@ -129,14 +136,10 @@ def test_a_second_order_within_the_delay_replaces_the_first_ones_notes(engine: E
     detect(engine, SETTINGS, NOW)
     add_order(engine, "A-2", ann, NOW + timedelta(minutes=30))
     report = detect(engine, SETTINGS, NOW + timedelta(hours=1))
-    assert report.superseded == 2
+    assert report.superseded == 1
+    detect(engine, SETTINGS, NOW + timedelta(days=14))
     statuses = {key: status for _, key, status, _, _ in notes(engine)}
-    assert statuses == {
-        "order:A-1": "skipped",
-        "follow_up:A-1": "skipped",
-        "order:A-2": "pending",
-        "follow_up:A-2": "pending",
-    }
+    assert statuses == {"order:A-1": "skipped", "order:A-2": "pending", "follow_up:A-2": "pending"}
 
 
 def test_orders_imported_long_after_they_were_placed_are_history(engine: Engine) -> None:
@@ -144,7 +147,7 @@ def test_orders_imported_long_after_they_were_placed_are_history(engine: Engine)
     ann = add_customer(engine, "C-1")
     add_order(engine, "A-1", ann, NOW - timedelta(days=400), created_at=NOW - timedelta(minutes=5))
     report = detect(engine, SETTINGS, NOW)
-    assert report.history == 2  # its thanks and its follow-up
+    assert report.history == 1  # its thanks (its follow-up's day is long gone too)
     assert notes(engine) == []
 
 
@@ -196,6 +199,10 @@ DAILY_QUERIES: dict[str, tuple[Callable[[], Select[Any]], tuple[str, ...]]] = {
     "first meetings": (
         lambda: first_met_on_query(date(2027, 6, 13), date(2027, 6, 15)),
         ("ix_customers_first_met_on",),
+    ),
+    "follow-ups' orders": (
+        lambda: placed_between_query(NOW - timedelta(days=15), NOW - timedelta(days=13)),
+        ("ix_orders_placed_at",),
     ),
     "new orders": (
         lambda: new_orders_query(1000),
@@ -249,3 +256,16 @@ def test_a_note_sent_recently_holds_back_the_next_one(engine: Engine) -> None:
     found = {key: (status, due) for _, key, status, _, due in notes(engine)}
     # a week after the last note is 08:00 in London, before the window opens at 09:00
     assert found["order:A-1"] == ("deferred", datetime(2027, 6, 20, 8, tzinfo=UTC))
+
+
+def test_check_ins_go_to_customers_gone_quiet_but_not_gone_for_good(engine: Engine) -> None:
+    quiet = add_customer(engine, "C-1")
+    add_order(engine, "A-1", quiet, NOW - timedelta(days=200))
+    gone = add_customer(engine, "C-2")
+    add_order(engine, "B-1", gone, NOW - timedelta(days=800))
+    active = add_customer(engine, "C-3")
+    add_order(engine, "C-1", active, NOW - timedelta(days=30))
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    assert [(who, key) for who, key, *_ in notes(engine)] == [(quiet, "check_in:2027-06")]
+    later_that_day = detect(engine, SETTINGS, NOW + timedelta(hours=2))
+    assert later_that_day.count("check_in", "pending") == 0

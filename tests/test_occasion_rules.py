@@ -192,9 +192,12 @@ def test_small_orders_can_go_unthanked() -> None:
 
 def test_a_follow_up_comes_after_days_on_the_local_day() -> None:
     late_evening = utc(2027, 6, 1, 22, 30)  # 23:30 on 1 June in London
-    (found,) = follow_ups([order("A-1", late_evening)], FollowUpSettings(), WINDOW)
+    fifteenth = day_span(date(2027, 6, 15), date(2027, 6, 15))
+    (found,) = follow_ups([order("A-1", late_evening)], fifteenth, FollowUpSettings(), WINDOW)
     assert found.key == "follow_up:A-1"
     assert found.due_at == utc(2027, 6, 15, 8)
+    fourteenth = day_span(date(2027, 6, 14), date(2027, 6, 14))
+    assert follow_ups([order("A-1", late_evening)], fourteenth, FollowUpSettings(), WINDOW) == []
 
 
 def test_the_referrer_is_thanked_when_the_referral_is_recorded() -> None:

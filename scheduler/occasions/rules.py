@@ -13,8 +13,9 @@ Rules, per kind (each has its own named test):
 - order_thanks: `delay` after the order, for orders of at least `min_amount`; when the same
   customer ordered again within `delay`, only the later order is thanked (`superseded_orders`).
   Key `order:<order id>`.
-- follow_up: on the local day `after_days` after the order; key `follow_up:<order id>`. (Detection
-  asks for one per run of orders, as for the thanks.)
+- follow_up: on the local day `after_days` after the order; key `follow_up:<order id>`. Like the
+  birthdays, found when that day comes (so an opt-out in between is respected); detection asks
+  for one per run of orders, as for the thanks.
 - referral_thanks: to the referrer, when the referral was recorded; key
   `referral:<referred customer id>`.
 - first_meeting: `delay` after the first meeting (or the morning of `first_met_on`); key
@@ -207,22 +208,26 @@ def order_thanks(
 
 
 def follow_ups(
-    orders: Iterable[OrderFact], settings: FollowUpSettings, window: SendWindow
+    orders: Iterable[OrderFact], span: Span, settings: FollowUpSettings, window: SendWindow
 ) -> list[Occasion]:
-    """A how-did-it-go note on the local day `after_days` after each order."""
-    return [
-        _occasion(
-            order.customer_id,
-            "follow_up",
-            f"follow_up:{order.order_id}",
-            window.on_day(
-                local_day(order.placed_at, order.zone) + timedelta(days=settings.after_days),
-                order.zone,
-            ),
-            settings.max_lateness,
-        )
-        for order in orders
-    ]
+    """A how-did-it-go note on the local day `after_days` after each order, for the orders
+    whose day for it is one `span` touches."""
+    after = timedelta(days=settings.after_days)
+    found = []
+    for order in orders:
+        day = local_day(order.placed_at, order.zone) + after
+        first, last = span.days(order.zone)
+        if first <= day <= last:
+            found.append(
+                _occasion(
+                    order.customer_id,
+                    "follow_up",
+                    f"follow_up:{order.order_id}",
+                    window.on_day(day, order.zone),
+                    settings.max_lateness,
+                )
+            )
+    return found
 
 
 @dataclass(frozen=True)
