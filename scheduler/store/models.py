@@ -148,7 +148,8 @@ class Touch(SQLModel, table=True):
     """One note for one occasion: the outbox while pending, the sent-log afterwards.
 
     `(customer_id, occasion_key)` is unique, so an occasion can never produce a second note.
-    `status` is one of pending, claimed, sent, failed, unknown, suppressed, expired, deferred.
+    `status` is one of pending, deferred, claimed, sent, failed, unknown, suppressed, expired,
+    skipped (an order thanks replaced by a later order's).
     """
 
     __tablename__ = "touches"
