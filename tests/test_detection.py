@@ -21,7 +21,7 @@ from scheduler.detection import (
     new_orders_query,
     placed_between_query,
 )
-from scheduler.occasion_settings import OrderThanksSettings
+from scheduler.occasion_settings import BirthdaySettings, OrderThanksSettings
 from scheduler.occasions.dates import month_days_between
 from scheduler.settings import BusinessSettings, Settings
 from scheduler.store.db import create_store_engine
@@ -269,3 +269,57 @@ def test_check_ins_go_to_customers_gone_quiet_but_not_gone_for_good(engine: Engi
     assert [(who, key) for who, key, *_ in notes(engine)] == [(quiet, "check_in:2027-06")]
     later_that_day = detect(engine, SETTINGS, NOW + timedelta(hours=2))
     assert later_that_day.count("check_in", "pending") == 0
+
+
+def add_meeting(engine: Engine, customer_id: int, met_at: datetime, stored_at: datetime) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            insert(metadata.tables["meetings"]).values(
+                customer_id=customer_id, met_at=met_at, created_at=stored_at, updated_at=stored_at
+            )
+        )
+
+
+def test_only_a_customers_first_meeting_gets_a_note(engine: Engine) -> None:
+    old_friend = add_customer(engine, "C-1")
+    add_meeting(engine, old_friend, NOW - timedelta(days=300), NOW - timedelta(days=300))
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    newcomer = add_customer(engine, "C-2")
+    add_meeting(engine, old_friend, NOW - timedelta(minutes=20), NOW)
+    add_meeting(engine, newcomer, NOW - timedelta(minutes=20), NOW)
+    report = detect(engine, SETTINGS, NOW)
+    assert report.count("first_meeting", "pending") == 1
+    assert [(who, key, due) for who, key, _, _, due in notes(engine)] == [
+        (newcomer, "first_meeting", datetime(2027, 6, 16, 8, tzinfo=UTC))  # a day on, at 09:00
+    ]
+
+
+def test_the_referrer_is_thanked_for_a_referral(engine: Engine) -> None:
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    referrer = add_customer(engine, "C-1")
+    friend = add_customer(engine, "C-77")
+    with engine.begin() as connection:
+        connection.execute(
+            insert(metadata.tables["referrals"]).values(
+                referrer_id=referrer,
+                referred_id=friend,
+                referred_on=NOW.date(),
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    detect(engine, SETTINGS, NOW + timedelta(minutes=5))
+    assert [(who, key) for who, key, *_ in notes(engine)] == [(referrer, "referral:C-77")]
+
+
+def test_a_kind_switched_off_is_never_recorded(engine: Engine) -> None:
+    add_customer(engine, "C-1", birth_month=6, birth_day=15)
+    quiet = SETTINGS.model_copy(
+        update={
+            "occasions": SETTINGS.occasions.model_copy(
+                update={"birthday": BirthdaySettings(enabled=False)}
+            )
+        }
+    )
+    assert sum(detect(engine, quiet, NOW).recorded.values()) == 0
+    assert notes(engine) == []
