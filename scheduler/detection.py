@@ -104,8 +104,7 @@ def detect_on(connection: Connection, settings: Settings, now: datetime) -> Dete
     if detector.check_ins_due(state):
         quiet = detector.quiet_customers()
         for start in range(0, len(quiet), CHECK_IN_CHUNK):
-            chunk = detector.check_ins(quiet[start : start + CHECK_IN_CHUNK])
-            contacts = _contacts(connection, {o.customer_id for o in chunk}, detector.default_zone)
+            chunk, contacts = detector.check_ins(quiet[start : start + CHECK_IN_CHUNK])
             report.recorded += record(
                 connection, chunk, contacts, now=now, schedule=settings.schedule
             )
@@ -408,9 +407,11 @@ class _Detector:
         )
         return [(customer_id, _aware(last)) for customer_id, last in rows]
 
-    def check_ins(self, quiet: list[tuple[int, datetime]]) -> list[Occasion]:
+    def check_ins(
+        self, quiet: list[tuple[int, datetime]]
+    ) -> tuple[list[Occasion], dict[int, Contact]]:
         """Check-ins among these quiet customers (the rule decides, with their notes and
-        values)."""
+        values), and the customers' contacts."""
         settings = self.occasions.check_in
         values_known = (
             self.connection.execute(
@@ -427,6 +428,8 @@ class _Detector:
                 select(
                     customers.c.id,
                     customers.c.timezone,
+                    customers.c.email,
+                    customers.c.opted_out_at,
                     customer_values.c.total,
                     customer_values.c.tier,
                 )
@@ -447,7 +450,11 @@ class _Detector:
             for customer_id, last_order_at in quiet
             if customer_id in details
         ]
-        return check_ins(people, self.span.now, settings, self.window, values_known)
+        contacts = {
+            row.id: Contact(row.email, row.opted_out_at, self.zone(row.timezone))
+            for row in details.values()
+        }
+        return check_ins(people, self.span.now, settings, self.window, values_known), contacts
 
     def _last_notes(self, ids: list[int]) -> dict[int, tuple[datetime | None, datetime | None]]:
         """Per customer: the last note sent (any kind), and the last check-in."""

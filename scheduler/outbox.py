@@ -15,20 +15,20 @@ Rules:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.addresses import InvalidAddress, normalize_address
 from scheduler.occasions.cap import space_out
 from scheduler.occasions.rules import Occasion
 from scheduler.occasions.timing import SendWindow
 from scheduler.settings import OccasionKind, ScheduleSettings
+from scheduler.store.bulk import BulkWriter
 from scheduler.store.models import metadata
 
 touches = metadata.tables["touches"]
@@ -74,69 +74,84 @@ def record(
     schedule: ScheduleSettings,
 ) -> RecordCounts:
     """Insert the occasions not yet recorded; then space the affected customers' notes."""
-    rows = [_row(occasion, contacts[occasion.customer_id], now) for occasion in occasions]
-    due = {(row["customer_id"], row["occasion_key"]): row["due_at"] for row in rows}
-    counts: RecordCounts = Counter()
+    wanted = list(occasions)
+    existing = _existing(connection, sorted({o.customer_id for o in wanted}))
+    new: dict[tuple[int, str], tuple[Occasion, str, str | None]] = {}
+    for occasion in wanted:
+        key = (occasion.customer_id, occasion.key)
+        if key not in new and occasion.key not in existing.get(occasion.customer_id, {}):
+            new[key] = (occasion, *_status(occasion, contacts[occasion.customer_id], now))
+    BulkWriter(
+        connection,
+        touches,
+        _COLUMNS,
+        {"created_at": now, "updated_at": now},
+        skip_conflicts_on=("customer_id", "occasion_key"),
+    ).insert(
+        (o.customer_id, o.kind, o.key, status, reason, o.due_at, o.expires_at)
+        for o, status, reason in new.values()
+    )
+    counts: RecordCounts = Counter((o.kind, status) for o, status, _ in new.values())
     fresh: dict[int, list[datetime]] = {}
-    for customer_id, kind, key, status in _insert_new(connection, rows):
-        counts[(kind, status)] += 1
+    for occasion, status, _ in new.values():
         if status == "pending":
-            fresh.setdefault(customer_id, []).append(due[(customer_id, key)])
+            fresh.setdefault(occasion.customer_id, []).append(occasion.due_at)
     if fresh and schedule.min_days_between:
         gap = timedelta(days=schedule.min_days_between)
-        crowded = _crowded(connection, fresh, gap)
+        crowded = _crowded(fresh, existing, gap)
         if crowded:
             _space(connection, crowded, contacts, schedule, now)
     return counts
 
 
-def _crowded(connection: Connection, fresh: dict[int, list[datetime]], gap: timedelta) -> list[int]:
+_COLUMNS = ("customer_id", "kind", "occasion_key", "status", "reason", "due_at", "expires_at")
+
+
+def _existing(connection: Connection, customer_ids: list[int]) -> dict[int, dict[str, str]]:
+    """These customers' touches: occasion key -> status. (Inside the caller's transaction; on
+    SQLite its write lock keeps this exact, and on PostgreSQL a touch another instance adds
+    meanwhile is still skipped by the insert's ON CONFLICT.)"""
+    found: dict[int, dict[str, str]] = {}
+    for start in range(0, len(customer_ids), _CHUNK):
+        rows = connection.execute(
+            select(touches.c.customer_id, touches.c.occasion_key, touches.c.status).where(
+                touches.c.customer_id.in_(customer_ids[start : start + _CHUNK])
+            )
+        )
+        for customer_id, key, status in rows:
+            found.setdefault(customer_id, {})[key] = status
+    return found
+
+
+def _crowded(
+    fresh: dict[int, list[datetime]], existing: dict[int, dict[str, str]], gap: timedelta
+) -> list[int]:
     """The customers whose new notes may break the cap: two new ones within `gap` of each
-    other, or other notes (open or taken) besides the new ones. One count per 500 customers
-    spares everyone else the full planning."""
+    other, or other notes (open or taken) besides them. Everyone else is spared the
+    planning."""
     crowded = []
-    spaced: dict[int, int] = {}
     for customer_id, moments in fresh.items():
         moments.sort()
-        if any(later - earlier < gap for earlier, later in pairwise(moments)):
+        others = existing.get(customer_id, {}).values()
+        if any(status in OPEN or status in TAKEN for status in others) or any(
+            later - earlier < gap for earlier, later in pairwise(moments)
+        ):
             crowded.append(customer_id)
-        else:
-            spaced[customer_id] = len(moments)
-    ids = sorted(spaced)
-    for start in range(0, len(ids), _CHUNK):
-        counts = connection.execute(
-            select(touches.c.customer_id, func.count())
-            .where(
-                and_(
-                    touches.c.customer_id.in_(ids[start : start + _CHUNK]),
-                    touches.c.status.in_(OPEN + TAKEN),
-                )
-            )
-            .group_by(touches.c.customer_id)
-        )
-        crowded += [customer_id for customer_id, n in counts if n > spaced[customer_id]]
     return sorted(crowded)
 
 
-def _row(occasion: Occasion, contact: Contact, now: datetime) -> dict[str, Any]:
-    status, reason = "pending", suppression_reason(contact)
+def _status(occasion: Occasion, contact: Contact, now: datetime) -> tuple[str, str | None]:
+    """A new touch's status and reason: suppressed, expired, or pending."""
+    reason = suppression_reason(contact)
     if reason is not None:
-        status = "suppressed"
-    elif occasion.too_late(now):
-        status = "expired"
+        return "suppressed", reason
+    if occasion.too_late(now):
         allowed = occasion.expires_at - occasion.due_at
-        reason = f"missed by {_days(now - occasion.due_at)}; sent at most {_days(allowed)} late"
-    return {
-        "customer_id": occasion.customer_id,
-        "kind": occasion.kind,
-        "occasion_key": occasion.key,
-        "status": status,
-        "reason": reason,
-        "due_at": occasion.due_at,
-        "expires_at": occasion.expires_at,
-        "created_at": now,
-        "updated_at": now,
-    }
+        return (
+            "expired",
+            f"missed by {_days(now - occasion.due_at)}; sent at most {_days(allowed)} late",
+        )
+    return "pending", None
 
 
 def _days(span: timedelta) -> str:
@@ -144,20 +159,6 @@ def _days(span: timedelta) -> str:
     if hours < 48:
         return f"{hours:.0f} hours"
     return f"{hours / 24:.0f} days"
-
-
-def _insert_new(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[Any]:
-    """Insert `rows`, skipping every (customer, key) already present; return what went in.
-    One cached statement, sent by SQLAlchemy in multi-row batches ("insertmanyvalues")."""
-    if not rows:
-        return []
-    dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
-    statement = (
-        dialect.insert(touches)
-        .on_conflict_do_nothing(index_elements=["customer_id", "occasion_key"])
-        .returning(touches.c.customer_id, touches.c.kind, touches.c.occasion_key, touches.c.status)
-    )
-    return list(connection.execute(statement, list(rows)))
 
 
 def _space(

@@ -313,6 +313,7 @@ def check_ins(
     quiet = timedelta(days=settings.quiet_days)
     spacing = timedelta(days=settings.every_days)
     minimum = Decimal(str(settings.min_value))
+    next_moments: dict[tzinfo, datetime] = {}  # the same `now` for everyone: once per zone
     found = []
     for customer in customers:
         if customer.last_order_at is None:
@@ -326,7 +327,9 @@ def check_ins(
             customer.top_tier or (customer.value is not None and customer.value >= minimum)
         ):
             continue
-        due = window.next_moment(now, customer.zone)
+        due = next_moments.get(customer.zone)
+        if due is None:
+            due = next_moments[customer.zone] = window.next_moment(now, customer.zone)
         month = due.astimezone(customer.zone).strftime("%Y-%m")
         found.append(
             _occasion(

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 
 from scheduler.settings import WEEKDAYS, ScheduleSettings
 
 
+@lru_cache(maxsize=16_384)
 def local_moment(day: date, at: time, zone: tzinfo) -> datetime:
-    """The UTC instant of the wall time `at` on local `day` (see the module's DST rules)."""
+    """The UTC instant of the wall time `at` on local `day` (see the module's DST rules).
+    Cached: a detection run asks the same day and zone for thousands of customers."""
     wall = datetime.combine(day, at)
     first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
     if first.astimezone(zone).replace(tzinfo=None) == wall:

@@ -34,7 +34,8 @@ class BulkWriter:
     """Inserts and updates of a fixed list of `columns` of `table` on `connection`.
 
     `constants` are columns with one value for every row (such as `updated_at`), converted
-    once rather than per row.
+    once rather than per row. With `skip_conflicts_on` (the columns of a unique index), a row
+    that would break it is skipped rather than failing the batch.
     """
 
     def __init__(
@@ -43,6 +44,8 @@ class BulkWriter:
         table: Table,
         columns: Sequence[str],
         constants: Mapping[str, Any] | None = None,
+        *,
+        skip_conflicts_on: Sequence[str] = (),
     ) -> None:
         self._connection = connection
         self._converting = [
@@ -63,6 +66,9 @@ class BulkWriter:
             f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)}) "
             f"VALUES ({', '.join(mark for _ in names)})"
         )
+        if skip_conflicts_on:  # SQLite and PostgreSQL spell it the same way
+            keys = ", ".join(quote(name) for name in skip_conflicts_on)
+            self._insert_sql += f" ON CONFLICT ({keys}) DO NOTHING"
         assignments = ", ".join(f"{quote(name)} = {mark}" for name in names)
         self._update_sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE id = {mark}"
 
