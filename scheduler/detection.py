@@ -61,8 +61,9 @@ customer_values = metadata.tables["customer_values"]
 RUN, ORDERS, REFERRALS, MEETINGS, CHECK_INS = "run", "orders", "referrals", "meetings", "check_ins"
 CHECK_IN_CHUNK = 500
 """Quiet customers are judged and recorded this many at a time, so memory stays flat."""
-ZONE_REACH = timedelta(days=1)
-"""Local days run from UTC-12 to UTC+14: a UTC day's neighbours cover every zone's."""
+BEHIND_UTC, AHEAD_OF_UTC = timedelta(hours=12), timedelta(hours=14)
+"""Local clocks run from UTC-12 to UTC+14: the UTC days of a span widened by these hold every
+zone's local days."""
 
 
 @dataclass
@@ -166,8 +167,8 @@ class _Detector:
 
     def _utc_days(self, shift: timedelta = timedelta(0)) -> tuple[date, date]:
         """Every local day the span can touch in any zone, shifted by `shift`."""
-        first = (self.span.since - ZONE_REACH + shift).date()
-        last = (self.span.now + ZONE_REACH + shift).date()
+        first = (self.span.since - BEHIND_UTC + shift).date()
+        last = (self.span.now + AHEAD_OF_UTC + shift).date()
         return first, last
 
     def birthdays(self) -> list[Occasion]:
@@ -235,8 +236,8 @@ class _Detector:
         settings, delay = self.occasions.follow_up, self.occasions.order_thanks.delay
         shift = timedelta(days=settings.after_days)
         first, last = self._utc_days(-shift)
-        start = datetime.combine(first, datetime.min.time(), UTC) - ZONE_REACH
-        end = datetime.combine(last, datetime.max.time(), UTC) + ZONE_REACH
+        start = datetime.combine(first, datetime.min.time(), UTC) - AHEAD_OF_UTC
+        end = datetime.combine(last, datetime.max.time(), UTC) + BEHIND_UTC
         rows = self.connection.execute(placed_between_query(start, end)).all()
         facts = [self._order_fact(row) for row in rows]
         if not facts:

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
+from functools import lru_cache
 from itertools import pairwise
 
 from scheduler.occasion_settings import (
@@ -74,10 +75,13 @@ class Span:
 
     def days(self, zone: tzinfo) -> tuple[date, date]:
         """The local days the span touches in `zone`, first and last."""
-        return local_day(self.since, zone), local_day(self.now, zone)
+        return _local_days(self.since, self.now, zone)
 
-    def holds(self, moment: datetime) -> bool:
-        return self.since < moment <= self.now
+
+@lru_cache(maxsize=1024)
+def _local_days(since: datetime, now: datetime, zone: tzinfo) -> tuple[date, date]:
+    """Cached: a run asks it for every customer, and customers share a few zones."""
+    return local_day(since, zone), local_day(now, zone)
 
 
 def _occasion(
