@@ -235,14 +235,16 @@ class _Detector:
         one per run of orders (the latest), through the placed_at index."""
         settings, delay = self.occasions.follow_up, self.occasions.order_thanks.delay
         shift = timedelta(days=settings.after_days)
-        first, last = self._utc_days(-shift)
-        start = datetime.combine(first, datetime.min.time(), UTC) - AHEAD_OF_UTC
-        end = datetime.combine(last, datetime.max.time(), UTC) + BEHIND_UTC
+        start = self.span.since - shift - timedelta(days=1)  # any zone's local day, widened
+        end = self.span.now - shift + timedelta(days=1)
         rows = self.connection.execute(placed_between_query(start, end)).all()
         facts = [self._order_fact(row) for row in rows]
         if not facts:
             return []
-        superseded = superseded_orders([*facts, *self._neighbours(facts, delay)], delay)
+        # the window holds every order near these but those just after its end
+        near_end = [fact for fact in facts if fact.placed_at > end - delay]
+        later = self._neighbours(near_end, delay) if near_end else []
+        superseded = superseded_orders([*facts, *later], delay)
         latest = [fact for fact in facts if fact.order_id not in superseded]
         found = follow_ups(latest, self.span, settings, self.window)
         return self._not_history(found, {row.external_id: row.created_at for row in rows})
