@@ -57,6 +57,8 @@ referrals = metadata.tables["referrals"]
 meetings = metadata.tables["meetings"]
 marks = metadata.tables["detection_marks"]
 customer_values = metadata.tables["customer_values"]
+CONTACT_COLUMNS = (customers.c.timezone, customers.c.email, customers.c.opted_out_at)
+"""Selected with every fact, so the run knows each customer's contact without asking again."""
 
 RUN, ORDERS, REFERRALS, MEETINGS, CHECK_INS = "run", "orders", "referrals", "meetings", "check_ins"
 CHECK_IN_CHUNK = 500
@@ -100,7 +102,9 @@ def detect_on(connection: Connection, settings: Settings, now: datetime) -> Dete
     span = Span(since, now)
     detector = _Detector(connection, settings, span, report)
     found = detector.all(state)
-    contacts = _contacts(connection, {o.customer_id for o in found}, detector.default_zone)
+    contacts = detector.contacts
+    missing = {o.customer_id for o in found} - contacts.keys()
+    contacts.update(_contacts(connection, missing, detector.default_zone))
     report.recorded = record(connection, found, contacts, now=now, schedule=settings.schedule)
     if detector.check_ins_due(state):
         quiet = detector.quiet_customers()
@@ -134,12 +138,20 @@ class _Detector:
         self.default_zone = ZoneInfo(settings.business.timezone)
         self.zones: dict[str | None, tzinfo] = {None: self.default_zone}
         self.new_marks: dict[str, tuple[datetime | None, int | None]] = {}
+        self.contacts: dict[int, Contact] = {}
 
     def zone(self, name: str | None) -> tzinfo:
         found = self.zones.get(name)
         if found is None:
             found = self.zones[name] = ZoneInfo(name) if name else self.default_zone
         return found
+
+    def contact_zone(self, customer_id: int, row: Any) -> tzinfo:
+        """The customer's zone, noting their contact (a row with CONTACT_COLUMNS) for later."""
+        zone = self.zone(row.timezone)
+        if customer_id not in self.contacts:
+            self.contacts[customer_id] = Contact(row.email, row.opted_out_at, zone)
+        return zone
 
     def all(self, state: dict[str, tuple[datetime | None, int | None]]) -> list[Occasion]:
         found: list[Occasion] = []
@@ -177,7 +189,11 @@ class _Detector:
         rows = self.connection.execute(birthday_query(pairs))
         people = [
             YearlyDate(
-                row.id, self.zone(row.timezone), row.birth_month, row.birth_day, row.birth_year
+                row.id,
+                self.contact_zone(row.id, row),
+                row.birth_month,
+                row.birth_day,
+                row.birth_year,
             )
             for row in rows
         ]
@@ -201,7 +217,7 @@ class _Detector:
         since = [
             YearlyDate(
                 row.id,
-                self.zone(row.timezone),
+                self.contact_zone(row.id, row),
                 row.customer_since.month,
                 row.customer_since.day,
                 row.customer_since.year,
@@ -251,7 +267,11 @@ class _Detector:
 
     def _order_fact(self, row: Any) -> OrderFact:
         return OrderFact(
-            row.customer_id, row.external_id, row.placed_at, row.amount, self.zone(row.timezone)
+            row.customer_id,
+            row.external_id,
+            row.placed_at,
+            row.amount,
+            self.contact_zone(row.customer_id, row),
         )
 
     def _neighbours(self, facts: Sequence[OrderFact], delay: timedelta) -> list[OrderFact]:
@@ -356,7 +376,8 @@ class _Detector:
         first_day, last_day = self._utc_days(-self.occasions.first_meeting.delay)
         for row in self.connection.execute(first_met_on_query(first_day, last_day)):
             facts.setdefault(
-                row.id, FirstMeetingFact(row.id, self.zone(row.timezone), met_on=row.first_met_on)
+                row.id,
+                FirstMeetingFact(row.id, self.contact_zone(row.id, row), met_on=row.first_met_on),
             )
         found = first_meetings(facts.values(), self.occasions.first_meeting, self.window)
         kept = []
@@ -494,7 +515,7 @@ def birthday_query(pairs: Iterable[tuple[int, int]]) -> Select[Any]:
         customers.c.birth_month,
         customers.c.birth_day,
         customers.c.birth_year,
-        customers.c.timezone,
+        *CONTACT_COLUMNS,
     ).where(
         or_(
             *(
@@ -507,14 +528,14 @@ def birthday_query(pairs: Iterable[tuple[int, int]]) -> Select[Any]:
 
 def anniversary_query(dates: Sequence[date]) -> Select[Any]:
     """Customers who became customers on any of `dates`, through the customer_since index."""
-    return select(customers.c.id, customers.c.customer_since, customers.c.timezone).where(
+    return select(customers.c.id, customers.c.customer_since, *CONTACT_COLUMNS).where(
         customers.c.customer_since.in_(dates)
     )
 
 
 def first_met_on_query(first: date, last: date) -> Select[Any]:
     """Customers first met on a day from `first` to `last`, through the first_met_on index."""
-    return select(customers.c.id, customers.c.first_met_on, customers.c.timezone).where(
+    return select(customers.c.id, customers.c.first_met_on, *CONTACT_COLUMNS).where(
         customers.c.first_met_on.between(first, last)
     )
 
@@ -527,7 +548,7 @@ def _orders_with_zone() -> Select[Any]:
         orders.c.placed_at,
         orders.c.amount,
         orders.c.created_at,
-        customers.c.timezone,
+        *CONTACT_COLUMNS,
     ).join(customers, customers.c.id == orders.c.customer_id)
 
 
