@@ -5,8 +5,9 @@ What a run looks at (so a tick costs what is new, not the size of the store):
 - orders placed `after_days` before a local day the run covers (follow-ups);
 - customers whose birthday, first-purchase day or `first_met_on` falls on a local day the run
   covers, through the indexed month-day and date columns;
-- check-ins once per UTC day (the first run of a day), from the last orders of the customers
-  who ordered within `stop_after_days` (the placed_at index), judged 500 at a time.
+- check-ins once per UTC day (the first run of a day): the first time, every customer who
+  ordered within `stop_after_days`; later, only those who went quiet since the previous pass
+  or whose last check-in was `every_days` ago; judged 500 at a time.
 
 The span a run covers starts where the previous run ended. After a long stop it reaches back at
 most as far as the longest `max_lateness` (plus a day), so a year of downtime does not record
@@ -85,37 +86,68 @@ class DetectionReport:
 
 
 def detect(engine: Engine, settings: Settings, now: datetime) -> DetectionReport:
-    """Run detection once at `now`, in one transaction (SQLite: under the write lock)."""
+    """Run detection once at `now`: one transaction (SQLite: under the write lock), then the
+    day's check-in pass, if due, in transactions of CHECK_IN_CHUNK customers each, so that a
+    long first pass never holds other writers up. Interrupted, the pass is done again in full
+    by the next run (what it recorded already stays, once)."""
     with write_transaction(engine) as connection:
-        return detect_on(connection, settings, now)
+        report, quiet = _detect(connection, settings, now)
+    if quiet is not None:
+        for start in range(0, len(quiet), CHECK_IN_CHUNK):
+            with write_transaction(engine) as connection:
+                _check_in(connection, settings, report, quiet[start : start + CHECK_IN_CHUNK])
+        with write_transaction(engine) as connection:
+            _write_marks(connection, {CHECK_INS: (now, None)}, now)
+    return report
 
 
 def detect_on(connection: Connection, settings: Settings, now: datetime) -> DetectionReport:
-    """Like `detect`, inside the caller's transaction (so a plan can roll it back)."""
+    """Like `detect`, all inside the caller's transaction (so a plan can roll it back)."""
+    report, quiet = _detect(connection, settings, now)
+    if quiet is not None:
+        for start in range(0, len(quiet), CHECK_IN_CHUNK):
+            _check_in(connection, settings, report, quiet[start : start + CHECK_IN_CHUNK])
+        _write_marks(connection, {CHECK_INS: (now, None)}, now)
+    return report
+
+
+def _detect(
+    connection: Connection, settings: Settings, now: datetime
+) -> tuple[DetectionReport, list[tuple[int, datetime]] | None]:
+    """Every occasion but check-ins, recorded; and the customers a check-in pass must judge
+    (None when no pass is due)."""
     state = _read_marks(connection)
     reach = max(kind.max_lateness for kind in _occasion_settings(settings)) + timedelta(days=1)
     previous = state.get(RUN, (None, None))[0]
     since = max(previous, now - reach) if previous else now - timedelta(days=1)
     report = DetectionReport(since=since, now=now)
     if now <= since:
-        return report
-    span = Span(since, now)
-    detector = _Detector(connection, settings, span, report)
+        return report, None
+    detector = _Detector(connection, settings, Span(since, now), report)
     found = detector.all(state)
     contacts = detector.contacts
     missing = {o.customer_id for o in found} - contacts.keys()
     contacts.update(_contacts(connection, missing, detector.default_zone))
     report.recorded = record(connection, found, contacts, now=now, schedule=settings.schedule)
+    quiet = None
     if detector.check_ins_due(state):
-        quiet = detector.quiet_customers()
-        for start in range(0, len(quiet), CHECK_IN_CHUNK):
-            chunk, contacts = detector.check_ins(quiet[start : start + CHECK_IN_CHUNK])
-            report.recorded += record(
-                connection, chunk, contacts, now=now, schedule=settings.schedule
-            )
-        detector.new_marks[CHECK_INS] = (now, None)
+        quiet = detector.quiet_customers(state.get(CHECK_INS, (None, None))[0])
     _write_marks(connection, {RUN: (now, None), **detector.new_marks}, now)
-    return report
+    return report, quiet
+
+
+def _check_in(
+    connection: Connection,
+    settings: Settings,
+    report: DetectionReport,
+    quiet: list[tuple[int, datetime]],
+) -> None:
+    """Judge and record one chunk of the check-in pass."""
+    detector = _Detector(connection, settings, Span(report.since, report.now), report)
+    found, contacts = detector.check_ins(quiet)
+    report.recorded += record(
+        connection, found, contacts, now=report.now, schedule=settings.schedule
+    )
 
 
 def _occasion_settings(settings: Settings) -> list[Any]:
@@ -416,20 +448,45 @@ class _Detector:
                     )
         return facts
 
-    def quiet_customers(self) -> list[tuple[int, datetime]]:
-        """(customer, last order) for customers whose last order is older than `quiet_days`
-        but within `stop_after_days`: one pass over the recent orders' placed_at index."""
+    def quiet_customers(self, last_pass: datetime | None) -> list[tuple[int, datetime]]:
+        """(customer, last order) for the customers a check-in pass must judge: whose last
+        order is older than `quiet_days` but within `stop_after_days`. The first pass reads
+        them all (the recent orders, by the placed_at index); later passes only those who went
+        quiet since the previous pass, or whose last check-in was `every_days` ago then."""
         settings = self.occasions.check_in
         now = self.span.now
         quiet_since = now - timedelta(days=settings.quiet_days)
+        oldest = now - timedelta(days=settings.stop_after_days)
         last_order = func.max(orders.c.placed_at)
-        rows = self.connection.execute(
-            select(orders.c.customer_id, last_order)
-            .where(orders.c.placed_at >= now - timedelta(days=settings.stop_after_days))
-            .group_by(orders.c.customer_id)
-            .having(last_order <= quiet_since)
+        judged = select(orders.c.customer_id, last_order).group_by(orders.c.customer_id)
+        judged = judged.having(and_(last_order <= quiet_since, last_order >= oldest))
+        if last_pass is None:
+            rows = self.connection.execute(judged.where(orders.c.placed_at >= oldest)).all()
+            return [(customer_id, _aware(last)) for customer_id, last in rows]
+        since_pass = now - last_pass
+        newly_quiet = select(orders.c.customer_id).where(
+            orders.c.placed_at.between(quiet_since - since_pass, quiet_since)
         )
-        return [(customer_id, _aware(last)) for customer_id, last in rows]
+        due_again = select(touches.c.customer_id).where(
+            and_(
+                touches.c.status.in_(("pending", "deferred", "claimed", "sent", "unknown")),
+                touches.c.kind == "check_in",
+                touches.c.due_at.between(
+                    now - timedelta(days=settings.every_days) - since_pass,
+                    now - timedelta(days=settings.every_days),
+                ),
+            )
+        )
+        ids = sorted(
+            {row[0] for query in (newly_quiet, due_again) for row in self.connection.execute(query)}
+        )
+        found: list[tuple[int, datetime]] = []
+        for start in range(0, len(ids), 500):
+            chunk = self.connection.execute(
+                judged.where(orders.c.customer_id.in_(ids[start : start + 500]))
+            )
+            found += [(customer_id, _aware(last)) for customer_id, last in chunk]
+        return found
 
     def check_ins(
         self, quiet: list[tuple[int, datetime]]

@@ -340,3 +340,22 @@ def test_a_kind_switched_off_is_never_recorded(engine: Engine) -> None:
     )
     assert sum(detect(engine, quiet, NOW).recorded.values()) == 0
     assert notes(engine) == []
+
+
+def test_later_check_in_passes_find_the_newly_quiet_and_those_due_again(engine: Engine) -> None:
+    first = add_customer(engine, "C-1")
+    add_order(engine, "A-1", first, NOW - timedelta(days=200))
+    soon_quiet = add_customer(engine, "C-2")
+    add_order(engine, "B-1", soon_quiet, NOW - timedelta(days=119, hours=12))
+    detect(engine, SETTINGS, NOW)  # the first pass: C-1 only
+    next_day = detect(engine, SETTINGS, NOW + timedelta(days=1))
+    assert next_day.count("check_in", "pending") == 1  # C-2 went quiet overnight
+    for day in range(2, 185):  # daily passes; both check-ins come round again 180 days on
+        detect(engine, SETTINGS, NOW + timedelta(days=day))
+    found = sorted((who, key) for who, key, *_ in notes(engine) if key.startswith("check_in"))
+    assert found == [
+        (first, "check_in:2027-06"),
+        (first, "check_in:2027-12"),
+        (soon_quiet, "check_in:2027-06"),
+        (soon_quiet, "check_in:2027-12"),
+    ]
