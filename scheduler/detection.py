@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.occasions.dates import month_days_between
@@ -48,7 +48,7 @@ from scheduler.occasions.rules import (
 )
 from scheduler.occasions.timing import SendWindow
 from scheduler.outbox import Contact, RecordCounts, record, touches
-from scheduler.settings import OccasionKind, Settings
+from scheduler.settings import OccasionKind, Settings, time_zone_names
 from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
 
@@ -173,10 +173,40 @@ class _Detector:
         self.contacts: dict[int, Contact] = {}
 
     def zone(self, name: str | None) -> tzinfo:
+        """The zone named, or the business's for none, or for a name this machine does not
+        know (which the importer refuses, but another application may have written)."""
         found = self.zones.get(name)
         if found is None:
-            found = self.zones[name] = ZoneInfo(name) if name else self.default_zone
+            found = self.zones[name] = (
+                ZoneInfo(name) if name in time_zone_names() else self.default_zone
+            )
         return found
+
+    def _day_groups(self, shift: timedelta) -> list[tuple[list[date], ColumnElement[bool] | None]]:
+        """The UTC dates whose occurrences a dated rule may want (shifted by `shift`), grouped
+        by the zones in which they fall on a local day of the span: a date only the far east
+        has reached asks only for customers there. None: every zone."""
+        first, last = self._utc_days(shift)
+        everywhere = (frozenset(time_zone_names()), True)
+        groups: dict[tuple[frozenset[str], bool], list[date]] = {}
+        day = first
+        while day <= last:
+            names = frozenset(name for name in time_zone_names() if self._reaches(day, name, shift))
+            default_too = self._reaches_zone(day, self.default_zone, shift)
+            if names or default_too:
+                groups.setdefault((names, default_too), []).append(day)
+            day += timedelta(days=1)
+        return [
+            (days, None if key == everywhere else _zone_clause(*key))
+            for key, days in groups.items()
+        ]
+
+    def _reaches(self, day: date, name: str, shift: timedelta) -> bool:
+        return self._reaches_zone(day, self.zone(name), shift)
+
+    def _reaches_zone(self, day: date, zone: tzinfo, shift: timedelta) -> bool:
+        first, last = self.span.days(zone)
+        return first + shift <= day <= last + shift
 
     def contact_zone(self, customer_id: int, row: Any) -> tzinfo:
         """The customer's zone, noting their contact (a row with CONTACT_COLUMNS) for later."""
@@ -217,8 +247,13 @@ class _Detector:
 
     def birthdays(self) -> list[Occasion]:
         settings = self.occasions.birthday
-        pairs = month_days_between(*self._utc_days(timedelta(days=settings.days_before)))
-        rows = self.connection.execute(birthday_query(pairs))
+        groups = [
+            (set().union(*(month_days_between(day, day) for day in days)), zones)
+            for days, zones in self._day_groups(timedelta(days=settings.days_before))
+        ]
+        if not groups:
+            return []
+        rows = self.connection.execute(birthday_query(groups))
         people = [
             YearlyDate(
                 row.id,
@@ -232,20 +267,23 @@ class _Detector:
         return birthdays(people, self.span, settings, self.window)
 
     def anniversaries(self) -> list[Occasion]:
-        first, last = self._utc_days()
         earliest = self.connection.execute(select(func.min(customers.c.customer_since))).scalar()
         if earliest is None:
             return []
-        pairs = month_days_between(first, last)
-        dates = [
-            day
-            for year in range(earliest.year, last.year)
-            for month, day_of_month in pairs
-            if (day := _date_or_none(year, month, day_of_month)) is not None
-        ]
-        if not dates:
+        groups = []
+        for days, zones in self._day_groups(timedelta(0)):
+            pairs = set().union(*(month_days_between(day, day) for day in days))
+            dates = [
+                day
+                for year in range(earliest.year, days[-1].year)
+                for month, day_of_month in pairs
+                if (day := _date_or_none(year, month, day_of_month)) is not None
+            ]
+            if dates:
+                groups.append((dates, zones))
+        if not groups:
             return []
-        rows = self.connection.execute(anniversary_query(dates))
+        rows = self.connection.execute(anniversary_query(groups))
         since = [
             YearlyDate(
                 row.id,
@@ -561,32 +599,52 @@ class _Detector:
         return found
 
 
-def birthday_query(pairs: Iterable[tuple[int, int]]) -> Select[Any]:
-    """Customers born on any of the (month, day) `pairs`, through the month-day index: one
-    `month = m AND day IN (...)` per month."""
-    by_month: dict[int, list[int]] = {}
-    for month, day in sorted(pairs):
-        by_month.setdefault(month, []).append(day)
+def birthday_query(
+    groups: Iterable[tuple[Iterable[tuple[int, int]], ColumnElement[bool] | None]],
+) -> Select[Any]:
+    """Customers born on any of the (month, day) pairs of a group and, when the group has one,
+    matching its zone condition; through the month-day index: one `month = m AND day IN (...)`
+    per month and group."""
+    conditions = []
+    for pairs, zones in groups:
+        by_month: dict[int, list[int]] = {}
+        for month, day in sorted(pairs):
+            by_month.setdefault(month, []).append(day)
+        for month, days in by_month.items():
+            on_day = and_(customers.c.birth_month == month, customers.c.birth_day.in_(days))
+            conditions.append(on_day if zones is None else and_(on_day, zones))
     return select(
         customers.c.id,
         customers.c.birth_month,
         customers.c.birth_day,
         customers.c.birth_year,
         *CONTACT_COLUMNS,
-    ).where(
-        or_(
-            *(
-                and_(customers.c.birth_month == month, customers.c.birth_day.in_(days))
-                for month, days in by_month.items()
-            )
-        )
-    )
+    ).where(or_(*conditions))
 
 
-def anniversary_query(dates: Sequence[date]) -> Select[Any]:
-    """Customers who became customers on any of `dates`, through the customer_since index."""
-    return select(customers.c.id, customers.c.customer_since, *CONTACT_COLUMNS).where(
+def _zone_clause(names: frozenset[str], default_too: bool) -> ColumnElement[bool]:
+    """Customers in one of these zones; with `default_too`, also those without a zone (or
+    with one this machine does not know), who live in the business's."""
+    condition = customers.c.timezone.in_(sorted(names))
+    if not default_too:
+        return condition
+    unknown = customers.c.timezone.not_in(sorted(time_zone_names()))
+    return or_(condition, customers.c.timezone.is_(None), unknown)
+
+
+def anniversary_query(
+    groups: Iterable[tuple[Sequence[date], ColumnElement[bool] | None]],
+) -> Select[Any]:
+    """Customers who became customers on any of a group's dates (and match its zone
+    condition, if any), through the customer_since index."""
+    conditions = [
         customers.c.customer_since.in_(dates)
+        if zones is None
+        else and_(customers.c.customer_since.in_(dates), zones)
+        for dates, zones in groups
+    ]
+    return select(customers.c.id, customers.c.customer_since, *CONTACT_COLUMNS).where(
+        or_(*conditions)
     )
 
 

@@ -41,6 +41,11 @@ def known_time_zone(name: str) -> str:
     return name
 
 
+def time_zone_names() -> frozenset[str]:
+    """Every IANA zone name this machine knows."""
+    return _time_zones()
+
+
 @cache
 def _time_zones() -> frozenset[str]:
     """The zone names, listed once: reading the zone database takes tens of milliseconds."""
