@@ -25,8 +25,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, Engine, Select, and_, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select
 
 from scheduler.occasions.dates import month_days_between
 from scheduler.occasions.rules import (
@@ -50,16 +49,23 @@ from scheduler.occasions.timing import SendWindow
 from scheduler.outbox import Contact, RecordCounts, record, touches
 from scheduler.settings import OccasionKind, Settings, time_zone_names
 from scheduler.store.db import write_transaction
+from scheduler.store.marks import read_marks, write_marks
 from scheduler.store.models import metadata
+from scheduler.store.occasion_queries import (
+    anniversary_query,
+    birthday_query,
+    first_met_on_query,
+    neighbours_query,
+    new_orders_query,
+    placed_between_query,
+    zone_clause,
+)
 
 customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
 referrals = metadata.tables["referrals"]
 meetings = metadata.tables["meetings"]
-marks = metadata.tables["detection_marks"]
 customer_values = metadata.tables["customer_values"]
-CONTACT_COLUMNS = (customers.c.timezone, customers.c.email, customers.c.opted_out_at)
-"""Selected with every fact, so the run knows each customer's contact without asking again."""
 
 RUN, ORDERS, REFERRALS, MEETINGS, CHECK_INS = "run", "orders", "referrals", "meetings", "check_ins"
 CHECK_IN_CHUNK = 500
@@ -97,7 +103,7 @@ def detect(engine: Engine, settings: Settings, now: datetime) -> DetectionReport
             with write_transaction(engine) as connection:
                 _check_in(connection, settings, report, quiet[start : start + CHECK_IN_CHUNK])
         with write_transaction(engine) as connection:
-            _write_marks(connection, {CHECK_INS: (now, None)}, now)
+            write_marks(connection, {CHECK_INS: (now, None)}, now)
     return report
 
 
@@ -107,7 +113,7 @@ def detect_on(connection: Connection, settings: Settings, now: datetime) -> Dete
     if quiet is not None:
         for start in range(0, len(quiet), CHECK_IN_CHUNK):
             _check_in(connection, settings, report, quiet[start : start + CHECK_IN_CHUNK])
-        _write_marks(connection, {CHECK_INS: (now, None)}, now)
+        write_marks(connection, {CHECK_INS: (now, None)}, now)
     return report
 
 
@@ -116,7 +122,7 @@ def _detect(
 ) -> tuple[DetectionReport, list[tuple[int, datetime]] | None]:
     """Every occasion but check-ins, recorded; and the customers a check-in pass must judge
     (None when no pass is due)."""
-    state = _read_marks(connection)
+    state = read_marks(connection)
     reach = max(kind.max_lateness for kind in _occasion_settings(settings)) + timedelta(days=1)
     previous = state.get(RUN, (None, None))[0]
     since = max(previous, now - reach) if previous else now - timedelta(days=1)
@@ -132,7 +138,7 @@ def _detect(
     quiet = None
     if detector.check_ins_due(state):
         quiet = detector.quiet_customers(state.get(CHECK_INS, (None, None))[0])
-    _write_marks(connection, {RUN: (now, None), **detector.new_marks}, now)
+    write_marks(connection, {RUN: (now, None), **detector.new_marks}, now)
     return report, quiet
 
 
@@ -197,8 +203,7 @@ class _Detector:
                 groups.setdefault((names, default_too), []).append(day)
             day += timedelta(days=1)
         return [
-            (days, None if key == everywhere else _zone_clause(*key))
-            for key, days in groups.items()
+            (days, None if key == everywhere else zone_clause(*key)) for key, days in groups.items()
         ]
 
     def _reaches(self, day: date, name: str, shift: timedelta) -> bool:
@@ -599,95 +604,6 @@ class _Detector:
         return found
 
 
-def birthday_query(
-    groups: Iterable[tuple[Iterable[tuple[int, int]], ColumnElement[bool] | None]],
-) -> Select[Any]:
-    """Customers born on any of the (month, day) pairs of a group and, when the group has one,
-    matching its zone condition; through the month-day index: one `month = m AND day IN (...)`
-    per month and group."""
-    conditions = []
-    for pairs, zones in groups:
-        by_month: dict[int, list[int]] = {}
-        for month, day in sorted(pairs):
-            by_month.setdefault(month, []).append(day)
-        for month, days in by_month.items():
-            on_day = and_(customers.c.birth_month == month, customers.c.birth_day.in_(days))
-            conditions.append(on_day if zones is None else and_(on_day, zones))
-    return select(
-        customers.c.id,
-        customers.c.birth_month,
-        customers.c.birth_day,
-        customers.c.birth_year,
-        *CONTACT_COLUMNS,
-    ).where(or_(*conditions))
-
-
-def _zone_clause(names: frozenset[str], default_too: bool) -> ColumnElement[bool]:
-    """Customers in one of these zones; with `default_too`, also those without a zone (or
-    with one this machine does not know), who live in the business's."""
-    condition = customers.c.timezone.in_(sorted(names))
-    if not default_too:
-        return condition
-    unknown = customers.c.timezone.not_in(sorted(time_zone_names()))
-    return or_(condition, customers.c.timezone.is_(None), unknown)
-
-
-def anniversary_query(
-    groups: Iterable[tuple[Sequence[date], ColumnElement[bool] | None]],
-) -> Select[Any]:
-    """Customers who became customers on any of a group's dates (and match its zone
-    condition, if any), through the customer_since index."""
-    conditions = [
-        customers.c.customer_since.in_(dates)
-        if zones is None
-        else and_(customers.c.customer_since.in_(dates), zones)
-        for dates, zones in groups
-    ]
-    return select(customers.c.id, customers.c.customer_since, *CONTACT_COLUMNS).where(
-        or_(*conditions)
-    )
-
-
-def first_met_on_query(first: date, last: date) -> Select[Any]:
-    """Customers first met on a day from `first` to `last`, through the first_met_on index."""
-    return select(customers.c.id, customers.c.first_met_on, *CONTACT_COLUMNS).where(
-        customers.c.first_met_on.between(first, last)
-    )
-
-
-def _orders_with_zone() -> Select[Any]:
-    return select(
-        orders.c.id,
-        orders.c.external_id,
-        orders.c.customer_id,
-        orders.c.placed_at,
-        orders.c.amount,
-        orders.c.created_at,
-        *CONTACT_COLUMNS,
-    ).join(customers, customers.c.id == orders.c.customer_id)
-
-
-def new_orders_query(last_id: int) -> Select[Any]:
-    """Orders after the watermark, with their customer's zone, by the primary key."""
-    return _orders_with_zone().where(orders.c.id > last_id).order_by(orders.c.id)
-
-
-def placed_between_query(start: datetime, end: datetime) -> Select[Any]:
-    """Orders placed from `start` to `end`, with their customer's zone, by the placed_at index."""
-    return _orders_with_zone().where(orders.c.placed_at.between(start, end))
-
-
-def neighbours_query(
-    customer_ids: Sequence[int], earliest: datetime, latest: datetime
-) -> Select[Any]:
-    """These customers' orders placed in `earliest..latest`, through (customer, placed_at)."""
-    return select(
-        orders.c.customer_id, orders.c.external_id, orders.c.placed_at, orders.c.amount
-    ).where(
-        and_(orders.c.customer_id.in_(customer_ids), orders.c.placed_at.between(earliest, latest))
-    )
-
-
 def _date_or_none(year: int, month: int, day: int) -> date | None:
     try:
         return date(year, month, day)
@@ -721,42 +637,3 @@ def _contacts(connection: Connection, ids: set[int], default_zone: tzinfo) -> di
             zone = ZoneInfo(row.timezone) if row.timezone else default_zone
             found[row.id] = Contact(row.email, row.opted_out_at, zone)
     return found
-
-
-def _read_marks(connection: Connection) -> dict[str, tuple[datetime | None, int | None]]:
-    return {
-        row.name: (row.moment, row.last_id)
-        for row in connection.execute(select(marks.c.name, marks.c.moment, marks.c.last_id))
-    }
-
-
-def _write_marks(
-    connection: Connection, new: dict[str, tuple[datetime | None, int | None]], now: datetime
-) -> None:
-    """Move the watermarks forward (never back: another instance may have gone further)."""
-    dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
-    for name, (moment, last_id) in new.items():
-        statement = dialect.insert(marks).values(
-            name=name, moment=moment, last_id=last_id, updated_at=now
-        )
-        excluded = statement.excluded
-        statement = statement.on_conflict_do_update(
-            index_elements=["name"],
-            set_={
-                "moment": func.coalesce(
-                    _greatest(connection, marks.c.moment, excluded.moment), excluded.moment
-                ),
-                "last_id": func.coalesce(
-                    _greatest(connection, marks.c.last_id, excluded.last_id), excluded.last_id
-                ),
-                "updated_at": excluded.updated_at,
-            },
-        )
-        connection.execute(statement)
-
-
-def _greatest(connection: Connection, *values: Any) -> Any:
-    """The larger value (NULL when either is NULL); SQLite's max() of several is GREATEST."""
-    if connection.dialect.name == "sqlite":
-        return func.max(*values)
-    return func.greatest(*values)

@@ -13,20 +13,20 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, Select, event, insert, select, text
 
-from scheduler.detection import (
-    anniversary_query,
-    birthday_query,
-    detect,
-    first_met_on_query,
-    neighbours_query,
-    new_orders_query,
-    placed_between_query,
-)
+from scheduler.detection import detect
 from scheduler.occasion_settings import BirthdaySettings, OrderThanksSettings
 from scheduler.occasions.dates import month_days_between
 from scheduler.settings import BusinessSettings, Settings
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
+from scheduler.store.occasion_queries import (
+    anniversary_query,
+    birthday_query,
+    first_met_on_query,
+    neighbours_query,
+    new_orders_query,
+    placed_between_query,
+)
 from scheduler.store.schema import upgrade
 
 customers = metadata.tables["customers"]
