@@ -68,6 +68,8 @@ meetings = metadata.tables["meetings"]
 customer_values = metadata.tables["customer_values"]
 
 RUN, ORDERS, REFERRALS, MEETINGS, CHECK_INS = "run", "orders", "referrals", "meetings", "check_ins"
+TOP_TIER = "vip"
+"""The lifetime-value tier that always qualifies for check-ins (the LTV issue names it)."""
 CHECK_IN_CHUNK = 500
 """Quiet customers are judged and recorded this many at a time, so memory stays flat."""
 BEHIND_UTC, AHEAD_OF_UTC = timedelta(hours=12), timedelta(hours=14)
@@ -569,7 +571,7 @@ class _Detector:
                 last_order_at,
                 *notes.get(customer_id, (None, None)),
                 value=details[customer_id].total,
-                top_tier=details[customer_id].tier == "top",
+                top_tier=details[customer_id].tier == TOP_TIER,
             )
             for customer_id, last_order_at in quiet
             if customer_id in details

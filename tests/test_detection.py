@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, Select, event, insert, select, text
 
 from scheduler.detection import detect
-from scheduler.occasion_settings import BirthdaySettings, OrderThanksSettings
+from scheduler.occasion_settings import BirthdaySettings, CheckInSettings, OrderThanksSettings
 from scheduler.occasions.dates import month_days_between
 from scheduler.settings import BusinessSettings, Settings
 from scheduler.store.db import create_store_engine
@@ -55,14 +55,8 @@ def add_customer(engine: Engine, external_id: str, **values: Any) -> int:
 def add_order(
     engine: Engine, external_id: str, customer_id: int, placed_at: datetime, **more: Any
 ) -> None:
-    values = {"amount": Decimal("25.00"), "created_at": placed_at, "updated_at": placed_at}
-    values.update(more)
     with engine.begin() as connection:
-        connection.execute(
-            insert(orders).values(
-                external_id=external_id, customer_id=customer_id, placed_at=placed_at, **values
-            )
-        )
+        add_order_on(connection, external_id, customer_id, placed_at, **more)
 
 
 def notes(engine: Engine) -> list[tuple[int, str, str, str | None, datetime]]:
@@ -365,3 +359,49 @@ def test_later_check_in_passes_find_the_newly_quiet_and_those_due_again(engine: 
         (soon_quiet, "check_in:2027-06"),
         (soon_quiet, "check_in:2027-12"),
     ]
+
+
+def test_with_lifetime_values_only_valued_or_vip_customers_get_check_ins(engine: Engine) -> None:
+    valued, vip, modest = (add_customer(engine, f"C-{n}") for n in (1, 2, 3))
+    with engine.begin() as connection:
+        for number, (who, total, tier) in enumerate(
+            [(valued, "500.00", "regular"), (vip, "10.00", "vip"), (modest, "10.00", "regular")]
+        ):
+            add_order_on(connection, f"A-{number}", who, NOW - timedelta(days=200))
+            connection.execute(
+                insert(metadata.tables["customer_values"]).values(
+                    customer_id=who,
+                    historical=Decimal(total),
+                    predicted=Decimal(0),
+                    referral=Decimal(0),
+                    total=Decimal(total),
+                    tier=tier,
+                    model="simple",
+                    params={},
+                    computed_at=NOW,
+                )
+            )
+    picky = SETTINGS.model_copy(
+        update={
+            "occasions": SETTINGS.occasions.model_copy(
+                update={"check_in": CheckInSettings(min_value=100.0)}
+            )
+        }
+    )
+    detect(engine, picky, NOW)
+    assert sorted(who for who, key, *_ in notes(engine) if key.startswith("check_in")) == [
+        valued,
+        vip,
+    ]
+
+
+def add_order_on(
+    connection: Any, external_id: str, customer_id: int, placed_at: datetime, **more: Any
+) -> None:
+    values = {"amount": Decimal("25.00"), "created_at": placed_at, "updated_at": placed_at}
+    values.update(more)
+    connection.execute(
+        insert(orders).values(
+            external_id=external_id, customer_id=customer_id, placed_at=placed_at, **values
+        )
+    )
