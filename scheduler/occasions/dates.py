@@ -29,7 +29,7 @@ def occurrences_between(
     month: int, day: int, first: date, last: date, feb29: Feb29Policy = "feb28"
 ) -> Iterator[tuple[int, date]]:
     """Each (year, kept day) with `first <= kept day <= last`, in order."""
-    for year in range(first.year - 1, last.year + 2):
+    for year in range(first.year, last.year + 1):
         kept = occurrence(month, day, year, feb29)
         if first <= kept <= last:
             yield year, kept
