@@ -27,18 +27,17 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select
 
+from scheduler.check_ins import QuietCustomers
 from scheduler.occasions.dates import month_days_between
 from scheduler.occasions.rules import (
     FirstMeetingFact,
     Occasion,
     OrderFact,
-    QuietCustomer,
     ReferralFact,
     Span,
     YearlyDate,
     anniversaries,
     birthdays,
-    check_ins,
     first_meetings,
     follow_ups,
     order_thanks,
@@ -60,16 +59,15 @@ from scheduler.store.occasion_queries import (
     placed_between_query,
     zone_clause,
 )
+from scheduler.store.types import aware_utc
+from scheduler.zones import ZoneBook
 
 customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
 referrals = metadata.tables["referrals"]
 meetings = metadata.tables["meetings"]
-customer_values = metadata.tables["customer_values"]
 
 RUN, ORDERS, REFERRALS, MEETINGS, CHECK_INS = "run", "orders", "referrals", "meetings", "check_ins"
-TOP_TIER = "vip"
-"""The lifetime-value tier that always qualifies for check-ins (the LTV issue names it)."""
 CHECK_IN_CHUNK = 500
 """Quiet customers are judged and recorded this many at a time, so memory stays flat."""
 BEHIND_UTC, AHEAD_OF_UTC = timedelta(hours=12), timedelta(hours=14)
@@ -135,11 +133,12 @@ def _detect(
     found = detector.all(state)
     contacts = detector.contacts
     missing = {o.customer_id for o in found} - contacts.keys()
-    contacts.update(_contacts(connection, missing, detector.default_zone))
+    contacts.update(_contacts(connection, missing, detector.zone))
     report.recorded = record(connection, found, contacts, now=now, schedule=settings.schedule)
     quiet = None
     if detector.check_ins_due(state):
-        quiet = detector.quiet_customers(state.get(CHECK_INS, (None, None))[0])
+        finder = QuietCustomers(connection, settings, detector.span, detector.zone)
+        quiet = finder.customers(state.get(CHECK_INS, (None, None))[0])
     write_marks(connection, {RUN: (now, None), **detector.new_marks}, now)
     return report, quiet
 
@@ -151,8 +150,9 @@ def _check_in(
     quiet: list[tuple[int, datetime]],
 ) -> None:
     """Judge and record one chunk of the check-in pass."""
-    detector = _Detector(connection, settings, Span(report.since, report.now), report)
-    found, contacts = detector.check_ins(quiet)
+    zone = ZoneBook(ZoneInfo(settings.business.timezone))
+    finder = QuietCustomers(connection, settings, Span(report.since, report.now), zone)
+    found, contacts = finder.judge(quiet)
     report.recorded += record(
         connection, found, contacts, now=report.now, schedule=settings.schedule
     )
@@ -175,20 +175,9 @@ class _Detector:
         self.span = span
         self.report = report
         self.window = SendWindow.from_settings(settings.schedule)
-        self.default_zone = ZoneInfo(settings.business.timezone)
-        self.zones: dict[str | None, tzinfo] = {None: self.default_zone}
+        self.zone = ZoneBook(ZoneInfo(settings.business.timezone))
         self.new_marks: dict[str, tuple[datetime | None, int | None]] = {}
         self.contacts: dict[int, Contact] = {}
-
-    def zone(self, name: str | None) -> tzinfo:
-        """The zone named, or the business's for none, or for a name this machine does not
-        know (which the importer refuses, but another application may have written)."""
-        found = self.zones.get(name)
-        if found is None:
-            found = self.zones[name] = (
-                ZoneInfo(name) if name in time_zone_names() else self.default_zone
-            )
-        return found
 
     def _day_groups(self, shift: timedelta) -> list[tuple[list[date], ColumnElement[bool] | None]]:
         """The UTC dates whose occurrences a dated rule may want (shifted by `shift`), grouped
@@ -200,7 +189,7 @@ class _Detector:
         day = first
         while day <= last:
             names = frozenset(name for name in time_zone_names() if self._reaches(day, name, shift))
-            default_too = self._reaches_zone(day, self.default_zone, shift)
+            default_too = self._reaches_zone(day, self.zone.default, shift)
             if names or default_too:
                 groups.setdefault((names, default_too), []).append(day)
             day += timedelta(days=1)
@@ -483,7 +472,7 @@ class _Detector:
             )
             for first in firsts:
                 zone = self.zone(first.timezone)
-                met_at = _aware(first.met_at)
+                met_at = aware_utc(first.met_at)
                 if (
                     first.first_met_on is None
                     or met_at.astimezone(zone).date() <= first.first_met_on
@@ -493,118 +482,6 @@ class _Detector:
                     )
         return facts
 
-    def quiet_customers(self, last_pass: datetime | None) -> list[tuple[int, datetime]]:
-        """(customer, last order) for the customers a check-in pass must judge: whose last
-        order is older than `quiet_days` but within `stop_after_days`. The first pass reads
-        them all (the recent orders, by the placed_at index); later passes only those who went
-        quiet since the previous pass, or whose last check-in was `every_days` ago then."""
-        settings = self.occasions.check_in
-        now = self.span.now
-        quiet_since = now - timedelta(days=settings.quiet_days)
-        oldest = now - timedelta(days=settings.stop_after_days)
-        last_order = func.max(orders.c.placed_at)
-        judged = select(orders.c.customer_id, last_order).group_by(orders.c.customer_id)
-        judged = judged.having(and_(last_order <= quiet_since, last_order >= oldest))
-        if last_pass is None:
-            rows = self.connection.execute(judged.where(orders.c.placed_at >= oldest)).all()
-            return [(customer_id, _aware(last)) for customer_id, last in rows]
-        since_pass = now - last_pass
-        newly_quiet = select(orders.c.customer_id).where(
-            orders.c.placed_at.between(quiet_since - since_pass, quiet_since)
-        )
-        due_again = select(touches.c.customer_id).where(
-            and_(
-                touches.c.status.in_(("pending", "deferred", "claimed", "sent", "unknown")),
-                touches.c.kind == "check_in",
-                touches.c.due_at.between(
-                    now - timedelta(days=settings.every_days) - since_pass,
-                    now - timedelta(days=settings.every_days),
-                ),
-            )
-        )
-        ids = sorted(
-            {row[0] for query in (newly_quiet, due_again) for row in self.connection.execute(query)}
-        )
-        found: list[tuple[int, datetime]] = []
-        for start in range(0, len(ids), 500):
-            chunk = self.connection.execute(
-                judged.where(orders.c.customer_id.in_(ids[start : start + 500]))
-            )
-            found += [(customer_id, _aware(last)) for customer_id, last in chunk]
-        return found
-
-    def check_ins(
-        self, quiet: list[tuple[int, datetime]]
-    ) -> tuple[list[Occasion], dict[int, Contact]]:
-        """Check-ins among these quiet customers (the rule decides, with their notes and
-        values), and the customers' contacts."""
-        settings = self.occasions.check_in
-        values_known = (
-            self.connection.execute(
-                select(func.count()).select_from(
-                    select(customer_values.c.customer_id).limit(1).subquery()
-                )
-            ).scalar_one()
-            > 0
-        )
-        ids = [customer_id for customer_id, _ in quiet]
-        details = {
-            row.id: row
-            for row in self.connection.execute(
-                select(
-                    customers.c.id,
-                    customers.c.timezone,
-                    customers.c.email,
-                    customers.c.opted_out_at,
-                    customer_values.c.total,
-                    customer_values.c.tier,
-                )
-                .outerjoin(customer_values, customer_values.c.customer_id == customers.c.id)
-                .where(customers.c.id.in_(ids))
-            )
-        }
-        notes = self._last_notes(ids)
-        people = [
-            QuietCustomer(
-                customer_id,
-                self.zone(details[customer_id].timezone),
-                last_order_at,
-                *notes.get(customer_id, (None, None)),
-                value=details[customer_id].total,
-                top_tier=details[customer_id].tier == TOP_TIER,
-            )
-            for customer_id, last_order_at in quiet
-            if customer_id in details
-        ]
-        contacts = {
-            row.id: Contact(row.email, row.opted_out_at, self.zone(row.timezone))
-            for row in details.values()
-        }
-        return check_ins(people, self.span.now, settings, self.window, values_known), contacts
-
-    def _last_notes(self, ids: list[int]) -> dict[int, tuple[datetime | None, datetime | None]]:
-        """Per customer: the last note sent (any kind), and the last check-in."""
-        found: dict[int, tuple[datetime | None, datetime | None]] = {}
-        for start in range(0, len(ids), 500):
-            rows = self.connection.execute(
-                select(
-                    touches.c.customer_id,
-                    func.max(touches.c.sent_at).label("last_sent"),
-                    func.max(func.coalesce(touches.c.sent_at, touches.c.due_at))
-                    .filter(touches.c.kind == "check_in")
-                    .label("last_check_in"),
-                )
-                .where(touches.c.customer_id.in_(ids[start : start + 500]))
-                .where(touches.c.status.in_(("pending", "deferred", "claimed", "sent", "unknown")))
-                .group_by(touches.c.customer_id)
-            )
-            for row in rows:
-                found[row.customer_id] = (
-                    _maybe_aware(row.last_sent),
-                    _maybe_aware(row.last_check_in),
-                )
-        return found
-
 
 def _date_or_none(year: int, month: int, day: int) -> date | None:
     try:
@@ -613,20 +490,7 @@ def _date_or_none(year: int, month: int, day: int) -> date | None:
         return None
 
 
-def _aware(value: Any) -> datetime:
-    """A timestamp from an aggregate, which SQLite returns as text without our column type."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime):
-        raise TypeError(f"expected a timestamp, found {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _maybe_aware(value: Any) -> datetime | None:
-    return None if value is None else _aware(value)
-
-
-def _contacts(connection: Connection, ids: set[int], default_zone: tzinfo) -> dict[int, Contact]:
+def _contacts(connection: Connection, ids: set[int], zone: ZoneBook) -> dict[int, Contact]:
     found: dict[int, Contact] = {}
     ordered = sorted(ids)
     for start in range(0, len(ordered), 500):
@@ -636,6 +500,5 @@ def _contacts(connection: Connection, ids: set[int], default_zone: tzinfo) -> di
             ).where(customers.c.id.in_(ordered[start : start + 500]))
         )
         for row in rows:
-            zone = ZoneInfo(row.timezone) if row.timezone else default_zone
-            found[row.id] = Contact(row.email, row.opted_out_at, zone)
+            found[row.id] = Contact(row.email, row.opted_out_at, zone(row.timezone))
     return found

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from itertools import pairwise
 from typing import Any
 
@@ -30,6 +30,7 @@ from scheduler.occasions.timing import SendWindow
 from scheduler.settings import OccasionKind, ScheduleSettings
 from scheduler.store.bulk import BulkWriter
 from scheduler.store.models import metadata
+from scheduler.store.types import aware_utc_or_none
 
 touches = metadata.tables["touches"]
 OPEN = ("pending", "deferred")
@@ -243,7 +244,7 @@ def _space_one(
     ]
     planned = space_out(
         occasions,
-        last_note_at=_as_utc(last_taken),
+        last_note_at=aware_utc_or_none(last_taken),
         gap=gap,
         precedence=schedule.precedence,
         window=window,
@@ -263,11 +264,3 @@ def _space_one(
             }
         )
     return changes
-
-
-def _as_utc(value: Any) -> datetime | None:
-    """A timestamp from an aggregate (SQLite gives the stored text, not our column type)."""
-    if value is None or isinstance(value, datetime):
-        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
-    parsed = datetime.fromisoformat(str(value))
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -114,3 +114,18 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         return Decimal(repr(value) if isinstance(value, float) else value).quantize(CENT)
+
+
+def aware_utc(value: Any) -> datetime:
+    """A timestamp read without its column type (an aggregate such as `max(due_at)`: SQLite
+    returns the stored text) as an aware UTC datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a timestamp, found {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def aware_utc_or_none(value: Any) -> datetime | None:
+    """Like `aware_utc`; NULL stays None."""
+    return None if value is None else aware_utc(value)
