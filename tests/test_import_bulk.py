@@ -156,7 +156,7 @@ def test_a_bulk_customers_import_keeps_the_birthday_index(engine: Engine, tmp_pa
     report = run(engine, path, batch_size=10)
     assert counts(report) == (25, 25, 0, 0, [])
     assert stored(engine)["C-07"]["birth_month"] == 8
-    assert "ix_customers_birth_month_day" in index_names(engine, "customers")
+    assert "ix_customers_birthday" in index_names(engine, "customers")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Occasion detection: its watermarks, and indexes for anniversaries and first meetings.
+"""Occasion detection: its watermarks, and indexes for birthdays, anniversaries and first meetings.
 
 Revision ID: 0002
 Revises: 0001
@@ -29,11 +29,24 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("name"),
     )
-    op.create_index("ix_customers_customer_since", "customers", ["customer_since"])
+    # Detection's daily dates, each index carrying what detection reads of the customer.
+    op.drop_index("ix_customers_birth_month_day", table_name="customers")
+    op.create_index(
+        "ix_customers_birthday",
+        "customers",
+        ["birth_month", "birth_day", "birth_year", "timezone", "email", "opted_out_at"],
+    )
+    op.create_index(
+        "ix_customers_customer_since",
+        "customers",
+        ["customer_since", "timezone", "email", "opted_out_at"],
+    )
     op.create_index("ix_customers_first_met_on", "customers", ["first_met_on"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_customers_first_met_on", table_name="customers")
     op.drop_index("ix_customers_customer_since", table_name="customers")
+    op.drop_index("ix_customers_birthday", table_name="customers")
+    op.create_index("ix_customers_birth_month_day", "customers", ["birth_month", "birth_day"])
     op.drop_table("detection_marks")
