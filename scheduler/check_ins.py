@@ -7,14 +7,16 @@ contact.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, func, select
 
 from scheduler.occasions.rules import Occasion, QuietCustomer, Span, check_ins
 from scheduler.occasions.timing import SendWindow
-from scheduler.outbox import Contact, touches
+from scheduler.outbox import NOTED, Contact, touches
 from scheduler.settings import Settings
+from scheduler.store.bulk import chunked
 from scheduler.store.models import metadata
 from scheduler.store.types import aware_utc, aware_utc_or_none
 from scheduler.zones import ZoneBook
@@ -24,8 +26,6 @@ orders = metadata.tables["orders"]
 customer_values = metadata.tables["customer_values"]
 TOP_TIER = "vip"
 """The lifetime-value tier that always qualifies for check-ins (the LTV issue names it)."""
-NOTED = ("pending", "deferred", "claimed", "sent", "unknown")
-"""Touches that count as a note to the customer (sent, or on its way)."""
 
 
 class QuietCustomers:
@@ -73,14 +73,14 @@ class QuietCustomers:
             {row[0] for query in (newly_quiet, due_again) for row in self.connection.execute(query)}
         )
         found: list[tuple[int, datetime]] = []
-        for start in range(0, len(ids), 500):
-            chunk = self.connection.execute(
-                judged.where(orders.c.customer_id.in_(ids[start : start + 500]))
-            )
+        for part in chunked(ids):
+            chunk = self.connection.execute(judged.where(orders.c.customer_id.in_(part)))
             found += [(customer_id, aware_utc(last)) for customer_id, last in chunk]
         return found
 
-    def judge(self, quiet: list[tuple[int, datetime]]) -> tuple[list[Occasion], dict[int, Contact]]:
+    def judge(
+        self, quiet: Sequence[tuple[int, datetime]]
+    ) -> tuple[list[Occasion], dict[int, Contact]]:
         """Check-ins among these quiet customers (the rule decides, with their notes and
         values), and the customers' contacts."""
         settings = self.settings
@@ -130,7 +130,7 @@ class QuietCustomers:
     def _last_notes(self, ids: list[int]) -> dict[int, tuple[datetime | None, datetime | None]]:
         """Per customer: the last note sent (any kind), and the last check-in."""
         found: dict[int, tuple[datetime | None, datetime | None]] = {}
-        for start in range(0, len(ids), 500):
+        for part in chunked(ids):
             rows = self.connection.execute(
                 select(
                     touches.c.customer_id,
@@ -139,7 +139,7 @@ class QuietCustomers:
                     .filter(touches.c.kind == "check_in")
                     .label("last_check_in"),
                 )
-                .where(touches.c.customer_id.in_(ids[start : start + 500]))
+                .where(touches.c.customer_id.in_(part))
                 .where(touches.c.status.in_(NOTED))
                 .group_by(touches.c.customer_id)
             )

@@ -47,6 +47,7 @@ from scheduler.occasions.rules import (
 from scheduler.occasions.timing import SendWindow
 from scheduler.outbox import Contact, RecordCounts, record, touches
 from scheduler.settings import OccasionKind, Settings, time_zone_names
+from scheduler.store.bulk import chunked
 from scheduler.store.db import write_transaction
 from scheduler.store.marks import read_marks, write_marks
 from scheduler.store.models import metadata
@@ -99,9 +100,9 @@ def detect(engine: Engine, settings: Settings, now: datetime) -> DetectionReport
     with write_transaction(engine) as connection:
         report, quiet = _detect(connection, settings, now)
     if quiet is not None:
-        for start in range(0, len(quiet), CHECK_IN_CHUNK):
+        for part in chunked(quiet, CHECK_IN_CHUNK):
             with write_transaction(engine) as connection:
-                _check_in(connection, settings, report, quiet[start : start + CHECK_IN_CHUNK])
+                _check_in(connection, settings, report, part)
         with write_transaction(engine) as connection:
             write_marks(connection, {CHECK_INS: (now, None)}, now)
     return report
@@ -111,8 +112,8 @@ def detect_on(connection: Connection, settings: Settings, now: datetime) -> Dete
     """Like `detect`, all inside the caller's transaction (so a plan can roll it back)."""
     report, quiet = _detect(connection, settings, now)
     if quiet is not None:
-        for start in range(0, len(quiet), CHECK_IN_CHUNK):
-            _check_in(connection, settings, report, quiet[start : start + CHECK_IN_CHUNK])
+        for part in chunked(quiet, CHECK_IN_CHUNK):
+            _check_in(connection, settings, report, part)
         write_marks(connection, {CHECK_INS: (now, None)}, now)
     return report
 
@@ -147,7 +148,7 @@ def _check_in(
     connection: Connection,
     settings: Settings,
     report: DetectionReport,
-    quiet: list[tuple[int, datetime]],
+    quiet: Sequence[tuple[int, datetime]],
 ) -> None:
     """Judge and record one chunk of the check-in pass."""
     zone = ZoneBook(ZoneInfo(settings.business.timezone))
@@ -347,10 +348,8 @@ class _Detector:
         latest = max(fact.placed_at for fact in facts) + delay
         customer_ids = sorted({fact.customer_id for fact in facts})
         found: list[OrderFact] = []
-        for start in range(0, len(customer_ids), 500):
-            rows = self.connection.execute(
-                neighbours_query(customer_ids[start : start + 500], earliest, latest)
-            )
+        for part in chunked(customer_ids):
+            rows = self.connection.execute(neighbours_query(part, earliest, latest))
             found += [
                 OrderFact(row.customer_id, row.external_id, row.placed_at, row.amount, UTC)
                 for row in rows
@@ -458,7 +457,7 @@ class _Detector:
     def _first_meetings_of(self, ids: list[int]) -> dict[int, FirstMeetingFact]:
         """Each customer's first meeting, unless `first_met_on` says they met earlier."""
         facts: dict[int, FirstMeetingFact] = {}
-        for start in range(0, len(ids), 500):
+        for part in chunked(ids):
             firsts = self.connection.execute(
                 select(
                     meetings.c.customer_id,
@@ -467,7 +466,7 @@ class _Detector:
                     customers.c.first_met_on,
                 )
                 .join(customers, customers.c.id == meetings.c.customer_id)
-                .where(meetings.c.customer_id.in_(ids[start : start + 500]))
+                .where(meetings.c.customer_id.in_(part))
                 .group_by(meetings.c.customer_id, customers.c.timezone, customers.c.first_met_on)
             )
             for first in firsts:
@@ -493,11 +492,11 @@ def _date_or_none(year: int, month: int, day: int) -> date | None:
 def _contacts(connection: Connection, ids: set[int], zone: ZoneBook) -> dict[int, Contact]:
     found: dict[int, Contact] = {}
     ordered = sorted(ids)
-    for start in range(0, len(ordered), 500):
+    for part in chunked(ordered):
         rows = connection.execute(
             select(
                 customers.c.id, customers.c.email, customers.c.opted_out_at, customers.c.timezone
-            ).where(customers.c.id.in_(ordered[start : start + 500]))
+            ).where(customers.c.id.in_(part))
         )
         for row in rows:
             found[row.id] = Contact(row.email, row.opted_out_at, zone(row.timezone))

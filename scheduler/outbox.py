@@ -28,7 +28,7 @@ from scheduler.occasions.cap import space_out
 from scheduler.occasions.rules import Occasion
 from scheduler.occasions.timing import SendWindow
 from scheduler.settings import OccasionKind, ScheduleSettings
-from scheduler.store.bulk import BulkWriter
+from scheduler.store.bulk import BulkWriter, chunked
 from scheduler.store.models import metadata
 from scheduler.store.types import aware_utc_or_none
 
@@ -37,7 +37,8 @@ OPEN = ("pending", "deferred")
 """Touches not yet handed to the sender: their due time may still move."""
 TAKEN = ("claimed", "sent", "unknown")
 """Touches that went (or may have gone) out: they count for the frequency cap."""
-_CHUNK = 500
+NOTED = OPEN + TAKEN
+"""Touches that count as a note to the customer: sent, or on its way."""
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,10 @@ def _existing(connection: Connection, customer_ids: list[int]) -> dict[int, dict
     SQLite its write lock keeps this exact, and on PostgreSQL a touch another instance adds
     meanwhile is still skipped by the insert's ON CONFLICT.)"""
     found: dict[int, dict[str, str]] = {}
-    for start in range(0, len(customer_ids), _CHUNK):
+    for part in chunked(customer_ids):
         rows = connection.execute(
             select(touches.c.customer_id, touches.c.occasion_key, touches.c.status).where(
-                touches.c.customer_id.in_(customer_ids[start : start + _CHUNK])
+                touches.c.customer_id.in_(part)
             )
         )
         for customer_id, key, status in rows:
@@ -134,7 +135,7 @@ def _crowded(
     for customer_id, moments in fresh.items():
         moments.sort()
         others = existing.get(customer_id, {}).values()
-        if any(status in OPEN or status in TAKEN for status in others) or any(
+        if any(status in NOTED for status in others) or any(
             later - earlier < gap for earlier, later in pairwise(moments)
         ):
             crowded.append(customer_id)
@@ -173,8 +174,7 @@ def _space(
     500 customers, however many touches they have)."""
     window = SendWindow.from_settings(schedule)
     gap = timedelta(days=schedule.min_days_between)
-    for start in range(0, len(customer_ids), _CHUNK):
-        chunk = customer_ids[start : start + _CHUNK]
+    for chunk in chunked(customer_ids):
         last_taken = dict(
             connection.execute(
                 select(

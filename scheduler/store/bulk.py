@@ -12,11 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table
 
 Processor = Callable[[Any], Any] | None
+T = TypeVar("T")
+IN_LIST_SIZE = 500
+"""Keys per `IN (...)` list when a query is asked about many rows."""
+
+
+def chunked(items: Sequence[T], size: int = IN_LIST_SIZE) -> Iterator[Sequence[T]]:
+    """`items` in consecutive slices of at most `size`."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _bind_processors(
