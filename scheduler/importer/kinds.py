@@ -83,15 +83,10 @@ class _Checker:
 
     def required(self, column: str, parser: Callable[[str, str], T]) -> T | None:
         """The parsed cell; an empty one is an error."""
-        value = self.cells.get(column)
-        if not value:
+        if not self.cells.get(column):
             self.errors.append(FieldError(column, "is empty"))
             return None
-        try:
-            return parser(column, value)
-        except FieldError as error:
-            self.errors.append(error)
-            return None
+        return self.optional(column, parser)
 
     def optional(self, column: str, parser: Callable[[str, str], T]) -> T | None:
         """The parsed cell, or None when it is empty."""
