@@ -400,8 +400,9 @@ def plan(
 ) -> None:
     """Show what would be sent on a day, to whom and when, and what would not and why.
 
-    Writes nothing: detection runs as of the end of that day and is rolled back. The day is
-    the business's (its time zone); times are shown in UTC.
+    Writes nothing: detection runs as of the end of that day, the daily budget is applied
+    (most valuable customers first; the rest shown deferred to the next day), and all is
+    rolled back. The day is the business's (its time zone); times are shown in UTC.
     """
     config = _state(ctx).config()
     zone = ZoneInfo(config.settings.business.timezone)
@@ -413,18 +414,32 @@ def plan(
         ) from None
     engine = open_store(config.database_url())
     try:
-        lines = plan_day(engine, config.settings, wanted)
+        result = plan_day(engine, config.settings, wanted)
     finally:
         engine.dispose()
     columns = ["due_at", "customer", "name", "kind", "occasion", "status", "reason"]
-    rows = [{column: getattr(line, column) for column in columns} for line in lines]
+    rows = [{column: getattr(line, column) for column in columns} for line in result.lines]
+    budget = result.budget
     if output_format is OutputFormat.json:
-        out.file.write(to_json({"date": wanted, "notes": rows}) + "\n")
+        limit = {
+            "daily_budget": budget.budget or None,
+            "already_taken": budget.taken,
+            "deferred": budget.deferred,
+            "expired": budget.expired,
+        }
+        out.file.write(to_json({"date": wanted, "budget": limit, "notes": rows}) + "\n")
     elif output_format is OutputFormat.csv:
         out.file.write(to_csv(rows, columns))
     else:
-        sending = sum(1 for line in lines if line.status in ("pending", "deferred"))
+        sending = sum(1 for line in result.lines if line.status in ("pending", "deferred"))
+        sending -= budget.deferred
         out.print(table(f"Plan for {wanted}: {sending} to send", rows, columns))
+        if budget.deferred or budget.expired:
+            out.print(
+                f"The daily budget of {budget.budget} notes moves {budget.deferred} to the next "
+                f"day and lets {budget.expired} expire: the most valuable customers go first.",
+                markup=False,
+            )
 
 
 PIPED_WIDTH = 160

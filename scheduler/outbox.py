@@ -212,10 +212,10 @@ def _space(
                 contacts[customer_id].zone,
             )
         if changes:
-            connection.execute(_RESCHEDULE, [{**change, "now": now} for change in changes])
+            connection.execute(RESCHEDULE, [{**change, "now": now} for change in changes])
 
 
-_RESCHEDULE = (
+RESCHEDULE = (  # the touch's new due time, status and reason
     update(touches)
     .where(touches.c.id == bindparam("touch_id"))
     .values(

@@ -32,6 +32,7 @@ OCCASION_KINDS: tuple[OccasionKind, ...] = get_args(OccasionKind)
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})")
+_TIME_OF_DAY = re.compile(r"(\d{2}):(\d{2})")
 
 
 def known_time_zone(name: str) -> str:
@@ -137,6 +138,8 @@ class ScheduleSettings(Section):
     send_days: tuple[Weekday, ...] = WEEKDAYS
     min_days_between: int = Field(default=7, ge=0, le=365)
     precedence: tuple[OccasionKind, ...] = OCCASION_KINDS
+    daily_budget: int = Field(default=0, ge=0)
+    """At most this many notes per day (the business's day); 0: no limit."""
 
     @field_validator("precedence")
     @classmethod
@@ -189,10 +192,38 @@ def parse_window(value: str) -> tuple[time, time]:
 
 
 class LtvSettings(Section):
-    """How customer lifetime value is estimated."""
+    """How customer lifetime value is estimated (see `scheduler.ltv`)."""
 
     model: Literal["auto", "bgnbd", "simple"] = "auto"
     margin: float = Field(default=1.0, gt=0, le=1)
+    horizon_months: int = Field(default=36, ge=1, le=600)
+    annual_discount_rate: float = Field(default=0.10, ge=0, le=1)
+    expected_lifetime_years: float = Field(default=5.0, gt=0, le=100)
+    referral_credit: float = Field(default=0.5, ge=0, le=1)
+    vip_share: float = Field(default=0.10, ge=0, le=1)
+    recompute_at: str = "03:00"
+
+    @field_validator("recompute_at")
+    @classmethod
+    def _check_time_of_day(cls, value: str) -> str:
+        parse_time_of_day(value)
+        return value
+
+    @property
+    def recompute_time(self) -> time:
+        """`recompute_at` as a local time of day (business time zone)."""
+        return parse_time_of_day(self.recompute_at)
+
+
+def parse_time_of_day(value: str) -> time:
+    """Parse `"HH:MM"` (24-hour clock)."""
+    match = _TIME_OF_DAY.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f'expected a time of day as "HH:MM", got "{value}"')
+    try:
+        return time(int(match[1]), int(match[2]))
+    except ValueError:
+        raise ValueError(f'"{value}" is not a time of day') from None
 
 
 class TemplatesSettings(Section):

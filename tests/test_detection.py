@@ -364,6 +364,15 @@ def test_later_check_in_passes_find_the_newly_quiet_and_those_due_again(engine: 
 def test_with_lifetime_values_only_valued_or_vip_customers_get_check_ins(engine: Engine) -> None:
     valued, vip, modest = (add_customer(engine, f"C-{n}") for n in (1, 2, 3))
     with engine.begin() as connection:
+        run_id = connection.execute(
+            insert(metadata.tables["ltv_runs"]).values(
+                computed_at=NOW,
+                as_of=NOW.date(),
+                model="simple",
+                reason="simple: chosen in the test",
+                customers=3,
+            )
+        ).inserted_primary_key[0]
         for number, (who, total, tier) in enumerate(
             [(valued, "500.00", "regular"), (vip, "10.00", "vip"), (modest, "10.00", "regular")]
         ):
@@ -376,9 +385,7 @@ def test_with_lifetime_values_only_valued_or_vip_customers_get_check_ins(engine:
                     referral=Decimal(0),
                     total=Decimal(total),
                     tier=tier,
-                    model="simple",
-                    params={},
-                    computed_at=NOW,
+                    run_id=run_id,
                 )
             )
     picky = SETTINGS.model_copy(

@@ -83,5 +83,14 @@ def test_every_key_in_the_example_has_a_comment() -> None:
 
 
 def test_the_readme_documents_every_store_table() -> None:
-    for table in ("customers", "orders", "referrals", "meetings", "touches", "customer_values"):
+    tables = (
+        "customers",
+        "orders",
+        "referrals",
+        "meetings",
+        "touches",
+        "customer_values",
+        "ltv_runs",
+    )
+    for table in tables:
         assert f"**{table}**" in README

@@ -2,7 +2,8 @@
 
 The customer tables (customers, orders, referrals, meetings) are documented in the README so
 a business's own application may write them directly; appreciate owns touches and
-customer_values. All timestamps are aware UTC; money is Decimal with two places.
+customer_values (with ltv_runs). All timestamps are aware UTC; money is Decimal with two
+places.
 """
 
 from __future__ import annotations
@@ -192,8 +193,28 @@ class Touch(SQLModel, table=True):
     updated_at: datetime | None = _created()
 
 
+class LtvRun(SQLModel, table=True):
+    """One lifetime-value computation: the model chosen, why, and its fitted parameters."""
+
+    __tablename__ = "ltv_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    computed_at: datetime = Field(sa_type=UtcDateTime)
+    as_of: date
+    model: str = Field(max_length=16)
+    params: dict[str, float] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
+    spend_params: dict[str, float] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
+    log_likelihood: float | None = None
+    reason: str = Field(sa_type=Text)
+    customers: int
+
+
 class CustomerValue(SQLModel, table=True):
-    """A customer's latest lifetime-value score and how it was computed."""
+    """A customer's latest lifetime-value score; `run_id` says how it was computed."""
 
     __tablename__ = "customer_values"
     __table_args__ = (Index("ix_customer_values_total", "total"),)
@@ -201,17 +222,15 @@ class CustomerValue(SQLModel, table=True):
     customer_id: int = Field(
         sa_column=Column(Integer, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
     )
+    run_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("ltv_runs.id", ondelete="CASCADE"), nullable=False)
+    )
     historical: Decimal = Field(sa_type=Money)
     predicted: Decimal = Field(sa_type=Money)
     referral: Decimal = Field(sa_type=Money)
     total: Decimal = Field(sa_type=Money)
     p_alive: float | None = None
     tier: str = Field(max_length=16)
-    model: str = Field(max_length=16)
-    params: dict[str, float] = Field(
-        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
-    )
-    computed_at: datetime = Field(sa_type=UtcDateTime)
 
 
 class DetectionMark(SQLModel, table=True):
