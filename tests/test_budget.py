@@ -18,7 +18,7 @@ from scheduler.settings import ScheduleSettings, Settings
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from tests.conftest import Workspace, run_cli
-from tests.test_detection import SETTINGS, add_customer
+from tests.test_detection import SETTINGS, add_customer, add_ltv_run
 
 touches = metadata.tables["touches"]
 LONDON = ZoneInfo("Europe/London")
@@ -118,15 +118,7 @@ def add_touch(engine: Engine, customer_id: int, key: str, status: str = "pending
 
 def add_value(engine: Engine, customer_id: int, total: str) -> None:
     with engine.begin() as connection:
-        run = connection.execute(
-            insert(metadata.tables["ltv_runs"]).values(
-                computed_at=MORNING,
-                as_of=DAY,
-                model="simple",
-                reason="simple: set by the test",
-                customers=1,
-            )
-        ).inserted_primary_key[0]
+        run = add_ltv_run(connection)
         connection.execute(
             insert(metadata.tables["customer_values"]).values(
                 customer_id=customer_id,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Select, event, insert, select, text
+from sqlalchemy import Connection, Engine, Select, event, insert, select, text
 
 from scheduler.detection import detect
 from scheduler.occasion_settings import BirthdaySettings, CheckInSettings, OrderThanksSettings
@@ -57,6 +57,17 @@ def add_order(
 ) -> None:
     with engine.begin() as connection:
         add_order_on(connection, external_id, customer_id, placed_at, **more)
+
+
+def add_ltv_run(connection: Connection) -> int:
+    """A lifetime-value computation for test scores to point to."""
+    result = connection.execute(
+        insert(metadata.tables["ltv_runs"]).values(
+            computed_at=NOW, as_of=NOW.date(), model="simple", reason="set by a test", customers=0
+        )
+    )
+    run_id: int = result.inserted_primary_key[0]  # type: ignore[index]
+    return run_id
 
 
 def notes(engine: Engine) -> list[tuple[int, str, str, str | None, datetime]]:
@@ -364,15 +375,7 @@ def test_later_check_in_passes_find_the_newly_quiet_and_those_due_again(engine: 
 def test_with_lifetime_values_only_valued_or_vip_customers_get_check_ins(engine: Engine) -> None:
     valued, vip, modest = (add_customer(engine, f"C-{n}") for n in (1, 2, 3))
     with engine.begin() as connection:
-        run_id = connection.execute(
-            insert(metadata.tables["ltv_runs"]).values(
-                computed_at=NOW,
-                as_of=NOW.date(),
-                model="simple",
-                reason="simple: chosen in the test",
-                customers=3,
-            )
-        ).inserted_primary_key[0]
+        run_id = add_ltv_run(connection)
         for number, (who, total, tier) in enumerate(
             [(valued, "500.00", "regular"), (vip, "10.00", "vip"), (modest, "10.00", "regular")]
         ):
