@@ -1,0 +1,32 @@
+"""Customer lifetime value: pure functions over numpy arrays (no database, no clock).
+
+- `summary`: orders -> per-customer purchase summary (x, t_x, T, spend, historical).
+- `bgnbd`: the BG/NBD purchase model (Fader, Hardie & Lee 2005).
+- `gamma_gamma`: the Gamma-Gamma spend model (Fader & Hardie 2013).
+- `simple`: the practitioner formula (average margin x purchases per year x remaining years).
+- `referral`: credit for the customers a customer referred.
+- `value`: everything combined, the model choice and the tiers.
+"""
+
+from __future__ import annotations
+
+from scheduler.ltv.summary import PurchaseSummary, summarise
+from scheduler.ltv.value import (
+    LifetimeValues,
+    LtvSettings,
+    LtvSettingsLike,
+    Tier,
+    lifetime_values,
+    lifetime_values_from_orders,
+)
+
+__all__ = [
+    "LifetimeValues",
+    "LtvSettings",
+    "LtvSettingsLike",
+    "PurchaseSummary",
+    "Tier",
+    "lifetime_values",
+    "lifetime_values_from_orders",
+    "summarise",
+]
