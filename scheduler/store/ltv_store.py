@@ -82,9 +82,7 @@ def _epoch_seconds(connection: Connection) -> Any:
 def _chunks(connection: Connection, statement: Any) -> Iterator[Sequence[Any]]:
     """The statement's rows, CHUNK at a time, straight from the driver. Its only literals are
     our own constants, so they are written into the SQL."""
-    compiled = statement.compile(
-        dialect=connection.dialect, compile_kwargs={"literal_binds": True}
-    )
+    compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
     cursor = connection.connection.cursor()
     try:
         cursor.execute(str(compiled))
