@@ -6,49 +6,38 @@ a non-zero exit: 1 when some input was rejected, 2 for a config or file that can
 
 from __future__ import annotations
 
-import os
-from collections import Counter
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
-from typer.core import TyperGroup
 
 from scheduler import __version__
-from scheduler.clock import FixedClock, SystemClock
-from scheduler.config import Config, find_config, load_config
+from scheduler.cli_common import (
+    AppreciateGroup,
+    CliState,
+    FormatOption,
+    NowOption,
+    cli_state,
+    err,
+    out,
+    parse_now,
+)
+from scheduler.cli_ltv import ltv_app
 from scheduler.demo import run_demo
 from scheduler.detection import detect as run_detection
-from scheduler.errors import AppreciateError
 from scheduler.importer import ImportReport, import_csv
-from scheduler.ltv_report import COLUMNS as VALUE_COLUMNS
-from scheduler.ltv_report import ValueReport, computed_report, stored_report
 from scheduler.output import OutputFormat, table, to_csv, to_json
 from scheduler.planning import plan_day
-from scheduler.progress import file_progress, stage_progress
+from scheduler.progress import file_progress
 from scheduler.settings import OCCASION_KINDS
 from scheduler.store.db import create_store_engine, display_url
 from scheduler.store.schema import open_store, schema_state, upgrade
-from scheduler.valuation import compute_values, refresh_values
 from scheduler.workspace import create_workspace
 
 MAX_REJECTS_SHOWN = 50
-
-
-class AppreciateGroup(TyperGroup):
-    """Turns AppreciateError into a message and an exit code, for every subcommand."""
-
-    def invoke(self, ctx: Any) -> Any:  # Any: typer's Context type differs by version
-        try:
-            return super().invoke(ctx)
-        except AppreciateError as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(error.exit_code) from None
 
 
 app = typer.Typer(
@@ -61,33 +50,9 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check the config file.", no_args_is_help=True)
 db_app = typer.Typer(help="Create and upgrade the customer store's schema.", no_args_is_help=True)
-ltv_app = typer.Typer(
-    help="Customers' lifetime value: show it, or compute and store it again.",
-    invoke_without_command=True,
-)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(ltv_app, name="ltv")
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-@dataclass
-class CliState:
-    """What the global options say, shared with every command."""
-
-    config_option: Path | None
-
-    def config(self) -> Config:
-        return load_config(find_config(self.config_option, os.environ, Path.cwd()))
-
-
-def _state(ctx: typer.Context) -> CliState:
-    state = ctx.find_root().obj
-    if not isinstance(state, CliState):  # pragma: no cover - the root callback always sets it
-        raise RuntimeError("the root command did not run")
-    return state
 
 
 def _version(value: bool) -> None:
@@ -119,29 +84,6 @@ def root(
     ctx.obj = CliState(config_option=config)
 
 
-def _parse_now(value: str | None) -> datetime:
-    if value is None:
-        return SystemClock().now()
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f'"{value}" is not an ISO 8601 date and time') from None
-    if moment.tzinfo is None:
-        raise typer.BadParameter(f'"{value}" needs an offset, e.g. {value}+00:00 or {value}Z')
-    return FixedClock(moment).now()
-
-
-NowOption = Annotated[
-    str | None,
-    typer.Option(
-        "--now", metavar="ISO", help="Act as if it were this moment (ISO 8601 with an offset)."
-    ),
-]
-FormatOption = Annotated[
-    OutputFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
-]
-
-
 @app.command()
 def init(
     directory: Annotated[
@@ -171,7 +113,7 @@ def init(
 @config_app.command("check")
 def config_check(ctx: typer.Context) -> None:
     """Validate the config file and print every problem in it, with file, line and key."""
-    config = _state(ctx).config()
+    config = cli_state(ctx).config()
     settings = config.settings
     out.print(f"{config.path}: ok")
     out.print(
@@ -190,7 +132,7 @@ def config_check(ctx: typer.Context) -> None:
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply the schema migrations this version of appreciate needs (safe to run again)."""
-    config = _state(ctx).config()
+    config = cli_state(ctx).config()
     engine = create_store_engine(config.database_url())
     try:
         before = upgrade(engine)
@@ -207,7 +149,7 @@ def db_upgrade(ctx: typer.Context) -> None:
 @db_app.command("status")
 def db_status(ctx: typer.Context) -> None:
     """Show the store's schema revision and whether it needs `appreciate db upgrade`."""
-    config = _state(ctx).config()
+    config = cli_state(ctx).config()
     engine = create_store_engine(config.database_url())
     try:
         state = schema_state(engine)
@@ -253,8 +195,8 @@ def import_command(
     time), so importing a file again changes nothing and a corrected file updates rows.
     Bad rows are reported with their line and reason, and the exit code is 1.
     """
-    moment = _parse_now(now)
-    config = _state(ctx).config()
+    moment = parse_now(now)
+    config = cli_state(ctx).config()
     engine = open_store(config.database_url())
     try:
         with file_progress(err, f"Importing {kind.value}") as progress:
@@ -342,7 +284,7 @@ def demo(
     Creates a workspace, imports sample customers, orders, referrals and meetings (a few rows
     are bad on purpose, to show how they are reported) and prints the resulting store.
     """
-    run_demo(out, directory, _parse_now(now))
+    run_demo(out, directory, parse_now(now))
 
 
 @app.command()
@@ -357,10 +299,10 @@ def detect(
     recorded is never recorded again. Prints how many notes were added per kind, and how many
     were suppressed (opted out, no email) or had expired (missed for too long).
     """
-    config = _state(ctx).config()
+    config = cli_state(ctx).config()
     engine = open_store(config.database_url())
     try:
-        report = run_detection(engine, config.settings, _parse_now(now))
+        report = run_detection(engine, config.settings, parse_now(now))
     finally:
         engine.dispose()
     rows = [
@@ -413,10 +355,10 @@ def plan(
     (most valuable customers first; the rest shown deferred to the next day), and all is
     rolled back. The day is the business's (its time zone); times are shown in UTC.
     """
-    config = _state(ctx).config()
+    config = cli_state(ctx).config()
     zone = ZoneInfo(config.settings.business.timezone)
     try:
-        wanted = date.fromisoformat(day) if day else _parse_now(now).astimezone(zone).date()
+        wanted = date.fromisoformat(day) if day else parse_now(now).astimezone(zone).date()
     except ValueError:
         raise typer.BadParameter(
             f'"{day}" is not a date (YYYY-MM-DD)', param_hint="--date"
@@ -449,124 +391,6 @@ def plan(
                 f"day and lets {budget.expired} expire: the most valuable customers go first.",
                 markup=False,
             )
-
-
-def _parse_date(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f'"{value}" is not a date (YYYY-MM-DD)', param_hint=option
-        ) from None
-
-
-AsOfOption = Annotated[
-    str | None,
-    typer.Option(
-        "--as-of",
-        metavar="YYYY-MM-DD",
-        help="Count the orders placed up to and including this day (the business's time zone).",
-    ),
-]
-
-
-@ltv_app.callback()
-def ltv(
-    ctx: typer.Context,
-    top: Annotated[
-        int, typer.Option("--top", min=0, metavar="N", help="Show the N most valuable (0: all).")
-    ] = 20,
-    customer: Annotated[
-        str | None, typer.Option("--customer", metavar="ID", help="Show only this customer.")
-    ] = None,
-    as_of: AsOfOption = None,
-    output_format: FormatOption = OutputFormat.table,
-) -> None:
-    """Customers by lifetime value: what they spent (historical), what they will likely spend
-    (predicted), the business they brought (referral), the chance they are still active
-    (p_alive) and their tier; with the model used, its parameters and why it was chosen.
-
-    Shows the values stored by the last `appreciate ltv refresh` (the daemon refreshes them
-    nightly). With --as-of, computes them from the orders up to that day without storing.
-    """
-    if ctx.invoked_subcommand is not None:
-        return
-    config = _state(ctx).config()
-    day = _parse_date(as_of, "--as-of")
-    engine = open_store(config.database_url())
-    try:
-        with engine.connect() as connection, connection.begin():
-            if day is None:
-                report = stored_report(connection, top, customer)
-            else:
-                with stage_progress(err) as progress:
-                    values = compute_values(connection, config.settings, day, progress)
-                report = computed_report(connection, values, day, top, customer)
-    finally:
-        engine.dispose()
-    if report is None:
-        err.print(
-            "No lifetime values yet: compute and store them with `appreciate ltv refresh`, "
-            "or see them without storing with `appreciate ltv --as-of YYYY-MM-DD`.",
-            markup=False,
-        )
-        raise typer.Exit(1)
-    _print_values(report, output_format)
-
-
-def _print_values(report: ValueReport, output_format: OutputFormat) -> None:
-    rows = [row.as_dict() for row in report.customers]
-    if output_format is OutputFormat.json:
-        out.file.write(to_json(report.as_json()) + "\n")
-        return
-    columns = ["customer_id", "name", *VALUE_COLUMNS[1:]]
-    if output_format is OutputFormat.csv:
-        out.file.write(to_csv(rows, columns))
-        return
-    for row in rows:
-        row["p_alive"] = None if row["p_alive"] is None else f"{row['p_alive']:.3f}"
-    when = (
-        f"computed {report.computed_at:%Y-%m-%d %H:%M} UTC" if report.computed_at else "not stored"
-    )
-    out.print(table(f"Lifetime value as of {report.as_of} ({when})", rows, columns))
-    params = ", ".join(
-        f"{k} = {v:.4g}" for k, v in {**report.params, **report.spend_params}.items()
-    )
-    out.print(f"Model: {report.reason}", markup=False)
-    if params:
-        out.print(f"Parameters: {params}", markup=False)
-
-
-@ltv_app.command("refresh")
-def ltv_refresh(
-    ctx: typer.Context,
-    as_of: AsOfOption = None,
-    now: NowOption = None,
-) -> None:
-    """Compute every customer's lifetime value and store it (replacing the previous values).
-
-    The daemon does this nightly at `[ltv] recompute_at`; run it by hand after a large import.
-    """
-    config = _state(ctx).config()
-    moment = _parse_now(now)
-    day = _parse_date(as_of, "--as-of")
-    engine = open_store(config.database_url())
-    try:
-        with stage_progress(err) as progress:
-            result = refresh_values(engine, config.settings, moment, day, progress)
-    finally:
-        engine.dispose()
-    values = result.values
-    count = values.customer_id.shape[0]
-    tiers = Counter(values.tier_labels().tolist())
-    out.print(f"Stored the lifetime value of {count:,} customers as of {result.as_of}.")
-    out.print(f"Model: {values.reason}", markup=False)
-    out.print(
-        f"Tiers: {tiers['vip']:,} vip, {tiers['regular']:,} regular, {tiers['new']:,} new.",
-        markup=False,
-    )
 
 
 PIPED_WIDTH = 160

@@ -1,0 +1,95 @@
+"""What every command shares: the consoles, the global options' state, parsing of --now,
+--as-of and --format, and turning AppreciateError into a clean message and exit code."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from scheduler.clock import FixedClock, SystemClock
+from scheduler.config import Config, find_config, load_config
+from scheduler.errors import AppreciateError
+from scheduler.output import OutputFormat
+
+
+class AppreciateGroup(TyperGroup):
+    """Turns AppreciateError into a message and an exit code, for every subcommand."""
+
+    def invoke(self, ctx: Any) -> Any:  # Any: typer's Context type differs by version
+        try:
+            return super().invoke(ctx)
+        except AppreciateError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(error.exit_code) from None
+
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class CliState:
+    """What the global options say, shared with every command."""
+
+    config_option: Path | None
+
+    def config(self) -> Config:
+        return load_config(find_config(self.config_option, os.environ, Path.cwd()))
+
+
+def cli_state(ctx: typer.Context) -> CliState:
+    state = ctx.find_root().obj
+    if not isinstance(state, CliState):  # pragma: no cover - the root callback always sets it
+        raise RuntimeError("the root command did not run")
+    return state
+
+
+def parse_now(value: str | None) -> datetime:
+    if value is None:
+        return SystemClock().now()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f'"{value}" is not an ISO 8601 date and time') from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(f'"{value}" needs an offset, e.g. {value}+00:00 or {value}Z')
+    return FixedClock(moment).now()
+
+
+NowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--now", metavar="ISO", help="Act as if it were this moment (ISO 8601 with an offset)."
+    ),
+]
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
+]
+
+
+def parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f'"{value}" is not a date (YYYY-MM-DD)', param_hint=option
+        ) from None
+
+
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="Count the orders placed up to and including this day (the business's time zone).",
+    ),
+]

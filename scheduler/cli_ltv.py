@@ -1,0 +1,127 @@
+"""`appreciate ltv`: customers' lifetime value, shown, or computed and stored again."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+import typer
+
+from scheduler.cli_common import (
+    AsOfOption,
+    FormatOption,
+    NowOption,
+    cli_state,
+    err,
+    out,
+    parse_date,
+    parse_now,
+)
+from scheduler.ltv_report import COLUMNS as VALUE_COLUMNS
+from scheduler.ltv_report import ValueReport, computed_report, stored_report
+from scheduler.output import OutputFormat, table, to_csv, to_json
+from scheduler.progress import stage_progress
+from scheduler.store.schema import open_store
+from scheduler.valuation import compute_values, refresh_values
+
+ltv_app = typer.Typer(
+    help="Customers' lifetime value: show it, or compute and store it again.",
+    invoke_without_command=True,
+)
+
+
+@ltv_app.callback()
+def ltv(
+    ctx: typer.Context,
+    top: Annotated[
+        int, typer.Option("--top", min=0, metavar="N", help="Show the N most valuable (0: all).")
+    ] = 20,
+    customer: Annotated[
+        str | None, typer.Option("--customer", metavar="ID", help="Show only this customer.")
+    ] = None,
+    as_of: AsOfOption = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Customers by lifetime value: what they spent (historical), what they will likely spend
+    (predicted), the business they brought (referral), the chance they are still active
+    (p_alive) and their tier; with the model used, its parameters and why it was chosen.
+
+    Shows the values stored by the last `appreciate ltv refresh` (the daemon refreshes them
+    nightly). With --as-of, computes them from the orders up to that day without storing.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    config = cli_state(ctx).config()
+    day = parse_date(as_of, "--as-of")
+    engine = open_store(config.database_url())
+    try:
+        with engine.connect() as connection, connection.begin():
+            if day is None:
+                report = stored_report(connection, top, customer)
+            else:
+                with stage_progress(err) as progress:
+                    values = compute_values(connection, config.settings, day, progress)
+                report = computed_report(connection, values, day, top, customer)
+    finally:
+        engine.dispose()
+    if report is None:
+        err.print(
+            "No lifetime values yet: compute and store them with `appreciate ltv refresh`, "
+            "or see them without storing with `appreciate ltv --as-of YYYY-MM-DD`.",
+            markup=False,
+        )
+        raise typer.Exit(1)
+    _print_values(report, output_format)
+
+
+def _print_values(report: ValueReport, output_format: OutputFormat) -> None:
+    rows = [row.as_dict() for row in report.customers]
+    if output_format is OutputFormat.json:
+        out.file.write(to_json(report.as_json()) + "\n")
+        return
+    columns = ["customer_id", "name", *VALUE_COLUMNS[1:]]
+    if output_format is OutputFormat.csv:
+        out.file.write(to_csv(rows, columns))
+        return
+    for row in rows:
+        row["p_alive"] = None if row["p_alive"] is None else f"{row['p_alive']:.3f}"
+    when = (
+        f"computed {report.computed_at:%Y-%m-%d %H:%M} UTC" if report.computed_at else "not stored"
+    )
+    out.print(table(f"Lifetime value as of {report.as_of} ({when})", rows, columns))
+    params = ", ".join(
+        f"{k} = {v:.4g}" for k, v in {**report.params, **report.spend_params}.items()
+    )
+    out.print(f"Model: {report.reason}", markup=False)
+    if params:
+        out.print(f"Parameters: {params}", markup=False)
+
+
+@ltv_app.command("refresh")
+def ltv_refresh(
+    ctx: typer.Context,
+    as_of: AsOfOption = None,
+    now: NowOption = None,
+) -> None:
+    """Compute every customer's lifetime value and store it (replacing the previous values).
+
+    The daemon does this nightly at `[ltv] recompute_at`; run it by hand after a large import.
+    """
+    config = cli_state(ctx).config()
+    moment = parse_now(now)
+    day = parse_date(as_of, "--as-of")
+    engine = open_store(config.database_url())
+    try:
+        with stage_progress(err) as progress:
+            result = refresh_values(engine, config.settings, moment, day, progress)
+    finally:
+        engine.dispose()
+    values = result.values
+    count = values.customer_id.shape[0]
+    tiers = Counter(values.tier_labels().tolist())
+    out.print(f"Stored the lifetime value of {count:,} customers as of {result.as_of}.")
+    out.print(f"Model: {values.reason}", markup=False)
+    out.print(
+        f"Tiers: {tiers['vip']:,} vip, {tiers['regular']:,} regular, {tiers['new']:,} new.",
+        markup=False,
+    )
