@@ -8,7 +8,7 @@ resolves them against the config file's folder. Later features add keys to their
 from __future__ import annotations
 
 import re
-from datetime import time
+from datetime import time, timedelta
 from functools import cache
 from typing import Literal, get_args
 from zoneinfo import available_timezones
@@ -16,7 +16,7 @@ from zoneinfo import available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from scheduler.addresses import InvalidAddress, normalize_address
-from scheduler.occasion_settings import OccasionsSettings
+from scheduler.occasion_settings import Duration, OccasionsSettings
 
 OccasionKind = Literal[
     "birthday",
@@ -88,6 +88,8 @@ class BusinessSettings(Section):
     reply_to: str = ""
     timezone: str = "UTC"
     review_url: str = ""
+    unsubscribe_url: str = ""
+    unsubscribe_email: str = ""
 
     _check_sender = field_validator("sender_email")(_address)
     _check_zone = field_validator("timezone")(known_time_zone)
@@ -104,6 +106,20 @@ class BusinessSettings(Section):
             raise ValueError(f'expected a web address starting with https://, got "{value}"')
         return value
 
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _check_unsubscribe_url(cls, value: str) -> str:
+        if value and not value.startswith("https://"):
+            raise ValueError(f'expected a web address starting with https://, got "{value}"')
+        if value and "{token}" not in value:
+            raise ValueError('put "{token}" where the customer\'s unsubscribe token goes')
+        return value
+
+    @field_validator("unsubscribe_email")
+    @classmethod
+    def _check_unsubscribe_email(cls, value: str) -> str:
+        return _address(value) if value else value
+
 
 class SmtpSettings(Section):
     """The owner's mail server. The password is never written here: name an environment
@@ -116,6 +132,11 @@ class SmtpSettings(Section):
     password_env: str = ""
     password_file: str = ""
     timeout_seconds: float = Field(default=30.0, gt=0)
+    connections: int = Field(default=4, ge=1, le=64)
+    max_per_minute: int = Field(default=0, ge=0)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_after: Duration = timedelta(minutes=5)
+    lease: Duration = timedelta(minutes=10)
 
     @model_validator(mode="after")
     def _one_password_source(self) -> SmtpSettings:

@@ -189,8 +189,49 @@ class Touch(SQLModel, table=True):
     body_html: str | None = Field(default=None, sa_type=Text)
     last_reply: str | None = Field(default=None, sa_type=Text)
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    retry_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    """After a temporary failure: not before this moment."""
+    headers: str | None = Field(default=None, sa_type=Text)
+    """The message's header block as sent (with the stored bodies: the whole note)."""
     created_at: datetime | None = _created()
     updated_at: datetime | None = _created()
+
+
+class TouchEvent(SQLModel, table=True):
+    """A touch's history: every status change after it was recorded, with when and why."""
+
+    __tablename__ = "touch_events"
+    __table_args__ = (Index("ix_touch_events_touch", "touch_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    touch_id: int = Field(
+        sa_column=Column(BIG_ID, ForeignKey("touches.id", ondelete="CASCADE"), nullable=False)
+    )
+    at: datetime = Field(sa_type=UtcDateTime)
+    status: str = Field(max_length=16)
+    reason: str | None = Field(default=None, sa_type=Text)
+
+
+class UnsubscribeToken(SQLModel, table=True):
+    """The opaque token in a customer's unsubscribe link (made when first needed)."""
+
+    __tablename__ = "unsubscribe_tokens"
+
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    )
+    token: str = Field(max_length=64, unique=True)
+    created_at: datetime | None = _created()
+
+
+class AppState(SQLModel, table=True):
+    """Small facts every instance shares, by name (such as why sending is paused)."""
+
+    __tablename__ = "app_state"
+
+    name: str = Field(max_length=64, primary_key=True)
+    value: str | None = Field(default=None, sa_type=Text)
+    updated_at: datetime = Field(sa_type=UtcDateTime)
 
 
 class LtvRun(SQLModel, table=True):
