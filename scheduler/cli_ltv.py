@@ -60,8 +60,10 @@ def ltv(
                 report = stored_report(connection, top, customer)
             else:
                 with stage_progress(err) as progress:
-                    values = compute_values(connection, config.settings, day, progress)
-                report = computed_report(connection, values, day, top, customer)
+                    valuation = compute_values(connection, config.settings, day, progress)
+                if valuation.warning():
+                    err.print(f"warning: {valuation.warning()}", markup=False)
+                report = computed_report(connection, valuation.values, day, top, customer)
     finally:
         engine.dispose()
     if report is None:
@@ -117,6 +119,8 @@ def ltv_refresh(
     finally:
         engine.dispose()
     values = result.values
+    if result.warning:
+        err.print(f"warning: {result.warning}", markup=False)
     count = values.customer_id.shape[0]
     tiers = Counter(values.tier_labels().tolist())
     out.print(f"Stored the lifetime value of {count:,} customers as of {result.as_of}.")

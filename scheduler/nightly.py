@@ -30,6 +30,6 @@ def nightly_refresh(engine: Engine, settings: Settings, now: datetime) -> str:
     """Refresh every customer's value; one line for the log."""
     result = refresh_values(engine, settings, now)
     count = result.values.customer_id.shape[0]
-    return f"lifetime values refreshed for {count:,} customers as of {result.as_of}: " + (
-        result.values.reason
-    )
+    line = f"lifetime values refreshed for {count:,} customers as of {result.as_of}: "
+    line += result.values.reason
+    return f"{line}; {result.warning}" if result.warning else line

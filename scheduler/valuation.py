@@ -61,12 +61,27 @@ def business_today(settings: Settings, now: datetime) -> date:
     return now.astimezone(ZoneInfo(settings.business.timezone)).date()
 
 
+@dataclass(frozen=True)
+class Valuation:
+    values: LifetimeValues
+    unreadable_orders: int
+    """Orders left out because their time or amount could not be read (see `read_orders`)."""
+
+    def warning(self) -> str | None:
+        if not self.unreadable_orders:
+            return None
+        return (
+            f"{self.unreadable_orders:,} orders were left out: their placed_at is not a time "
+            "appreciate can read (or lies outside 1900-2200), or they have no amount"
+        )
+
+
 def compute_values(
     connection: Connection,
     settings: Settings,
     as_of: date,
     progress: StageProgress | None = None,
-) -> LifetimeValues:
+) -> Valuation:
     """Every customer's lifetime value as of local date `as_of` (see the module's rules)."""
     orders = read_orders(connection, progress)
     referrer_ids, referred_ids = read_referrals(connection)
@@ -92,7 +107,7 @@ def compute_values(
     )
     if progress:
         progress(FITTING, 1, 1)
-    return values
+    return Valuation(values, orders.unreadable)
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,7 @@ class Refreshed:
     run_id: int
     as_of: date
     values: LifetimeValues
+    warning: str | None = None
 
 
 def refresh_values(
@@ -112,7 +128,8 @@ def refresh_values(
     """Compute every customer's value and store it (replacing the previous scores)."""
     as_of = as_of or business_today(settings, now)
     with engine.connect() as connection, connection.begin():
-        values = compute_values(connection, settings, as_of, progress)
+        valuation = compute_values(connection, settings, as_of, progress)
+    values = valuation.values
     with write_transaction(engine) as connection:
         run_id = save_values(connection, values, as_of=as_of, computed_at=now, progress=progress)
-    return Refreshed(run_id, as_of, values)
+    return Refreshed(run_id, as_of, values, valuation.warning())

@@ -119,7 +119,7 @@ def test_as_of_counts_orders_by_the_businesss_local_day(engine: Engine) -> None:
     add_order(engine, "O-1", ann, late_evening.astimezone(UTC), amount=Decimal("10"))
     add_order(engine, "O-2", ann, after_midnight.astimezone(UTC), amount=Decimal("1000"))
     with engine.connect() as connection:
-        values = compute_values(connection, SETTINGS, date(2027, 6, 15))
+        values = compute_values(connection, SETTINGS, date(2027, 6, 15)).values
     assert values.historical.tolist() == [5.0]  # 10 x margin 0.5; the next day's order waits
 
 
@@ -157,7 +157,7 @@ def test_the_store_reproduces_the_published_cdnow_fit(engine: Engine) -> None:
     spend = {"p": 6.25, "q": 3.74, "gamma": 15.44}
     settings = SETTINGS.model_copy(update={"ltv": LtvSettings()})
     with engine.connect() as connection:
-        values = compute_values(connection, settings, date(1997, 9, 30))
+        values = compute_values(connection, settings, date(1997, 9, 30)).values
     assert values.model == "bgnbd"
     assert values.params == pytest.approx(published, rel=0.01)
     assert values.spend_params == pytest.approx(spend, rel=0.01)
@@ -243,3 +243,27 @@ def test_ltv_names_an_unknown_customer_and_a_bad_date(migrated_workspace: Worksp
     bad = run_cli("--config", config, "ltv", "--as-of", "01/06/2027")
     assert bad.exit_code == 2
     assert '"01/06/2027" is not a date (YYYY-MM-DD)' in bad.stderr
+
+
+def test_an_order_time_another_application_wrote_badly_is_left_out_and_said(
+    tmp_path: Path,
+) -> None:
+    from scheduler.store.db import create_store_engine
+    from scheduler.store.schema import upgrade
+
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        upgrade(engine)
+        ann = add_customer(engine, "C-ann")
+        add_order(engine, "O-1", ann, datetime(2027, 6, 1, 12, tzinfo=UTC), amount=Decimal("10"))
+        add_order(engine, "O-2", ann, datetime(2027, 6, 2, 12, tzinfo=UTC), amount=Decimal("20"))
+        with engine.begin() as connection:  # SQLite stores whatever text it is given
+            connection.exec_driver_sql(
+                "UPDATE orders SET placed_at = '20270602T120000' WHERE external_id = 'O-2'"
+            )
+        result = refresh_values(engine, SETTINGS, NOW)
+    finally:
+        engine.dispose()
+    assert result.values.historical.tolist() == [5.0]
+    assert result.warning is not None
+    assert result.warning.startswith("1 orders were left out")

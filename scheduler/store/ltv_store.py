@@ -32,6 +32,8 @@ ltv_runs = metadata.tables["ltv_runs"]
 CHUNK = 100_000
 """Rows fetched, or written, at a time."""
 READING, SAVING = "Reading orders", "Saving values"
+EARLIEST, LATEST = -2_208_988_800, 7_258_118_400
+"""1900-01-01 and 2200-01-01 in epoch seconds: the times an order can plausibly have."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class OrderArrays:
     placed: NDArray[np.int64]
     amount: NDArray[np.float64]
     margin: NDArray[np.float64]
+    unreadable: int = 0
+    """Orders left out: a placed_at the database cannot read as a time (written by another
+    application in a format of its own) or outside 1900-2200, or no amount."""
 
 
 def read_orders(connection: Connection, progress: StageProgress | None = None) -> OrderArrays:
@@ -65,11 +70,15 @@ def read_orders(connection: Connection, progress: StageProgress | None = None) -
         if progress:
             progress(READING, filled, max(total, filled))
     table = table[:filled]
+    readable = (table[:, 1] >= EARLIEST) & (table[:, 1] <= LATEST) & np.isfinite(table[:, 2])
+    if not readable.all():
+        table = table[readable]
     return OrderArrays(
         customer_id=table[:, 0].astype(np.int64),
         placed=np.floor(table[:, 1]).astype(np.int64),
         amount=np.ascontiguousarray(table[:, 2]),
         margin=np.ascontiguousarray(table[:, 3]),
+        unreadable=int(filled - table.shape[0]),
     )
 
 
@@ -94,15 +103,19 @@ def _chunks(connection: Connection, statement: Any) -> Iterator[Sequence[Any]]:
 
 def read_referrals(connection: Connection) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """(referrer ids, referred ids), pair by pair."""
-    rows = connection.execute(select(referrals.c.referrer_id, referrals.c.referred_id)).all()
+    statement = select(referrals.c.referrer_id, referrals.c.referred_id)
+    rows = [row for chunk in _chunks(connection, statement) for row in chunk]
     pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
     return pairs[:, 0].copy(), pairs[:, 1].copy()
 
 
 def read_customer_ids(connection: Connection) -> NDArray[np.int64]:
     """Every customer's id: customers without orders get a score too."""
-    ids = connection.execute(select(customers.c.id)).scalars().all()
-    return np.array(ids, dtype=np.int64)
+    chunks = [
+        np.array(rows, dtype=np.int64).reshape(-1)
+        for rows in _chunks(connection, select(customers.c.id))
+    ]
+    return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
 
 
 def save_values(
