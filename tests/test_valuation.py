@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, insert, select
 from scheduler.settings import BusinessSettings, LtvSettings, Settings
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
+from scheduler.store.schema import upgrade
 from scheduler.valuation import compute_values, refresh_values
 from tests.conftest import Workspace, run_cli
 from tests.test_detection import add_customer, add_order
@@ -248,9 +249,6 @@ def test_ltv_names_an_unknown_customer_and_a_bad_date(migrated_workspace: Worksp
 def test_an_order_time_another_application_wrote_badly_is_left_out_and_said(
     tmp_path: Path,
 ) -> None:
-    from scheduler.store.db import create_store_engine
-    from scheduler.store.schema import upgrade
-
     engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
     try:
         upgrade(engine)
