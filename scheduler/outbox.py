@@ -35,7 +35,7 @@ from scheduler.store.types import aware_utc_or_none
 touches = metadata.tables["touches"]
 OPEN = ("pending", "deferred")
 """Touches not yet handed to the sender: their due time may still move."""
-TAKEN = ("claimed", "sent", "unknown")
+TAKEN = ("claimed", "sending", "sent", "unknown")
 """Touches that went (or may have gone) out: they count for the frequency cap."""
 NOTED = OPEN + TAKEN
 """Touches that count as a note to the customer: sent, or on its way."""

@@ -137,6 +137,7 @@ class SmtpSettings(Section):
     max_attempts: int = Field(default=5, ge=1, le=100)
     retry_after: Duration = timedelta(minutes=5)
     lease: Duration = timedelta(minutes=10)
+    ca_file: str = ""
 
     @model_validator(mode="after")
     def _one_password_source(self) -> SmtpSettings:

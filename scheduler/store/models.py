@@ -160,8 +160,10 @@ class Touch(SQLModel, table=True):
     """One note for one occasion: the outbox while pending, the sent-log afterwards.
 
     `(customer_id, occasion_key)` is unique, so an occasion can never produce a second note.
-    `status` is one of pending, deferred, claimed, sent, failed, unknown, suppressed, expired,
-    skipped (an order thanks replaced by a later order's).
+    `status` is one of pending, deferred, claimed (taken by a sender), sending (being handed to
+    the server), sent, failed, unknown (may have gone: the line was lost after the message),
+    held (the server cannot take the address), suppressed, expired, skipped (an order thanks
+    replaced by a later order's).
     """
 
     __tablename__ = "touches"
