@@ -26,6 +26,7 @@ from scheduler.cli_common import (
     parse_now,
 )
 from scheduler.cli_ltv import ltv_app
+from scheduler.cli_notes import preview, templates_app
 from scheduler.demo import run_demo
 from scheduler.detection import detect as run_detection
 from scheduler.importer import ImportReport, import_csv
@@ -53,6 +54,8 @@ db_app = typer.Typer(help="Create and upgrade the customer store's schema.", no_
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(ltv_app, name="ltv")
+app.add_typer(templates_app, name="templates")
+app.command("preview")(preview)
 
 
 def _version(value: bool) -> None:

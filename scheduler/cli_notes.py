@@ -1,0 +1,127 @@
+"""`appreciate preview` and `appreciate templates check`: see a note before it goes, and find
+every template problem before a customer would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from scheduler.cli_common import NowOption, cli_state, err, out, parse_now
+from scheduler.errors import AppreciateError
+from scheduler.preview import PreviewOccasion, preview_occasion
+from scheduler.render import NoteRenderer, RenderedNote
+from scheduler.settings import Settings
+from scheduler.store.schema import open_store
+from scheduler.template_check import check_templates
+
+
+class Kind(StrEnum):
+    """The occasion kinds, for the command line (the same as `OCCASION_KINDS`)."""
+
+    birthday = "birthday"
+    order_thanks = "order_thanks"
+    referral_thanks = "referral_thanks"
+    first_meeting = "first_meeting"
+    follow_up = "follow_up"
+    anniversary = "anniversary"
+    check_in = "check_in"
+
+
+class PreviewFormat(StrEnum):
+    text = "text"
+    html = "html"
+
+
+@dataclass(frozen=True)
+class Preview:
+    """Everything a preview format may show."""
+
+    note: RenderedNote
+    occasion: PreviewOccasion
+    settings: Settings
+
+
+def _as_text(preview: Preview) -> str:
+    return f"Subject: {preview.note.subject}\n\n{preview.note.text}"
+
+
+def _as_html(preview: Preview) -> str:
+    if preview.note.html is None:
+        raise AppreciateError(
+            f"{preview.note.template} has no html block: this note goes out as plain text only"
+        )
+    return preview.note.html + "\n"
+
+
+FORMATS: dict[PreviewFormat, Callable[[Preview], str]] = {
+    PreviewFormat.text: _as_text,
+    PreviewFormat.html: _as_html,
+}
+"""How each --format shows a note: add a member to PreviewFormat and its function here."""
+
+
+def preview(
+    ctx: typer.Context,
+    kind: Annotated[Kind, typer.Argument(metavar="KIND", help="The occasion the note is for.")],
+    customer: Annotated[
+        str, typer.Option("--customer", metavar="ID", help="The customer, by your own id.")
+    ],
+    order: Annotated[
+        str | None,
+        typer.Option(
+            "--order",
+            metavar="ID",
+            help="For order_thanks and follow_up: the order (default: their latest).",
+        ),
+    ] = None,
+    output_format: Annotated[
+        PreviewFormat,
+        typer.Option("--format", "-f", help="Which part to show.", case_sensitive=False),
+    ] = PreviewFormat.text,
+    now: NowOption = None,
+) -> None:
+    """Show the note a customer would get, written from your templates and their real data.
+
+    Sends nothing and writes nothing: a customer without an unsubscribe token yet is shown
+    a placeholder. For referral_thanks the note is about their latest referral; birthdays and
+    anniversaries are their next ones.
+    """
+    config = cli_state(ctx).config()
+    moment = parse_now(now)
+    engine = open_store(config.database_url())
+    try:
+        with engine.connect() as connection:
+            try:
+                occasion = preview_occasion(
+                    connection, config.settings, kind.value, customer, order_id=order, now=moment
+                )
+            finally:
+                connection.rollback()
+    finally:
+        engine.dispose()
+    note = NoteRenderer(config.templates_dir).render(kind.value, occasion.tier, occasion.context)
+    shown = FORMATS[output_format](Preview(note, occasion, config.settings))
+    err.print(f"({note.template}, tier {occasion.tier or 'not computed yet'})", markup=False)
+    out.file.write(shown)
+
+
+templates_app = typer.Typer(help="Check the note templates.", no_args_is_help=True)
+
+
+@templates_app.command("check")
+def templates_check(ctx: typer.Context) -> None:
+    """Write every note template against sample data and report each problem with file and
+    line: syntax, unknown names, a missing subject or text, a subject too long.
+
+    Exits 1 when any template has an error.
+    """
+    config = cli_state(ctx).config()
+    findings = check_templates(config.templates_dir, config.settings)
+    for finding in findings:
+        out.print(str(finding), markup=False)
+    if any(finding.level == "error" for finding in findings):
+        raise typer.Exit(1)

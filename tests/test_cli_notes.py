@@ -1,0 +1,260 @@
+"""`appreciate preview` and `appreciate templates check`, as an owner runs them."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert
+
+from scheduler.cli_notes import Kind
+from scheduler.settings import OCCASION_KINDS
+from scheduler.store.db import create_store_engine
+from scheduler.store.models import metadata
+from tests.conftest import Workspace, run_cli
+from tests.test_cli import count_rows
+from tests.test_detection import add_customer, add_order
+
+STARTERS = Path(__file__).parent.parent / "templates"
+NOW = "2027-06-15T10:00:00+00:00"
+
+
+@pytest.fixture
+def owner(migrated_workspace: Workspace) -> Workspace:
+    """A workspace with the starter templates, links configured, and a few customers."""
+    with migrated_workspace.path.open("a", encoding="utf-8") as config:
+        config.write('review_url = "https://g.page/r/ada/review"\n')
+        config.write('unsubscribe_url = "https://ada.example/unsubscribe/{token}"\n')
+    shutil.copytree(STARTERS, migrated_workspace.folder / "templates")
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        ann = add_customer(
+            engine,
+            "C-1",
+            name="Ann Lee",
+            birth_year=1990,
+            birth_month=7,
+            birth_day=2,
+            customer_since=date(2021, 9, 1),
+        )
+        bob = add_customer(engine, "C-2", name="Bob <b>Stone</b>")
+        add_order(
+            engine,
+            "A-1",
+            ann,
+            datetime(2027, 5, 1, tzinfo=UTC),
+            amount=Decimal("20"),
+            description="bread",
+        )
+        add_order(
+            engine,
+            "A-2",
+            ann,
+            datetime(2027, 6, 1, tzinfo=UTC),
+            amount=Decimal("42.5"),
+            description="a lemon cake",
+        )
+        with engine.begin() as connection:
+            connection.execute(
+                insert(metadata.tables["referrals"]).values(
+                    referrer_id=ann, referred_id=bob, referred_on=date(2027, 6, 10)
+                )
+            )
+    finally:
+        engine.dispose()
+    return migrated_workspace
+
+
+def preview(owner: Workspace, *args: str) -> tuple[int, str, str]:
+    result = run_cli("--config", owner.path, "preview", *args, "--now", NOW)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_command_line_offers_every_kind() -> None:
+    assert tuple(kind.value for kind in Kind) == OCCASION_KINDS
+
+
+def test_a_preview_shows_the_subject_and_text_from_real_data(owner: Workspace) -> None:
+    code, shown, notice = preview(owner, "order_thanks", "--customer", "C-1")
+    assert code == 0, notice
+    assert shown.startswith("Subject: Thank you for your order, Ann\n\nHi Ann,\n\n")
+    assert "Thank you for your order of a lemon cake." in shown  # the latest order
+    assert "with us for 5 years" in shown
+    assert "https://ada.example/unsubscribe/PREVIEW-TOKEN" in shown
+    assert "order_thanks.j2" in notice
+    code, shown, _ = preview(owner, "follow_up", "--customer", "C-1", "--order", "A-1")
+    assert code == 0
+    assert "since your order of bread" in shown
+    assert "https://g.page/r/ada/review" in shown
+
+
+def test_a_preview_finds_the_next_birthday_and_the_latest_referral(owner: Workspace) -> None:
+    code, shown, _ = preview(owner, "birthday", "--customer", "C-1")
+    assert code == 0
+    assert shown.startswith("Subject: Happy birthday, Ann!\n")
+    code, shown, _ = preview(owner, "referral_thanks", "--customer", "C-1")
+    assert code == 0
+    assert "Subject: Thank you for sending Bob our way" in shown
+    code, shown, _ = preview(owner, "anniversary", "--customer", "C-1")
+    assert code == 0
+    assert shown.startswith("Subject: 6 years together, Ann\n")
+
+
+def test_a_preview_in_html_is_escaped(owner: Workspace) -> None:
+    code, shown, _ = preview(owner, "check_in", "--customer", "C-2", "--format", "html")
+    assert code == 0
+    assert shown.startswith("<!DOCTYPE html>")
+    assert "<p>Hi Bob,</p>" in shown
+    code, shown, _ = preview(owner, "referral_thanks", "--customer", "C-1", "-f", "html")
+    assert "Bob came to us" in shown
+    (owner.folder / "templates" / "check_in.j2").write_text(
+        "{% block subject %}Hi{% endblock %}{% block text %}Hello{% endblock %}", encoding="utf-8"
+    )
+    code, shown, notice = preview(owner, "check_in", "--customer", "C-2", "--format", "html")
+    assert code == 1
+    assert shown == ""
+    assert "check_in.j2 has no html block: this note goes out as plain text only" in notice
+
+
+def test_a_preview_writes_nothing(owner: Workspace) -> None:
+    before = {table: count_rows(owner.database_url, table) for table in metadata.tables}
+    for kind in OCCASION_KINDS:
+        if kind != "referral_thanks":
+            assert preview(owner, kind, "--customer", "C-1")[0] == 0, kind
+    after = {table: count_rows(owner.database_url, table) for table in metadata.tables}
+    assert after == before
+    assert after["unsubscribe_tokens"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["check_in", "--customer", "C-9"], 'there is no customer with id "C-9"'),
+        (["order_thanks", "--customer", "C-2"], "customer C-2 has no orders yet"),
+        (
+            ["follow_up", "--customer", "C-2", "--order", "A-1"],
+            'customer C-2 has no order with id "A-1"',
+        ),
+        (["referral_thanks", "--customer", "C-2"], "customer C-2 has not referred anyone yet"),
+        (["birthday", "--customer", "C-2"], "customer C-2 has no birthday on record"),
+        (["anniversary", "--customer", "C-2"], "customer C-2 has no customer_since on record"),
+        (["birthday", "--customer", "C-1", "--order", "A-1"], "--order applies to order_thanks"),
+    ],
+)
+def test_a_preview_without_the_data_it_needs_says_what_is_missing(
+    owner: Workspace, args: list[str], message: str
+) -> None:
+    code, shown, notice = preview(owner, *args)
+    assert code == 1
+    assert shown == ""
+    assert message in notice
+
+
+def test_a_broken_template_makes_preview_name_the_file_and_line(owner: Workspace) -> None:
+    (owner.folder / "templates" / "check_in.j2").write_text(
+        '{% extends "_layout.j2" %}\n{% block subject %}{{ customer.nick }}{% endblock %}',
+        encoding="utf-8",
+    )
+    code, _, notice = preview(owner, "check_in", "--customer", "C-1")
+    assert code == 2
+    assert "error: check_in.j2:2: 'dict object' has no attribute 'nick'" in notice
+
+
+# templates check -------------------------------------------------------------------------
+
+
+def check(owner: Workspace) -> tuple[int, list[str]]:
+    result = run_cli("--config", owner.path, "templates", "check")
+    return result.exit_code, result.stdout.splitlines()
+
+
+def test_the_starter_templates_pass_the_check(owner: Workspace) -> None:
+    code, lines = check(owner)
+    assert code == 0
+    assert lines == [
+        "birthday.j2: ok",
+        "birthday.vip.j2: ok",
+        "order_thanks.j2: ok",
+        "referral_thanks.j2: ok",
+        "first_meeting.j2: ok",
+        "follow_up.j2: ok",
+        "anniversary.j2: ok",
+        "check_in.j2: ok",
+    ]
+
+
+def test_the_check_names_each_problem_with_file_and_line(owner: Workspace) -> None:
+    folder = owner.folder / "templates"
+    (folder / "birthday.j2").write_text(
+        '{% extends "_layout.j2" %}\n{% block subject %}Hi{% endblock %}\n'
+        "{% block message %}{{ customer.nick }}{% endblock %}\n",
+        encoding="utf-8",
+    )
+    (folder / "order_thanks.j2").write_text(
+        '{% extends "_layout.j2" %}\n{% block subject %}Thanks{% endblock %}\n'
+        "{% block message %}\n{{ order.description }}\n{% endblock %}\n",
+        encoding="utf-8",
+    )
+    (folder / "anniversary.j2").write_text(
+        '{% extends "_layout.j2" %}\n\n{% block subject %}'
+        + "A very long subject line that goes on and on " * 2
+        + "{% endblock %}{% block message %}Hi{% endblock %}",
+        encoding="utf-8",
+    )
+    (folder / "follow_up.j2").write_text(
+        '{% extends "_layout.j2" %}{% block subject %}{{ "x" * 201 }}{% endblock %}',
+        encoding="utf-8",
+    )
+    (folder / "first_meeting.j2").write_text(
+        '{% extends "_layout.j2" %}{% block message %}', encoding="utf-8"
+    )
+    (folder / "check_in.j2").unlink()
+    (folder / "birthday.gold.j2").write_text("{% block subject %}{% endblock %}", encoding="utf-8")
+    code, lines = check(owner)
+    assert code == 1
+    assert lines[0] == "birthday.j2:3: error: 'dict object' has no attribute 'nick'"
+    assert lines[1] == "birthday.vip.j2: ok"  # its own message block replaces the broken one
+    assert lines[2] == (
+        "order_thanks.j2:4: error: this value is None (not on record for this customer): print "
+        "it inside {% if ... %} so the note reads well without it (for a customer with few "
+        "details on record)"
+    )
+    assert lines[3] == "referral_thanks.j2: ok"
+    assert lines[4].startswith("first_meeting.j2:1: error: Unexpected end of template.")
+    assert lines[5].startswith(
+        "follow_up.j2:1: error: the subject is 201 characters long, over 200"
+    )
+    assert lines[6].startswith(
+        'anniversary.j2:3: warning: the subject is 89 characters long, over 78: "A very'
+    )
+    assert lines[7] == "check_in.j2: error: missing, and check_in notes are switched on"
+    assert lines[8].startswith("birthday.gold.j2: warning: no note uses it")
+    assert len(lines) == 9
+
+
+def test_an_error_in_the_layout_is_reported_in_the_layout(owner: Workspace) -> None:
+    layout = owner.folder / "templates" / "_layout.j2"
+    source = layout.read_text(encoding="utf-8")
+    layout.write_text(
+        source.replace("{{ business.sender_name }}", "{{ business.owner }}"), encoding="utf-8"
+    )
+    line = source.splitlines().index("{{ business.sender_name }}") + 1
+    code, lines = check(owner)
+    assert code == 1
+    assert (
+        lines[0]
+        == f"_layout.j2:{line}: error: 'dict object' has no attribute 'owner' (writing birthday.j2)"
+    )
+    assert len(lines) == 8
+
+
+def test_a_switched_off_kind_may_go_without_a_template(owner: Workspace) -> None:
+    with owner.path.open("a", encoding="utf-8") as config:
+        config.write("\n[occasions.check_in]\nenabled = false\n")
+    (owner.folder / "templates" / "check_in.j2").unlink()
+    code, lines = check(owner)
+    assert code == 0
+    assert lines[-1] == "check_in.j2: warning: missing, and check_in notes are switched off"

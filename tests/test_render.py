@@ -1,0 +1,438 @@
+"""Rendering notes from real template files: the starter notes, tier variants, the sandbox,
+autoescaping, errors named by file and line, and the size cap."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scheduler.note_context import sample_context
+from scheduler.render import NoteRenderer, TemplateProblem, links, paragraphs
+from scheduler.settings import OCCASION_KINDS, BusinessSettings, OccasionKind, Settings
+
+STARTERS = Path(__file__).parent.parent / "templates"
+REVIEW = "https://g.page/r/ada-bakery/review"
+SETTINGS = Settings(
+    business=BusinessSettings(
+        name="Ada's Bakery",
+        sender_name="Ada",
+        sender_email="ada@example.com",
+        timezone="Europe/London",
+        review_url=REVIEW,
+        unsubscribe_url="https://ada.example/unsubscribe/{token}",
+    )
+)
+
+
+@pytest.fixture
+def templates(tmp_path: Path) -> Path:
+    """A copy of the starter templates the test may edit."""
+    folder = tmp_path / "templates"
+    shutil.copytree(STARTERS, folder)
+    return folder
+
+
+def write(folder: Path, name: str, source: str) -> None:
+    (folder / name).write_text(source, encoding="utf-8")
+
+
+def render(folder: Path, kind: OccasionKind = "birthday", **context: Any) -> Any:
+    values = sample_context(kind, SETTINGS)
+    values.update(context)
+    return NoteRenderer(folder).render(kind, None, values)
+
+
+def problem_of(folder: Path, kind: OccasionKind = "birthday", **kwargs: Any) -> TemplateProblem:
+    with pytest.raises(TemplateProblem) as caught:
+        render(folder, kind, **kwargs)
+    return caught.value
+
+
+# The starter notes ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["full", "sparse"])
+@pytest.mark.parametrize("kind", OCCASION_KINDS)
+def test_each_starter_note_is_complete_and_personal(kind: OccasionKind, sparse: bool) -> None:
+    context = sample_context(kind, SETTINGS, sparse=sparse)
+    note = NoteRenderer(STARTERS).render(kind, None, context)
+    assert note.template == f"{kind}.j2"
+    assert note.subject
+    assert "\n" not in note.subject
+    assert len(note.subject) <= 78
+    assert note.text.startswith("Hi Sam,\n\n")
+    assert note.text.endswith("\n")
+    assert "\n\n\n" not in note.text
+    assert note.html is not None
+    assert "<p>Hi Sam,</p>" in note.html
+    for part in (note.subject, note.text, note.html):
+        for leak in ("None", "{{", "}}", "{%", "%}", "{#", "Undefined"):
+            assert leak not in part
+    assert ("https://ada.example/unsubscribe/SAMPLE-TOKEN" in note.text) is not sparse
+
+
+def test_the_thanks_for_an_order_names_what_was_ordered() -> None:
+    note = render(STARTERS, "order_thanks")
+    assert "Thank you for your order of a sourdough starter kit." in note.text
+
+
+def test_the_follow_up_offers_the_review_link_only_when_there_is_one() -> None:
+    renderer = NoteRenderer(STARTERS)
+    with_link = renderer.render("follow_up", None, sample_context("follow_up", SETTINGS))
+    context = sample_context("follow_up", SETTINGS)
+    context["business"] = {**context["business"], "review_url": None}
+    without = renderer.render("follow_up", None, context)
+    assert REVIEW in with_link.text
+    assert f'<a href="{REVIEW}">{REVIEW}</a>' in (with_link.html or "")
+    assert "review" not in without.text
+    assert "a few words" not in without.text
+
+
+def test_the_referral_thanks_names_the_friend() -> None:
+    note = render(STARTERS, "referral_thanks")
+    assert note.subject == "Thank you for sending Jordan our way"
+    assert "Jordan came to us on your recommendation." in note.text
+
+
+def test_the_anniversary_says_how_many_years() -> None:
+    note = render(STARTERS, "anniversary")
+    assert note.subject == "6 years together, Sam"
+    assert "It's been 6 years since you first became a customer of Ada's Bakery." in note.text
+    one = sample_context("anniversary", SETTINGS)
+    one["occasion"]["years"] = 1
+    assert NoteRenderer(STARTERS).render("anniversary", None, one).subject.startswith("1 year ")
+
+
+def test_the_first_meeting_note_names_the_day_only_when_it_was_this_week() -> None:
+    context = sample_context("first_meeting", SETTINGS)
+    assert (
+        "meet you on Monday." in NoteRenderer(STARTERS).render("first_meeting", None, context).text
+    )
+    context["meeting"] = {"met_on": context["occasion"]["due_date"].replace(month=1)}
+    text = NoteRenderer(STARTERS).render("first_meeting", None, context).text
+    assert "It was lovely to meet you. Thank you" in text
+
+
+def test_a_preferred_first_name_and_years_as_a_customer_are_used() -> None:
+    context = sample_context("birthday", SETTINGS)
+    context["customer"] = {**context["customer"], "first_name": "Sammy", "years_as_customer": 1}
+    note = NoteRenderer(STARTERS).render("birthday", None, context)
+    assert note.text.startswith("Hi Sammy,")
+    assert "part of Ada's Bakery for 1 year now" in note.text
+
+
+def test_a_tier_variant_wins_when_it_exists(templates: Path) -> None:
+    renderer = NoteRenderer(templates)
+    vip = renderer.render("birthday", "vip", sample_context("birthday", SETTINGS, tier="vip"))
+    regular = renderer.render("birthday", "regular", sample_context("birthday", SETTINGS))
+    unscored = renderer.render("birthday", None, sample_context("birthday", SETTINGS, sparse=True))
+    assert (vip.template, regular.template, unscored.template) == (
+        "birthday.vip.j2",
+        "birthday.j2",
+        "birthday.j2",
+    )
+    assert "one of the people who make Ada's Bakery what it is" in vip.text
+    assert "With warmest wishes," in vip.text
+    assert vip.subject == regular.subject == "Happy birthday, Sam!"
+    write(
+        templates,
+        "order_thanks.new.j2",
+        '{% extends "order_thanks.j2" %}{% block subject %}Welcome!{% endblock %}',
+    )
+    assert renderer.render(
+        "order_thanks", "new", sample_context("order_thanks", SETTINGS)
+    ).subject == ("Welcome!")
+
+
+# Escaping ----------------------------------------------------------------------------------
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def test_a_customer_name_is_escaped_in_html_and_verbatim_in_text(templates: Path) -> None:
+    context = sample_context("order_thanks", SETTINGS)
+    context["customer"] = {**context["customer"], "first_name": SCRIPT}
+    context["order"] = {**context["order"], "description": 'cake & "tea"'}
+    note = NoteRenderer(templates).render("order_thanks", None, context)
+    assert f"Hi {SCRIPT}," in note.text
+    assert SCRIPT in note.subject
+    assert 'of cake & "tea".' in note.text
+    assert note.html is not None
+    assert "<script>" not in note.html
+    assert "<p>Hi &lt;script&gt;alert(1)&lt;/script&gt;,</p>" in note.html
+    assert "cake &amp; &#34;tea&#34;" in note.html
+
+
+def test_an_html_block_written_in_the_note_itself_is_escaped_too(templates: Path) -> None:
+    write(
+        templates,
+        "check_in.j2",
+        '{% extends "_layout.j2" %}{% block subject %}Hello{% endblock %}'
+        "{% block message %}Hello {{ customer.name }}{% endblock %}"
+        "{% block html %}<b>{{ customer.name }}</b>{% endblock %}",
+    )
+    note = render(templates, "check_in", customer={"name": SCRIPT, "first_name": "Sam"})
+    assert note.html == "<b>&lt;script&gt;alert(1)&lt;/script&gt;</b>"
+    assert f"Hello {SCRIPT}" in note.text
+
+
+def test_links_and_paragraphs_escape_first_and_keep_punctuation_out() -> None:
+    assert str(links("see https://x.example/a?b=1&c=2. <b>")) == (
+        'see <a href="https://x.example/a?b=1&amp;c=2">https://x.example/a?b=1&amp;c=2</a>. '
+        "&lt;b&gt;"
+    )
+    assert str(links('"https://x.example/q"')) == (
+        '&#34;<a href="https://x.example/q">https://x.example/q</a>&#34;'
+    )
+    assert (
+        str(paragraphs("One\ntwo\n\n  \nThree <i>\n"))
+        == "<p>One<br>\ntwo</p>\n<p>Three &lt;i&gt;</p>"
+    )
+
+
+# The sandbox -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ customer|attr('__class__') }}",
+        "{{ customer.attributes.update({'x': 1}) }}",
+        "{{ customer.attributes.pop('pet_name') }}",
+        "{% set names = [] %}{{ names.append(1) }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ self._TemplateReference__context }}",
+        "{{ range.__self__ }}",
+        "{{ (1).__class__.__subclasses__() }}",
+        "{{ lipsum.__globals__ }}",
+    ],
+)
+def test_sandbox_escapes_fail_and_leak_nothing(templates: Path, attempt: str) -> None:
+    write(
+        templates,
+        "birthday.j2",
+        f"{{% block subject %}}Hi{{% endblock %}}{{% block text %}}{attempt}{{% endblock %}}",
+    )
+    context = sample_context("birthday", SETTINGS)
+    with pytest.raises(TemplateProblem) as caught:
+        NoteRenderer(templates).render("birthday", None, context)
+    problem = caught.value
+    assert (problem.file, problem.line) == ("birthday.j2", 1)
+    for leak in ("<class", "<built-in", "<function", "os.", "environ", "Biscuit"):
+        assert leak not in str(problem)
+    assert context["customer"]["attributes"] == {"pet_name": "Biscuit"}
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        "{% for i in range(10**6) %}x{% endfor %}",
+        "{% for i in range(100000) %}xxxxxxxxxx{% endfor %}",
+        "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
+        "{{ 'x' * 10**9 }}",
+        "{{ [0] * 10**9 }}",
+        "{{ 9 ** (10 ** 8) }}",
+        "{{ 'x'.ljust(10**9) }}",
+        "{{ 'x'|center(10**9) }}",
+        "{{ '{:>999999999}'.format(1) }}",
+        "{{ '%999999999d' % 1 }}",
+        "{{ '%999999999d'|format(1) }}",
+        "{{ range(90000)|join('x' * 40000) }}",
+        "{{ 'ab'.replace('', 'x' * 40000) }}",
+        "{{ 'a\\nb'|indent(40000) }}",
+        "{% set s %}{% for i in range(90000) %}{{ 'y' * 40000 }}{% endfor %}{% endset %}",
+        "{% filter upper %}{% for i in range(90000) %}{{ 'y' * 40000 }}{% endfor %}{% endfilter %}",
+        "{% macro d(s, n) %}{{ d(s ~ s, n - 1) if n else s|length }}{% endmacro %}{{ d('x', 60) }}",
+        "{% macro d(s, n) %}{{ d(s + s, n - 1) if n else s|length }}{% endmacro %}{{ d('x', 60) }}",
+        "{% macro m(x, n) %}{{ m(x * x, n - 1) if n else 1 }}{% endmacro %}{{ m(3, 40) }}",
+        "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+        "{{ (1).to_bytes(10**9, 'big') }}",
+    ],
+)
+def test_runaway_templates_are_refused_quickly(templates: Path, bomb: str) -> None:
+    write(
+        templates,
+        "birthday.j2",
+        f"{{% block subject %}}Hi{{% endblock %}}{{% block text %}}{bomb}{{% endblock %}}",
+    )
+    started = time.perf_counter()
+    with pytest.raises(TemplateProblem) as caught:
+        render(templates)
+    assert time.perf_counter() - started < 1.0
+    assert (caught.value.file, caught.value.line) == ("birthday.j2", 1)
+
+
+def test_ordinary_numbers_and_loops_still_work(templates: Path) -> None:
+    write(
+        templates,
+        "birthday.j2",
+        "{% block subject %}{{ '{:,}'.format(1234567) }}{% endblock %}{% block text %}"
+        "{% for i in range(3) %}{{ i }}{% endfor %} {{ 2 ** 10 }} {{ 'ab' * 3 }} "
+        "{{ range(50000)|list|length }} {{ '%05.1f'|format(3.14159) }}{% endblock %}",
+    )
+    note = render(templates)
+    assert note.subject == "1,234,567"
+    assert note.text == "012 1024 ababab 50000 003.1\n"
+
+
+def test_a_note_over_the_size_limit_is_an_error_not_a_truncated_note(templates: Path) -> None:
+    renderer = NoteRenderer(templates, max_chars=300)
+    with pytest.raises(TemplateProblem) as caught:
+        renderer.render("birthday", None, sample_context("birthday", SETTINGS))
+    assert caught.value.message == (
+        "the note is longer than 300 characters (subject, text and HTML together)"
+    )
+    assert caught.value.file in ("birthday.j2", "_layout.j2")
+    assert caught.value.line is not None
+
+
+# Errors name the file and the line --------------------------------------------------------
+
+
+def test_an_undefined_name_is_reported_with_its_file_and_line(templates: Path) -> None:
+    write(
+        templates,
+        "birthday.j2",
+        '{% extends "_layout.j2" %}\n{% block subject %}Hi{% endblock %}\n'
+        "{% block message %}Dear {{ customer.nick }}{% endblock %}\n",
+    )
+    problem = problem_of(templates)
+    assert str(problem) == "birthday.j2:3: 'dict object' has no attribute 'nick'"
+    assert (problem.file, problem.line, problem.message) == (
+        "birthday.j2",
+        3,
+        "'dict object' has no attribute 'nick'",
+    )
+    assert problem.exit_code == 2
+
+
+def test_a_missing_context_key_is_an_error_not_an_empty_string(templates: Path) -> None:
+    values = sample_context("order_thanks", SETTINGS)
+    del values["order"]
+    with pytest.raises(TemplateProblem, match=r"^order_thanks\.j2:4: 'order' is undefined$"):
+        NoteRenderer(templates).render("order_thanks", None, values)
+
+
+def test_a_syntax_error_in_the_layout_names_the_layout(templates: Path) -> None:
+    source = (templates / "_layout.j2").read_text(encoding="utf-8")
+    write(templates, "_layout.j2", source.replace("{% endif %}", "{% endfi %}", 1))
+    line = source.splitlines().index("{% endif %}") + 1
+    problem = problem_of(templates)
+    assert (problem.file, problem.line) == ("_layout.j2", line)
+    assert "endfi" in problem.message
+
+
+def test_an_error_inside_the_layout_names_the_layout(templates: Path) -> None:
+    source = (templates / "_layout.j2").read_text(encoding="utf-8")
+    write(
+        templates,
+        "_layout.j2",
+        source.replace("{{ business.sender_name }}", "{{ business.owner }}"),
+    )
+    line = source.splitlines().index("{{ business.sender_name }}") + 1
+    assert (
+        str(problem_of(templates)) == f"_layout.j2:{line}: 'dict object' has no attribute 'owner'"
+    )
+
+
+def test_a_syntax_error_in_the_note_names_the_note(templates: Path) -> None:
+    write(
+        templates,
+        "anniversary.j2",
+        '{% extends "_layout.j2" %}\n\n{% block subject %}{{ x }{% endblock %}',
+    )
+    problem = problem_of(templates, "anniversary")
+    assert (problem.file, problem.line) == ("anniversary.j2", 3)
+
+
+def test_a_note_without_a_subject_or_text_is_an_error(templates: Path) -> None:
+    write(templates, "check_in.j2", "{% block text %}Hello{% endblock %}")
+    assert str(problem_of(templates, "check_in")) == "check_in.j2: there is no {% block subject %}"
+    write(templates, "check_in.j2", "{% block subject %}Hello{% endblock %}")
+    assert str(problem_of(templates, "check_in")) == "check_in.j2: there is no {% block text %}"
+    write(templates, "check_in.j2", '{% extends "_layout.j2" %}{% block message %}Hi{% endblock %}')
+    assert str(problem_of(templates, "check_in")) == "check_in.j2: the subject is empty"
+    write(
+        templates,
+        "check_in.j2",
+        "{% block subject %}Hi{% endblock %}{% block text %}  \n{% endblock %}",
+    )
+    assert str(problem_of(templates, "check_in")) == "check_in.j2: the text is empty"
+
+
+def test_a_missing_template_or_parent_is_named(templates: Path) -> None:
+    (templates / "check_in.j2").unlink()
+    assert str(problem_of(templates, "check_in")) == f"check_in.j2: no such template in {templates}"
+    write(templates, "check_in.j2", '\n{% extends "_frame.j2" %}')
+    assert str(problem_of(templates, "check_in")) == "check_in.j2:2: there is no template _frame.j2"
+
+
+def test_an_unknown_tier_is_a_problem_of_that_note(templates: Path) -> None:
+    with pytest.raises(TemplateProblem, match="unknown tier"):
+        NoteRenderer(templates).render("birthday", "gold", sample_context("birthday", SETTINGS))
+
+
+# Shape of the output -----------------------------------------------------------------------
+
+
+def test_the_subject_is_one_trimmed_line_and_the_text_is_tidied(templates: Path) -> None:
+    write(
+        templates,
+        "birthday.j2",
+        "{% block subject %}\n  Happy\n\tbirthday,\n {{ customer.first_name }}!  \n{% endblock %}"
+        "{% block text %}\n\n\nFirst line   \n\n\n\nSecond\r\nThird  \n\n\n{% endblock %}",
+    )
+    note = render(templates)
+    assert note.subject == "Happy birthday, Sam!"
+    assert note.text == "First line\n\nSecond\nThird\n"
+    assert note.html is None
+
+
+def test_top_level_code_runs_and_each_block_renders_once(templates: Path) -> None:
+    write(templates, "_parts.j2", "{% macro signed(name) %}-- {{ name }}{% endmacro %}")
+    write(
+        templates,
+        "birthday.j2",
+        '{% extends "_layout.j2" %}{% from "_parts.j2" import signed %}{% set cake = "lemon" %}'
+        "{% block subject %}A {{ cake }} cake{% endblock %}"
+        "{% block message %}\n{{ signed(cake) }} {{ self.subject() }}\n{% endblock %}",
+    )
+    note = render(templates)
+    assert note.subject == "A lemon cake"
+    assert "\n-- lemon A lemon cake\n" in note.text
+    assert note.text.count("lemon") == 2
+    assert note.html is not None
+    assert "<p>-- lemon A lemon cake</p>" in note.html
+
+
+def test_edited_templates_apply_without_a_restart(templates: Path) -> None:
+    renderer = NoteRenderer(templates)
+    context = sample_context("check_in", SETTINGS)
+    assert renderer.render("check_in", None, context).subject == "Thinking of you, Sam"
+    write(
+        templates,
+        "check_in.j2",
+        '{% extends "_layout.j2" %}{% block subject %}Hello again{% endblock %}'
+        "{% block message %}Hi{% endblock %}",
+    )
+    later = time.time() + 5
+    os.utime(templates / "check_in.j2", (later, later))
+    assert renderer.render("check_in", None, context).subject == "Hello again"
+
+
+def test_printing_a_fact_not_on_record_is_an_error_never_none(templates: Path) -> None:
+    write(
+        templates,
+        "birthday.j2",
+        '{% extends "_layout.j2" %}{% block subject %}Hi{% endblock %}\n'
+        "{% block message %}Born on {{ customer.birthday }}{% endblock %}",
+    )
+    context = sample_context("birthday", SETTINGS, sparse=True)
+    with pytest.raises(TemplateProblem, match=r"^birthday\.j2:2: this value is None \(not on"):
+        NoteRenderer(templates).render("birthday", None, context)
