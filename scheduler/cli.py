@@ -25,6 +25,7 @@ from scheduler.cli_common import (
     out,
     parse_now,
 )
+from scheduler.cli_delivery import log, retry, send, show
 from scheduler.cli_ltv import ltv_app
 from scheduler.cli_notes import preview, templates_app
 from scheduler.demo import run_demo
@@ -55,7 +56,6 @@ app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(ltv_app, name="ltv")
 app.add_typer(templates_app, name="templates")
-app.command("preview")(preview)
 
 
 def _version(value: bool) -> None:
@@ -395,6 +395,12 @@ def plan(
                 markup=False,
             )
 
+
+app.command("preview")(preview)
+app.command("send")(send)
+app.command("log")(log)
+app.command("show")(show)
+app.command("retry")(retry)
 
 PIPED_WIDTH = 160
 

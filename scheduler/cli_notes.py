@@ -12,6 +12,7 @@ import typer
 
 from scheduler.cli_common import NowOption, cli_state, err, out, parse_now
 from scheduler.errors import AppreciateError
+from scheduler.note_message import note_message
 from scheduler.preview import PreviewOccasion, preview_occasion
 from scheduler.render import NoteRenderer, RenderedNote
 from scheduler.settings import Settings
@@ -34,6 +35,7 @@ class Kind(StrEnum):
 class PreviewFormat(StrEnum):
     text = "text"
     html = "html"
+    eml = "eml"
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,22 @@ def _as_html(preview: Preview) -> str:
     return preview.note.html + "\n"
 
 
+def _as_eml(preview: Preview) -> str:
+    """The whole message as it would go out (a new Message-ID; the moment previewed)."""
+    message = note_message(
+        preview.settings.business,
+        preview.note,
+        preview.occasion.context,
+        message_id=None,
+        date=preview.occasion.touch.due_at,
+    )
+    return message.data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+
+
 FORMATS: dict[PreviewFormat, Callable[[Preview], str]] = {
     PreviewFormat.text: _as_text,
     PreviewFormat.html: _as_html,
+    PreviewFormat.eml: _as_eml,
 }
 """How each --format shows a note: add a member to PreviewFormat and its function here."""
 
@@ -80,7 +95,12 @@ def preview(
     ] = None,
     output_format: Annotated[
         PreviewFormat,
-        typer.Option("--format", "-f", help="Which part to show.", case_sensitive=False),
+        typer.Option(
+            "--format",
+            "-f",
+            help="text (subject and text), html, or eml (the whole message as it would go out).",
+            case_sensitive=False,
+        ),
     ] = PreviewFormat.text,
     now: NowOption = None,
 ) -> None:

@@ -88,6 +88,7 @@ class BuiltMessage:
     """True when the headers hold a UTF-8 address (a non-ASCII local part)."""
     mail_from: str
     rcpt_to: str
+    message_id: str
 
 
 _LINE = 78
@@ -177,7 +178,9 @@ def build_message(parts: MessageParts) -> BuiltMessage:
     headers = "".join(lines)
     data = b"".join([headers.encode(), *body])
     check_serialized_headers(data, expected=names)
-    return BuiltMessage(headers, data, not headers.isascii(), sender.mail_from, rcpt_to)
+    return BuiltMessage(
+        headers, data, not headers.isascii(), sender.mail_from, rcpt_to, parts.message_id
+    )
 
 
 # Addresses ----------------------------------------------------------------------------------

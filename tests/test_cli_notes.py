@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from email import message_from_string, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -117,6 +119,21 @@ def test_a_preview_in_html_is_escaped(owner: Workspace) -> None:
     assert code == 1
     assert shown == ""
     assert "check_in.j2 has no html block: this note goes out as plain text only" in notice
+
+
+def test_a_preview_as_eml_is_the_whole_message(owner: Workspace) -> None:
+    code, shown, _ = preview(owner, "order_thanks", "--customer", "C-1", "--format", "eml")
+    assert code == 0
+    message = message_from_string(shown, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    assert message["From"] == "Ada <ada@example.com>"
+    assert message["To"] == "Ann Lee <c-1@example.com>"
+    assert message["Message-ID"].startswith("<")
+    assert "https://ada.example/unsubscribe/" in message["List-Unsubscribe"]
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = message.get_body(("plain",))
+    assert text is not None
+    assert "a lemon cake" in text.get_content()
 
 
 def test_a_preview_writes_nothing(owner: Workspace) -> None:

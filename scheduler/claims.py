@@ -1,0 +1,289 @@
+"""Senders take due notes with a lease, and only the lease's owner writes their outcome.
+
+Rules:
+- A note is due when it is pending or deferred, its due time has come, and any retry wait is
+  over. Claiming sets `claimed` with (owner, until); on PostgreSQL the due rows are picked with
+  `FOR UPDATE SKIP LOCKED`, so several instances share the work without waiting on each other;
+  on SQLite the claim runs under the write lock (`BEGIN IMMEDIATE`).
+- Right before a note is handed to the server it becomes `sending`. A sender that dies leaves
+  its leases to expire: `claimed` notes go back to pending (another sender takes them),
+  `sending` ones become `unknown` (they may have gone out; never resent by themselves).
+- Every outcome is written with `WHERE lease_owner = owner`: a sender whose lease was taken
+  over writes nothing. Each status change also goes into `touch_events` with its time and reason.
+- Sending can be paused for everyone (a refused login, a server without the TLS it must offer):
+  the reason is kept in `app_state` until the owner resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from scheduler.settings import OccasionKind
+from scheduler.store.models import metadata
+
+touches = metadata.tables["touches"]
+touch_events = metadata.tables["touch_events"]
+app_state = metadata.tables["app_state"]
+PAUSED = "sending_paused"
+CLAIMABLE = ("pending", "deferred")
+
+
+@dataclass(frozen=True)
+class ClaimedTouch:
+    id: int
+    customer_id: int
+    kind: OccasionKind
+    occasion_key: str
+    due_at: datetime
+    expires_at: datetime | None
+    attempts: int
+    message_id: str | None
+
+
+@dataclass(frozen=True)
+class Result:
+    """The new state of one claimed note."""
+
+    touch_id: int
+    status: str
+    reason: str | None
+    reply: str | None = None
+    sent_at: datetime | None = None
+    retry_at: datetime | None = None
+    attempted: bool = True
+    """Whether this counts as an attempt (a paused or released note's does not)."""
+
+
+def record_events(
+    connection: Connection, events: Sequence[tuple[int, str, str | None]], at: datetime
+) -> None:
+    """Append (touch id, status, reason) to each note's history."""
+    if events:
+        connection.execute(
+            touch_events.insert(),
+            [{"touch_id": t, "at": at, "status": s, "reason": r} for t, s, r in events],
+        )
+
+
+def reap(connection: Connection, now: datetime) -> tuple[int, int]:
+    """Leases past their time: claimed notes back to pending, sending ones to unknown. Returns
+    (requeued, unknown)."""
+    taken = ("claimed", "sending")
+    rows = connection.execute(
+        select(touches.c.id, touches.c.status, touches.c.lease_owner).where(
+            and_(touches.c.lease_until < now, touches.c.status.in_(taken))
+        )
+    ).all()
+    events = []
+    for row in rows:
+        if row.status == "claimed":
+            reason = f"the sender {row.lease_owner} stopped before sending it; taken up again"
+            events.append((row.id, "pending", reason))
+        else:
+            reason = (
+                f"the sender {row.lease_owner} stopped while handing it to the server: it may "
+                f"have gone out; `appreciate retry {row.id}` sends it again"
+            )
+            events.append((row.id, "unknown", reason))
+    if events:
+        old_status = {row.id: row.status for row in rows}
+        connection.execute(
+            update(touches)
+            .where(
+                and_(
+                    touches.c.id == bindparam("touch_id"),
+                    touches.c.status == bindparam("old_status"),
+                    touches.c.lease_until < now,
+                )
+            )
+            .values(
+                status=bindparam("new_status"),
+                reason=bindparam("new_reason"),
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            ),
+            [
+                {"touch_id": t, "old_status": old_status[t], "new_status": s, "new_reason": r}
+                for t, s, r in events
+            ],
+        )
+        record_events(connection, events, now)
+    unknown = sum(1 for _, status, _ in events if status == "unknown")
+    return len(events) - unknown, unknown
+
+
+def claim(
+    connection: Connection, owner: str, now: datetime, lease: timedelta, limit: int
+) -> list[ClaimedTouch]:
+    """Take up to `limit` due notes (earliest due first) for `owner` until now + lease."""
+    due = (
+        select(touches.c.id)
+        .where(
+            and_(
+                touches.c.status.in_(CLAIMABLE),
+                touches.c.due_at <= now,
+                or_(touches.c.retry_at.is_(None), touches.c.retry_at <= now),
+            )
+        )
+        .order_by(touches.c.due_at, touches.c.id)
+        .limit(limit)
+    )
+    if connection.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    rows = connection.execute(
+        update(touches)
+        .where(touches.c.id.in_(due.scalar_subquery()))
+        .values(status="claimed", lease_owner=owner, lease_until=now + lease, updated_at=now)
+        .returning(
+            touches.c.id,
+            touches.c.customer_id,
+            touches.c.kind,
+            touches.c.occasion_key,
+            touches.c.due_at,
+            touches.c.expires_at,
+            touches.c.attempts,
+            touches.c.message_id,
+        )
+    ).all()
+    return sorted((ClaimedTouch(*row) for row in rows), key=lambda t: (t.due_at, t.id))
+
+
+_MARK = (
+    update(touches)
+    .where(
+        and_(
+            touches.c.id == bindparam("touch_id"),
+            touches.c.lease_owner == bindparam("owner"),
+            touches.c.status == "claimed",
+        )
+    )
+    .values(status="sending", updated_at=bindparam("now"))
+)
+
+
+def mark_sending(connection: Connection, touch_id: int, owner: str, now: datetime) -> bool:
+    """The note is about to be handed to the server; False when the lease was lost."""
+    result = connection.execute(_MARK, {"touch_id": touch_id, "owner": owner, "now": now})
+    return result.rowcount == 1
+
+
+def save_prepared(
+    connection: Connection, owner: str, rows: Sequence[dict[str, Any]], now: datetime
+) -> None:
+    """Keep each note as written (message_id, subject, body_text, body_html, headers) before it
+    is sent: a retry resends the same Message-ID."""
+    if rows:
+        connection.execute(
+            update(touches)
+            .where(
+                and_(
+                    touches.c.id == bindparam("touch_id"),
+                    touches.c.lease_owner == bindparam("owner"),
+                )
+            )
+            .values(
+                message_id=bindparam("new_message_id"),
+                subject=bindparam("new_subject"),
+                body_text=bindparam("new_text"),
+                body_html=bindparam("new_html"),
+                headers=bindparam("new_headers"),
+                updated_at=now,
+            ),
+            [{**row, "owner": owner} for row in rows],
+        )
+
+
+_RESULT = (
+    update(touches)
+    .where(
+        and_(
+            touches.c.id == bindparam("touch_id"),
+            touches.c.lease_owner == bindparam("owner"),
+        )
+    )
+    .values(
+        status=bindparam("new_status"),
+        reason=bindparam("new_reason"),
+        last_reply=bindparam("new_reply"),
+        sent_at=bindparam("new_sent_at"),
+        retry_at=bindparam("new_retry_at"),
+        attempts=touches.c.attempts + bindparam("attempted"),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("now"),
+    )
+)
+
+
+def record_results(
+    connection: Connection, owner: str, results: Sequence[Result], now: datetime
+) -> int:
+    """Write each outcome (only where `owner` still holds the lease) and its event; returns how
+    many were written."""
+    if not results:
+        return 0
+    held = set(
+        connection.execute(
+            select(touches.c.id).where(
+                and_(
+                    touches.c.id.in_([r.touch_id for r in results]),
+                    touches.c.lease_owner == owner,
+                )
+            )
+        ).scalars()
+    )
+    mine = [r for r in results if r.touch_id in held]
+    if mine:
+        connection.execute(
+            _RESULT,
+            [
+                {
+                    "touch_id": r.touch_id,
+                    "owner": owner,
+                    "new_status": r.status,
+                    "new_reason": r.reason,
+                    "new_reply": r.reply,
+                    "new_sent_at": r.sent_at,
+                    "new_retry_at": r.retry_at,
+                    "attempted": 1 if r.attempted else 0,
+                    "now": now,
+                }
+                for r in mine
+            ],
+        )
+        record_events(connection, [(r.touch_id, r.status, r.reason) for r in mine], now)
+    return len(mine)
+
+
+def paused_reason(connection: Connection) -> str | None:
+    """Why sending is paused, or None."""
+    value: str | None = connection.execute(
+        select(app_state.c.value).where(app_state.c.name == PAUSED)
+    ).scalar()
+    return value
+
+
+def pause(connection: Connection, reason: str, now: datetime) -> None:
+    """Pause sending for every instance, keeping the first reason given (two instances pausing
+    at once is fine)."""
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    connection.execute(
+        insert(app_state)
+        .values(name=PAUSED, value=reason, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+
+
+def resume(connection: Connection) -> str | None:
+    """Lift the pause; the reason it had, or None when sending was not paused."""
+    reason = paused_reason(connection)
+    connection.execute(app_state.delete().where(app_state.c.name == PAUSED))
+    return reason

@@ -1,0 +1,160 @@
+"""Reviewing the sent-log: notes filtered by status, kind, customer and time; one note whole
+with its history; and re-queuing a note on purpose.
+
+Times filter on the note's due time (`--since` from the start of that day, `--until` to its
+end, both UTC). Customers are named by their own id (`external_id`). Newest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, select, true, update
+
+from scheduler.claims import record_events
+from scheduler.errors import AppreciateError
+from scheduler.store.models import metadata
+
+touches = metadata.tables["touches"]
+customers = metadata.tables["customers"]
+touch_events = metadata.tables["touch_events"]
+LOG_COLUMNS = (
+    "id",
+    "customer_id",
+    "kind",
+    "occasion_key",
+    "status",
+    "reason",
+    "subject",
+    "message_id",
+    "due_at",
+    "sent_at",
+    "attempts",
+    "last_reply",
+)
+RETRYABLE = ("failed", "unknown", "held")
+
+
+class NoSuchTouch(AppreciateError, LookupError):
+    """No note has this id."""
+
+
+class CannotRetry(AppreciateError):
+    """Only failed, unknown or held notes are re-queued by hand."""
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    status: str | None = None
+    kind: str | None = None
+    customer: str | None = None
+    since: date | None = None
+    until: date | None = None
+    limit: int = 50
+
+
+def _columns() -> list[Any]:
+    return [
+        touches.c.id,
+        customers.c.external_id.label("customer_id"),
+        touches.c.kind,
+        touches.c.occasion_key,
+        touches.c.status,
+        touches.c.reason,
+        touches.c.subject,
+        touches.c.message_id,
+        touches.c.due_at,
+        touches.c.sent_at,
+        touches.c.attempts,
+        touches.c.last_reply,
+    ]
+
+
+def log_rows(connection: Connection, wanted: LogFilter) -> list[dict[str, Any]]:
+    """The notes matching `wanted`, newest due first, at most `limit` (0: all)."""
+    conditions: list[ColumnElement[bool]] = [true()]
+    if wanted.status:
+        conditions.append(touches.c.status == wanted.status)
+    if wanted.kind:
+        conditions.append(touches.c.kind == wanted.kind)
+    if wanted.customer:
+        conditions.append(customers.c.external_id == wanted.customer)
+    if wanted.since:
+        conditions.append(touches.c.due_at >= datetime.combine(wanted.since, time(0), UTC))
+    if wanted.until:
+        end = datetime.combine(wanted.until + timedelta(days=1), time(0), UTC)
+        conditions.append(touches.c.due_at < end)
+    query = (
+        select(*_columns())
+        .join(customers, customers.c.id == touches.c.customer_id)
+        .where(and_(*conditions))
+        .order_by(touches.c.due_at.desc(), touches.c.id.desc())
+    )
+    if wanted.limit:
+        query = query.limit(wanted.limit)
+    return [dict(row._mapping) for row in connection.execute(query)]
+
+
+@dataclass(frozen=True)
+class TouchDetail:
+    row: dict[str, Any]
+    headers: str | None
+    body_text: str | None
+    body_html: str | None
+    history: list[dict[str, Any]]
+
+
+def touch_detail(connection: Connection, touch_id: int) -> TouchDetail:
+    """One note as sent (headers and bodies) and its history."""
+    found = connection.execute(
+        select(*_columns(), touches.c.headers, touches.c.body_text, touches.c.body_html)
+        .join(customers, customers.c.id == touches.c.customer_id)
+        .where(touches.c.id == touch_id)
+    ).first()
+    if found is None:
+        raise NoSuchTouch(f"no note has the id {touch_id}")
+    values = dict(found._mapping)
+    history = connection.execute(
+        select(touch_events.c.at, touch_events.c.status, touch_events.c.reason)
+        .where(touch_events.c.touch_id == touch_id)
+        .order_by(touch_events.c.id)
+    )
+    return TouchDetail(
+        row={key: values[key] for key in LOG_COLUMNS},
+        headers=values["headers"],
+        body_text=values["body_text"],
+        body_html=values["body_html"],
+        history=[dict(event._mapping) for event in history],
+    )
+
+
+def requeue(connection: Connection, touch_id: int, now: datetime) -> str:
+    """Send a failed, unknown or held note again (with the same Message-ID); its old status.
+
+    Asked for by a person, so it goes out whatever its lateness, with a fresh set of attempts;
+    its due time stays as it was (the log keeps its place).
+    """
+    status = connection.execute(select(touches.c.status).where(touches.c.id == touch_id)).scalar()
+    if status is None:
+        raise NoSuchTouch(f"no note has the id {touch_id}")
+    if status not in RETRYABLE:
+        raise CannotRetry(
+            f"note {touch_id} is {status}; only {', '.join(RETRYABLE)} notes can be sent again"
+        )
+    reason = f"re-queued by hand (it was {status})"
+    connection.execute(
+        update(touches)
+        .where(and_(touches.c.id == touch_id, touches.c.status == status))
+        .values(
+            status="pending",
+            reason=reason,
+            retry_at=None,
+            expires_at=None,
+            attempts=0,
+            updated_at=now,
+        )
+    )
+    record_events(connection, [(touch_id, "pending", reason)], now)
+    return str(status)

@@ -1,0 +1,175 @@
+"""`appreciate send`, `log`, `show` and `retry`, as an owner runs them, with a real SMTP server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from scheduler.store.db import create_store_engine
+from tests.conftest import Workspace, run_cli
+from tests.smtp_servers import Faulty, Recorder, running
+from tests.test_delivery import add_due
+
+STARTERS = Path(__file__).parent.parent / "templates"
+NOW = "2027-06-15T10:00:00+00:00"
+LATER = "2027-06-15T12:00:00+00:00"
+
+
+def point_at(workspace: Workspace, port: int) -> None:
+    """Send through the test server on `port`, in plain text (a local sink)."""
+    with workspace.path.open("a", encoding="utf-8") as config:
+        config.write(f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n')
+        config.write("timeout_seconds = 2.0\nconnections = 2\n")
+
+
+@pytest.fixture
+def shop(migrated_workspace: Workspace) -> tuple[Workspace, list[int]]:
+    """A workspace with the starter templates and two birthday notes due at NOW."""
+    shutil.copytree(STARTERS, migrated_workspace.folder / "templates")
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        ids = [
+            add_due(engine, "C-1", name="Ann Lee", email="ann@example.com"),
+            add_due(engine, "C-2", name="Bob Stone", email="bob@example.com"),
+        ]
+    finally:
+        engine.dispose()
+    return migrated_workspace, ids
+
+
+def cli(workspace: Workspace, *args: str) -> tuple[int, str, str]:
+    result = run_cli("--config", workspace.path, *args)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_send_delivers_the_due_notes_and_reports_them(shop: tuple[Workspace, list[int]]) -> None:
+    workspace, _ = shop
+    recorder = Recorder()
+    with running(recorder) as port:
+        point_at(workspace, port)
+        code, stdout, _ = cli(workspace, "send", "--now", NOW, "--format", "json")
+    assert code == 0
+    assert json.loads(stdout) == {"outcomes": {"sent": 2}, "paused": None}
+    assert sorted(r.rcpt_tos[0] for r in recorder.received) == [
+        "ann@example.com",
+        "bob@example.com",
+    ]
+    first = recorder.received[0].message
+    assert first["From"] == "Ada <ada@example.com>"
+    assert first["Subject"]
+
+
+def test_the_log_lists_every_note_with_its_fate(shop: tuple[Workspace, list[int]]) -> None:
+    workspace, ids = shop
+    with running(Recorder()) as port:
+        point_at(workspace, port)
+        cli(workspace, "send", "--now", NOW)
+    code, stdout, _ = cli(workspace, "log", "--format", "json")
+    assert code == 0
+    rows = json.loads(stdout)
+    assert sorted(row["id"] for row in rows) == sorted(ids)
+    assert set(rows[0]) == {
+        "id",
+        "customer_id",
+        "kind",
+        "occasion_key",
+        "status",
+        "reason",
+        "subject",
+        "message_id",
+        "due_at",
+        "sent_at",
+        "attempts",
+        "last_reply",
+    }
+    assert {row["status"] for row in rows} == {"sent"}
+    assert all(row["message_id"].startswith("<") and row["last_reply"] for row in rows)
+
+    code, stdout, _ = cli(workspace, "log", "--customer", "C-2", "--format", "csv")
+    found = list(csv.DictReader(io.StringIO(stdout)))
+    assert [row["customer_id"] for row in found] == ["C-2"]
+
+    code, stdout, _ = cli(workspace, "log")
+    assert code == 0
+    assert "Sent-log: 2 notes" in stdout
+
+    _, stdout, _ = cli(workspace, "log", "--status", "failed", "--format", "json")
+    assert json.loads(stdout) == []
+    _, stdout, _ = cli(workspace, "log", "--until", "2027-06-14", "--format", "json")
+    assert json.loads(stdout) == []
+
+
+def test_the_log_refuses_an_unknown_status_by_name(shop: tuple[Workspace, list[int]]) -> None:
+    workspace, _ = shop
+    code, _, stderr = cli(workspace, "log", "--status", "lost")
+    assert code == 2
+    assert '"lost" is not one of' in stderr
+
+
+def test_show_prints_the_note_as_sent_and_its_history(shop: tuple[Workspace, list[int]]) -> None:
+    workspace, ids = shop
+    with running(Recorder()) as port:
+        point_at(workspace, port)
+        cli(workspace, "send", "--now", NOW)
+    code, stdout, _ = cli(workspace, "show", str(ids[0]))
+    assert code == 0
+    assert "To: Ann Lee <ann@example.com>" in stdout
+    assert "Message-ID: <" in stdout
+    assert "History:" in stdout
+    assert "sent" in stdout.split("History:")[1]
+
+    code, _, stderr = cli(workspace, "show", "999")
+    assert code != 0
+    assert "no note has the id 999" in stderr
+
+
+def test_retry_sends_a_failed_note_again_on_purpose(shop: tuple[Workspace, list[int]]) -> None:
+    workspace, ids = shop
+    refusing = Faulty(step="rcpt", reply="550 5.1.1 no such mailbox", times=2)
+    with running(refusing) as port:
+        point_at(workspace, port)
+        cli(workspace, "send", "--now", NOW)
+        _, stdout, _ = cli(workspace, "log", "--status", "failed", "--format", "json")
+        assert sorted(row["id"] for row in json.loads(stdout)) == sorted(ids)
+
+        code, stdout, _ = cli(workspace, "retry", str(ids[0]), "--now", LATER)
+        assert code == 0
+        assert f"Note {ids[0]} (failed) is queued again" in stdout
+        code, stdout, _ = cli(workspace, "send", "--now", LATER, "--format", "json")
+    assert json.loads(stdout)["outcomes"] == {"sent": 1}
+    assert [r.rcpt_tos for r in refusing.received] == [["ann@example.com"]]
+
+    code, _, stderr = cli(workspace, "retry", str(ids[0]), "--now", LATER)
+    assert code != 0
+    assert "is sent; only failed, unknown, held notes can be sent again" in stderr
+
+
+def test_a_refused_login_pauses_until_the_owner_resumes(
+    shop: tuple[Workspace, list[int]],
+) -> None:
+    workspace, _ = shop
+    refusing = Faulty(step="mail", reply="530 5.7.0 Authentication required", times=1)
+    with running(refusing) as port:
+        point_at(workspace, port)
+        code, _, stderr = cli(workspace, "send", "--now", NOW)
+        assert code == 1
+        assert "SENDING IS PAUSED" in stderr
+        assert "appreciate send --resume" in stderr
+        code, _, stderr = cli(workspace, "send", "--now", NOW)
+        assert code == 1  # still paused: nothing is tried
+        code, stdout, stderr = cli(workspace, "send", "--resume", "--now", NOW, "--format", "json")
+    assert code == 0
+    assert "Sending resumed" in stderr
+    assert json.loads(stdout)["paused"] is None
+    # the note refused at login went back to the queue untouched and went out after the resume
+    assert sorted(r.rcpt_tos[0] for r in refusing.received) == [
+        "ann@example.com",
+        "bob@example.com",
+    ]
+    _, stdout, _ = cli(workspace, "log", "--format", "json")
+    assert [(row["status"], row["attempts"]) for row in json.loads(stdout)] == [("sent", 1)] * 2

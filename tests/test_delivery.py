@@ -1,0 +1,395 @@
+"""Delivery against a real SMTP server (aiosmtpd) and a real store (SQLite and PostgreSQL):
+each outcome, retries with the same Message-ID, leases, pauses, TLS, and two senders at once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from sqlalchemy import Engine, insert, select, update
+
+from scheduler.clock import FixedClock
+from scheduler.deliver import Sender, SendReport
+from scheduler.render import NoteRenderer
+from scheduler.settings import BusinessSettings, Settings, SmtpSettings
+from scheduler.smtp_client import ServerSettings
+from scheduler.store.db import create_store_engine
+from scheduler.store.models import metadata
+from scheduler.store.schema import upgrade
+from tests.smtp_servers import Faulty, Recorder, certificates, free_port, running
+from tests.test_detection import add_customer
+
+touches = metadata.tables["touches"]
+customers = metadata.tables["customers"]
+touch_events = metadata.tables["touch_events"]
+TEMPLATES = Path(__file__).parent.parent / "templates"
+NOW = datetime(2027, 6, 15, 9, 0, tzinfo=UTC)
+SETTINGS = Settings(
+    business=BusinessSettings(
+        name="Ada's Bakery",
+        sender_name="Ada",
+        sender_email="ada@example.com",
+        timezone="Europe/London",
+    ),
+    smtp=SmtpSettings(connections=2, max_attempts=3, retry_after=timedelta(minutes=5)),
+)
+
+
+def server(
+    port: int,
+    security: Literal["starttls", "tls", "none"] = "none",
+    *,
+    username: str = "",
+    password: str | None = None,
+    ca_file: Path | None = None,
+) -> ServerSettings:
+    return ServerSettings(
+        "127.0.0.1", port, security, username, password, 1.0, str(ca_file) if ca_file else None
+    )
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> Any:
+    return certificates(tmp_path)
+
+
+def add_due(engine: Engine, external_id: str, **customer: Any) -> int:
+    """A customer with a birthday note due at NOW; the touch's id."""
+    values = {"birth_month": 6, "birth_day": 15, **customer}
+    who = add_customer(engine, external_id, **values)
+    with engine.begin() as connection:
+        touch_id: int = connection.execute(
+            insert(touches).values(
+                customer_id=who,
+                kind="birthday",
+                occasion_key="birthday:2027",
+                status="pending",
+                due_at=NOW,
+                expires_at=NOW + timedelta(days=3),
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+    return touch_id
+
+
+def run(
+    engine: Engine,
+    settings: ServerSettings,
+    at: datetime = NOW,
+    *,
+    config: Settings = SETTINGS,
+    owner: str = "test-1",
+    templates: Path = TEMPLATES,
+) -> SendReport:
+    sender = Sender(
+        engine,
+        config,
+        settings,
+        NoteRenderer(templates),
+        FixedClock(at),
+        owner=owner,
+        rng=random.Random(7),
+    )
+    return asyncio.run(sender.run())
+
+
+def state(engine: Engine, touch_id: int) -> dict[str, Any]:
+    with engine.connect() as connection:
+        row = connection.execute(select(touches).where(touches.c.id == touch_id)).one()
+        return dict(row._mapping)
+
+
+def history(engine: Engine, touch_id: int) -> list[str]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(touch_events.c.status)
+                .where(touch_events.c.touch_id == touch_id)
+                .order_by(touch_events.c.id)
+            ).scalars()
+        )
+
+
+def test_a_due_note_is_sent_once_and_kept_as_sent(engine: Engine) -> None:
+    touch_id = add_due(engine, "C-1", name="Ann Lee")
+    recorder = Recorder()
+    with running(recorder) as port:
+        report = run(engine, server(port))
+        again = run(engine, server(port))
+    assert report.counts == {"sent": 1}
+    assert not again.counts
+    (received,) = recorder.received
+    assert received.rcpt_tos == ["c-1@example.com"]
+    note = state(engine, touch_id)
+    assert note["status"] == "sent"
+    assert note["sent_at"] == NOW
+    assert note["last_reply"] == "250 2.0.0 Ok: queued"
+    assert received.message["Message-ID"] == note["message_id"]
+    assert received.message["Subject"] == note["subject"]
+    assert "Ann" in note["body_text"]
+    assert note["headers"].startswith("From: ") or "From: " in note["headers"]
+    assert history(engine, touch_id) == ["sent"]
+
+
+def test_a_temporary_refusal_is_retried_later_with_the_same_message_id(engine: Engine) -> None:
+    touch_id = add_due(engine, "C-1")
+    faulty = Faulty(step="data", reply="451 4.3.0 Try again later", times=1)
+    with running(faulty) as port:
+        first = run(engine, server(port))
+        waiting = state(engine, touch_id)
+        too_soon = run(engine, server(port), NOW + timedelta(minutes=1))
+        later = run(engine, server(port), NOW + timedelta(minutes=10))
+    assert first.counts == {"pending": 1}
+    assert waiting["attempts"] == 1
+    assert waiting["retry_at"] > NOW + timedelta(minutes=3)
+    assert "451 4.3.0 Try again later" in waiting["reason"]
+    assert not too_soon.counts
+    assert later.counts == {"sent": 1}
+    (received,) = faulty.received
+    assert (
+        received.message["Message-ID"]
+        == waiting["message_id"]
+        == state(engine, touch_id)["message_id"]
+    )
+    assert history(engine, touch_id) == ["pending", "sent"]
+
+
+@pytest.mark.parametrize(
+    ("step", "reply"),
+    [
+        ("rcpt", "550 5.1.1 No such user"),
+        ("data", "552 5.3.4 Message too big"),
+        ("mail", "553 5.1.8 Bad sender"),
+    ],
+)
+def test_a_permanent_refusal_fails_at_once_with_the_reply(
+    engine: Engine, step: Any, reply: str
+) -> None:
+    touch_id = add_due(engine, "C-1")
+    with running(Faulty(step=step, reply=reply)) as port:
+        report = run(engine, server(port))
+    assert report.counts == {"failed": 1}
+    note = state(engine, touch_id)
+    assert note["status"] == "failed"
+    assert note["last_reply"] == reply
+    assert reply in note["reason"]
+
+
+def test_the_server_closing_with_421_is_temporary(engine: Engine) -> None:
+    touch_id = add_due(engine, "C-1")
+    with running(Faulty(step="mail", reply="421 4.3.2 Shutting down")) as port:
+        report = run(engine, server(port))
+    assert report.counts == {"pending": 1}
+    assert state(engine, touch_id)["retry_at"] is not None
+
+
+def test_after_max_attempts_a_note_fails(engine: Engine) -> None:
+    touch_id = add_due(engine, "C-1")
+    with running(Faulty(step="rcpt", reply="450 4.2.1 Mailbox busy")) as port:
+        for hours in range(3):
+            run(engine, server(port), NOW + timedelta(hours=hours))
+    note = state(engine, touch_id)
+    assert note["status"] == "failed"
+    assert note["attempts"] == 3
+    assert note["reason"].startswith("gave up after 3 attempts: 450 4.2.1 Mailbox busy")
+
+
+def test_a_line_lost_after_the_message_is_unknown_and_never_resent_by_itself(
+    engine: Engine,
+) -> None:
+    touch_id = add_due(engine, "C-1")
+    faulty = Faulty(step="data", action="drop", times=1)
+    with running(faulty) as port:
+        report = run(engine, server(port))
+        again = run(engine, server(port), NOW + timedelta(hours=1))
+    assert report.counts == {"unknown": 1}
+    assert not again.counts
+    note = state(engine, touch_id)
+    assert note["status"] == "unknown"
+    assert "may have gone out" in note["reason"]
+
+
+def test_a_server_that_hangs_times_out(engine: Engine) -> None:
+    before = add_due(engine, "C-1")
+    with running(Faulty(step="rcpt", action="hang")) as port:
+        run(engine, server(port))
+    assert state(engine, before)["status"] == "pending"  # not handed over: tried again later
+    after = add_due(engine, "C-2")
+    with running(Faulty(step="data", action="hang")) as port:
+        run(engine, server(port), NOW + timedelta(minutes=1))
+    assert state(engine, after)["status"] == "unknown"  # the whole message was sent
+
+
+def test_a_refused_connection_is_retried(engine: Engine) -> None:
+    touch_id = add_due(engine, "C-1")
+    report = run(engine, server(free_port()))
+    assert report.counts == {"pending": 1}
+    assert "could not connect" in state(engine, touch_id)["reason"]
+
+
+def test_a_refused_login_pauses_sending_for_every_note(engine: Engine, certs: Any) -> None:
+    ids = [add_due(engine, f"C-{n}") for n in range(3)]
+    recorder = Recorder()
+    with running(recorder, tls="starttls", certs=certs, auth=True) as port:
+        login = {"username": "ada", "ca_file": certs.ca_file}
+        report = run(engine, server(port, "starttls", password="wrong", **login))
+        again = run(engine, server(port, "starttls", password="right", **login))
+    assert report.paused is not None
+    assert "535" in report.paused
+    assert again.paused == report.paused  # stays paused until the owner resumes
+    assert not recorder.received
+    for touch_id in ids:
+        note = state(engine, touch_id)
+        assert note["status"] == "pending"
+        assert note["attempts"] == 0
+
+
+def test_the_right_login_sends(engine: Engine, certs: Any) -> None:
+    add_due(engine, "C-1")
+    recorder = Recorder()
+    with running(recorder, tls="starttls", certs=certs, auth=True) as port:
+        login = server(port, "starttls", username="ada", password="right", ca_file=certs.ca_file)
+        report = run(engine, login)
+    assert report.counts == {"sent": 1}
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_tls_with_a_validated_certificate(engine: Engine, certs: Any, security: Any) -> None:
+    add_due(engine, "C-1")
+    recorder = Recorder()
+    with running(recorder, tls=security, certs=certs) as port:
+        report = run(engine, server(port, security, ca_file=certs.ca_file))
+    assert report.counts == {"sent": 1}
+
+
+def test_a_certificate_from_an_unknown_authority_pauses_sending(engine: Engine, certs: Any) -> None:
+    add_due(engine, "C-1")
+    recorder = Recorder()
+    with running(recorder, tls="tls", certs=certs) as port:
+        report = run(engine, server(port, "tls"))  # the system's CAs do not know the test CA
+    assert report.paused is not None
+    assert not recorder.received
+
+
+def test_starttls_required_but_not_offered_is_never_a_plaintext_send(engine: Engine) -> None:
+    touch_id = add_due(engine, "C-1")
+    recorder = Recorder()
+    with running(recorder) as port:  # offers no STARTTLS
+        report = run(engine, server(port, "starttls"))
+    assert report.paused is not None
+    assert "does not offer STARTTLS" in report.paused
+    assert not recorder.received
+    assert state(engine, touch_id)["status"] == "pending"
+
+
+def test_an_address_the_server_cannot_take_is_held(engine: Engine) -> None:
+    touch_id = add_due(engine, "C-1", email="josé@example.com")
+    recorder = Recorder()
+    with running(recorder, smtputf8=False) as port:
+        report = run(engine, server(port))
+    assert report.counts == {"held": 1}
+    assert "SMTPUTF8" in state(engine, touch_id)["reason"]
+
+
+def test_a_customer_who_opted_out_since_is_not_written_to(engine: Engine) -> None:
+    touch_id = add_due(engine, "C-1", opted_out_at=NOW - timedelta(hours=1))
+    recorder = Recorder()
+    with running(recorder) as port:
+        report = run(engine, server(port))
+    assert report.counts == {"suppressed": 1}
+    assert not recorder.received
+    assert state(engine, touch_id)["reason"].startswith("opted out on")
+
+
+def test_a_broken_template_fails_its_note_only(engine: Engine, tmp_path: Path) -> None:
+    for template in TEMPLATES.glob("*.j2"):
+        (tmp_path / template.name).write_text(
+            template.read_text(encoding="utf-8"), encoding="utf-8"
+        )
+    (tmp_path / "birthday.vip.j2").write_text(
+        '{% extends "birthday.j2" %}{% block subject %}{{ customer.nickname }}{% endblock %}',
+        encoding="utf-8",
+    )
+    broken = add_due(engine, "C-1")
+    fine = add_due(engine, "C-2")
+    with engine.begin() as connection:
+        run_id = connection.execute(
+            insert(metadata.tables["ltv_runs"]).values(
+                computed_at=NOW, as_of=NOW.date(), model="simple", reason="test", customers=1
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        connection.execute(
+            insert(metadata.tables["customer_values"]).values(
+                customer_id=state(engine, broken)["customer_id"],
+                run_id=run_id,
+                historical=100,
+                predicted=0,
+                referral=0,
+                total=100,
+                tier="vip",
+            )
+        )
+    recorder = Recorder()
+    with running(recorder) as port:
+        report = run(engine, server(port), templates=tmp_path)
+    assert report.counts == {"failed": 1, "sent": 1}
+    assert state(engine, fine)["status"] == "sent"
+    reason = state(engine, broken)["reason"]
+    assert "birthday.vip.j2:1" in reason
+    assert "nickname" in reason
+
+
+def test_a_dead_senders_notes_are_taken_up_again_or_marked_unknown(engine: Engine) -> None:
+    claimed, in_flight = add_due(engine, "C-1"), add_due(engine, "C-2")
+    with engine.begin() as connection:
+        for touch_id, status in ((claimed, "claimed"), (in_flight, "sending")):
+            connection.execute(
+                update(touches)
+                .where(touches.c.id == touch_id)
+                .values(status=status, lease_owner="dead:1", lease_until=NOW - timedelta(minutes=1))
+            )
+    recorder = Recorder()
+    with running(recorder) as port:
+        report = run(engine, server(port))
+    assert report.requeued == 1
+    assert state(engine, claimed)["status"] == "sent"
+    assert state(engine, in_flight)["status"] == "unknown"
+    assert len(recorder.received) == 1
+
+
+def test_a_sender_that_lost_its_lease_writes_nothing(engine: Engine) -> None:
+    touch_id = add_due(engine, "C-1")
+    with engine.begin() as connection:
+        connection.execute(
+            update(touches)
+            .where(touches.c.id == touch_id)
+            .values(status="claimed", lease_owner="other:2", lease_until=NOW + timedelta(minutes=5))
+        )
+    recorder = Recorder()
+    with running(recorder) as port:
+        report = run(engine, server(port))
+    assert not report.counts
+    assert state(engine, touch_id)["lease_owner"] == "other:2"
+
+
+def test_two_senders_at_once_send_each_note_exactly_once(database_url: str) -> None:
+    engines = [create_store_engine(database_url) for _ in range(2)]
+    try:
+        upgrade(engines[0])
+        ids = [add_due(engines[0], f"C-{n}") for n in range(120)]
+        recorder = Recorder()
+        with running(recorder) as port, ThreadPoolExecutor(2) as pool:
+            reports = list(
+                pool.map(lambda n: run(engines[n], server(port), owner=f"sender-{n}"), range(2))
+            )
+        assert sum(report.counts["sent"] for report in reports) == 120
+        assert len(recorder.received) == 120
+        assert len({r.message["Message-ID"] for r in recorder.received}) == 120
+        assert {state(engines[0], touch_id)["status"] for touch_id in ids} == {"sent"}
+    finally:
+        for engine in engines:
+            engine.dispose()
