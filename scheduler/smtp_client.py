@@ -122,6 +122,8 @@ class SmtpConnection:
                 await smtp.starttls()
             if server.username:
                 await smtp.login(server.username, server.password or "")
+            if smtp.is_ehlo_or_helo_needed:  # the extensions (SMTPUTF8) are known before MAIL
+                await smtp.ehlo()
         except SMTPAuthenticationError as error:
             smtp.close()
             return Outcome("auth", f"login as {server.username} refused: {_reply(error)}")
@@ -155,12 +157,16 @@ class SmtpConnection:
 
     async def _envelope(self, smtp: aiosmtplib.SMTP, message: BuiltMessage) -> Outcome:
         """MAIL, RCPT and DATA: a refusal or a lost line here is before the message."""
-        options = ["SMTPUTF8"] if message.smtputf8 else []
+        # The addresses were validated when the message was built: sent as they are (UTF-8
+        # only with SMTPUTF8), without aiosmtplib re-parsing them for every note.
+        options = [b"SMTPUTF8"] if message.smtputf8 else []
+        sender = f"FROM:<{message.mail_from}>".encode()
+        recipient = f"TO:<{message.rcpt_to}>".encode()
         try:
-            mail = await smtp.mail(message.mail_from, options=options)
+            mail = await smtp.execute_command(b"MAIL", sender, *options)
             if mail.code != 250:
                 return await self._refused(mail.code, f"{mail.code} {mail.message}")
-            rcpt = await smtp.rcpt(message.rcpt_to)
+            rcpt = await smtp.execute_command(b"RCPT", recipient)
             if rcpt.code not in (250, 251):
                 return await self._refused(rcpt.code, f"{rcpt.code} {rcpt.message}")
             start = await smtp.execute_command(b"DATA")

@@ -295,6 +295,21 @@ def test_an_address_the_server_cannot_take_is_held(engine: Engine) -> None:
     assert "SMTPUTF8" in state(engine, touch_id)["reason"]
 
 
+def test_a_non_ascii_address_goes_out_with_smtputf8_when_the_server_offers_it(
+    engine: Engine,
+) -> None:
+    add_due(engine, "C-1", email="josé@example.com")
+    add_due(engine, "C-2", email="ann@example.com")
+    recorder = Recorder()
+    with running(recorder) as port:
+        report = run(engine, server(port))
+    assert report.counts == {"sent": 2}
+    by_recipient = {r.rcpt_tos[0]: r for r in recorder.received}
+    assert by_recipient["josé@example.com"].options == ["SMTPUTF8"]
+    assert by_recipient["ann@example.com"].options == []
+    assert "josé@example.com" in str(by_recipient["josé@example.com"].message["To"])
+
+
 def test_a_customer_who_opted_out_since_is_not_written_to(engine: Engine) -> None:
     touch_id = add_due(engine, "C-1", opted_out_at=NOW - timedelta(hours=1))
     recorder = Recorder()

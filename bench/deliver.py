@@ -1,0 +1,343 @@
+"""Benchmark: delivering 20,000 due notes to an SMTP server, three ways, in one run.
+
+Setup: a fresh workspace (SQLite store, the starter templates) with `--n` customers, each with a
+birthday note due now, and an aiosmtpd server in a separate process on loopback that accepts
+every message and discards it. Four connections in every case.
+
+- appreciate: `Sender.run()`, end to end: claim (with leases), render each note from the
+  templates, build its message, save it, send it over `[smtp] connections = 4`, record each
+  outcome and its history. Between repeats the notes are put back to pending.
+- plain: the notes' subjects and bodies (as appreciate wrote them) sent by a plain aiosmtplib
+  loop on 4 connections that builds an `EmailMessage` per note (text plus an html alternative,
+  From, To, Subject, Date, Message-ID) and calls `send_message`.
+- ceiling: the same loop sending bytes serialised beforehand (`sendmail`), i.e. what the network
+  and the server allow.
+
+Each is run `--repeat` times; prints the median notes/s (and the range) and the ratios.
+Target: appreciate at least 2.5x the plain loop. Exits 0 either way (a measurement, not a test).
+
+    python bench/deliver.py                    # 20,000 notes, 3 repeats: a few minutes
+    python bench/deliver.py --n 2000 --repeat 1  # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+import aiosmtplib
+from aiosmtpd.controller import Controller
+from sqlalchemy import Engine, delete, insert, select, update
+
+from scheduler.clock import FixedClock
+from scheduler.config import load_config
+from scheduler.deliver import Sender
+from scheduler.render import NoteRenderer
+from scheduler.smtp_client import ServerSettings
+from scheduler.store.db import create_store_engine
+from scheduler.store.models import metadata
+from scheduler.workspace import create_workspace
+
+NOW = datetime(2027, 6, 15, 10, 0, tzinfo=UTC)
+CONNECTIONS = 4
+TARGET_RATIO = 2.5
+customers = metadata.tables["customers"]
+touches = metadata.tables["touches"]
+touch_events = metadata.tables["touch_events"]
+FIRST = ["Ann", "Liam", "Mia", "Noah", "Olivia", "Zoë", "José", "Grace", "Søren", "Ruth"]
+LAST = ["Lee", "Smith", "O'Brien", "Taylor", "Brown", "Walker", "Hughes", "Khan", "Wood"]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# The server ------------------------------------------------------------------------------------
+
+
+def serve(port: int) -> None:
+    """The discarding server (run in its own process): accept everything, keep nothing."""
+
+    class Discard:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 2.0.0 Ok: discarded"
+
+    controller = Controller(
+        Discard(), hostname="127.0.0.1", port=port, enable_SMTPUTF8=True, data_size_limit=0
+    )
+    controller.start()
+    print("ready", flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    controller.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_server(port: int) -> subprocess.Popen[str]:
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if server.stdout is None or server.stdout.readline().strip() != "ready":
+        raise SystemExit("the SMTP server did not start")
+    return server
+
+
+# The store -------------------------------------------------------------------------------------
+
+
+def build_store(folder: Path, n: int) -> Path:
+    """A workspace whose store has `n` customers, each with a birthday note due at NOW."""
+    workspace = create_workspace(folder, force=True)
+    rng = random.Random(20271)
+    engine = create_store_engine(workspace.database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(customers),
+                [
+                    {
+                        "external_id": f"C-{i}",
+                        "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                        "email": f"customer{i}@example.com",
+                        "birth_month": 6,
+                        "birth_day": 15,
+                        "timezone": "Europe/London",
+                        "customer_since": datetime(2020 + i % 6, 1 + i % 12, 1).date(),
+                        "attributes": {},
+                    }
+                    for i in range(n)
+                ],
+            )
+            ids = connection.execute(select(customers.c.id)).scalars().all()
+            connection.execute(
+                insert(touches),
+                [
+                    {
+                        "customer_id": customer_id,
+                        "kind": "birthday",
+                        "occasion_key": "birthday:2027",
+                        "status": "pending",
+                        "due_at": NOW,
+                        "expires_at": NOW + timedelta(days=3),
+                    }
+                    for customer_id in ids
+                ],
+            )
+    finally:
+        engine.dispose()
+    return workspace.config_path
+
+
+def reset(engine: Engine) -> None:
+    """Every note back to pending, as if never sent."""
+    with engine.begin() as connection:
+        connection.execute(delete(touch_events))
+        connection.execute(
+            update(touches).values(
+                status="pending",
+                reason=None,
+                attempts=0,
+                sent_at=None,
+                last_reply=None,
+                lease_owner=None,
+                lease_until=None,
+                message_id=None,
+                headers=None,
+            )
+        )
+
+
+# The three ways --------------------------------------------------------------------------------
+
+
+def run_appreciate(config_path: Path, port: int) -> tuple[float, int]:
+    config = load_config(config_path)
+    engine = create_store_engine(config.database_url())
+    try:
+        reset(engine)
+        server = ServerSettings("127.0.0.1", port, "none", "", None, 30.0, None)
+        sender = Sender(
+            engine,
+            config.settings,
+            server,
+            NoteRenderer(config.templates_dir),
+            FixedClock(NOW),
+            owner="bench",
+            rng=random.Random(1),
+        )
+        start = time.perf_counter()
+        report = asyncio.run(sender.run())
+        elapsed = time.perf_counter() - start
+    finally:
+        engine.dispose()
+    return elapsed, report.counts["sent"]
+
+
+@dataclass(frozen=True)
+class Note:
+    name: str
+    email: str
+    subject: str
+    text: str
+    html: str | None
+
+
+def written_notes(config_path: Path) -> list[Note]:
+    """The notes as appreciate wrote them (after an appreciate run)."""
+    config = load_config(config_path)
+    engine = create_store_engine(config.database_url())
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    customers.c.name,
+                    customers.c.email,
+                    touches.c.subject,
+                    touches.c.body_text,
+                    touches.c.body_html,
+                ).join(customers, customers.c.id == touches.c.customer_id)
+            ).all()
+    finally:
+        engine.dispose()
+    return [Note(*row) for row in rows]
+
+
+def email_message(note: Note) -> EmailMessage:
+    """The naive way: an EmailMessage per note."""
+    message = EmailMessage()
+    message["From"] = Address("Ada", addr_spec="ada@example.com")
+    message["To"] = Address(note.name, addr_spec=note.email)
+    message["Subject"] = note.subject
+    message["Date"] = format_datetime(NOW)
+    message["Message-ID"] = make_msgid(domain="example.com")
+    message.set_content(note.text)
+    if note.html:
+        message.add_alternative(note.html, subtype="html")
+    return message
+
+
+async def _pooled(port: int, items: Sequence[object], send: SendOne) -> None:
+    queue = list(reversed(items))
+
+    async def worker() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=30)
+        await smtp.connect()
+        while queue:
+            await send(smtp, queue.pop())
+        await smtp.quit()
+
+    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+
+
+SendOne = Callable[[aiosmtplib.SMTP, object], Awaitable[object]]
+
+
+async def _send_built(smtp: aiosmtplib.SMTP, note: object) -> object:
+    if not isinstance(note, Note):
+        raise TypeError(note)
+    return await smtp.send_message(email_message(note))
+
+
+async def _send_bytes(smtp: aiosmtplib.SMTP, item: object) -> object:
+    if not isinstance(item, tuple):
+        raise TypeError(item)
+    recipient, data = item
+    return await smtp.sendmail("ada@example.com", [recipient], data)
+
+
+def run_plain(notes: Sequence[Note], port: int) -> float:
+    start = time.perf_counter()
+    asyncio.run(_pooled(port, notes, _send_built))
+    return time.perf_counter() - start
+
+
+def run_ceiling(notes: Sequence[Note], port: int) -> float:
+    serialised = [(note.email, email_message(note).as_bytes()) for note in notes]
+    start = time.perf_counter()
+    asyncio.run(_pooled(port, serialised, _send_bytes))
+    return time.perf_counter() - start
+
+
+# Reporting -------------------------------------------------------------------------------------
+
+
+def _rates(n: int, seconds: Sequence[float]) -> tuple[float, str]:
+    rates = sorted(n / s for s in seconds)
+    return statistics.median(rates), f"{rates[0]:,.0f}-{rates[-1]:,.0f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--n", type=int, default=20_000, help="notes (default 20,000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each way (default 3)")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve)
+        return 0
+    port = free_port()
+    server = start_server(port)
+    try:
+        with tempfile.TemporaryDirectory(prefix="appreciate-deliver-") as folder:
+            log(f"building a store with {args.n:,} due notes ...")
+            config_path = build_store(Path(folder), args.n)
+            timings: dict[str, list[float]] = {"appreciate": [], "plain": [], "ceiling": []}
+            for run in range(args.repeat):
+                elapsed, sent = run_appreciate(config_path, port)
+                if sent != args.n:
+                    raise SystemExit(f"appreciate sent {sent} of {args.n} notes")
+                timings["appreciate"].append(elapsed)
+                notes = written_notes(config_path)
+                timings["plain"].append(run_plain(notes, port))
+                timings["ceiling"].append(run_ceiling(notes, port))
+                log(
+                    f"run {run + 1}: appreciate {elapsed:.2f} s, plain "
+                    f"{timings['plain'][-1]:.2f} s, ceiling {timings['ceiling'][-1]:.2f} s"
+                )
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(timeout=30)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    medians = {way: _rates(args.n, seconds) for way, seconds in timings.items()}
+    cpus = os.cpu_count()
+    print(f"{args.n:,} notes, {CONNECTIONS} connections, {args.repeat} runs, {cpus} CPUs")
+    for way, (rate, spread) in medians.items():
+        print(f"  {way:<11} {rate:>8,.0f} notes/s (median; runs {spread})")
+    appreciate, plain, ceiling = (medians[w][0] for w in ("appreciate", "plain", "ceiling"))
+    verdict = "met" if appreciate / plain >= TARGET_RATIO else "NOT met"
+    print(
+        f"  appreciate / plain   {appreciate / plain:.2f}x (target >= {TARGET_RATIO}x: {verdict})"
+    )
+    print(f"  appreciate / ceiling {appreciate / ceiling:.2f}x")
+    print(f"  plain / ceiling      {plain / ceiling:.2f}x")
+    print(f"  peak RSS of this process: {rss_mb:,.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
