@@ -263,6 +263,44 @@ def record_results(
     return len(mine)
 
 
+def release(connection: Connection, owner: str, now: datetime) -> tuple[int, int]:
+    """At stop: `owner`'s claimed notes back to pending at once (no waiting for the lease), and
+    the ones it was handing to the server when it stopped to unknown (they may have gone).
+    Returns (released, unknown)."""
+    mine = connection.execute(
+        select(touches.c.id, touches.c.status).where(
+            and_(touches.c.lease_owner == owner, touches.c.status.in_(("claimed", "sending")))
+        )
+    ).all()
+    events = [
+        (row.id, "pending", f"{owner} stopped before sending it; released")
+        if row.status == "claimed"
+        else (
+            row.id,
+            "unknown",
+            f"{owner} stopped while handing it to the server: it may have gone out; "
+            f"`appreciate retry {row.id}` sends it again",
+        )
+        for row in mine
+    ]
+    if events:
+        connection.execute(
+            update(touches)
+            .where(and_(touches.c.id == bindparam("touch_id"), touches.c.lease_owner == owner))
+            .values(
+                status=bindparam("new_status"),
+                reason=bindparam("new_reason"),
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            ),
+            [{"touch_id": t, "new_status": s, "new_reason": r} for t, s, r in events],
+        )
+        record_events(connection, events, now)
+    unknown = sum(1 for _, status, _ in events if status == "unknown")
+    return len(events) - unknown, unknown
+
+
 def paused_reason(connection: Connection) -> str | None:
     """Why sending is paused, or None."""
     value: str | None = connection.execute(

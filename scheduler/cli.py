@@ -25,9 +25,11 @@ from scheduler.cli_common import (
     out,
     parse_now,
 )
+from scheduler.cli_daemon import run, status
 from scheduler.cli_delivery import log, retry, send, show
 from scheduler.cli_ltv import ltv_app
 from scheduler.cli_notes import preview, templates_app
+from scheduler.cli_sink import sink
 from scheduler.demo import run_demo
 from scheduler.detection import detect as run_detection
 from scheduler.importer import ImportReport, import_csv
@@ -401,6 +403,9 @@ app.command("send")(send)
 app.command("log")(log)
 app.command("show")(show)
 app.command("retry")(retry)
+app.command("run")(run)
+app.command("status")(status)
+app.command("sink")(sink)
 
 PIPED_WIDTH = 160
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
@@ -24,6 +22,7 @@ from scheduler.cli_common import (
 )
 from scheduler.clock import FixedClock, SystemClock
 from scheduler.config import Config
+from scheduler.cycle import instance_name
 from scheduler.deliver import Sender, server_settings
 from scheduler.output import OutputFormat, table, to_csv, to_json
 from scheduler.render import NoteRenderer
@@ -54,11 +53,6 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:
         return value
 
     return check
-
-
-def instance_name() -> str:
-    """Who holds a lease: this machine and process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def send(

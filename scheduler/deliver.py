@@ -142,6 +142,12 @@ class Sender:
         self._what: dict[int, str] = {}
         """touch id -> "kind customer N", for the log."""
 
+    def stop(self, reason: str) -> None:
+        """Claim nothing more and start no new send; the sends under way finish, and the notes
+        not yet sent go back to the queue (see `claims.release` for a stop that cannot wait)."""
+        if self._stop is None:
+            self._stop = reason
+
     async def run(self) -> SendReport:
         """Send everything due now (see the module's steps)."""
         with write_transaction(self.engine) as connection:

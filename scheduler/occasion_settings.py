@@ -1,9 +1,9 @@
 """The `[occasions.<kind>]` tables: which moments deserve a note, and how each is timed.
 
 Durations are written as text a person reads at a glance: `"2h"`, `"90m"`, `"1d"`,
-`"1d 12h"` (units d, h, m; at least one part). Every kind has `enabled` and `max_lateness`:
-an occasion missed while appreciate was down is still sent once if it is no later than that,
-and recorded as expired otherwise.
+`"1d 12h"`, `"30s"` (units d, h, m, s; at least one part). Every kind has `enabled` and
+`max_lateness`: an occasion missed while appreciate was down is still sent once if it is no
+later than that, and recorded as expired otherwise.
 """
 
 from __future__ import annotations
@@ -21,8 +21,13 @@ from pydantic import (
     model_validator,
 )
 
-_DURATION_PART = re.compile(r"\s*(\d+)\s*([dhm])")
-_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+_DURATION_PART = re.compile(r"\s*(\d+)\s*([dhms])")
+_UNITS = {
+    "d": timedelta(days=1),
+    "h": timedelta(hours=1),
+    "m": timedelta(minutes=1),
+    "s": timedelta(seconds=1),
+}
 
 
 def parse_duration(value: object) -> timedelta:
@@ -46,11 +51,12 @@ def parse_duration(value: object) -> timedelta:
 
 def format_duration(value: timedelta) -> str:
     """The inverse of parse_duration: 36 hours -> `"1d 12h"`."""
-    minutes = int(value.total_seconds() // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
-    return " ".join(parts) or "0m"
+    seconds = int(value.total_seconds())
+    days, rest = divmod(seconds, 24 * 3600)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    units = ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s"))
+    return " ".join(f"{n}{unit}" for n, unit in units if n) or "0m"
 
 
 Duration = Annotated[

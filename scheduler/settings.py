@@ -162,6 +162,19 @@ class ScheduleSettings(Section):
     precedence: tuple[OccasionKind, ...] = OCCASION_KINDS
     daily_budget: int = Field(default=0, ge=0)
     """At most this many notes per day (the business's day); 0: no limit."""
+    detect_every: Duration = timedelta(minutes=5)
+    """The daemon looks for new occasions this often."""
+    deliver_every: Duration = timedelta(seconds=30)
+    """The daemon sends what is due this often (and right after a detection adds notes)."""
+    stop_within: Duration = timedelta(seconds=30)
+    """On stop, notes being handed to the server get this long to finish."""
+
+    @field_validator("detect_every", "deliver_every", "stop_within")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("expected a duration longer than zero")
+        return value
 
     @field_validator("precedence")
     @classmethod

@@ -221,3 +221,14 @@ def test_a_bad_duration_names_its_file_line_and_key(tmp_path: Path) -> None:
 def test_durations_read_back_as_written_to_the_minute(value: timedelta) -> None:
     whole_minutes = timedelta(minutes=value // timedelta(minutes=1))
     assert parse_duration(format_duration(whole_minutes)) == whole_minutes
+
+
+@given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=3650)))
+def test_durations_read_back_as_written_to_the_second(value: timedelta) -> None:
+    whole_seconds = timedelta(seconds=value // timedelta(seconds=1))
+    assert parse_duration(format_duration(whole_seconds)) == whole_seconds
+
+
+def test_a_duration_may_be_given_in_seconds() -> None:
+    assert parse_duration("30s") == timedelta(seconds=30)
+    assert parse_duration("1m 30s") == timedelta(seconds=90)

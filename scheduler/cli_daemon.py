@@ -1,0 +1,151 @@
+"""`appreciate run` (the service, or one cycle with --once) and `appreciate status`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scheduler.cli_common import FormatOption, NowOption, cli_state, err, out, parse_now
+from scheduler.clock import FixedClock, SystemClock
+from scheduler.config import find_config
+from scheduler.cycle import CycleReport, instance_name, open_service, run_cycle
+from scheduler.daemon import Daemon
+from scheduler.output import OutputFormat, table, to_csv, to_json
+from scheduler.queue_status import ATTENTION, queue_status
+from scheduler.store.schema import open_store
+from scheduler.systemd_notify import Notifier
+
+SYSLOG_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    """`<priority>message`, which journald reads as the line's priority (sd-daemon(3))."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{SYSLOG_PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
+
+
+def setup_logging(environ: dict[str, str] | None = None) -> None:
+    """One line per event on stderr; priority prefixes when journald reads it, timestamps when
+    a person does (journald adds its own)."""
+    env = os.environ if environ is None else environ
+    handler = logging.StreamHandler(sys.stderr)
+    if env.get("JOURNAL_STREAM") or env.get("NOTIFY_SOCKET"):
+        handler.setFormatter(JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("appreciate")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def run(
+    ctx: typer.Context,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="One full cycle (detect, prioritise, write, send), then exit."),
+    ] = False,
+    now: NowOption = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Run appreciate as a service: notice occasions, write and send the notes, around the clock.
+
+    Checks the config, the store, the SMTP password and the templates first, and exits with the
+    errors if any is wrong. Then runs until SIGTERM or Ctrl-C (the sends under way finish);
+    SIGHUP reloads the config and templates. Under systemd it reports READY, STATUS and the
+    watchdog (see deploy/appreciate.service). With --once it runs one cycle and exits, for cron
+    and backfills (--now sets the moment).
+    """
+    state = cli_state(ctx)
+    config_path = find_config(state.config_option, os.environ, Path.cwd())
+    if now is not None and not once:
+        raise typer.BadParameter("--now goes with --once (the service runs on the real clock)")
+    setup_logging()
+    service = open_service(config_path)
+    if once:
+        clock = FixedClock(parse_now(now)) if now else SystemClock()
+        try:
+            report = asyncio.run(run_cycle(service, clock, instance_name()))
+        finally:
+            service.close()
+        _print_cycle(report, output_format)
+        if report.paused:
+            err.print(f"SENDING IS PAUSED: {report.paused}", markup=False)
+            raise typer.Exit(1)
+        return
+    with Notifier.from_environ(os.environ) as notifier:
+        daemon = Daemon(config_path, service, SystemClock(), notifier, instance_name())
+        code = asyncio.run(daemon.serve())
+    raise typer.Exit(code)
+
+
+def _print_cycle(report: CycleReport, output_format: OutputFormat) -> None:
+    if output_format is OutputFormat.json:
+        out.file.write(to_json(report.as_dict()) + "\n")
+        return
+    rows = [{"what": f"added {kind}", "notes": n} for kind, n in sorted(report.added.items())]
+    rows += [{"what": status, "notes": n} for status, n in sorted(report.outcomes.items())]
+    if output_format is OutputFormat.csv:
+        out.file.write(to_csv(rows, ["what", "notes"]))
+    else:
+        out.print(table(f"Cycle at {report.at:%Y-%m-%d %H:%M} UTC", rows, ["what", "notes"]))
+
+
+def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table) -> None:
+    """How the service is doing: the last cycle, the queue, what needs you, and any pause."""
+    config = cli_state(ctx).config()
+    engine = open_store(config.database_url())
+    try:
+        with engine.connect() as connection:
+            found = queue_status(connection)
+    finally:
+        engine.dispose()
+    if output_format is OutputFormat.json:
+        payload = {
+            "last_cycle": found.last_cycle,
+            "queue": found.by_status,
+            "oldest_due": found.oldest_due,
+            "needs_attention": found.attention,
+            "paused": found.paused,
+        }
+        out.file.write(to_json(payload) + "\n")
+        return
+    rows = [{"status": s, "notes": n} for s, n in found.by_status.items()]
+    if output_format is OutputFormat.csv:
+        out.file.write(to_csv(rows, ["status", "notes"]))
+        return
+    cycle = found.last_cycle
+    if cycle is None:
+        out.print("Last cycle: none yet (is `appreciate run` running?)")
+    else:
+        outcomes = ", ".join(f"{n} {s}" for s, n in sorted(cycle["outcomes"].items())) or "none"
+        added = sum(cycle["added"].values())
+        out.print(f"Last cycle: {cycle['at']}: {added} notes added; sent: {outcomes}", markup=False)
+    oldest = f"{found.oldest_due:%Y-%m-%d %H:%M} UTC" if found.oldest_due else "nothing waiting"
+    out.print(f"Oldest note waiting: {oldest}", markup=False)
+    out.print(table("Queue", rows, ["status", "notes"]))
+    if found.attention:
+        out.print(
+            f"{found.attention} notes need you ({', '.join(ATTENTION)}): see "
+            "`appreciate log --status failed` and `appreciate retry ID`.",
+            markup=False,
+        )
+    if found.paused:
+        err.print(
+            f"SENDING IS PAUSED: {found.paused}\nFix the cause, then `appreciate send --resume`.",
+            markup=False,
+        )

@@ -1,0 +1,171 @@
+"""One cycle of the work: notice the occasions, then write and send what is due.
+
+`Service` holds what a cycle needs from the config (the store, the templates, the SMTP server),
+built and checked at once so that a bad config, an unreachable store or an unreadable password
+is reported before anything runs (the daemon's start, and its reload on SIGHUP). Each cycle's
+result is kept in `app_state` (`last_cycle`) for `appreciate status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from scheduler.clock import Clock
+from scheduler.config import Config, load_config
+from scheduler.deliver import Sender, SendReport, server_settings
+from scheduler.detection import detect
+from scheduler.errors import AppreciateError
+from scheduler.render import NoteRenderer
+from scheduler.settings import OCCASION_KINDS
+from scheduler.smtp_client import ServerSettings
+from scheduler.store.db import write_transaction
+from scheduler.store.models import metadata
+from scheduler.store.schema import open_store
+from scheduler.template_check import check_templates
+
+app_state = metadata.tables["app_state"]
+LAST_CYCLE = "last_cycle"
+
+
+class TemplatesBroken(AppreciateError):
+    """The templates have errors (`appreciate templates check` lists them)."""
+
+
+def instance_name() -> str:
+    """Who holds a lease: this machine and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Service:
+    """The config and what is built from it; `close()` when done."""
+
+    config: Config
+    engine: Engine
+    renderer: NoteRenderer
+    server: ServerSettings
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_service(config_path: Path) -> Service:
+    """Load and check everything a cycle needs: the config, the store (up to date), the SMTP
+    password, the templates. Raises ConfigError, StoreError or TemplatesBroken with every
+    problem; nothing is left open when it raises."""
+    config = load_config(config_path)
+    server = server_settings(config)
+    errors = [
+        str(finding)
+        for finding in check_templates(config.templates_dir, config.settings)
+        if finding.level == "error"
+    ]
+    if errors:
+        raise TemplatesBroken("the templates have errors:\n  " + "\n  ".join(errors))
+    engine = open_store(config.database_url())
+    return Service(config, engine, NoteRenderer(config.templates_dir), server)
+
+
+@dataclass
+class CycleReport:
+    """What a cycle did: notes added by kind, delivery outcomes by status."""
+
+    at: datetime
+    added: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    paused: str | None = None
+
+    def line(self) -> str:
+        """One line for the log and systemd's STATUS."""
+        added = sum(self.added.values())
+        outcomes = ", ".join(f"{n} {status}" for status, n in sorted(self.outcomes.items()))
+        text = f"{self.at:%Y-%m-%d %H:%M:%S} UTC: {added} notes added; sent: {outcomes or 'none'}"
+        return f"{text}; SENDING PAUSED: {self.paused}" if self.paused else text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "added": dict(self.added),
+            "outcomes": dict(self.outcomes),
+            "paused": self.paused,
+        }
+
+
+async def detect_once(service: Service, now: datetime) -> Counter[str]:
+    """Detection at `now` (in a worker thread: the event loop stays free); notes added by kind."""
+    settings = service.config.settings
+    report = await asyncio.to_thread(detect, service.engine, settings, now)
+    return Counter(
+        {
+            kind: report.count(kind, "pending")
+            for kind in OCCASION_KINDS
+            if report.count(kind, "pending")
+        }
+    )
+
+
+def new_sender(service: Service, clock: Clock, owner: str) -> Sender:
+    return Sender(
+        service.engine,
+        service.config.settings,
+        service.server,
+        service.renderer,
+        clock,
+        owner=owner,
+    )
+
+
+async def run_cycle(service: Service, clock: Clock, owner: str) -> CycleReport:
+    """Detect, then send everything due (most valuable first within the day's budget)."""
+    report = CycleReport(clock.now())
+    report.added = await detect_once(service, clock.now())
+    sent = await new_sender(service, clock, owner).run()
+    add_outcomes(report, sent)
+    save_cycle(service.engine, report)
+    return report
+
+
+def add_outcomes(report: CycleReport, sent: SendReport) -> None:
+    report.outcomes.update(sent.counts)
+    report.paused = sent.paused
+
+
+def save_cycle(engine: Engine, report: CycleReport) -> None:
+    """Keep `report` as the last cycle (whichever instance ran it)."""
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(app_state).values(
+        name=LAST_CYCLE, value=json.dumps(report.as_dict()), updated_at=report.at
+    )
+    with write_transaction(engine) as connection:
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["name"],
+                set_={
+                    "value": statement.excluded.value,
+                    "updated_at": statement.excluded.updated_at,
+                },
+            )
+        )
+
+
+def last_cycle(connection: Connection) -> dict[str, Any] | None:
+    """The last cycle saved by any instance, or None."""
+    value = connection.execute(
+        select(app_state.c.value).where(app_state.c.name == LAST_CYCLE)
+    ).scalar()
+    if value is None:
+        return None
+    found: dict[str, Any] = json.loads(value)
+    return found

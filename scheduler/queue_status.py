@@ -1,0 +1,46 @@
+"""What `appreciate status` reports: the last cycle, the queue by status, the oldest note due,
+the notes that need a person, and whether sending is paused. Reads only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from scheduler.claims import CLAIMABLE, paused_reason
+from scheduler.cycle import last_cycle
+from scheduler.store.models import metadata
+
+touches = metadata.tables["touches"]
+ATTENTION = ("failed", "unknown", "held")
+"""Statuses a person should look at (`appreciate log --status ...`, `appreciate retry ID`)."""
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    last_cycle: dict[str, Any] | None
+    by_status: dict[str, int]
+    oldest_due: datetime | None
+    """The earliest due time among notes waiting to go (pending or deferred)."""
+    paused: str | None
+
+    @property
+    def attention(self) -> int:
+        return sum(self.by_status.get(status, 0) for status in ATTENTION)
+
+
+def queue_status(connection: Connection) -> QueueStatus:
+    counts = connection.execute(
+        select(touches.c.status, func.count()).group_by(touches.c.status)
+    ).all()
+    oldest = connection.execute(
+        select(func.min(touches.c.due_at)).where(touches.c.status.in_(CLAIMABLE))
+    ).scalar()
+    return QueueStatus(
+        last_cycle=last_cycle(connection),
+        by_status=dict(sorted((status, count) for status, count in counts)),
+        oldest_due=oldest,
+        paused=paused_reason(connection),
+    )

@@ -1,0 +1,273 @@
+"""`appreciate run` as a service: one cycle with --once, and the real process under a notify
+socket the test owns (READY, WATCHDOG, STATUS, STOPPING), SIGHUP reloads and the SIGTERM drain."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+
+from scheduler.store.db import create_store_engine
+from scheduler.store.models import metadata
+from tests.conftest import Workspace, run_cli
+from tests.smtp_servers import Faulty, Recorder, running
+from tests.test_delivery import add_due
+from tests.test_detection import add_customer
+
+STARTERS = Path(__file__).parent.parent / "templates"
+NOW = "2027-06-15T10:00:00+00:00"
+touches = metadata.tables["touches"]
+WAIT = 60.0
+"""Upper bound for anything the daemon is expected to do (never a measured duration)."""
+
+
+def configure(workspace: Workspace, port: int, **schedule: str) -> None:
+    """Templates, the test SMTP server, and quick timers for the service."""
+    if not (workspace.folder / "templates").exists():
+        shutil.copytree(STARTERS, workspace.folder / "templates")
+    times = {"deliver_every": "1s", "detect_every": "1h", "stop_within": "2s", **schedule}
+    with workspace.path.open("a", encoding="utf-8") as config:
+        config.write(f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n')
+        config.write('timeout_seconds = 30.0\nconnections = 2\nlease = "20s"\n')
+        config.write("\n[schedule]\n")
+        config.write("".join(f'{key} = "{value}"\n' for key, value in times.items()))
+
+
+def add_due_now(engine: Engine, count: int, *, prefix: str = "C") -> list[int]:
+    """`count` customers with a birthday note due an hour ago (by the wall clock: the service
+    runs on it)."""
+    due = datetime.now(UTC) - timedelta(hours=1)
+    ids = []
+    for n in range(count):
+        who = add_customer(engine, f"{prefix}-{n}", email=f"{prefix.lower()}{n}@example.com")
+        with engine.begin() as connection:
+            ids.append(
+                connection.execute(
+                    insert(touches).values(
+                        customer_id=who,
+                        kind="birthday",
+                        occasion_key="birthday:2026",
+                        status="pending",
+                        due_at=due,
+                        expires_at=due + timedelta(days=3),
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+            )
+    return ids
+
+
+def statuses(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(touches.c.status, func.count()).group_by(touches.c.status)
+        ).all()
+    return dict(rows)
+
+
+def wait_until(condition: Any, what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# run --once ------------------------------------------------------------------------------------
+
+
+def test_run_once_detects_and_sends_then_status_tells(migrated_workspace: Workspace) -> None:
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        add_due(engine, "C-1", name="Ann Lee", email="ann@example.com")
+    finally:
+        engine.dispose()
+    recorder = Recorder()
+    with running(recorder) as port:
+        configure(migrated_workspace, port)
+        result = run_cli(
+            "--config", migrated_workspace.path, "run", "--once", "--now", NOW, "--format", "json"
+        )
+    assert result.exit_code == 0, result.stderr
+    cycle = json.loads(result.stdout)
+    assert cycle["outcomes"] == {"sent": 1}
+    assert [r.rcpt_tos for r in recorder.received] == [["ann@example.com"]]
+
+    status = run_cli("--config", migrated_workspace.path, "status", "--format", "json")
+    shown = json.loads(status.stdout)
+    assert shown["last_cycle"]["outcomes"] == {"sent": 1}
+    assert shown["queue"] == {"sent": 1}
+    assert shown["paused"] is None
+    assert shown["needs_attention"] == 0
+    table = run_cli("--config", migrated_workspace.path, "status").stdout
+    assert "Last cycle: 2027-06-15T10:00:00+00:00: 0 notes added; sent: 1 sent" in table
+
+
+def test_run_with_a_bad_config_exits_with_its_errors(migrated_workspace: Workspace) -> None:
+    with migrated_workspace.path.open("a", encoding="utf-8") as config:
+        config.write('\n[schedule]\ndeliver_every = "soon"\n')
+    result = run_cli("--config", migrated_workspace.path, "run", "--once")
+    assert result.exit_code == 2
+    assert "schedule.deliver_every" in result.stderr
+
+
+def test_run_refuses_broken_templates_before_starting(migrated_workspace: Workspace) -> None:
+    with running(Recorder()) as port:
+        configure(migrated_workspace, port)
+        (migrated_workspace.folder / "templates" / "birthday.j2").write_text(
+            "{% block subject %}Hi {{ customer.name {% endblock %}", encoding="utf-8"
+        )
+        result = run_cli("--config", migrated_workspace.path, "run", "--once")
+    assert result.exit_code != 0
+    assert "birthday.j2:1" in result.stderr
+
+
+# The service under a notify socket -------------------------------------------------------------
+
+
+class NotifySocket:
+    """The socket systemd would own: a thread reads what the service tells it as it comes (as
+    systemd does: the kernel queues only a few datagrams), and `expect` goes through it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(path))
+        self.messages: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                self.messages.put(self.socket.recv(4096).decode())
+            except OSError:  # closed
+                return
+
+    def expect(self, wanted: str) -> str:
+        """The next message containing `wanted` (others are kept in `seen`)."""
+        while True:
+            try:
+                message = self.messages.get(timeout=WAIT)
+            except queue.Empty:
+                raise AssertionError(f"no {wanted} from the service; it said {self.seen}") from None
+            self.seen.append(message)
+            if wanted in message:
+                return message
+
+    def close(self) -> None:
+        self.socket.shutdown(socket.SHUT_RDWR)
+        self.socket.close()
+        self.reader.join(timeout=WAIT)
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    listener = NotifySocket(tmp_path / "notify.sock")
+    yield listener
+    listener.close()
+
+
+def start_service(workspace: Workspace, notify: NotifySocket | None) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if notify is not None:
+        env.update(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="200000")
+    return subprocess.Popen(
+        [sys.executable, "-m", "scheduler", "--config", str(workspace.path), "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(service: subprocess.Popen[str]) -> tuple[int, str]:
+    service.send_signal(signal.SIGTERM)
+    _, stderr = service.communicate(timeout=WAIT)
+    return service.returncode, stderr
+
+
+def test_the_service_reports_to_systemd_sends_reloads_and_drains(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    engine = create_store_engine(migrated_workspace.database_url)
+    recorder = Recorder()
+    try:
+        with running(recorder) as port:
+            configure(migrated_workspace, port)
+            add_due_now(engine, 3)
+            service = start_service(migrated_workspace, notify)
+            try:
+                notify.expect("READY=1")
+                notify.expect("WATCHDOG=1")
+                status = notify.expect("STATUS=")
+                while "sent" not in status:
+                    status = notify.expect("STATUS=")
+                assert "3 sent" in status
+                assert statuses(engine) == {"sent": 3}
+
+                good = migrated_workspace.path.read_text(encoding="utf-8")
+                migrated_workspace.path.write_text(good + "\n[oops\n", encoding="utf-8")
+                service.send_signal(signal.SIGHUP)
+                notify.expect("RELOADING=1")
+                notify.expect("READY=1")  # still running, on the old config
+                notify.expect("WATCHDOG=1")
+
+                migrated_workspace.path.write_text(good, encoding="utf-8")
+                add_due_now(engine, 2, prefix="D")
+                service.send_signal(signal.SIGHUP)
+                notify.expect("RELOADING=1")
+                notify.expect("READY=1")
+                wait_until(lambda: statuses(engine) == {"sent": 5}, "the new notes to go")
+            finally:
+                code, stderr = stop(service)
+            notify.expect("STOPPING=1")
+    finally:
+        engine.dispose()
+    assert code == 0, stderr
+    assert "reload refused, still running the previous config" in stderr
+    assert f"{migrated_workspace.path}:" in stderr  # the bad config's errors name the file
+    assert f"reloaded {migrated_workspace.path}" in stderr
+    assert "stopped: 0 notes added, 5 sent" in stderr
+    assert "<6>" in stderr  # priorities for journald
+    assert len(recorder.received) == 5
+
+
+def test_sigterm_waits_for_a_send_under_way_within_its_bound(
+    migrated_workspace: Workspace,
+) -> None:
+    engine = create_store_engine(migrated_workspace.database_url)
+    hanging = Faulty(step="data", action="hang")
+    try:
+        with running(hanging) as port:
+            configure(migrated_workspace, port)
+            [touch_id] = add_due_now(engine, 1)
+            service = start_service(migrated_workspace, None)
+            try:
+                wait_until(lambda: statuses(engine) == {"sending": 1}, "the note to be handed over")
+            finally:
+                code, stderr = stop(service)
+    finally:
+        with engine.connect() as connection:
+            note = connection.execute(select(touches).where(touches.c.id == touch_id)).one()
+        engine.dispose()
+    assert code == 0, stderr
+    assert "sends still under way after 2 s: stopping them" in stderr
+    assert note.status == "unknown"  # after the final ".": it may have gone, never resent
+    assert note.lease_owner is None
+    assert f"appreciate retry {touch_id}" in note.reason
+    assert "0 notes released for the next run, 1 unknown" in stderr
