@@ -165,13 +165,19 @@ _MARK = (
             touches.c.status == "claimed",
         )
     )
-    .values(status="sending", updated_at=bindparam("now"))
+    .values(status="sending", lease_until=bindparam("until"), updated_at=bindparam("now"))
 )
 
 
-def mark_sending(connection: Connection, touch_id: int, owner: str, now: datetime) -> bool:
-    """The note is about to be handed to the server; False when the lease was lost."""
-    result = connection.execute(_MARK, {"touch_id": touch_id, "owner": owner, "now": now})
+def mark_sending(
+    connection: Connection, touch_id: int, owner: str, now: datetime, lease: timedelta
+) -> bool:
+    """The note is about to be handed to the server; False when the lease was lost. The lease
+    starts again from now, so a batch that took long to reach this note does not leave it to
+    be reaped (and called unknown) while it is being sent."""
+    result = connection.execute(
+        _MARK, {"touch_id": touch_id, "owner": owner, "now": now, "until": now + lease}
+    )
     return result.rowcount == 1
 
 

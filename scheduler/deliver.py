@@ -61,6 +61,8 @@ customers = metadata.tables["customers"]
 BATCH = 200
 """Notes claimed, written and saved at a time."""
 JITTER = 0.2
+RESULTS_EVERY = 8
+"""Outcomes are written in groups of this many (see `Sender._worker`)."""
 
 
 @dataclass
@@ -139,6 +141,8 @@ class Sender:
         self.limiter = RateLimiter(settings.smtp.max_per_minute)
         self.report = SendReport()
         self._stop: str | None = None
+        self._done: list[Result] = []
+        """Outcomes not yet written (see `_worker`)."""
         self._what: dict[int, str] = {}
         """touch id -> "kind customer N", for the log."""
 
@@ -247,37 +251,44 @@ class Sender:
         queue: asyncio.Queue[_Prepared] = asyncio.Queue()
         for item in ready:
             queue.put_nowait(item)
-        results: list[Result] = []
-        with self.engine.connect() as marks:
-            await asyncio.gather(*(self._worker(queue, smtp, marks, results) for smtp in pool))
+        await asyncio.gather(*(self._worker(queue, smtp) for smtp in pool))
         unsent = []
         while not queue.empty():
             item = queue.get_nowait()
             unsent.append(
                 Result(item.touch.id, "pending", f"not sent: {self._stop}", attempted=False)
             )
-        self._record(results + unsent)
+        self._record(self._take_done() + unsent)
 
-    async def _worker(
-        self,
-        queue: asyncio.Queue[_Prepared],
-        smtp: SmtpConnection,
-        marks: Connection,
-        results: list[Result],
-    ) -> None:
+    async def _worker(self, queue: asyncio.Queue[_Prepared], smtp: SmtpConnection) -> None:
+        """Send notes from `queue` over `smtp` until it is empty or sending stops. Each note is
+        marked `sending` in a transaction of its own, which also writes the outcomes gathered
+        so far once there are RESULTS_EVERY of them: a sender killed mid-run leaves as
+        `unknown` only the notes it was handing over and fewer than RESULTS_EVERY sent ones
+        whose outcome it had not written yet."""
         while self._stop is None and not queue.empty():
             item = queue.get_nowait()
             await self.limiter.wait()
             if self._stop is not None:
                 queue.put_nowait(item)
                 return
-            with marks.begin():
-                taken = mark_sending(marks, item.touch.id, self.owner, self.clock.now())
+            done = self._take_done() if len(self._done) >= RESULTS_EVERY else []
+            with write_transaction(self.engine) as connection:
+                now = self.clock.now()
+                written = record_results(connection, self.owner, done, now)
+                taken = mark_sending(
+                    connection, item.touch.id, self.owner, now, self.settings.smtp.lease
+                )
+            self._count(done, written)
             if not taken:
                 self.report.lost_leases += 1
                 continue
             outcome = await smtp.send(item.message)
-            results.append(self._result(item.touch, outcome))
+            self._done.append(self._result(item.touch, outcome))
+
+    def _take_done(self) -> list[Result]:
+        done, self._done = self._done, []
+        return done
 
     def _result(self, touch: ClaimedTouch, outcome: Outcome) -> Result:
         now = self.clock.now()
@@ -324,6 +335,10 @@ class Sender:
             return
         with write_transaction(self.engine) as connection:
             written = record_results(connection, self.owner, results, self.clock.now())
+        self._count(results, written)
+
+    def _count(self, results: Sequence[Result], written: int) -> None:
+        """Outcomes written: counted in the report and logged, one line each."""
         self.report.lost_leases += len(results) - written
         for result in results:
             self.report.counts[result.status] += 1

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,15 @@ WAIT = 60.0
 """Upper bound for anything the daemon is expected to do (never a measured duration)."""
 
 
-def configure(workspace: Workspace, port: int, **schedule: str) -> None:
+def configure(workspace: Workspace, port: int, *, connections: int = 2, lease: str = "20s") -> None:
     """Templates, the test SMTP server, and quick timers for the service."""
     if not (workspace.folder / "templates").exists():
         shutil.copytree(STARTERS, workspace.folder / "templates")
-    times = {"deliver_every": "1s", "detect_every": "1h", "stop_within": "2s", **schedule}
     with workspace.path.open("a", encoding="utf-8") as config:
         config.write(f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n')
-        config.write('timeout_seconds = 30.0\nconnections = 2\nlease = "20s"\n')
-        config.write("\n[schedule]\n")
-        config.write("".join(f'{key} = "{value}"\n' for key, value in times.items()))
+        config.write(f'timeout_seconds = 30.0\nconnections = {connections}\nlease = "{lease}"\n')
+        config.write('\n[schedule]\ndeliver_every = "1s"\ndetect_every = "1h"\n')
+        config.write('stop_within = "2s"\n')
 
 
 def add_due_now(engine: Engine, count: int, *, prefix: str = "C") -> list[int]:
@@ -78,11 +78,12 @@ def statuses(engine: Engine) -> dict[str, int]:
     return dict(rows)
 
 
-def wait_until(condition: Any, what: str, timeout: float = WAIT) -> None:
+def wait_until(condition: Any, what: str, timeout: float = WAIT, state: Any = lambda: "") -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds, showing `state()`."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}: {state()}")
         time.sleep(0.05)
 
 
@@ -182,23 +183,38 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
     listener.close()
 
 
-def start_service(workspace: Workspace, notify: NotifySocket | None) -> subprocess.Popen[str]:
+@dataclass
+class Service:
+    """A running `appreciate run`; its log goes to a file (a pipe nobody reads would fill up
+    and block the service)."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def send_signal(self, number: int) -> None:
+        self.process.send_signal(number)
+
+
+def start_service(workspace: Workspace, notify: NotifySocket | None) -> Service:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if notify is not None:
         env.update(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="200000")
-    return subprocess.Popen(
-        [sys.executable, "-m", "scheduler", "--config", str(workspace.path), "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = workspace.folder / f"service-{len(list(workspace.folder.glob('service-*.log')))}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scheduler", "--config", str(workspace.path), "run"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    return Service(process, log)
 
 
-def stop(service: subprocess.Popen[str]) -> tuple[int, str]:
-    service.send_signal(signal.SIGTERM)
-    _, stderr = service.communicate(timeout=WAIT)
-    return service.returncode, stderr
+def stop(service: Service) -> tuple[int, str]:
+    """SIGTERM, then the exit code and everything the service logged."""
+    service.process.send_signal(signal.SIGTERM)
+    code = service.process.wait(timeout=WAIT)
+    return code, service.log.read_text(encoding="utf-8")
 
 
 def test_the_service_reports_to_systemd_sends_reloads_and_drains(
