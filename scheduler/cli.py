@@ -279,15 +279,20 @@ def demo(
     directory: Annotated[
         Path | None,
         typer.Option(
-            "--dir", metavar="DIR", help="Workspace to use (default: a new temporary folder)."
+            "--dir",
+            metavar="DIR",
+            help="A new or empty folder for the workspace (default: a new temporary folder).",
         ),
     ] = None,
     now: NowOption = None,
 ) -> None:
-    """Show appreciate working on sample data, in a throwaway workspace.
+    """Show appreciate working end to end on sample data, in a throwaway workspace.
 
-    Creates a workspace, imports sample customers, orders, referrals and meetings (a few rows
-    are bad on purpose, to show how they are reported) and prints the resulting store.
+    Creates a workspace, imports sample customers, orders, referrals and meetings whose
+    occasions fall today (a few rows are bad on purpose, to show how they are reported),
+    computes lifetime values, starts a local SMTP sink and runs one full cycle: then prints
+    the sent-log and where the delivered .eml files are. Nothing outside the workspace is
+    written and no network beyond loopback is used.
     """
     run_demo(out, directory, parse_now(now))
 

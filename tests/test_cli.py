@@ -228,16 +228,6 @@ def test_now_must_carry_an_offset(migrated_workspace: Workspace, tmp_path: Path)
     assert "needs an offset" in result.stderr
 
 
-def test_the_demo_shows_imports_and_rejects(tmp_path: Path) -> None:
-    result = run_cli("demo", "--dir", tmp_path / "demo", "--now", "2026-11-23T12:00:00Z")
-    assert result.exit_code == 0
-    assert "customers  12 rows: 10 imported, 2 rejected" in result.stdout
-    assert "is not a real calendar date" in result.stdout
-    assert 'no customer with id "C-099"' in result.stdout
-    assert (tmp_path / "demo" / "customers.rejects.csv").is_file()
-    assert count_rows(f"sqlite:///{tmp_path / 'demo' / 'appreciate.db'}", "orders") == 7
-
-
 def test_long_imports_show_a_progress_bar_on_a_terminal() -> None:
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=100)

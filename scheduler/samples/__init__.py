@@ -1,1 +1,0 @@
-"""Sample CSV exports for `appreciate demo` and the README (fictional people)."""
