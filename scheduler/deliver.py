@@ -251,7 +251,12 @@ class Sender:
         queue: asyncio.Queue[_Prepared] = asyncio.Queue()
         for item in ready:
             queue.put_nowait(item)
-        await asyncio.gather(*(self._worker(queue, smtp) for smtp in pool))
+        with self.engine.connect() as plain:
+            # One connection for every worker: their transactions never span an await.
+            marks = plain
+            if self.engine.dialect.name == "sqlite":
+                marks = plain.execution_options(sqlite_begin="IMMEDIATE")
+            await asyncio.gather(*(self._worker(queue, smtp, marks) for smtp in pool))
         unsent = []
         while not queue.empty():
             item = queue.get_nowait()
@@ -260,7 +265,9 @@ class Sender:
             )
         self._record(self._take_done() + unsent)
 
-    async def _worker(self, queue: asyncio.Queue[_Prepared], smtp: SmtpConnection) -> None:
+    async def _worker(
+        self, queue: asyncio.Queue[_Prepared], smtp: SmtpConnection, marks: Connection
+    ) -> None:
         """Send notes from `queue` over `smtp` until it is empty or sending stops. Each note is
         marked `sending` in a transaction of its own, which also writes the outcomes gathered
         so far once there are RESULTS_EVERY of them: a sender killed mid-run leaves as
@@ -273,11 +280,11 @@ class Sender:
                 queue.put_nowait(item)
                 return
             done = self._take_done() if len(self._done) >= RESULTS_EVERY else []
-            with write_transaction(self.engine) as connection:
+            with marks.begin():
                 now = self.clock.now()
-                written = record_results(connection, self.owner, done, now)
+                written = record_results(marks, self.owner, done, now)
                 taken = mark_sending(
-                    connection, item.touch.id, self.owner, now, self.settings.smtp.lease
+                    marks, item.touch.id, self.owner, now, self.settings.smtp.lease
                 )
             self._count(done, written)
             if not taken:

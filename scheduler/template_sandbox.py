@@ -131,7 +131,9 @@ class NoteSandbox(ImmutableSandboxedEnvironment):
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
-            auto_reload=True,
+            # Compiled once per renderer: the daemon takes up edited templates on SIGHUP, after
+            # checking them, never half-saved in the middle of a run.
+            auto_reload=False,
             finalize=_refuse_none,
         )
         self.limit = limit

@@ -411,7 +411,9 @@ def test_top_level_code_runs_and_each_block_renders_once(templates: Path) -> Non
     assert "<p>-- lemon A lemon cake</p>" in note.html
 
 
-def test_edited_templates_apply_without_a_restart(templates: Path) -> None:
+def test_edited_templates_apply_on_reload_never_mid_run(templates: Path) -> None:
+    """A renderer keeps the templates it compiled (a half-saved edit never fails notes in the
+    middle of a run); the renderer a reload builds (SIGHUP, a new command) uses the edit."""
     renderer = NoteRenderer(templates)
     context = sample_context("check_in", SETTINGS)
     assert renderer.render("check_in", None, context).subject == "Thinking of you, Sam"
@@ -423,7 +425,9 @@ def test_edited_templates_apply_without_a_restart(templates: Path) -> None:
     )
     later = time.time() + 5
     os.utime(templates / "check_in.j2", (later, later))
-    assert renderer.render("check_in", None, context).subject == "Hello again"
+    assert renderer.render("check_in", None, context).subject == "Thinking of you, Sam"
+    reloaded = NoteRenderer(templates)
+    assert reloaded.render("check_in", None, context).subject == "Hello again"
 
 
 def test_printing_a_fact_not_on_record_is_an_error_never_none(templates: Path) -> None:
