@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     options: list[str]
+    arrived: float = field(default_factory=time.monotonic)
+    """When the server had the whole message (monotonic clock)."""
 
     @property
     def message(self) -> EmailMessage:

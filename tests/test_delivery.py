@@ -7,6 +7,7 @@ import asyncio
 import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -308,6 +309,22 @@ def test_a_non_ascii_address_goes_out_with_smtputf8_when_the_server_offers_it(
     assert by_recipient["josé@example.com"].options == ["SMTPUTF8"]
     assert by_recipient["ann@example.com"].options == []
     assert "josé@example.com" in str(by_recipient["josé@example.com"].message["To"])
+
+
+def test_the_rate_limit_is_shared_by_every_connection(engine: Engine) -> None:
+    for n in range(5):
+        add_due(engine, f"C-{n}")
+    recorder = Recorder()
+    limited = SETTINGS.model_copy(
+        update={"smtp": SETTINGS.smtp.model_copy(update={"max_per_minute": 600, "connections": 4})}
+    )
+    with running(recorder) as port:
+        report = run(engine, server(port), config=limited)
+    assert report.counts == {"sent": 5}
+    arrivals = sorted(r.arrived for r in recorder.received)
+    gaps = [later - earlier for earlier, later in pairwise(arrivals)]
+    # 600 a minute: one every 0.1 s across the four connections, never four at once
+    assert min(gaps) > 0.08, gaps
 
 
 def test_a_customer_who_opted_out_since_is_not_written_to(engine: Engine) -> None:
