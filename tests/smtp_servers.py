@@ -144,9 +144,11 @@ def running(
     certs: Certificates | None = None,
     auth: bool = False,
     smtputf8: bool = True,
+    port: int | None = None,
 ) -> Iterator[int]:
-    """Serve `handler` on 127.0.0.1 until the block ends; yields the port."""
-    port = free_port()
+    """Serve `handler` on 127.0.0.1 (on `port`, else a free one) until the block ends; yields
+    the port."""
+    port = port or free_port()
     options: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
     if tls == "starttls":
         assert certs is not None

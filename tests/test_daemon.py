@@ -9,6 +9,7 @@ import queue
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,8 +25,9 @@ from sqlalchemy import Engine, func, insert, select
 
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
-from tests.conftest import Workspace, run_cli
-from tests.smtp_servers import Faulty, Recorder, running
+from scheduler.store.schema import upgrade
+from tests.conftest import CONFIG_TEMPLATE, Workspace, run_cli
+from tests.smtp_servers import Faulty, Recorder, free_port, running
 from tests.test_delivery import add_due
 from tests.test_detection import add_customer
 
@@ -36,13 +38,21 @@ WAIT = 60.0
 """Upper bound for anything the daemon is expected to do (never a measured duration)."""
 
 
-def configure(workspace: Workspace, port: int, *, connections: int = 2, lease: str = "20s") -> None:
+def configure(
+    workspace: Workspace,
+    port: int,
+    *,
+    connections: int = 2,
+    lease: str = "20s",
+    retry_after: str = "5m",
+) -> None:
     """Templates, the test SMTP server, and quick timers for the service."""
     if not (workspace.folder / "templates").exists():
         shutil.copytree(STARTERS, workspace.folder / "templates")
     with workspace.path.open("a", encoding="utf-8") as config:
         config.write(f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n')
         config.write(f'timeout_seconds = 30.0\nconnections = {connections}\nlease = "{lease}"\n')
+        config.write(f'retry_after = "{retry_after}"\n')
         config.write('\n[schedule]\ndeliver_every = "1s"\ndetect_every = "1h"\n')
         config.write('stop_within = "2s"\n')
 
@@ -287,3 +297,71 @@ def test_sigterm_waits_for_a_send_under_way_within_its_bound(
     assert note.lease_owner is None
     assert f"appreciate retry {touch_id}" in note.reason
     assert "0 notes released for the next run, 1 unknown" in stderr
+
+
+# Bad days ----------------------------------------------------------------------------------------
+
+
+def notes(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(select(touches.c.status, touches.c.reason)).all())
+
+
+def test_a_mail_server_that_is_down_is_waited_for(migrated_workspace: Workspace) -> None:
+    port = free_port()  # nothing listens there yet
+    configure(migrated_workspace, port, retry_after="1s")
+    engine = create_store_engine(migrated_workspace.database_url)
+    recorder = Recorder()
+    try:
+        add_due_now(engine, 2)
+        service = start_service(migrated_workspace, None)
+        try:
+            wait_until(
+                lambda: all("could not connect" in (n.reason or "") for n in notes(engine)),
+                "a failed attempt",
+                state=lambda: notes(engine),
+            )
+            assert service.process.poll() is None  # still running
+            with running(recorder, port=port):
+                wait_until(lambda: statuses(engine) == {"sent": 2}, "the notes to go")
+        finally:
+            code, log = stop(service)
+    finally:
+        engine.dispose()
+    assert code == 0, log
+    assert len(recorder.received) == 2
+
+
+def test_a_locked_store_is_waited_for(tmp_path: Path) -> None:
+    """The store cannot be written for a while (SQLite: another writer holds it longer than
+    the busy timeout): the jobs fail, say so, and succeed once it is free; no exit."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    config = tmp_path / "appreciate.toml"
+    config.write_text(CONFIG_TEMPLATE.format(url=url), encoding="utf-8")
+    workspace = Workspace(config, url)
+    engine = create_store_engine(url)
+    recorder = Recorder()
+    try:
+        upgrade(engine)
+        add_due_now(engine, 2)
+        with running(recorder) as port:
+            configure(workspace, port)
+            blocker = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+            blocker.execute("BEGIN EXCLUSIVE")
+            service = start_service(workspace, None)
+            try:
+                wait_until(
+                    lambda: "failed (OperationalError" in service.log.read_text(encoding="utf-8"),
+                    "a job to fail on the locked store",
+                )
+                assert service.process.poll() is None
+                blocker.execute("ROLLBACK")
+                wait_until(lambda: statuses(engine) == {"sent": 2}, "the notes to go")
+            finally:
+                blocker.close()
+                code, log = stop(service)
+    finally:
+        engine.dispose()
+    assert code == 0, log
+    assert "database is locked" in log
+    assert "works again" in log
