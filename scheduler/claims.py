@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -75,23 +75,31 @@ def record_events(
 def reap(connection: Connection, now: datetime) -> tuple[int, int]:
     """Leases past their time: claimed notes back to pending, sending ones to unknown. Returns
     (requeued, unknown)."""
-    taken = ("claimed", "sending")
+    return _take_back(connection, touches.c.lease_until < now, now, "taken up again")
+
+
+def _take_back(
+    connection: Connection, held: ColumnElement[bool], now: datetime, again: str
+) -> tuple[int, int]:
+    """The claimed or sending notes matching `held` lose their lease: claimed ones go back to
+    pending (the reason ends with `again`), sending ones become unknown (they may have gone).
+    Each row changes only if it is still as read. Returns (requeued, unknown)."""
     rows = connection.execute(
         select(touches.c.id, touches.c.status, touches.c.lease_owner).where(
-            and_(touches.c.lease_until < now, touches.c.status.in_(taken))
+            and_(held, touches.c.status.in_(("claimed", "sending")))
         )
     ).all()
-    events = []
-    for row in rows:
-        if row.status == "claimed":
-            reason = f"the sender {row.lease_owner} stopped before sending it; taken up again"
-            events.append((row.id, "pending", reason))
-        else:
-            reason = (
-                f"the sender {row.lease_owner} stopped while handing it to the server: it may "
-                f"have gone out; `appreciate retry {row.id}` sends it again"
-            )
-            events.append((row.id, "unknown", reason))
+    events = [
+        (row.id, "pending", f"the sender {row.lease_owner} stopped before sending it; {again}")
+        if row.status == "claimed"
+        else (
+            row.id,
+            "unknown",
+            f"the sender {row.lease_owner} stopped while handing it to the server: it may "
+            f"have gone out; `appreciate retry {row.id}` sends it again",
+        )
+        for row in rows
+    ]
     if events:
         old_status = {row.id: row.status for row in rows}
         connection.execute(
@@ -100,7 +108,7 @@ def reap(connection: Connection, now: datetime) -> tuple[int, int]:
                 and_(
                     touches.c.id == bindparam("touch_id"),
                     touches.c.status == bindparam("old_status"),
-                    touches.c.lease_until < now,
+                    held,
                 )
             )
             .values(
@@ -273,38 +281,7 @@ def release(connection: Connection, owner: str, now: datetime) -> tuple[int, int
     """At stop: `owner`'s claimed notes back to pending at once (no waiting for the lease), and
     the ones it was handing to the server when it stopped to unknown (they may have gone).
     Returns (released, unknown)."""
-    mine = connection.execute(
-        select(touches.c.id, touches.c.status).where(
-            and_(touches.c.lease_owner == owner, touches.c.status.in_(("claimed", "sending")))
-        )
-    ).all()
-    events = [
-        (row.id, "pending", f"{owner} stopped before sending it; released")
-        if row.status == "claimed"
-        else (
-            row.id,
-            "unknown",
-            f"{owner} stopped while handing it to the server: it may have gone out; "
-            f"`appreciate retry {row.id}` sends it again",
-        )
-        for row in mine
-    ]
-    if events:
-        connection.execute(
-            update(touches)
-            .where(and_(touches.c.id == bindparam("touch_id"), touches.c.lease_owner == owner))
-            .values(
-                status=bindparam("new_status"),
-                reason=bindparam("new_reason"),
-                lease_owner=None,
-                lease_until=None,
-                updated_at=now,
-            ),
-            [{"touch_id": t, "new_status": s, "new_reason": r} for t, s, r in events],
-        )
-        record_events(connection, events, now)
-    unknown = sum(1 for _, status, _ in events if status == "unknown")
-    return len(events) - unknown, unknown
+    return _take_back(connection, touches.c.lease_owner == owner, now, "released")
 
 
 def paused_reason(connection: Connection) -> str | None:
