@@ -33,6 +33,10 @@ touch_events = metadata.tables["touch_events"]
 app_state = metadata.tables["app_state"]
 PAUSED = "sending_paused"
 CLAIMABLE = ("pending", "deferred")
+_HELD_BY_OWNER = and_(
+    touches.c.id == bindparam("touch_id"), touches.c.lease_owner == bindparam("owner")
+)
+"""A note (`touch_id`) whose lease `owner` still holds."""
 
 
 @dataclass(frozen=True)
@@ -166,13 +170,7 @@ def claim(
 
 _MARK = (
     update(touches)
-    .where(
-        and_(
-            touches.c.id == bindparam("touch_id"),
-            touches.c.lease_owner == bindparam("owner"),
-            touches.c.status == "claimed",
-        )
-    )
+    .where(and_(_HELD_BY_OWNER, touches.c.status == "claimed"))
     .values(status="sending", lease_until=bindparam("until"), updated_at=bindparam("now"))
 )
 
@@ -197,12 +195,7 @@ def save_prepared(
     if rows:
         connection.execute(
             update(touches)
-            .where(
-                and_(
-                    touches.c.id == bindparam("touch_id"),
-                    touches.c.lease_owner == bindparam("owner"),
-                )
-            )
+            .where(_HELD_BY_OWNER)
             .values(
                 message_id=bindparam("new_message_id"),
                 subject=bindparam("new_subject"),
@@ -217,12 +210,7 @@ def save_prepared(
 
 _RESULT = (
     update(touches)
-    .where(
-        and_(
-            touches.c.id == bindparam("touch_id"),
-            touches.c.lease_owner == bindparam("owner"),
-        )
-    )
+    .where(_HELD_BY_OWNER)
     .values(
         status=bindparam("new_status"),
         reason=bindparam("new_reason"),
