@@ -194,6 +194,9 @@ class Sender:
         settled: list[Result] = []
         saved = []
         for touch in claimed:
+            if touch.customer_id not in contacts or touch.id not in contexts:  # deleted since
+                settled.append(Result(touch.id, "failed", "the customer is gone", attempted=False))
+                continue
             problem = suppression_reason(contacts[touch.customer_id])
             if problem is not None:
                 settled.append(Result(touch.id, "suppressed", problem, attempted=False))

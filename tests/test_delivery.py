@@ -14,12 +14,13 @@ from typing import Any, Literal
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
+from scheduler.claims import claim, mark_sending
 from scheduler.clock import FixedClock
 from scheduler.deliver import Sender, SendReport
 from scheduler.render import NoteRenderer
 from scheduler.settings import BusinessSettings, Settings, SmtpSettings
 from scheduler.smtp_client import ServerSettings
-from scheduler.store.db import create_store_engine
+from scheduler.store.db import create_store_engine, write_transaction
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade
 from tests.smtp_servers import Faulty, Recorder, certificates, free_port, running
@@ -391,6 +392,22 @@ def test_a_dead_senders_notes_are_taken_up_again_or_marked_unknown(engine: Engin
     assert state(engine, claimed)["status"] == "sent"
     assert state(engine, in_flight)["status"] == "unknown"
     assert len(recorder.received) == 1
+
+
+def test_marking_a_note_as_being_sent_restarts_its_lease(engine: Engine) -> None:
+    touch_id = add_due(engine, "C-1")
+    with write_transaction(engine) as connection:
+        [claimed] = claim(connection, "one", NOW, timedelta(minutes=10), 10)
+    later = NOW + timedelta(minutes=7)
+    with write_transaction(engine) as connection:
+        assert not mark_sending(connection, touch_id, "other", later, timedelta(minutes=10))
+        assert mark_sending(connection, claimed.id, "one", later, timedelta(minutes=10))
+        assert not mark_sending(connection, touch_id, "one", later, timedelta(minutes=10))
+    note = state(engine, touch_id)
+    assert note["status"] == "sending"
+    assert note["lease_owner"] == "one"
+    assert note["lease_until"] == later + timedelta(minutes=10)
+    assert note["updated_at"] == later
 
 
 def test_a_sender_that_lost_its_lease_writes_nothing(engine: Engine) -> None:
