@@ -41,6 +41,7 @@ from scheduler.occasions.rules import (
     first_meetings,
     follow_ups,
     order_thanks,
+    referral_is_history,
     referral_thanks,
     superseded_orders,
 )
@@ -407,6 +408,7 @@ class _Detector:
                 referrals.c.id,
                 referrals.c.referrer_id,
                 referrals.c.created_at,
+                referrals.c.referred_on,
                 referred.c.external_id,
                 referrer.c.timezone,
             )
@@ -419,10 +421,18 @@ class _Detector:
             return []
         self.new_marks[REFERRALS] = (None, rows[-1].id)
         facts = [
-            ReferralFact(row.referrer_id, row.external_id, row.created_at, self.zone(row.timezone))
+            ReferralFact(
+                row.referrer_id,
+                row.external_id,
+                row.created_at,
+                self.zone(row.timezone),
+                row.referred_on,
+            )
             for row in rows
         ]
-        return referral_thanks(facts, self.occasions.referral_thanks, self.window)
+        settings = self.occasions.referral_thanks
+        self.report.history += sum(1 for fact in facts if referral_is_history(fact, settings))
+        return referral_thanks(facts, settings, self.window)
 
     def first_meetings(self, last_id: int | None) -> list[Occasion]:
         """New meetings that are their customer's first, and `first_met_on` days in the span."""

@@ -340,6 +340,28 @@ def test_the_referrer_is_thanked_for_a_referral(engine: Engine) -> None:
     assert [(who, key) for who, key, *_ in notes(engine)] == [(referrer, "referral:C-77")]
 
 
+def test_referrals_imported_with_years_of_history_are_not_thanked(engine: Engine) -> None:
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    referrer = add_customer(engine, "C-1")
+    friends = [add_customer(engine, f"C-{n}") for n in (77, 78)]
+    with engine.begin() as connection:
+        for friend, made in zip(
+            friends, (NOW.date() - timedelta(days=700), NOW.date()), strict=True
+        ):
+            connection.execute(
+                insert(metadata.tables["referrals"]).values(
+                    referrer_id=referrer,
+                    referred_id=friend,
+                    referred_on=made,
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+            )
+    report = detect(engine, SETTINGS, NOW + timedelta(minutes=5))
+    assert [key for _, key, *_ in notes(engine)] == ["referral:C-78"]
+    assert report.history == 1
+
+
 def test_a_kind_switched_off_is_never_recorded(engine: Engine) -> None:
     add_customer(engine, "C-1", birth_month=6, birth_day=15)
     quiet = SETTINGS.model_copy(

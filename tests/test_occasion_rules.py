@@ -34,6 +34,7 @@ from scheduler.occasions.rules import (
     first_meetings,
     follow_ups,
     order_thanks,
+    referral_is_history,
     referral_thanks,
 )
 from scheduler.occasions.timing import SendWindow
@@ -198,6 +199,26 @@ def test_a_follow_up_comes_after_days_on_the_local_day() -> None:
     assert found.due_at == utc(2027, 6, 15, 8)
     fourteenth = day_span(date(2027, 6, 14), date(2027, 6, 14))
     assert follow_ups([order("A-1", late_evening)], fourteenth, FollowUpSettings(), WINDOW) == []
+
+
+def test_a_referral_made_long_before_it_was_recorded_is_history() -> None:
+    recorded = utc(2027, 6, 1, 15)
+    settings = ReferralThanksSettings()  # max_lateness 14 days
+    made = [date(2027, 6, 1), date(2027, 5, 18), date(2027, 5, 17), date(2025, 3, 1), None]
+    facts = [ReferralFact(7, f"C-{n}", recorded, LONDON, on) for n, on in enumerate(made)]
+    assert [referral_is_history(fact, settings) for fact in facts] == [
+        False,  # the same day
+        False,  # 13 days and a bit after its day ended: still thanked
+        True,  # 14 days and a bit: too late to thank
+        True,  # imported with two years of history
+        False,  # no date: as recorded
+    ]
+    thanked = referral_thanks(facts, settings, WINDOW)
+    assert [occasion.key for occasion in thanked] == [
+        "referral:C-0",
+        "referral:C-1",
+        "referral:C-4",
+    ]
 
 
 def test_the_referrer_is_thanked_when_the_referral_is_recorded() -> None:

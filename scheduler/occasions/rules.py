@@ -240,12 +240,24 @@ class ReferralFact:
     referred_external_id: str
     recorded_at: datetime
     zone: tzinfo  # the referrer's
+    referred_on: date | None = None
+
+
+def referral_is_history(referral: ReferralFact, settings: ReferralThanksSettings) -> bool:
+    """A referral made more than `max_lateness` before it was recorded (past referrals imported
+    with the customer history): it gets no note. Counted from the end of the local day it was
+    made, so a referral recorded a few days late is still thanked."""
+    if referral.referred_on is None:
+        return False
+    day_end = datetime.combine(referral.referred_on + timedelta(days=1), time(0), referral.zone)
+    return referral.recorded_at - day_end > settings.max_lateness
 
 
 def referral_thanks(
     referrals: Iterable[ReferralFact], settings: ReferralThanksSettings, window: SendWindow
 ) -> list[Occasion]:
-    """A thank-you to the referrer, at the first send moment after the referral was recorded."""
+    """A thank-you to the referrer, at the first send moment after the referral was recorded;
+    none for a referral that is history (see `referral_is_history`)."""
     return [
         _occasion(
             referral.referrer_id,
@@ -255,6 +267,7 @@ def referral_thanks(
             settings.max_lateness,
         )
         for referral in referrals
+        if not referral_is_history(referral, settings)
     ]
 
 
