@@ -5,13 +5,14 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from scheduler.cli_common import err, out
+from scheduler.clock import SystemClock
 from scheduler.sink import LOOPBACK, ReceivedNote, SinkServer, running_sink
 
 DEFAULT_PORT = 1025
@@ -34,7 +35,7 @@ def received_line(note: ReceivedNote, at: datetime) -> str:
 
 
 def _print_received(note: ReceivedNote) -> None:
-    out.print(received_line(note, datetime.now(UTC).astimezone()), markup=False)
+    out.print(received_line(note, SystemClock().now().astimezone()), markup=False)
 
 
 def announce(server: SinkServer, folder: Path) -> None:
