@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, select
 
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
@@ -29,7 +29,6 @@ from scheduler.store.schema import upgrade
 from tests.conftest import CONFIG_TEMPLATE, Workspace, run_cli
 from tests.smtp_servers import Faulty, Recorder, free_port, running
 from tests.test_delivery import add_due
-from tests.test_detection import add_customer
 
 STARTERS = Path(__file__).parent.parent / "templates"
 NOW = "2027-06-15T10:00:00+00:00"
@@ -59,25 +58,19 @@ def configure(
 
 def add_due_now(engine: Engine, count: int, *, prefix: str = "C") -> list[int]:
     """`count` customers with a birthday note due an hour ago (by the wall clock: the service
-    runs on it)."""
+    runs on it), and no birthday on record (so its detection adds nothing)."""
     due = datetime.now(UTC) - timedelta(hours=1)
-    ids = []
-    for n in range(count):
-        who = add_customer(engine, f"{prefix}-{n}", email=f"{prefix.lower()}{n}@example.com")
-        with engine.begin() as connection:
-            ids.append(
-                connection.execute(
-                    insert(touches).values(
-                        customer_id=who,
-                        kind="birthday",
-                        occasion_key="birthday:2026",
-                        status="pending",
-                        due_at=due,
-                        expires_at=due + timedelta(days=3),
-                    )
-                ).inserted_primary_key[0]  # type: ignore[index]
-            )
-    return ids
+    return [
+        add_due(
+            engine,
+            f"{prefix}-{n}",
+            due=due,
+            email=f"{prefix.lower()}{n}@example.com",
+            birth_month=None,
+            birth_day=None,
+        )
+        for n in range(count)
+    ]
 
 
 def statuses(engine: Engine) -> dict[str, int]:

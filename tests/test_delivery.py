@@ -60,8 +60,8 @@ def certs(tmp_path: Path) -> Any:
     return certificates(tmp_path)
 
 
-def add_due(engine: Engine, external_id: str, **customer: Any) -> int:
-    """A customer with a birthday note due at NOW; the touch's id."""
+def add_due(engine: Engine, external_id: str, *, due: datetime = NOW, **customer: Any) -> int:
+    """A customer with a birthday note due at `due`; the touch's id."""
     values = {"birth_month": 6, "birth_day": 15, **customer}
     who = add_customer(engine, external_id, **values)
     with engine.begin() as connection:
@@ -71,8 +71,8 @@ def add_due(engine: Engine, external_id: str, **customer: Any) -> int:
                 kind="birthday",
                 occasion_key="birthday:2027",
                 status="pending",
-                due_at=NOW,
-                expires_at=NOW + timedelta(days=3),
+                due_at=due,
+                expires_at=due + timedelta(days=3),
             )
         ).inserted_primary_key[0]  # type: ignore[index]
     return touch_id
