@@ -283,7 +283,7 @@ class Daemon:
         """No new jobs; the ones under way get `stop_within` (the delivery has been told to
         claim nothing more), then are stopped; this instance's leases are released."""
         if self._timer is not None:
-            self._timer.shutdown(wait=False)
+            self._timer.pause()  # shutdown() would cancel the jobs under way at once
         if self._running:
             bound = _seconds(self.service.config.settings.schedule.stop_within)
             _, late = await asyncio.wait(set(self._running), timeout=bound)
@@ -292,6 +292,8 @@ class Daemon:
                 for task in late:
                     task.cancel()
                 await asyncio.gather(*late, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.shutdown(wait=False)
         released, unknown = self._release()
         log.info(
             "stopped: %s; %d notes released for the next run, %d unknown",
