@@ -19,6 +19,7 @@ after the final ".". Certificates are always validated.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass
 from typing import Literal
@@ -36,6 +37,8 @@ from scheduler.message import BuiltMessage
 
 OutcomeStatus = Literal["sent", "retry", "failed", "auth", "insecure", "unknown", "held"]
 AUTH_CODES = (530, 534, 535, 538)
+QUIT_WITHIN = 5.0
+"""Seconds a polite goodbye may take before the line is simply closed."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,9 @@ class SmtpConnection:
                 await smtp.login(server.username, server.password or "")
             if smtp.is_ehlo_or_helo_needed:  # the extensions (SMTPUTF8) are known before MAIL
                 await smtp.ehlo()
+        except asyncio.CancelledError:
+            smtp.close()
+            raise
         except SMTPAuthenticationError as error:
             smtp.close()
             return Outcome("auth", f"login as {server.username} refused: {_reply(error)}")
@@ -140,7 +146,16 @@ class SmtpConnection:
         return None
 
     async def send(self, message: BuiltMessage) -> Outcome:
-        """Send one message (see the module's rules for the outcome)."""
+        """Send one message (see the module's rules for the outcome). A send that is cancelled
+        (a stop that cannot wait) closes the line at once: it is mid-command, unfit for reuse,
+        and a goodbye on it would wait for the server."""
+        try:
+            return await self._send(message)
+        except asyncio.CancelledError:
+            self._drop()
+            raise
+
+    async def _send(self, message: BuiltMessage) -> Outcome:
         if not self.is_open:
             problem = await self._open()
             if problem is not None:
@@ -217,10 +232,15 @@ class SmtpConnection:
         self._smtp = None
 
     async def close(self) -> None:
-        """Say goodbye politely when the line still works."""
-        if self._smtp is not None and self._smtp.is_connected:
-            try:
-                await self._smtp.quit()
-            except (SMTPException, OSError):
-                self._smtp.close()
-        self._smtp = None
+        """Say goodbye politely when the line still works (within QUIT_WITHIN seconds); the
+        line is closed in any case, also when the goodbye is cancelled."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            if smtp.is_connected:
+                await smtp.quit(timeout=min(self.server.timeout, QUIT_WITHIN))
+        except (SMTPException, OSError):
+            pass
+        finally:
+            smtp.close()

@@ -266,6 +266,16 @@ def test_the_service_reports_to_systemd_sends_reloads_and_drains(
     assert len(recorder.received) == 5
 
 
+def logged_between(log: str, first: str, last: str) -> timedelta:
+    """The time from the line containing `first` to the one containing `last`."""
+
+    def when(text: str) -> datetime:
+        line = next(line for line in log.splitlines() if text in line)
+        return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+
+    return when(last) - when(first)
+
+
 def test_sigterm_waits_for_a_send_under_way_within_its_bound(
     migrated_workspace: Workspace,
 ) -> None:
@@ -286,6 +296,8 @@ def test_sigterm_waits_for_a_send_under_way_within_its_bound(
         engine.dispose()
     assert code == 0, stderr
     assert "sends still under way after 2 s: stopping them" in stderr
+    # stopped within its bound, not after the server's 30 s timeout (generous for a busy machine)
+    assert logged_between(stderr, "stopping:", "stopped:") < timedelta(seconds=15)
     assert note.status == "unknown"  # after the final ".": it may have gone, never resent
     assert note.lease_owner is None
     assert f"appreciate retry {touch_id}" in note.reason

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -87,7 +88,18 @@ def run(
     owner: str = "test-1",
     templates: Path = TEMPLATES,
 ) -> SendReport:
-    sender = Sender(
+    return asyncio.run(sender_for(engine, settings, at, config, owner, templates).run())
+
+
+def sender_for(
+    engine: Engine,
+    settings: ServerSettings,
+    at: datetime = NOW,
+    config: Settings = SETTINGS,
+    owner: str = "test-1",
+    templates: Path = TEMPLATES,
+) -> Sender:
+    return Sender(
         engine,
         config,
         settings,
@@ -96,7 +108,6 @@ def run(
         owner=owner,
         rng=random.Random(7),
     )
-    return asyncio.run(sender.run())
 
 
 def state(engine: Engine, touch_id: int) -> dict[str, Any]:
@@ -224,6 +235,27 @@ def test_a_server_that_hangs_times_out(engine: Engine) -> None:
     with running(Faulty(step="data", action="hang")) as port:
         run(engine, server(port), NOW + timedelta(minutes=1))
     assert state(engine, after)["status"] == "unknown"  # the whole message was sent
+
+
+def test_a_delivery_stopped_mid_send_ends_at_once(engine: Engine) -> None:
+    """Cancelling a delivery (the daemon's stop after `stop_within`) while the server sits on
+    a note ends it at once: neither the reply nor a goodbye on that line is waited for (the
+    server's timeout here is a minute)."""
+    touch_id = add_due(engine, "C-1")
+    hanging = Faulty(step="data", action="hang")
+
+    async def stop_mid_send(port: int) -> None:
+        sender = sender_for(engine, replace(server(port), timeout=60.0))
+        delivery = asyncio.create_task(sender.run())
+        while not hanging.faults:  # the server has the whole note and says nothing
+            await asyncio.sleep(0.01)
+        delivery.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(delivery, timeout=10)
+
+    with running(hanging) as port:
+        asyncio.run(stop_mid_send(port))
+    assert state(engine, touch_id)["status"] == "sending"  # the daemon's release settles it
 
 
 def test_a_refused_connection_is_retried(engine: Engine) -> None:
