@@ -211,14 +211,20 @@ class ScheduleSettings(Section):
         return parse_window(self.send_window)
 
 
+END_OF_DAY = time.max
+"""The end of a window written `24:00`: the next midnight (see `SendWindow.closes`)."""
+
+
 def parse_window(value: str) -> tuple[time, time]:
-    """Parse `"HH:MM-HH:MM"`; the start must come before the end on the same day."""
+    """Parse `"HH:MM-HH:MM"`; the start must come before the end on the same day. The end may
+    be `24:00` (up to midnight: "00:00-24:00" is the whole day), given as END_OF_DAY."""
     match = _WINDOW.fullmatch(value.strip())
     if not match:
         raise ValueError(f'expected "HH:MM-HH:MM", got "{value}"')
     h1, m1, h2, m2 = (int(part) for part in match.groups())
     try:
-        start, end = time(h1, m1), time(h2, m2)
+        start = time(h1, m1)
+        end = END_OF_DAY if (h2, m2) == (24, 0) else time(h2, m2)
     except ValueError:
         raise ValueError(f'"{value}" is not a pair of times of day') from None
     if start >= end:

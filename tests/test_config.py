@@ -127,6 +127,8 @@ def test_both_password_sources_at_once_is_an_error(tmp_path: Path) -> None:
         ('[business]\nsender_email = "ada@example.com, bob@example.com"', "not a valid email"),
         ('[schedule]\nsend_window = "17:00-09:00"', "must start before it ends"),
         ('[schedule]\nsend_window = "9-5"', 'expected "HH:MM-HH:MM"'),
+        ('[schedule]\nsend_window = "09:00-24:30"', "is not a pair of times of day"),
+        ('[schedule]\nsend_window = "24:00-24:00"', "is not a pair of times of day"),
         ('[schedule]\nsend_days = ["monday"]', 'expected one of "mon"'),
         ("[schedule]\nsend_days = []", "at least one day"),
         ("[ltv]\nmargin = 1.5", "less than or equal to 1"),

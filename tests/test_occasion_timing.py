@@ -55,6 +55,13 @@ def test_a_moment_after_the_window_waits_for_the_next_day() -> None:
     assert NINE_TO_FIVE.next_moment(utc(2027, 6, 1, 16, 0), LONDON) == utc(2027, 6, 2, 8, 0)
 
 
+def test_a_window_ending_at_24_00_runs_to_midnight() -> None:
+    whole_day = SendWindow.from_settings(ScheduleSettings(send_window="00:00-24:00"))
+    late = utc(2027, 6, 1, 22, 59)  # 23:59 in London
+    assert whole_day.next_moment(late, LONDON) == late
+    assert whole_day.closes(date(2027, 6, 1), LONDON) == utc(2027, 6, 1, 23, 0)
+
+
 def test_days_without_notes_are_skipped() -> None:
     saturday_noon = utc(2027, 6, 5, 11, 0)
     assert WEEKDAYS_ONLY.next_moment(saturday_noon, LONDON) == utc(2027, 6, 7, 8, 0)
@@ -78,7 +85,9 @@ MOMENTS = st.datetimes(
     max_value=datetime(2040, 1, 1),  # noqa: DTZ001
     timezones=st.just(UTC),
 )
-WINDOWS = st.sampled_from(["09:00-17:00", "00:00-23:59", "00:30-01:30", "12:00-12:01"])
+WINDOWS = st.sampled_from(
+    ["09:00-17:00", "00:00-23:59", "00:30-01:30", "12:00-12:01", "00:00-24:00", "22:00-24:00"]
+)
 
 
 @given(MOMENTS, ZONES, WINDOWS, st.sets(st.integers(0, 6), min_size=1))

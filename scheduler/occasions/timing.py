@@ -4,8 +4,9 @@ Rules:
 - A local wall time that a DST change skips (02:30 on a spring-forward night) is read as the
   first valid moment after the gap (the instant of the change), never as a time past it.
 - A wall time that a DST change repeats (01:30 on a fall-back night) is its first occurrence.
-- The send window is `[start, end)` in local time on the allowed weekdays. A moment inside it is
-  sendable as it is; any other moment moves to the start of the next window.
+- The send window is `[start, end)` in local time on the allowed weekdays (an end of `24:00`
+  is the next midnight). A moment inside it is sendable as it is; any other moment moves to the
+  start of the next window.
 
 All functions are pure: datetimes in and out are aware; results are in UTC.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 
-from scheduler.settings import WEEKDAYS, ScheduleSettings
+from scheduler.settings import END_OF_DAY, WEEKDAYS, ScheduleSettings
 
 
 @lru_cache(maxsize=16_384)
@@ -68,6 +69,10 @@ class SendWindow:
         return local_moment(day, self.start, zone)
 
     def closes(self, day: date, zone: tzinfo) -> datetime:
+        """When the window closes on local `day` (exclusive); a `24:00` end is the next
+        local midnight."""
+        if self.end == END_OF_DAY:
+            return local_moment(day + timedelta(days=1), time(0), zone)
         return local_moment(day, self.end, zone)
 
     def first_send_day(self, day: date) -> date:
