@@ -16,6 +16,7 @@ from scheduler.clock import FixedClock, SystemClock
 from scheduler.config import find_config
 from scheduler.cycle import CycleReport, instance_name, open_service, run_cycle
 from scheduler.daemon import Daemon
+from scheduler.interruption import Interruption, release_held, stopped_line
 from scheduler.output import OutputFormat, table, to_csv, to_json
 from scheduler.queue_status import ATTENTION, queue_status
 from scheduler.store.schema import open_store
@@ -68,7 +69,8 @@ def run(
     errors if any is wrong. Then runs until SIGTERM or Ctrl-C (the sends under way finish);
     SIGHUP reloads the config and templates. Under systemd it reports READY, STATUS and the
     watchdog (see deploy/appreciate.service). With --once it runs one cycle and exits, for cron
-    and backfills (--now sets the moment).
+    and backfills (--now sets the moment); Ctrl-C or SIGTERM stops it as they stop the service,
+    with exit code 130 (143).
     """
     state = cli_state(ctx)
     config_path = find_config(state.config_option, os.environ, Path.cwd())
@@ -78,12 +80,22 @@ def run(
     service = open_service(config_path)
     if once:
         clock = FixedClock(parse_now(now)) if now else SystemClock()
+        owner = instance_name()
+        interruption = Interruption(service.config.settings.schedule.stop_within)
         try:
-            report = asyncio.run(run_cycle(service, clock, instance_name()))
+            report = asyncio.run(
+                interruption.run(run_cycle(service, clock, owner, interruption.watch))
+            )
+            if interruption.received is not None:
+                released = release_held(service.engine, owner, clock)
+                err.print(stopped_line(interruption.received, *released), markup=False)
         finally:
             service.close()
-        _print_cycle(report, output_format)
-        if report.paused:
+        if report is not None:
+            _print_cycle(report, output_format)
+        if interruption.received is not None:
+            raise typer.Exit(interruption.exit_code)
+        if report is not None and report.paused:
             err.print(f"SENDING IS PAUSED: {report.paused}", markup=False)
             raise typer.Exit(1)
         return

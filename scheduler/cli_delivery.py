@@ -24,6 +24,7 @@ from scheduler.clock import FixedClock, SystemClock
 from scheduler.config import Config
 from scheduler.cycle import instance_name
 from scheduler.deliver import Sender, server_settings
+from scheduler.interruption import Interruption, release_held, stopped_line
 from scheduler.output import OutputFormat, table, to_csv, to_json
 from scheduler.render import NoteRenderer
 from scheduler.sent_log import LOG_COLUMNS, LogFilter, log_rows, requeue, touch_detail
@@ -68,7 +69,8 @@ def send(
 
     Notes are written from your templates, sent over [smtp], and recorded in the sent-log. A
     refused login or a server without the required TLS pauses sending for every instance until
-    you run `appreciate send --resume`.
+    you run `appreciate send --resume`. Ctrl-C (or SIGTERM) stops sending, lets the sends under
+    way finish within [schedule] stop_within, gives back the notes not sent and exits 130 (143).
     """
     config = cli_state(ctx).config()
     moment = parse_now(now) if now else None
@@ -81,17 +83,24 @@ def send(
                 reason = resume(connection)
             if reason:
                 err.print(f"Sending resumed (it was paused: {reason}).", markup=False)
+        owner = instance_name()
         sender = Sender(
             engine,
             config.settings,
             server_settings(config),
             NoteRenderer(config.templates_dir),
             clock,
-            owner=instance_name(),
+            owner=owner,
         )
-        report = asyncio.run(sender.run())
+        interruption = Interruption(config.settings.schedule.stop_within)
+        report = asyncio.run(interruption.run(interruption.watch(sender).run()))
+        if interruption.received is not None:
+            released = release_held(engine, owner, clock)
+            err.print(stopped_line(interruption.received, *released), markup=False)
     finally:
         engine.dispose()
+    if report is None:  # stopped before the end
+        raise typer.Exit(interruption.exit_code)
     rows = [{"status": status, "notes": count} for status, count in sorted(report.counts.items())]
     if output_format is OutputFormat.json:
         out.file.write(to_json({"outcomes": dict(report.counts), "paused": report.paused}) + "\n")
@@ -99,6 +108,8 @@ def send(
         out.file.write(to_csv(rows, ["status", "notes"]))
     else:
         out.print(table("Delivery", rows, ["status", "notes"]))
+    if interruption.received is not None:
+        raise typer.Exit(interruption.exit_code)
     if report.paused:
         err.print(
             f"SENDING IS PAUSED: {report.paused}\nFix the cause, then run "

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -127,11 +128,20 @@ def new_sender(service: Service, clock: Clock, owner: str) -> Sender:
     )
 
 
-async def run_cycle(service: Service, clock: Clock, owner: str) -> CycleReport:
-    """Detect, then send everything due (most valuable first within the day's budget)."""
+async def run_cycle(
+    service: Service,
+    clock: Clock,
+    owner: str,
+    watch: Callable[[Sender], Sender] | None = None,
+) -> CycleReport:
+    """Detect, then send everything due (most valuable first within the day's budget); `watch`
+    sees the sender before it starts (to stop it on a signal)."""
     report = CycleReport(clock.now())
     report.added = await detect_once(service, clock.now())
-    sent = await new_sender(service, clock, owner).run()
+    sender = new_sender(service, clock, owner)
+    if watch is not None:
+        watch(sender)
+    sent = await sender.run()
     add_outcomes(report, sent)
     save_cycle(service.engine, report)
     return report

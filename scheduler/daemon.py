@@ -35,7 +35,7 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from scheduler.claims import reap, release
+from scheduler.claims import reap
 from scheduler.clock import Clock
 from scheduler.cycle import (
     CycleReport,
@@ -48,6 +48,7 @@ from scheduler.cycle import (
 )
 from scheduler.deliver import Sender
 from scheduler.errors import AppreciateError
+from scheduler.interruption import release_held
 from scheduler.nightly import nightly_refresh, refresh_trigger
 from scheduler.occasion_settings import format_duration
 from scheduler.settings import Settings
@@ -294,7 +295,7 @@ class Daemon:
                 await asyncio.gather(*late, return_exceptions=True)
         if self._timer is not None:
             self._timer.shutdown(wait=False)
-        released, unknown = self._release()
+        released, unknown = release_held(self.service.engine, self.owner, self.clock)
         log.info(
             "stopped: %s; %d notes released for the next run, %d unknown",
             self.totals.line(),
@@ -302,14 +303,6 @@ class Daemon:
             unknown,
         )
         self.service.close()
-
-    def _release(self) -> tuple[int, int]:
-        try:
-            with write_transaction(self.service.engine) as connection:
-                return release(connection, self.owner, self.clock.now())
-        except Exception as error:
-            log.error("could not release the leases (%s); they expire by themselves", error)
-            return 0, 0
 
 
 def reap_every(settings: Settings) -> timedelta:

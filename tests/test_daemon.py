@@ -198,14 +198,17 @@ class Service:
         self.process.send_signal(number)
 
 
-def start_service(workspace: Workspace, notify: NotifySocket | None) -> Service:
+def start_service(
+    workspace: Workspace, notify: NotifySocket | None, command: tuple[str, ...] = ("run",)
+) -> Service:
+    """`appreciate COMMAND` (the service by default) in a process of its own."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if notify is not None:
         env.update(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="200000")
     log = workspace.folder / f"service-{len(list(workspace.folder.glob('service-*.log')))}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "scheduler", "--config", str(workspace.path), "run"],
+            [sys.executable, "-m", "scheduler", "--config", str(workspace.path), *command],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
