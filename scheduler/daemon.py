@@ -253,8 +253,13 @@ class Daemon:
     # Signals ---------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """SIGTERM/SIGINT: stop claiming; `serve` drains and returns."""
+        """SIGTERM/SIGINT: stop claiming; `serve` drains and returns. A second one stops the
+        jobs under way at once (Ctrl-C twice in a terminal)."""
         if self._stop.is_set():
+            if self._running:
+                log.warning("asked again: stopping the sends under way now")
+                for task in self._running:
+                    task.cancel()
             return
         log.info("stopping: no new notes are claimed; finishing the sends under way")
         self.notifier.stopping()

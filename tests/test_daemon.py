@@ -44,6 +44,7 @@ def configure(
     connections: int = 2,
     lease: str = "20s",
     retry_after: str = "5m",
+    stop_within: str = "2s",
 ) -> None:
     """Templates, the test SMTP server, and quick timers for the service."""
     if not (workspace.folder / "templates").exists():
@@ -53,7 +54,7 @@ def configure(
         config.write(f'timeout_seconds = 30.0\nconnections = {connections}\nlease = "{lease}"\n')
         config.write(f'retry_after = "{retry_after}"\n')
         config.write('\n[schedule]\ndeliver_every = "1s"\ndetect_every = "1h"\n')
-        config.write('stop_within = "2s"\n')
+        config.write(f'stop_within = "{stop_within}"\n')
 
 
 def add_due_now(engine: Engine, count: int, *, prefix: str = "C") -> list[int]:
@@ -305,6 +306,34 @@ def test_sigterm_waits_for_a_send_under_way_within_its_bound(
     assert note.lease_owner is None
     assert f"appreciate retry {touch_id}" in note.reason
     assert "0 notes released for the next run, 1 unknown" in stderr
+
+
+def test_a_second_stop_signal_ends_the_sends_under_way_at_once(
+    migrated_workspace: Workspace,
+) -> None:
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        with running(Faulty(step="data", action="hang")) as port:
+            configure(migrated_workspace, port, stop_within="10m")
+            add_due_now(engine, 1)
+            service = start_service(migrated_workspace, None)
+            try:
+                wait_until(lambda: statuses(engine) == {"sending": 1}, "the note to be handed over")
+                service.send_signal(signal.SIGTERM)
+                wait_until(lambda: "stopping:" in service.log.read_text(), "the stop to begin")
+                service.send_signal(signal.SIGINT)  # Ctrl-C after the first stop: now
+                code = service.process.wait(timeout=WAIT)
+            finally:
+                if service.process.poll() is None:  # only when the test failed
+                    service.process.kill()
+        settled = statuses(engine)
+        stderr = service.log.read_text(encoding="utf-8")
+    finally:
+        engine.dispose()
+    assert code == 0, stderr
+    assert "asked again: stopping the sends under way now" in stderr
+    assert logged_between(stderr, "stopping:", "stopped:") < timedelta(seconds=15)  # not 10 min
+    assert settled == {"unknown": 1}
 
 
 # Bad days ----------------------------------------------------------------------------------------
