@@ -79,22 +79,16 @@ def add_due(engine: Engine, external_id: str, *, due: datetime = NOW, **customer
     return touch_id
 
 
-def run(
-    engine: Engine,
-    settings: ServerSettings,
-    at: datetime = NOW,
-    *,
-    config: Settings = SETTINGS,
-    owner: str = "test-1",
-    templates: Path = TEMPLATES,
-) -> SendReport:
-    return asyncio.run(sender_for(engine, settings, at, config, owner, templates).run())
+def run(engine: Engine, settings: ServerSettings, at: datetime = NOW, **options: Any) -> SendReport:
+    """One delivery at `at` (options as for `sender_for`)."""
+    return asyncio.run(sender_for(engine, settings, at, **options).run())
 
 
 def sender_for(
     engine: Engine,
     settings: ServerSettings,
     at: datetime = NOW,
+    *,
     config: Settings = SETTINGS,
     owner: str = "test-1",
     templates: Path = TEMPLATES,
