@@ -156,7 +156,10 @@ class Daemon:
 
     async def _guarded(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run a job; a failure is logged and the job tried again sooner than usual, waiting
-        twice as long after each failure in a row (at most MAX_BACKOFF)."""
+        twice as long after each failure in a row (at most MAX_BACKOFF). Once a stop was asked
+        for, no job starts."""
+        if self._stop.is_set():
+            return
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)
