@@ -22,6 +22,7 @@ from scheduler.cli_common import (
     NowOption,
     cli_state,
     err,
+    opened_store,
     out,
     parse_now,
 )
@@ -38,7 +39,7 @@ from scheduler.planning import plan_day
 from scheduler.progress import file_progress
 from scheduler.settings import OCCASION_KINDS
 from scheduler.store.db import create_store_engine, display_url
-from scheduler.store.schema import open_store, schema_state, upgrade
+from scheduler.store.schema import schema_state, upgrade
 from scheduler.workspace import create_workspace
 
 MAX_REJECTS_SHOWN = 50
@@ -202,28 +203,26 @@ def import_command(
     """
     moment = parse_now(now)
     config = cli_state(ctx).config()
-    engine = open_store(config.database_url())
-    try:
-        with file_progress(err, f"Importing {kind.value}") as progress:
-            report = import_csv(
-                engine,
-                kind.value,
-                file,
-                now=moment,
-                business_zone=ZoneInfo(config.settings.business.timezone),
-                rejects_path=rejects,
-                dry_run=dry_run,
-                progress=progress,
+    with opened_store(config) as engine:
+        try:
+            with file_progress(err, f"Importing {kind.value}") as progress:
+                report = import_csv(
+                    engine,
+                    kind.value,
+                    file,
+                    now=moment,
+                    business_zone=ZoneInfo(config.settings.business.timezone),
+                    rejects_path=rejects,
+                    dry_run=dry_run,
+                    progress=progress,
+                )
+        except KeyboardInterrupt:
+            err.print(
+                "interrupted: the batches already written are kept and nothing else; run the "
+                "same command again to finish the import.",
+                markup=False,
             )
-    except KeyboardInterrupt:
-        err.print(
-            "interrupted: the batches already written are kept and nothing else; run the "
-            "same command again to finish the import.",
-            markup=False,
-        )
-        raise typer.Exit(130) from None
-    finally:
-        engine.dispose()
+            raise typer.Exit(130) from None
     _print_report(report, rejects, output_format)
     if not report.ok:
         raise typer.Exit(1)
@@ -310,11 +309,8 @@ def detect(
     were suppressed (opted out, no email) or had expired (missed for too long).
     """
     config = cli_state(ctx).config()
-    engine = open_store(config.database_url())
-    try:
+    with opened_store(config) as engine:
         report = run_detection(engine, config.settings, parse_now(now))
-    finally:
-        engine.dispose()
     rows = [
         {
             "kind": kind,
@@ -373,11 +369,8 @@ def plan(
         raise typer.BadParameter(
             f'"{day}" is not a date (YYYY-MM-DD)', param_hint="--date"
         ) from None
-    engine = open_store(config.database_url())
-    try:
+    with opened_store(config) as engine:
         result = plan_day(engine, config.settings, wanted)
-    finally:
-        engine.dispose()
     columns = ["due_at", "customer", "name", "kind", "occasion", "status", "reason"]
     rows = [{column: getattr(line, column) for column in columns} for line in result.lines]
     budget = result.budget

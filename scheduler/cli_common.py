@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -11,12 +13,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from sqlalchemy import Engine
 from typer.core import TyperGroup
 
 from scheduler.clock import FixedClock, SystemClock
 from scheduler.config import Config, find_config, load_config
 from scheduler.errors import AppreciateError
 from scheduler.output import OutputFormat
+from scheduler.store.schema import open_store
 
 
 class AppreciateGroup(TyperGroup):
@@ -93,3 +97,14 @@ AsOfOption = Annotated[
         help="Count the orders placed up to and including this day (the business's time zone).",
     ),
 ]
+
+
+@contextmanager
+def opened_store(config: Config) -> Iterator[Engine]:
+    """The config's store, opened as every command opens it (`open_store`: the schema is
+    checked) and closed when the block ends, also on an error."""
+    engine = open_store(config.database_url())
+    try:
+        yield engine
+    finally:
+        engine.dispose()

@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from scheduler.cli_common import FormatOption, NowOption, cli_state, err, out, parse_now
+from scheduler.cli_common import (
+    FormatOption,
+    NowOption,
+    cli_state,
+    err,
+    opened_store,
+    out,
+    parse_now,
+)
 from scheduler.clock import FixedClock, SystemClock
 from scheduler.config import find_config
 from scheduler.cycle import CycleReport, instance_name, open_service, run_cycle
@@ -19,7 +27,6 @@ from scheduler.daemon import Daemon
 from scheduler.interruption import Interruption, release_held, stopped_line
 from scheduler.output import OutputFormat, table, to_csv, to_json
 from scheduler.queue_status import ATTENTION, queue_status
-from scheduler.store.schema import open_store
 from scheduler.systemd_notify import Notifier
 
 SYSLOG_PRIORITY = {
@@ -120,12 +127,8 @@ def _print_cycle(report: CycleReport, output_format: OutputFormat) -> None:
 def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table) -> None:
     """How the service is doing: the last cycle, the queue, what needs you, and any pause."""
     config = cli_state(ctx).config()
-    engine = open_store(config.database_url())
-    try:
-        with engine.connect() as connection:
-            found = queue_status(connection)
-    finally:
-        engine.dispose()
+    with opened_store(config) as engine, engine.connect() as connection:
+        found = queue_status(connection)
     if output_format is OutputFormat.json:
         payload = {
             "last_cycle": found.last_cycle,

@@ -16,6 +16,7 @@ from scheduler.cli_common import (
     NowOption,
     cli_state,
     err,
+    opened_store,
     out,
     parse_date,
     parse_now,
@@ -30,7 +31,6 @@ from scheduler.render import NoteRenderer
 from scheduler.sent_log import LOG_COLUMNS, LogFilter, log_rows, requeue, touch_detail
 from scheduler.settings import OCCASION_KINDS
 from scheduler.store.db import write_transaction
-from scheduler.store.schema import open_store
 
 STATUSES = (
     "pending",
@@ -75,9 +75,8 @@ def send(
     config = cli_state(ctx).config()
     moment = parse_now(now) if now else None
     clock = FixedClock(moment) if moment else SystemClock()
-    engine = open_store(config.database_url())
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
+    with opened_store(config) as engine:
         if resume_sending:
             with write_transaction(engine) as connection:
                 reason = resume(connection)
@@ -97,8 +96,6 @@ def send(
         if interruption.received is not None:
             released = release_held(engine, owner, clock)
             err.print(stopped_line(interruption.received, *released), markup=False)
-    finally:
-        engine.dispose()
     if report is None:  # stopped before the end
         raise typer.Exit(interruption.exit_code)
     rows = [{"status": status, "notes": count} for status, count in sorted(report.counts.items())]
@@ -148,12 +145,8 @@ def log(
     wanted = LogFilter(
         status, kind, customer, parse_date(since, "--since"), parse_date(until, "--until"), limit
     )
-    engine = open_store(config.database_url())
-    try:
-        with engine.connect() as connection:
-            rows = log_rows(connection, wanted)
-    finally:
-        engine.dispose()
+    with opened_store(config) as engine, engine.connect() as connection:
+        rows = log_rows(connection, wanted)
     if output_format is OutputFormat.json:
         out.file.write(to_json(rows) + "\n")
     elif output_format is OutputFormat.csv:
@@ -169,12 +162,8 @@ def show(
 ) -> None:
     """One note whole, as sent (headers and bodies), and its history."""
     config = cli_state(ctx).config()
-    engine = open_store(config.database_url())
-    try:
-        with engine.connect() as connection:
-            detail = touch_detail(connection, touch_id)
-    finally:
-        engine.dispose()
+    with opened_store(config) as engine, engine.connect() as connection:
+        detail = touch_detail(connection, touch_id)
     row = detail.row
     for key in LOG_COLUMNS:
         if row[key] is not None:
@@ -199,10 +188,6 @@ def retry(
 ) -> None:
     """Send a failed, unknown or held note again, on purpose (with the same Message-ID)."""
     config: Config = cli_state(ctx).config()
-    engine = open_store(config.database_url())
-    try:
-        with write_transaction(engine) as connection:
-            was = requeue(connection, touch_id, parse_now(now))
-    finally:
-        engine.dispose()
+    with opened_store(config) as engine, write_transaction(engine) as connection:
+        was = requeue(connection, touch_id, parse_now(now))
     out.print(f"Note {touch_id} ({was}) is queued again; the next send delivers it.")

@@ -13,6 +13,7 @@ from scheduler.cli_common import (
     NowOption,
     cli_state,
     err,
+    opened_store,
     out,
     parse_date,
     parse_now,
@@ -21,7 +22,6 @@ from scheduler.ltv_report import COLUMNS as VALUE_COLUMNS
 from scheduler.ltv_report import ValueReport, computed_report, stored_report
 from scheduler.output import OutputFormat, table, to_csv, to_json
 from scheduler.progress import stage_progress
-from scheduler.store.schema import open_store
 from scheduler.valuation import compute_values, refresh_values
 
 ltv_app = typer.Typer(
@@ -53,19 +53,15 @@ def ltv(
         return
     config = cli_state(ctx).config()
     day = parse_date(as_of, "--as-of")
-    engine = open_store(config.database_url())
-    try:
-        with engine.connect() as connection, connection.begin():
-            if day is None:
-                report = stored_report(connection, top, customer)
-            else:
-                with stage_progress(err) as progress:
-                    valuation = compute_values(connection, config.settings, day, progress)
-                if valuation.warning():
-                    err.print(f"warning: {valuation.warning()}", markup=False)
-                report = computed_report(connection, valuation.values, day, top, customer)
-    finally:
-        engine.dispose()
+    with opened_store(config) as engine, engine.connect() as connection, connection.begin():
+        if day is None:
+            report = stored_report(connection, top, customer)
+        else:
+            with stage_progress(err) as progress:
+                valuation = compute_values(connection, config.settings, day, progress)
+            if valuation.warning():
+                err.print(f"warning: {valuation.warning()}", markup=False)
+            report = computed_report(connection, valuation.values, day, top, customer)
     if report is None:
         err.print(
             "No lifetime values yet: compute and store them with `appreciate ltv refresh`, "
@@ -112,12 +108,8 @@ def ltv_refresh(
     config = cli_state(ctx).config()
     moment = parse_now(now)
     day = parse_date(as_of, "--as-of")
-    engine = open_store(config.database_url())
-    try:
-        with stage_progress(err) as progress:
-            result = refresh_values(engine, config.settings, moment, day, progress)
-    finally:
-        engine.dispose()
+    with opened_store(config) as engine, stage_progress(err) as progress:
+        result = refresh_values(engine, config.settings, moment, day, progress)
     values = result.values
     if result.warning:
         err.print(f"warning: {result.warning}", markup=False)

@@ -10,13 +10,12 @@ from typing import Annotated
 
 import typer
 
-from scheduler.cli_common import NowOption, cli_state, err, out, parse_now
+from scheduler.cli_common import NowOption, cli_state, err, opened_store, out, parse_now
 from scheduler.errors import AppreciateError
 from scheduler.note_message import note_message
 from scheduler.preview import PreviewOccasion, preview_occasion
 from scheduler.render import NoteRenderer, RenderedNote
 from scheduler.settings import Settings
-from scheduler.store.schema import open_store
 from scheduler.template_check import check_templates
 
 
@@ -112,17 +111,13 @@ def preview(
     """
     config = cli_state(ctx).config()
     moment = parse_now(now)
-    engine = open_store(config.database_url())
-    try:
-        with engine.connect() as connection:
-            try:
-                occasion = preview_occasion(
-                    connection, config.settings, kind.value, customer, order_id=order, now=moment
-                )
-            finally:
-                connection.rollback()
-    finally:
-        engine.dispose()
+    with opened_store(config) as engine, engine.connect() as connection:
+        try:
+            occasion = preview_occasion(
+                connection, config.settings, kind.value, customer, order_id=order, now=moment
+            )
+        finally:
+            connection.rollback()
     note = NoteRenderer(config.templates_dir).render(kind.value, occasion.tier, occasion.context)
     shown = FORMATS[output_format](Preview(note, occasion, config.settings))
     err.print(f"({note.template}, tier {occasion.tier or 'not computed yet'})", markup=False)
