@@ -22,8 +22,21 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from scheduler.cli import app
+from scheduler.settings import BusinessSettings
 from scheduler.store.db import create_store_engine
 from scheduler.store.schema import upgrade
+
+
+def adas_bakery(**changes: str) -> BusinessSettings:
+    """The business most tests send for, with `changes` (validated like a config file)."""
+    base = {
+        "name": "Ada's Bakery",
+        "sender_name": "Ada",
+        "sender_email": "ada@example.com",
+        "timezone": "Europe/London",
+    }
+    return BusinessSettings.model_validate(base | changes)
+
 
 POSTGRES_ENV = "APPRECIATE_TEST_POSTGRES_URL"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

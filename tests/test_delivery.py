@@ -19,11 +19,12 @@ from scheduler.claims import claim, mark_sending
 from scheduler.clock import FixedClock
 from scheduler.deliver import Sender, SendReport
 from scheduler.render import NoteRenderer
-from scheduler.settings import BusinessSettings, Settings, SmtpSettings
+from scheduler.settings import Settings, SmtpSettings
 from scheduler.smtp_client import ServerSettings
 from scheduler.store.db import create_store_engine, write_transaction
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade
+from tests.conftest import adas_bakery
 from tests.smtp_servers import Faulty, Recorder, certificates, free_port, running
 from tests.test_detection import add_customer
 
@@ -33,12 +34,7 @@ touch_events = metadata.tables["touch_events"]
 TEMPLATES = Path(__file__).parent.parent / "templates"
 NOW = datetime(2027, 6, 15, 9, 0, tzinfo=UTC)
 SETTINGS = Settings(
-    business=BusinessSettings(
-        name="Ada's Bakery",
-        sender_name="Ada",
-        sender_email="ada@example.com",
-        timezone="Europe/London",
-    ),
+    business=adas_bakery(),
     smtp=SmtpSettings(connections=2, max_attempts=3, retry_after=timedelta(minutes=5)),
 )
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, Select, event, insert, select, text
 from scheduler.detection import detect
 from scheduler.occasion_settings import BirthdaySettings, CheckInSettings, OrderThanksSettings
 from scheduler.occasions.dates import month_days_between
-from scheduler.settings import BusinessSettings, Settings
+from scheduler.settings import Settings
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from scheduler.store.occasion_queries import (
@@ -28,18 +28,12 @@ from scheduler.store.occasion_queries import (
     placed_between_query,
 )
 from scheduler.store.schema import upgrade
+from tests.conftest import adas_bakery
 
 customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
 touches = metadata.tables["touches"]
-SETTINGS = Settings(
-    business=BusinessSettings(
-        name="Ada's Bakery",
-        sender_name="Ada",
-        sender_email="ada@example.com",
-        timezone="Europe/London",
-    )
-)
+SETTINGS = Settings(business=adas_bakery())
 NOW = datetime(2027, 6, 15, 7, 0, tzinfo=UTC)  # 08:00 in London
 
 

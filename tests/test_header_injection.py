@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from scheduler.header_safety import check_serialized_headers, clean_header_text
 from scheduler.message import BuiltMessage, MessageParts, UnsendableMessage, build_message
-from tests.test_message import parts
+from tests.test_message import EXPECTED_NAMES, parts
 
 EVIL_B = base64.b64encode(b"x\r\nBcc: y@evil.example").decode()
 HOSTILE = [
@@ -39,18 +39,6 @@ HOSTILE = [
     "Zoë\r\nBcc: x@evil.example 🎉",
     '"Ann\r\nBcc: x@evil.example" <x@evil.example>',
     "Ann <x@evil.example>, Bcc: y@evil.example",
-]
-EXPECTED_NAMES = [
-    "From",
-    "To",
-    "Reply-To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-    "MIME-Version",
-    "Content-Type",
 ]
 
 

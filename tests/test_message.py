@@ -31,6 +31,21 @@ TEXT = (
 HTML = "<html><body><p>Dear Zoë,</p><p>Thank you so much for your order!</p></body></html>\n"
 
 
+EXPECTED_NAMES = [
+    "From",
+    "To",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "MIME-Version",
+    "Content-Type",
+]
+"""The headers of a note with every part, in order."""
+
+
 def parts(**changes: object) -> MessageParts:
     values: dict[str, object] = {
         "from_name": "Ann from Bäckerei Müller",
@@ -115,18 +130,7 @@ def fields(message: EmailMessage) -> dict[str, object]:
 def test_every_header_and_part_decodes_to_what_was_given() -> None:
     built = build_message(parts())
     message = parse(built)
-    assert list(message.keys()) == [
-        "From",
-        "To",
-        "Reply-To",
-        "Subject",
-        "Date",
-        "Message-ID",
-        "List-Unsubscribe",
-        "List-Unsubscribe-Post",
-        "MIME-Version",
-        "Content-Type",
-    ]
+    assert list(message.keys()) == EXPECTED_NAMES
     sender = message["From"].addresses[0]
     assert (sender.display_name, sender.addr_spec) == (
         "Ann from Bäckerei Müller",

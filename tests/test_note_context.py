@@ -18,10 +18,11 @@ from sqlalchemy import Connection, Engine, event, func, insert, select
 from scheduler import unsubscribe
 from scheduler.note_context import PREVIEW_TOKEN, TouchRef, build_contexts, whole_years
 from scheduler.render import NoteRenderer
-from scheduler.settings import BusinessSettings, Settings
+from scheduler.settings import Settings
 from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
 from scheduler.unsubscribe import tokens_for, unsubscribe_link
+from tests.conftest import adas_bakery
 from tests.test_detection import add_customer, add_ltv_run, add_order
 
 touches = metadata.tables["touches"]
@@ -29,11 +30,7 @@ tokens_table = metadata.tables["unsubscribe_tokens"]
 TOKYO = ZoneInfo("Asia/Tokyo")
 NOW = datetime(2027, 6, 15, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo
 SETTINGS = Settings(
-    business=BusinessSettings(
-        name="Ada's Bakery",
-        sender_name="Ada",
-        sender_email="ada@example.com",
-        timezone="Europe/London",
+    business=adas_bakery(
         review_url="https://g.page/r/ada/review",
         unsubscribe_url="https://ada.example/unsubscribe?t={token}",
     )

@@ -13,18 +13,14 @@ import pytest
 
 from scheduler.note_context import sample_context
 from scheduler.render import NoteRenderer, TemplateProblem, links, paragraphs
-from scheduler.settings import OCCASION_KINDS, BusinessSettings, OccasionKind, Settings
+from scheduler.settings import OCCASION_KINDS, OccasionKind, Settings
+from tests.conftest import adas_bakery
 
 STARTERS = Path(__file__).parent.parent / "templates"
 REVIEW = "https://g.page/r/ada-bakery/review"
 SETTINGS = Settings(
-    business=BusinessSettings(
-        name="Ada's Bakery",
-        sender_name="Ada",
-        sender_email="ada@example.com",
-        timezone="Europe/London",
-        review_url=REVIEW,
-        unsubscribe_url="https://ada.example/unsubscribe/{token}",
+    business=adas_bakery(
+        review_url=REVIEW, unsubscribe_url="https://ada.example/unsubscribe/{token}"
     )
 )
 

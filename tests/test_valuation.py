@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, func, insert, select
 
-from scheduler.settings import BusinessSettings, LtvSettings, Settings
+from scheduler.settings import LtvSettings, Settings
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade
 from scheduler.valuation import compute_values, refresh_values
-from tests.conftest import Workspace, run_cli
+from tests.conftest import Workspace, adas_bakery, run_cli
 from tests.test_detection import add_customer, add_order
 
 customers = metadata.tables["customers"]
@@ -28,12 +28,7 @@ CDNOW = Path(__file__).parent / "data" / "cdnow" / "CDNOW_sample.txt"
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2027, 6, 16, 12, 0, tzinfo=UTC)
 SETTINGS = Settings(
-    business=BusinessSettings(
-        name="Ada's Bakery",
-        sender_name="Ada",
-        sender_email="ada@example.com",
-        timezone="Europe/London",
-    ),
+    business=adas_bakery(),
     ltv=LtvSettings(margin=0.5),
 )
 
