@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -14,6 +15,26 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Characters a terminal acts on instead of showing (escape sequences, carriage returns, bidi
+overrides that reorder what follows); tab and newline are kept."""
+
+
+def printable(text: str, *, newlines: bool = True) -> str:
+    """`text` safe to print on a terminal: each control character (an escape sequence's ESC,
+    a carriage return, a bidi override...) shown as a visible `\\x1b`-style escape instead of
+    acted on. With `newlines=False` a line break is escaped too (one table cell, one line)."""
+    pattern = _CONTROL if newlines else _CONTROL_OR_NEWLINE
+    return pattern.sub(_escaped, text)
+
+
+_CONTROL_OR_NEWLINE = re.compile(_CONTROL.pattern[:-1] + r"\n]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class OutputFormat(StrEnum):
@@ -36,7 +57,10 @@ def plain(value: Any) -> Any:
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(plain(value), indent=2, ensure_ascii=False)
+    """JSON, with the characters a terminal would act on written as `\\uXXXX` escapes (the
+    same text to a JSON reader)."""
+    text = json.dumps(plain(value), indent=2, ensure_ascii=False)
+    return _CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
@@ -44,18 +68,27 @@ def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(["" if row.get(c) is None else plain(row.get(c)) for c in columns])
+        writer.writerow(["" if row.get(c) is None else _cell(row.get(c)) for c in columns])
     return buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    shown = plain(value)
+    return printable(shown) if isinstance(shown, str) else shown
 
 
 def table(title: str | None, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Table:
     """A rich table of `rows`; empty values show as a dash."""
+    title = printable(title) if title else title
     result = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in columns:
         result.add_column(column.replace("_", " "))
     for row in rows:
         result.add_row(
-            *("-" if row.get(c) in (None, "") else str(plain(row.get(c))) for c in columns)
+            *(
+                "-" if row.get(c) in (None, "") else printable(str(plain(row.get(c))))
+                for c in columns
+            )
         )
     return result
 
