@@ -1,8 +1,9 @@
 """Senders take due notes with a lease, and only the lease's owner writes their outcome.
 
 Rules:
-- A note is due when it is pending or deferred, its due time has come, and any retry wait is
-  over. Claiming sets `claimed` with (owner, until); on PostgreSQL the due rows are picked with
+- A note is due when it is pending or deferred, its due time has come, any retry wait is
+  over, and so is any later day the daily budget planned it for. Claiming sets `claimed` with
+  (owner, until); on PostgreSQL the due rows are picked with
   `FOR UPDATE SKIP LOCKED`, so several instances share the work without waiting on each other;
   on SQLite the claim runs under the write lock (`BEGIN IMMEDIATE`).
 - Right before a note is handed to the server it becomes `sending`. A sender that dies leaves
@@ -22,7 +23,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Dialect, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Dialect,
+    and_,
+    bindparam,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -134,16 +145,25 @@ def _take_back(
 
 
 def claim(
-    connection: Connection, owner: str, now: datetime, lease: timedelta, limit: int
+    connection: Connection,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    only: Sequence[int] | None = None,
 ) -> list[ClaimedTouch]:
-    """Take up to `limit` due notes (earliest due first) for `owner` until now + lease."""
+    """Take up to `limit` due notes (earliest due first) for `owner` until now + lease; with
+    `only`, due notes among those ids alone."""
+    among = touches.c.id.in_(only) if only is not None else true()
     due = (
         select(touches.c.id)
         .where(
             and_(
+                among,
                 touches.c.status.in_(CLAIMABLE),
                 touches.c.due_at <= now,
                 or_(touches.c.retry_at.is_(None), touches.c.retry_at <= now),
+                or_(touches.c.planned_at.is_(None), touches.c.planned_at <= now),
             )
         )
         .order_by(touches.c.due_at, touches.c.id)

@@ -6,7 +6,7 @@ a non-zero exit: 1 when some input was rejected, 2 for a config or file that can
 
 from __future__ import annotations
 
-from datetime import date
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,18 +24,21 @@ from scheduler.cli_common import (
     err,
     opened_store,
     out,
+    parse_date,
     parse_now,
+    short_time,
 )
 from scheduler.cli_daemon import run, status
 from scheduler.cli_delivery import log, retry, send, show
 from scheduler.cli_ltv import ltv_app
 from scheduler.cli_notes import preview, templates_app
 from scheduler.cli_sink import sink
+from scheduler.config_warnings import config_warnings
 from scheduler.demo import run_demo
 from scheduler.detection import detect as run_detection
 from scheduler.importer import ImportReport, import_csv
 from scheduler.output import OutputFormat, table, to_csv, to_json
-from scheduler.planning import plan_day
+from scheduler.planning import Plan, PlanTooFar, plan_day
 from scheduler.progress import file_progress
 from scheduler.settings import OCCASION_KINDS
 from scheduler.store.db import create_store_engine, display_url
@@ -118,7 +121,11 @@ def init(
 
 @config_app.command("check")
 def config_check(ctx: typer.Context) -> None:
-    """Validate the config file and print every problem in it, with file, line and key."""
+    """Validate the config file and print every problem in it, with file, line and key.
+
+    Then warns about what works but should not stay so: the example's sender address, a login
+    sent in the clear, a password file or store other users can read, and what the config
+    needs from the environment and cannot find."""
     config = cli_state(ctx).config()
     settings = config.settings
     out.print(f"{config.path}: ok")
@@ -129,10 +136,11 @@ def config_check(ctx: typer.Context) -> None:
     smtp = settings.smtp
     out.print(f"  smtp      {smtp.host}:{smtp.effective_port} ({smtp.security})")
     out.print(f"  templates {config.templates_dir}")
-    for problem in config.environment_problems():
-        err.print(f"warning: {problem}", markup=False)
-    if not config.environment_problems():
+    problems = config.environment_problems()
+    if not problems:
         out.print(f"  database  {display_url(config.database_url())}")
+    for warning in config_warnings(config):
+        err.print(f"warning: {warning}", markup=False)
 
 
 @db_app.command("upgrade")
@@ -343,6 +351,9 @@ def detect(
         )
 
 
+PLAN_ROWS_SHOWN = 25
+
+
 @app.command()
 def plan(
     ctx: typer.Context,
@@ -353,25 +364,29 @@ def plan(
         ),
     ] = None,
     now: NowOption = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="List every note (the table shows the first ones).")
+    ] = False,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
-    """Show what would be sent on a day, to whom and when, and what would not and why.
+    """Show what the service will send on a day, to whom and when, and what not and why.
 
-    Writes nothing: detection runs as of the end of that day, the daily budget is applied
-    (most valuable customers first; the rest shown deferred to the next day), and all is
-    rolled back. The day is the business's (its time zone); times are shown in UTC.
+    Runs what `appreciate run` runs (detection, the frequency cap, the daily budget and the
+    checks before sending) as if the service ran until the end of each day from today to that
+    day, in a transaction it rolls back: it writes nothing. The day is the business's (its
+    time zone); times are UTC. The table shows a summary and the first notes (--all: every
+    one); json and csv always list every note.
     """
     config = cli_state(ctx).config()
     zone = ZoneInfo(config.settings.business.timezone)
-    try:
-        wanted = date.fromisoformat(day) if day else parse_now(now).astimezone(zone).date()
-    except ValueError:
-        raise typer.BadParameter(
-            f'"{day}" is not a date (YYYY-MM-DD)', param_hint="--date"
-        ) from None
+    moment = parse_now(now)
+    wanted = parse_date(day, "--date") or moment.astimezone(zone).date()
     with opened_store(config) as engine:
-        result = plan_day(engine, config.settings, wanted)
-    columns = ["due_at", "customer", "name", "kind", "occasion", "status", "reason"]
+        try:
+            result = plan_day(engine, config.settings, wanted, moment)
+        except PlanTooFar as error:
+            raise typer.BadParameter(str(error), param_hint="--date") from None
+    columns = ["due_at", "send_at", "customer", "name", "kind", "occasion", "status", "reason"]
     rows = [{column: getattr(line, column) for column in columns} for line in result.lines]
     budget = result.budget
     if output_format is OutputFormat.json:
@@ -382,18 +397,46 @@ def plan(
             "expired": budget.expired,
         }
         out.file.write(to_json({"date": wanted, "budget": limit, "notes": rows}) + "\n")
-    elif output_format is OutputFormat.csv:
+        return
+    if output_format is OutputFormat.csv:
         out.file.write(to_csv(rows, columns))
-    else:
-        sending = sum(1 for line in result.lines if line.status in ("pending", "deferred"))
-        sending -= budget.deferred
-        out.print(table(f"Plan for {wanted}: {sending} to send", rows, columns))
-        if budget.deferred or budget.expired:
-            out.print(
-                f"The daily budget of {budget.budget} notes moves {budget.deferred} to the next "
-                f"day and lets {budget.expired} expire: the most valuable customers go first.",
-                markup=False,
-            )
+        return
+    _print_plan(result, rows, show_all)
+
+
+def _print_plan(result: Plan, rows: list[dict[str, Any]], show_all: bool) -> None:
+    counts = Counter(line.status for line in result.lines)
+    parts = [f"{counts[status]} {label}" for status, label in PLAN_SUMMARY if counts[status]]
+    title = f"Plan for {result.day}: {counts['pending']} to send"
+    out.print(f"{title}" + (f" ({', '.join(parts)})" if parts else ""), markup=False)
+    shown = rows if show_all else rows[:PLAN_ROWS_SHOWN]
+    for row in shown:
+        row["when"] = short_time(row["send_at"] or row["due_at"])
+    if shown:
+        out.print(table(None, shown, ["when", "customer", "name", "kind", "status", "reason"]))
+    if len(shown) < len(rows):
+        out.print(
+            f"... and {len(rows) - len(shown)} more: --all lists every note "
+            "(--format csv or json for a file).",
+            markup=False,
+        )
+    budget = result.budget
+    if budget.deferred or budget.expired:
+        out.print(
+            f"The daily budget of {budget.budget} notes moves {budget.deferred} to later days "
+            f"and lets {budget.expired} expire: the notes that send the most value in time go.",
+            markup=False,
+        )
+
+
+PLAN_SUMMARY = (
+    ("sent", "already sent"),
+    ("deferred", "deferred"),
+    ("expired", "expired"),
+    ("suppressed", "suppressed"),
+    ("skipped", "skipped"),
+    ("failed", "failing"),
+)
 
 
 app.command("preview")(preview)

@@ -18,20 +18,39 @@ from typer.core import TyperGroup
 
 from scheduler.clock import FixedClock, SystemClock
 from scheduler.config import Config, find_config, load_config
-from scheduler.errors import AppreciateError
-from scheduler.output import OutputFormat
+from scheduler.errors import AppreciateError, StoreError
+from scheduler.output import OutputFormat, printable
 from scheduler.store.schema import open_store
 
 
 class AppreciateGroup(TyperGroup):
-    """Turns AppreciateError into a message and an exit code, for every subcommand."""
+    """Turns AppreciateError into a message and an exit code, for every subcommand; so too a
+    store that cannot be reached or used (never a traceback, never a statement's values)."""
 
     def invoke(self, ctx: Any) -> Any:  # Any: typer's Context type differs by version
         try:
             return super().invoke(ctx)
         except AppreciateError as error:
-            typer.echo(f"error: {error}", err=True)
+            typer.echo(f"error: {printable(str(error))}", err=True)
             raise typer.Exit(error.exit_code) from None
+        except Exception as error:
+            reason = store_failure(error)
+            if reason is None:
+                raise
+            typer.echo(f"error: the store could not be used: {printable(reason)}", err=True)
+            raise typer.Exit(StoreError.exit_code) from None
+
+
+def store_failure(error: BaseException) -> str | None:
+    """What went wrong, in one line, when `error` is the database's (unreachable, refused,
+    locked...), else None. The driver's own message, without the statement and its values."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError  # noqa: PLC0415 - only on a failure
+
+    if not isinstance(error, SQLAlchemyError):
+        return None
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
 
 
 out = Console(highlight=False, soft_wrap=True)
@@ -87,6 +106,11 @@ def parse_date(value: str | None, option: str) -> date | None:
         raise typer.BadParameter(
             f'"{value}" is not a date (YYYY-MM-DD)', param_hint=option
         ) from None
+
+
+def short_time(moment: datetime | None) -> str:
+    """`06-15 09:00`: a UTC time that fits a narrow column."""
+    return "" if moment is None else f"{moment:%m-%d %H:%M}"
 
 
 AsOfOption = Annotated[

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -58,19 +58,27 @@ class Config:
         if database.url_env:
             url = env.get(database.url_env, "")
             if not url:
-                raise ConfigError(
-                    self.path,
-                    [
-                        ConfigProblem(
-                            "database.url_env",
-                            f"environment variable {database.url_env} is not set",
-                        )
-                    ],
+                raise self._problem(
+                    "database.url_env", f"environment variable {database.url_env} is not set"
                 )
-            return normalize_database_url(url)
+            try:
+                return normalize_database_url(url)
+            except ValueError:  # never echo it: the URL may hold a password
+                raise self._problem(
+                    "database.url_env",
+                    f"environment variable {database.url_env} does not hold a database URL "
+                    "(e.g. postgresql://user:password@host/database)",
+                ) from None
         if not database.url:
             return f"sqlite:///{self.base_dir / DEFAULT_DATABASE_NAME}"
-        return normalize_database_url(database.url, self.base_dir)
+        try:
+            return normalize_database_url(database.url, self.base_dir)
+        except ValueError as error:
+            raise self._problem("database.url", str(error)) from None
+
+    def _problem(self, key: str, message: str) -> ConfigError:
+        """A problem with what `key` names outside the file (an environment variable, a file)."""
+        return ConfigError(self.path, [ConfigProblem(key, message)])
 
     def smtp_password(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The SMTP password from its environment variable or file, or None when none is set."""
@@ -101,9 +109,13 @@ class Config:
         return None
 
     def environment_problems(self, environ: Mapping[str, str] | None = None) -> list[str]:
-        """What the config needs from outside the file and cannot find (for `config check`)."""
+        """What the config needs from outside the file and cannot find (for `config check`):
+        the store's URL, and the SMTP password when a username is set."""
         problems: list[str] = []
-        for check in (self.database_url, self.smtp_password):
+        checks: list[Callable[[Mapping[str, str] | None], str | None]] = [self.database_url]
+        if self.settings.smtp.username:
+            checks.append(self.smtp_password)
+        for check in checks:
             try:
                 check(environ)
             except ConfigError as error:
@@ -115,12 +127,15 @@ def normalize_database_url(url: str, base_dir: Path | None = None) -> str:
     """Pick appreciate's drivers and anchor relative SQLite paths at `base_dir`.
 
     `postgresql://` means psycopg 3 (`postgresql+psycopg://`); `sqlite:///relative.db` is taken
-    relative to `base_dir` when one is given. Raises ValueError for a URL that is not one.
+    relative to `base_dir` when one is given. Raises ValueError for a URL that is not one (its
+    message never repeats the URL, which may hold a password).
     """
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ValueError(f'"{url}" is not a database URL') from None
+        raise ValueError(
+            "not a database URL (e.g. sqlite:///appreciate.db or postgresql://user@host/database)"
+        ) from None
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite" and parsed.database and base_dir is not None:

@@ -136,7 +136,7 @@ class Daemon:
             ("reap", self._reap, IntervalTrigger(seconds=_seconds(reap_every(settings)))),
         ]
         for name, job, trigger in jobs:
-            first = now if name in ("detect", "reap") else None
+            first = now if name in ("detect", "deliver", "reap") else None
             timer.add_job(
                 job,
                 trigger,

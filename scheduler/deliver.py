@@ -130,6 +130,7 @@ class Sender:
         *,
         owner: str,
         rng: random.Random | None = None,
+        only: Sequence[int] | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -138,6 +139,8 @@ class Sender:
         self.clock = clock
         self.owner = owner
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+        self.only = only
+        """Send these notes alone (a person's retry), outside the daily budget; None: all due."""
         self.limiter = RateLimiter(settings.smtp.max_per_minute)
         self.report = SendReport()
         self._stop: str | None = None
@@ -163,13 +166,16 @@ class Sender:
             self.report.requeued += requeued
             if unknown:
                 self.report.counts["unknown"] += unknown
-            apply_budget(connection, self.settings, now)
+            if self.only is None:
+                apply_budget(connection, self.settings, now)
         pool = [SmtpConnection(self.server) for _ in range(self.settings.smtp.connections)]
         try:
             while self._stop is None:
                 with write_transaction(self.engine) as connection:
                     now = self.clock.now()
-                    claimed = claim(connection, self.owner, now, self.settings.smtp.lease, BATCH)
+                    claimed = claim(
+                        connection, self.owner, now, self.settings.smtp.lease, BATCH, self.only
+                    )
                 if not claimed:
                     break
                 ready = self._prepare(claimed)

@@ -155,8 +155,9 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str | Path, env: dict[str, str] | None = None) -> CliResult:
-    """Run `appreciate ARGS` in-process, with stdout and stderr kept apart."""
+def run_cli(*args: str | Path, env: dict[str, str | None] | None = None) -> CliResult:
+    """Run `appreciate ARGS` in-process, with stdout and stderr kept apart (`env`: variables to
+    set, or with None to unset)."""
     runner = CliRunner()
     result = runner.invoke(
         app, [str(arg) for arg in args], env=env, catch_exceptions=False, prog_name="appreciate"

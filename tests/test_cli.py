@@ -102,6 +102,77 @@ def test_config_check_accepts_a_good_config(migrated_workspace: Workspace) -> No
     assert f"{migrated_workspace.path}: ok" in result.stdout
 
 
+def write_config(tmp_path: Path, extra: str, sender: str = "ada@example.com") -> Path:
+    path = tmp_path / "appreciate.toml"
+    path.write_text(
+        "[business]\n"
+        'name = "Ada\'s Bakery"\nsender_name = "Ada"\n'
+        f'sender_email = "{sender}"\n' + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_config_check_warns_about_what_works_but_should_not_stay(tmp_path: Path) -> None:
+    secret = tmp_path / "smtp-password"
+    secret.write_text("hunter2\n", encoding="utf-8")
+    secret.chmod(0o644)
+    path = write_config(
+        tmp_path,
+        '\n[smtp]\nsecurity = "none"\nusername = "ada"\npassword_env = ""\n'
+        'password_file = "smtp-password"\n',
+        sender="alex@example.com",
+    )
+    result = run_cli("--config", path, "config", "check")
+    assert result.exit_code == 0
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: business.sender_email is still the example's alex@example.com: set the "
+        "address your notes come from",
+        'warning: smtp.username is set with security = "none": the password would cross the '
+        'network in the clear; use "starttls" or "tls"',
+        f"warning: smtp.password_file: {secret} (the SMTP password) can be read by every user "
+        f"of this machine; run `chmod 600 {secret}`",
+    ]
+    assert "hunter2" not in result.stdout + result.stderr
+    secret.chmod(0o600)
+    calm = write_config(
+        tmp_path, '\n[smtp]\nusername = "ada"\npassword_env = ""\npassword_file = "smtp-password"\n'
+    )
+    assert run_cli("--config", calm, "config", "check").stderr == ""
+
+
+def test_config_check_wants_no_password_without_a_username(tmp_path: Path) -> None:
+    """The example names APPRECIATE_SMTP_PASSWORD; with no login it is not needed."""
+    path = write_config(tmp_path, '\n[smtp]\nusername = ""\n')
+    result = run_cli("--config", path, "config", "check", env={"APPRECIATE_SMTP_PASSWORD": None})
+    assert result.exit_code == 0
+    assert "password" not in result.stderr
+
+
+def test_config_check_warns_about_a_store_others_can_read(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "")
+    (tmp_path / "appreciate.db").write_bytes(b"")
+    (tmp_path / "appreciate.db").chmod(0o644)
+    result = run_cli("--config", path, "config", "check")
+    assert "(the customer store) can be read by every user of this machine" in result.stderr
+
+
+def test_a_database_url_with_a_password_is_never_printed(tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[database]\nurl_env = "APPRECIATE_DB"\n')
+    for url, expected in (
+        ("postgres//ada:TopSecret2@db/x", "does not hold a database URL"),
+        ("postgresql://ada:TopSecret2@127.0.0.1:1/x", "the store could not be used"),
+    ):
+        for command in (("log",), ("db", "upgrade"), ("db", "status"), ("config", "check")):
+            result = run_cli("--config", path, *command, env={"APPRECIATE_DB": url})
+            assert "TopSecret2" not in result.stdout + result.stderr, command
+            assert "Traceback" not in result.stderr, command
+            if command != ("config", "check"):
+                assert result.exit_code != 0, command
+                assert expected in result.stderr, (command, result.stderr)
+
+
 def test_the_config_is_found_through_the_environment(migrated_workspace: Workspace) -> None:
     result = run_cli("config", "check", env={"APPRECIATE_CONFIG": str(migrated_workspace.path)})
     assert result.exit_code == 0

@@ -86,6 +86,7 @@ def test_the_log_lists_every_note_with_its_fate(shop: tuple[Workspace, list[int]
         "sent_at",
         "attempts",
         "last_reply",
+        "updated_at",
     }
     assert {row["status"] for row in rows} == {"sent"}
     assert all(row["message_id"].startswith("<") and row["last_reply"] for row in rows)
@@ -128,7 +129,7 @@ def test_show_prints_the_note_as_sent_and_its_history(shop: tuple[Workspace, lis
     assert "no note has the id 999" in stderr
 
 
-def test_retry_sends_a_failed_note_again_on_purpose(shop: tuple[Workspace, list[int]]) -> None:
+def test_retry_sends_a_failed_note_again_at_once(shop: tuple[Workspace, list[int]]) -> None:
     workspace, ids = shop
     refusing = Faulty(step="rcpt", reply="550 5.1.1 no such mailbox", times=2)
     with running(refusing) as port:
@@ -137,16 +138,97 @@ def test_retry_sends_a_failed_note_again_on_purpose(shop: tuple[Workspace, list[
         _, stdout, _ = cli(workspace, "log", "--status", "failed", "--format", "json")
         assert sorted(row["id"] for row in json.loads(stdout)) == sorted(ids)
 
-        code, stdout, _ = cli(workspace, "retry", str(ids[0]), "--now", LATER)
-        assert code == 0
-        assert f"Note {ids[0]} (failed) is queued again" in stdout
-        code, stdout, _ = cli(workspace, "send", "--now", LATER, "--format", "json")
-    assert json.loads(stdout)["outcomes"] == {"sent": 1}
+        code, stdout, _ = cli(workspace, "retry", str(ids[0]), "--now", LATER, "-f", "json")
+    assert code == 0
+    assert json.loads(stdout) == [
+        {
+            "id": ids[0],
+            "customer_id": "C-1",
+            "kind": "birthday",
+            "was": "failed",
+            "status": "sent",
+            "reason": None,
+        }
+    ]
     assert [r.rcpt_tos for r in refusing.received] == [["ann@example.com"]]
+    _, stdout, _ = cli(workspace, "log", "--format", "json")
+    assert {row["id"]: row["status"] for row in json.loads(stdout)} == {
+        ids[0]: "sent",
+        ids[1]: "failed",  # only the note named was sent again
+    }
 
     code, _, stderr = cli(workspace, "retry", str(ids[0]), "--now", LATER)
     assert code != 0
     assert "is sent; only failed, unknown, held notes can be sent again" in stderr
+
+
+def test_retry_takes_several_notes_by_status_and_date(shop: tuple[Workspace, list[int]]) -> None:
+    workspace, ids = shop
+    refusing = Faulty(step="rcpt", reply="550 5.1.1 no such mailbox", times=2)
+    with running(refusing) as port:  # refuses both notes, then takes what comes
+        point_at(workspace, port)
+        cli(workspace, "send", "--now", NOW)
+        code, _, stderr = cli(workspace, "retry", "--since", "2027-06-01")
+        assert code == 2
+        assert "--status" in stderr
+        code, _, stderr = cli(workspace, "retry", "--status", "sent")
+        assert code == 2
+        code, stdout, _ = cli(workspace, "retry", "--status", "failed", "--since", "2027-06-16")
+        assert code == 0
+        assert "No note matches" in stdout
+        code, stdout, _ = cli(workspace, "retry", "--status", "failed", "--queue", "--now", LATER)
+        assert code == 0
+        assert "2 notes are queued again" in stdout
+        code, stdout, stderr = cli(workspace, "send", "--now", LATER, "--format", "json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["outcomes"] == {"sent": 2}
+    assert len(refusing.received) == 2
+
+    code, _, stderr = cli(workspace, "retry", str(ids[0]), "999")
+    assert code != 0
+    assert "no note has the id 999" in stderr
+
+
+def test_the_log_shows_the_latest_activity_first_in_80_columns(
+    shop: tuple[Workspace, list[int]],
+) -> None:
+    workspace, ids = shop
+    with running(Faulty(step="rcpt", reply="550 5.1.1 no such mailbox", times=1)) as port:
+        point_at(workspace, port)
+        cli(workspace, "send", "--now", NOW)  # the first note fails, the second is sent
+        cli(workspace, "retry", str(ids[0]), "--now", LATER)
+    _, stdout, _ = cli(workspace, "log", "--format", "json")
+    assert [row["id"] for row in json.loads(stdout)] == [ids[0], ids[1]]  # retried last
+    _, stdout, _ = cli(workspace, "log")
+    assert max(len(line) for line in stdout.splitlines()) <= 80
+    assert "06-15 12:00" in stdout  # LATER, as the note's latest activity
+
+
+def test_no_command_prints_control_characters_from_customer_data(
+    migrated_workspace: Workspace,
+) -> None:
+    shutil.copytree(STARTERS, migrated_workspace.folder / "templates")
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        evil = "Eve\x1b]0;pwned\x07\x1b[2J\u202eLee"
+        touch = add_due(engine, "C-\x1b[31m1", name=evil, email="eve@example.com")
+    finally:
+        engine.dispose()
+    with running(Recorder()) as port:
+        point_at(migrated_workspace, port)
+        cli(migrated_workspace, "send", "--now", NOW)
+    for command in (
+        ("show", str(touch)),
+        ("log",),
+        ("log", "--format", "csv"),
+        ("log", "--format", "json"),
+        ("plan", "--now", NOW),
+    ):
+        code, stdout, stderr = cli(migrated_workspace, *command)
+        assert code == 0, stderr
+        assert not {"\x1b", "\x07", "\u202e"} & set(stdout + stderr), command
+    _, stdout, _ = cli(migrated_workspace, "show", str(touch))
+    assert "Eve\\x1b]0;pwned" in stdout
 
 
 def test_a_refused_login_pauses_until_the_owner_resumes(

@@ -55,7 +55,7 @@ def test_detect_prints_a_table_by_default(migrated_workspace: Workspace) -> None
 def test_plan_shows_the_day_and_writes_nothing(migrated_workspace: Workspace) -> None:
     add_birthday_today(migrated_workspace)
     config = migrated_workspace.path
-    result = run_cli("--config", config, "plan", "--date", "2027-06-15", "--format", "json")
+    result = run_cli("--config", config, "plan", "--now", NOW, "--format", "json")
     assert result.exit_code == 0
     (note,) = json.loads(result.stdout)["notes"]
     assert (note["customer"], note["occasion"], note["status"]) == (
@@ -65,7 +65,7 @@ def test_plan_shows_the_day_and_writes_nothing(migrated_workspace: Workspace) ->
     )
     assert note["due_at"] == "2027-06-15T08:00:00+00:00"
     assert count_rows(migrated_workspace.database_url, "touches") == 0
-    table = run_cli("--config", config, "plan", "--date", "2027-06-15")
+    table = run_cli("--config", config, "plan", "--date", "2027-06-15", "--now", NOW)
     assert "Plan for 2027-06-15: 1 to send" in table.stdout
 
 

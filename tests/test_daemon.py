@@ -402,3 +402,26 @@ def test_a_locked_store_is_waited_for(tmp_path: Path) -> None:
     assert code == 0, log
     assert "database is locked" in log
     assert "works again" in log
+
+
+def test_after_a_restart_the_notes_due_go_at_once(migrated_workspace: Workspace) -> None:
+    """The first delivery runs when the service starts, not a whole `deliver_every` later (a
+    restart used to leave the notes due waiting an hour here)."""
+    engine = create_store_engine(migrated_workspace.database_url)
+    recorder = Recorder()
+    try:
+        with running(recorder) as port:
+            configure(migrated_workspace, port)
+            text = migrated_workspace.path.read_text(encoding="utf-8")
+            migrated_workspace.path.write_text(
+                text.replace('deliver_every = "1s"', 'deliver_every = "1h"'), encoding="utf-8"
+            )
+            add_due_now(engine, 2)  # detection adds nothing, so it does not start a delivery
+            service = start_service(migrated_workspace, None)
+            try:
+                wait_until(lambda: statuses(engine) == {"sent": 2}, "the notes due to go")
+            finally:
+                code, log = stop(service)
+    finally:
+        engine.dispose()
+    assert code == 0, log

@@ -72,6 +72,8 @@ def _notes(workspace: Path) -> list[Any]:
                         touches.c.status,
                         touches.c.reason,
                         touches.c.due_at,
+                        touches.c.planned_at,
+                        touches.c.expires_at,
                         touches.c.message_id,
                         customers.c.external_id,
                         customers.c.email,
@@ -125,7 +127,7 @@ def test_the_demo_runs_a_whole_cycle_and_exits_0(demo: DemoRun) -> None:
     # the sent-log, with the reasons for what was not sent
     assert "The sent-log" in out
     assert "opted out on" in out
-    assert "deferred to the next day" in out
+    assert "planned for 20" in out  # the note the budget moved to a later day
     # where the mail is, and what to try next
     assert str(demo.workspace / "mail" / "new") in out
     config = demo.workspace / "appreciate.toml"
@@ -175,7 +177,8 @@ def test_the_daily_budget_defers_the_least_valuable_due_customer_only(demo: Demo
     [waiting] = deferred
     assert "budget" in waiting.reason
     business = ZoneInfo(demo.business_zone)
-    assert waiting.due_at.astimezone(business).date() > demo.now.astimezone(business).date()
+    assert waiting.planned_at.astimezone(business).date() > demo.now.astimezone(business).date()
+    assert waiting.planned_at <= waiting.expires_at  # it still goes in time
     sent = demo.status("sent")
     assert all(waiting.value < note.value for note in sent)
     budget = load_config(demo.workspace / "appreciate.toml").settings.schedule.daily_budget

@@ -1,91 +1,134 @@
-"""The daily budget: when more notes are due on a day than it allows, the most valuable
-customers' notes go first.
+"""The daily budget: when more notes are due than the days allow, the notes that send the most
+value in time.
 
-Rules, for the notes due on one day (the business's day):
-- A budget of 0 means no limit: every note goes.
-- Notes the day has already taken (sent, or on their way) count against it first.
-- What is left goes to the notes of the customers with the highest lifetime value (`value`;
-  a customer not valued yet counts as 0); ties go to the note due earlier, then to the older
-  touch.
-- The rest are deferred to the first send moment of the next day (in each customer's zone),
-  not dropped; a note that the deferral would take past its `expires_at` expires instead. Each
-  says why.
+The problem, for the notes due by the end of the first day (the business's day):
+- Each day holds `budget` notes; the first holds what is left of it after `taken` (the notes it
+  has already sent or handed to a sender).
+- A note may go on any day from the first up to its `last_day`, the last day on which it is
+  still in time (None: it never becomes too late).
+- Choose which notes go and on which day so that the total value (each customer's lifetime
+  value; a customer not valued yet counts as 0) of the notes sent in time is as large as it
+  can be.
+
+Rules:
+- A budget of 0 means no limit: every note goes on the first day.
+- Which notes go: the classic greedy for unit jobs with deadlines, which is exact for this
+  problem. Notes are taken by value, highest first (equal values: the earlier last day first,
+  then the earlier due time, then the older touch); each is kept when a day up to its last day
+  still has room, taking the latest such day, so earlier days stay free for notes that cannot
+  wait as long.
+- When each kept note goes: as early as the days allow, the most valuable first. The kept
+  notes are laid out again from the least valuable, each on the latest day it can take, so
+  the notes worth least wait longest; then, day by day from the first, the room a day has left
+  goes to the most valuable of the notes laid out later (moving a note earlier never makes it
+  late). Every kept note is still in time, and no day is left with room while a kept note
+  waits.
+- A note no day can hold before its last day expires (the notes that took the days were worth
+  more, or could not wait).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from scheduler.occasions.timing import SendWindow
-
 
 @dataclass(frozen=True)
-class DueNote:
-    """A note due on the day, with what decides its place in the queue."""
+class BudgetNote:
+    """A note that is due, with what decides whether and when it goes."""
 
     touch_id: int
-    customer_id: int
-    due_at: datetime
-    expires_at: datetime | None
     value: Decimal
-    zone: tzinfo
+    due_at: datetime
+    last_day: date | None
+    """The last day on which it is still in time; None: it never becomes too late."""
 
 
 @dataclass(frozen=True)
-class Moved:
-    """A note the budget did not fit: deferred to `send_at`, or expired (`send_at` None)."""
+class BudgetPlan:
+    """Where each note goes: `days` maps a touch id to its day; `expired` lists the rest."""
 
-    note: DueNote
-    send_at: datetime | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class BudgetCut:
-    kept: list[DueNote]
-    moved: list[Moved]
+    days: dict[int, date]
+    expired: tuple[int, ...]
 
 
-def spend_budget(
-    due: Sequence[DueNote],
-    *,
-    budget: int,
-    taken: int,
-    day: date,
-    next_day_opens: datetime,
-    window: SendWindow,
-) -> BudgetCut:
-    """Split the notes due on `day` into those the budget keeps and those it moves (see the
-    module's rules). `taken`: notes the day has already sent or handed to the sender;
-    `next_day_opens`: the start of the next business day (UTC)."""
+def plan_budget(
+    notes: Sequence[BudgetNote], *, budget: int, taken: int, first_day: date
+) -> BudgetPlan:
+    """Give each note a day, or let it expire (see the module's rules)."""
     if not budget:
-        return BudgetCut(list(due), [])
-    queue = sorted(due, key=lambda note: (-note.value, note.due_at, note.touch_id))
-    room = max(budget - taken, 0)
-    kept, rest = queue[:room], queue[room:]
-    last_kept = kept[-1].value if kept else None
-    moved = [_move(note, budget, day, next_day_opens, window, last_kept) for note in rest]
-    return BudgetCut(kept, moved)
+        return BudgetPlan({note.touch_id: first_day for note in notes}, ())
+    open_ended = first_day + timedelta(days=len(notes) // budget + 1)  # room for every note
+    horizon = [
+        (note, ((note.last_day or open_ended) - first_day).days)
+        for note in notes
+        if note.last_day is None or note.last_day >= first_day
+    ]
+    room = [max(budget - taken, 0)] + [budget] * max((last for _, last in horizon), default=0)
+    preferred = sorted(horizon, key=lambda item: _by_value(*item))
+    choice = _LatestFreeDay(room)
+    chosen = [(note, last) for note, last in preferred if choice.take(last) is not None]
+    placement = _LatestFreeDay(room)  # the chosen set again, the least valuable latest
+    latest = {note.touch_id: placement.take(last) for note, last in reversed(chosen)}
+    days = {
+        touch_id: first_day + timedelta(days=day)
+        for touch_id, day in _earliest_days([note for note, _ in chosen], latest, room).items()
+    }
+    expired = tuple(note.touch_id for note in notes if note.touch_id not in days)
+    return BudgetPlan(days, expired)
 
 
-def _move(
-    note: DueNote,
-    budget: int,
-    day: date,
-    next_day_opens: datetime,
-    window: SendWindow,
-    last_kept: Decimal | None,
-) -> Moved:
-    full = f"the budget of {budget} notes for {day.isoformat()} was spent"
-    if last_kept is None:
-        why = f"{full} before this note was due"
-    else:
-        why = f"{full} on customers of higher value (this one is worth {note.value:.2f}; the "
-        why += f"last note that fitted went to one worth {last_kept:.2f})"
-    send_at = window.next_moment(max(note.due_at, next_day_opens), note.zone)
-    if note.expires_at is not None and send_at > note.expires_at:
-        return Moved(note, None, f"{why}, until it was too late to send")
-    return Moved(note, send_at, f"{why}; deferred to the next day")
+def _earliest_days(
+    chosen: Sequence[BudgetNote], latest: dict[int, int | None], room: Sequence[int]
+) -> dict[int, int]:
+    """Move the kept notes (`chosen`, the most valuable first) as early as the days allow: day
+    by day, the notes whose latest day it is stay, and the room left goes to the most valuable
+    of those that could wait longer (moving a note earlier never makes it late)."""
+    by_day: dict[int | None, list[int]] = {}
+    for note in chosen:
+        by_day.setdefault(latest[note.touch_id], []).append(note.touch_id)
+    placed: dict[int, int] = {}
+    candidates = iter(chosen)
+    for day, capacity in enumerate(room):
+        staying = [touch_id for touch_id in by_day.get(day, ()) if touch_id not in placed]
+        placed.update(dict.fromkeys(staying, day))
+        left = capacity - len(staying)
+        while left > 0 and (candidate := next(candidates, None)) is not None:
+            if candidate.touch_id not in placed:
+                placed[candidate.touch_id] = day
+                left -= 1
+    return placed
+
+
+def _by_value(note: BudgetNote, last: int) -> tuple[Decimal, int, datetime, int]:
+    """Highest value first; then the earlier last day, due time and touch."""
+    return (-note.value, last, note.due_at, note.touch_id)
+
+
+class _LatestFreeDay:
+    """Days with room, each found in near-constant time: `take(d)` books the latest day up to
+    `d` that has room (a union-find that points a full day at the day before it)."""
+
+    def __init__(self, room: list[int]) -> None:
+        self.room = list(room)
+        self.parent = [day if left else day - 1 for day, left in enumerate(room)]
+
+    def _find(self, day: int) -> int:
+        root = day
+        while root >= 0 and self.parent[root] != root:
+            root = self.parent[root]
+        while day >= 0 and self.parent[day] != day:  # shorten the path for the next search
+            self.parent[day], day = root, self.parent[day]
+        return root
+
+    def take(self, last: int) -> int | None:
+        """The day booked, or None when every day up to `last` is full."""
+        day = self._find(last)
+        if day < 0:
+            return None
+        self.room[day] -= 1
+        if not self.room[day]:
+            self.parent[day] = day - 1
+        return day

@@ -170,6 +170,7 @@ class Touch(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("customer_id", "occasion_key", name="uq_touches_customer_occasion"),
         Index("ix_touches_status_due_at", "status", "due_at"),
+        Index("ix_touches_updated_at", "updated_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
@@ -193,6 +194,9 @@ class Touch(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     retry_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     """After a temporary failure: not before this moment."""
+    planned_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    """The daily budget moved this note to a later day: not before this moment (`due_at` keeps
+    the occasion's own time)."""
     headers: str | None = Field(default=None, sa_type=Text)
     """The message's header block as sent (with the stored bodies: the whole note)."""
     created_at: datetime | None = _created()
