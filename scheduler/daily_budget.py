@@ -17,7 +17,7 @@ A note's last day is the last business day on which its send moment is not past 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -49,11 +49,8 @@ class BudgetReport:
     taken: int
     kept: int
     deferred: int
+    """Notes due that the budget plans for a later day."""
     expired: int
-    moved: tuple[int, ...] = ()
-    """The touches the budget moved (deferred or expired)."""
-    planned: dict[int, date] = field(default_factory=dict)
-    """Every due note's day (kept ones: `day`); expired notes have none."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +110,12 @@ def apply_budget(connection: Connection, settings: Settings, now: datetime) -> B
     sent_or_touched = func.coalesce(touches.c.sent_at, touches.c.updated_at)
     taken = connection.execute(
         select(func.count()).where(
-            and_(touches.c.status.in_(TAKEN), sent_or_touched >= start, sent_or_touched < end)
+            and_(
+                touches.c.updated_at >= start,  # never before the send: the index narrows it
+                touches.c.status.in_(TAKEN),
+                sent_or_touched >= start,
+                sent_or_touched < end,
+            )
         )
     ).scalar_one()
     due = _due(connection, settings, end)
@@ -130,11 +132,9 @@ def apply_budget(connection: Connection, settings: Settings, now: datetime) -> B
         if (change := _change(note, plan.days.get(note.touch_id), last_days[note.touch_id], days))
     ]
     _write(connection, changes, now)
-    deferred = sum(1 for change in changes if change["new_status"] == "deferred")
-    expired = len(plan.expired)
     kept = sum(1 for planned in plan.days.values() if planned == day)
-    moved = tuple(sorted(t for t, planned in plan.days.items() if planned != day)) + plan.expired
-    return BudgetReport(day, budget, taken, kept, deferred, expired, moved, dict(plan.days))
+    deferred = len(plan.days) - kept
+    return BudgetReport(day, budget, taken, kept, deferred, len(plan.expired))
 
 
 def _due(connection: Connection, settings: Settings, end: datetime) -> list[_Due]:

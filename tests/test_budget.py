@@ -207,6 +207,7 @@ def add_touch(
                 due_at=MORNING,
                 expires_at=MORNING + lateness,
                 sent_at=MORNING if status == "sent" else None,
+                updated_at=MORNING,
             )
         )
 
