@@ -7,7 +7,9 @@ the number: its code (`EUR 95.00`) or its symbol (`€95.00`, `95,00 €`). Rule
 
 - A plain number (`1250.00`; `1250,00` where the decimal separator is a comma) is read at
   once: the common case, kept as fast as it was.
-- Groups must be well formed (`1,25,0.00` is refused); a number only another locale writes
+- Groups must be well formed (`1,25,0.00` is refused): of the locale's sizes, or all of
+  three digits where the locale groups otherwise (en_IN takes `125,000.00` too); a number
+  only another locale writes
   (`1.250,00` in en_US, `12.50` in de_DE) is refused with a reason naming a locale to set.
   A space group separator may be typed as a space, a no-break space or a narrow one, and an
   apostrophe as `'` or U+2019.
@@ -191,7 +193,10 @@ def amount_format(locale: str = DEFAULT_LOCALE, currency: str = "") -> AmountFor
             rf"{spaces}(?P<after>{sign})?"
         ),
         grouped=re.compile(
-            rf"[0-9]{{1,{secondary}}}(?:{g}[0-9]{{{secondary}}})*{g}[0-9]{{{primary}}}"
+            "|".join(
+                rf"[0-9]{{1,{size}}}(?:{g}[0-9]{{{size}}})*{g}[0-9]{{{primary}}}"
+                for size in sorted({primary, secondary})
+            )
         ),
         elsewhere=re.compile(rf"(?:[0-9]+|[0-9]{{1,3}}(?:{og}[0-9]{{3}})+)(?:{od}[0-9]{{1,2}})?"),
     )
