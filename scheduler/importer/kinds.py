@@ -45,7 +45,7 @@ class Candidate:
 
     values: dict[str, Any]
     refs: dict[str, str] = field(default_factory=dict)
-    warnings: list[FieldError] = field(default_factory=list)
+    warnings: tuple[FieldError, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class _Checker:
     def __init__(self, cells: dict[str, str]) -> None:
         self.cells = cells
         self.errors: list[FieldError] = []
-        self.warnings: list[FieldError] = []
+        self.warnings: tuple[FieldError, ...] = ()
 
     def has(self, column: str) -> bool:
         return column in self.cells
@@ -149,7 +149,7 @@ class _Checker:
         try:
             values[column] = parser(column, text) if text else None
         except FieldError as error:
-            self.warnings.append(error)
+            self.warnings = (*self.warnings, error)
 
     def finish(self, candidate: Candidate) -> Candidate:
         """The candidate, or RowErrors listing the problems (warnings among them) in the
@@ -159,7 +159,8 @@ class _Checker:
             position = {column: index for index, column in enumerate(self.cells)}
             self.errors.sort(key=lambda error: position.get(error.column, len(position)))
             raise RowErrors(self.errors)
-        candidate.warnings = self.warnings
+        if self.warnings:
+            candidate.warnings = self.warnings
         return candidate
 
 

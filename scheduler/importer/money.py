@@ -62,16 +62,19 @@ class AmountFormat:
 
     def amount(self, column: str, text: str) -> Decimal:
         """An amount that may not be negative."""
-        return self.parse(column, text, allow_negative=False)
+        if self.plain.fullmatch(text) and text[0] != "-":  # the fast path: a plain number
+            return (
+                Decimal(text) if self.decimal == "." else Decimal(text.replace(self.decimal, "."))
+            )
+        return self._written(column, text, False)
 
     def margin(self, column: str, text: str) -> Decimal:
         """Money that may be negative (a sale at a loss)."""
-        return self.parse(column, text, allow_negative=True)
-
-    def parse(self, column: str, text: str, *, allow_negative: bool = False) -> Decimal:
-        if self.plain.fullmatch(text) and (allow_negative or text[0] != "-"):
-            return Decimal(text if self.decimal == "." else text.replace(self.decimal, "."))
-        return self._written(column, text, allow_negative)
+        if self.plain.fullmatch(text):
+            return (
+                Decimal(text) if self.decimal == "." else Decimal(text.replace(self.decimal, "."))
+            )
+        return self._written(column, text, True)
 
     def _written(self, column: str, text: str, allow_negative: bool) -> Decimal:
         """The slow path: signs, groups, and a reason for everything refused."""
