@@ -23,6 +23,7 @@ from pathlib import Path
 
 from scheduler.errors import AppreciateError
 from scheduler.import_columns import RESERVED_COLUMNS, column_name, mapping_target_problem
+from scheduler.output import printable
 
 
 class ColumnMappingError(AppreciateError, ValueError):
@@ -113,7 +114,7 @@ class ColumnMapping:
         for entry in self.entries:
             index = position.get(entry.source_name)
             if index is None:
-                shown = ", ".join(f'"{name}"' for name in header)
+                shown = ", ".join(f'"{printable(name, newlines=False)}"' for name in header)
                 raise ColumnMappingError(
                     entry.origin,
                     f'{path} has no column "{entry.source}" (its columns are {shown})',
@@ -123,7 +124,7 @@ class ColumnMapping:
                 raise ColumnMappingError(
                     entry.origin,
                     f'{path} has {len(twins)} columns that "{entry.source}" names: '
-                    + ", ".join(f'"{name}"' for name in twins),
+                    + ", ".join(f'"{printable(name, newlines=False)}"' for name in twins),
                 )
             mapped[index] = entry.target_name
             used[index] = entry
@@ -135,8 +136,8 @@ class ColumnMapping:
                 raise ColumnMappingError(
                     entry.origin,
                     f'reading "{entry.source}" as {entry.target_name} gives {path} two '
-                    f'{entry.target_name} columns, as it has "{header[twin]}" too (map that one '
-                    "to another name as well)",
+                    f'{entry.target_name} columns, as it has "{printable(header[twin])}" too (map '
+                    "that one to another name as well)",
                 )
         return mapped
 
