@@ -33,15 +33,25 @@ from scheduler.cli_delivery import log, retry, send, show
 from scheduler.cli_ltv import ltv_app
 from scheduler.cli_notes import preview, templates_app
 from scheduler.cli_sink import sink
+from scheduler.config import Config
 from scheduler.config_warnings import config_warnings
 from scheduler.demo import run_demo
 from scheduler.detection import detect as run_detection
-from scheduler.importer import ImportReport, import_csv
-from scheduler.output import OutputFormat, table, to_csv, to_json
+from scheduler.importer import (
+    ColumnMapping,
+    ImportReport,
+    MappedColumn,
+    amount_format,
+    import_csv,
+    parse_map_option,
+)
+from scheduler.importer.batch import Rejection
+from scheduler.importer.rejects import check_rejects_path
+from scheduler.output import OutputFormat, printable, table, to_csv, to_json
 from scheduler.planning import Plan, PlanTooFar, plan_day
 from scheduler.progress import file_progress
 from scheduler.settings import OCCASION_KINDS
-from scheduler.store.db import create_store_engine, display_url
+from scheduler.store.db import create_store_engine, display_url, sqlite_path
 from scheduler.store.schema import schema_state, upgrade
 from scheduler.workspace import create_workspace
 
@@ -196,6 +206,15 @@ def import_command(
             help="Write rejected rows here, with a reason column, ready to fix and re-import.",
         ),
     ] = None,
+    column_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            metavar='"FILE COLUMN=COLUMN"',
+            help='Read a column of the file as one appreciate knows, e.g. "Patient ID=id" '
+            "(repeatable; adds to and overrides [import.KIND] columns in the config).",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Check every row and report, without writing to the store."),
@@ -207,10 +226,20 @@ def import_command(
 
     Rows are matched by id (referrals by the referred customer, meetings by customer and
     time), so importing a file again changes nothing and a corrected file updates rows.
-    Bad rows are reported with their line and reason, and the exit code is 1.
+    Bad rows are reported with their line and reason, and the exit code is 1; rows imported
+    with a warning (an invalid email left out) are reported too, and the exit code stays 0.
     """
     moment = parse_now(now)
     config = cli_state(ctx).config()
+    mapping = ColumnMapping.merged(
+        kind.value,
+        _configured_mapping(config, kind.value),
+        [parse_map_option(text) for text in column_map or []],
+    )
+    protected = _protected_files(config)
+    if rejects is not None:  # before the store is opened or the file read
+        check_rejects_path(rejects, {"the file being imported": file, **protected})
+    business = config.settings.business
     with opened_store(config) as engine:
         try:
             with file_progress(err, f"Importing {kind.value}") as progress:
@@ -219,10 +248,13 @@ def import_command(
                     kind.value,
                     file,
                     now=moment,
-                    business_zone=ZoneInfo(config.settings.business.timezone),
+                    business_zone=ZoneInfo(business.timezone),
                     rejects_path=rejects,
                     dry_run=dry_run,
                     progress=progress,
+                    mapping=mapping,
+                    amounts=amount_format(business.locale, business.currency),
+                    protected=protected,
                 )
         except KeyboardInterrupt:
             err.print(
@@ -236,6 +268,30 @@ def import_command(
         raise typer.Exit(1)
 
 
+def _configured_mapping(config: Config, kind: str) -> list[MappedColumn]:
+    """The config's `[import.KIND] columns`, each naming the file, line and key it is from."""
+    columns = config.settings.imports.columns(kind)
+    if not columns:
+        return []
+    key = ("import", kind, "columns")
+    line = config.line_of(key)
+    origin = f"{config.path}:{line}" if line else str(config.path)
+    return [
+        MappedColumn(source, target, f"{origin}: {'.'.join(key)}")
+        for source, target in columns.items()
+    ]
+
+
+def _protected_files(config: Config) -> dict[str, Path]:
+    """Files a rejects file must never replace: the config, and a SQLite store's files."""
+    protected = {"the config file": config.path}
+    store = sqlite_path(config.database_url())
+    if store is not None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            protected[f"the store ({store.name}{suffix})"] = Path(f"{store}{suffix}")
+    return protected
+
+
 def _print_report(report: ImportReport, rejects: Path | None, output_format: OutputFormat) -> None:
     if output_format is OutputFormat.json:
         out.file.write(to_json(report_dict(report)) + "\n")
@@ -244,25 +300,42 @@ def _print_report(report: ImportReport, rejects: Path | None, output_format: Out
         err.print("--format csv is not offered for import reports; showing a table", markup=False)
     verb = "Checked" if report.dry_run else "Imported"
     new = "would be new" if report.dry_run else "new"
+    path = printable(str(report.path))
+    warned = f", {report.warning_count} with warnings" if report.warning_count else ""
     out.print(
-        f"{verb} {report.kind} from {report.path}: {report.rows} rows: {report.inserted} {new}, "
+        f"{verb} {report.kind} from {path}: {report.rows} rows: {report.inserted} {new}, "
         f"{report.updated} updated, {report.unchanged} unchanged, "
-        f"{report.rejected_count} rejected.",
+        f"{report.rejected_count} rejected{warned}.",
         markup=False,
     )
-    if report.ignored_columns:
+    if report.encoding != "UTF-8":
+        out.print(f"Read as {report.encoding} text.", markup=False)
+    if report.mapping:
         out.print(
-            f"Ignored columns (not used for {report.kind}): " + ", ".join(report.ignored_columns),
+            "Columns mapped: " + ", ".join(printable(str(entry)) for entry in report.mapping),
             markup=False,
         )
-    if report.rejected:
-        where = f" (all written to {rejects})" if rejects else ""
-        err.print(f"Rejected rows{where}:", markup=False)
-        for rejection in report.rejected[:MAX_REJECTS_SHOWN]:
-            err.print(f"  {report.path}:{rejection.line}: {rejection.reason}", markup=False)
-        hidden = report.rejected_count - min(len(report.rejected), MAX_REJECTS_SHOWN)
-        if hidden > 0:
-            err.print(f"  ... and {hidden} more; use --rejects FILE to get them all.")
+    if report.ignored_columns:
+        out.print(
+            f"Ignored columns (not used for {report.kind}): "
+            + ", ".join(printable(name, newlines=False) for name in report.ignored_columns),
+            markup=False,
+        )
+    where = f" (all written to {printable(str(rejects))})" if rejects else ""
+    _print_rows(f"Rejected rows{where}:", report.rejected, report.rejected_count, path)
+    _print_rows(f"Imported with warnings{where}:", report.warnings, report.warning_count, path)
+
+
+def _print_rows(heading: str, rows: list[Rejection], count: int, path: str) -> None:
+    """Rejected or warned rows under their heading, at most MAX_REJECTS_SHOWN of them."""
+    if not rows:
+        return
+    err.print(heading, markup=False)
+    for row in rows[:MAX_REJECTS_SHOWN]:
+        err.print(f"  {path}:{row.line}: {printable(row.reason, newlines=False)}", markup=False)
+    hidden = count - min(len(rows), MAX_REJECTS_SHOWN)
+    if hidden > 0:
+        err.print(f"  ... and {hidden} more; use --rejects FILE to get them all.", markup=False)
 
 
 def report_dict(report: ImportReport) -> dict[str, Any]:
@@ -277,7 +350,14 @@ def report_dict(report: ImportReport) -> dict[str, Any]:
         "unchanged": report.unchanged,
         "rejected_count": report.rejected_count,
         "rejected": [{"line": r.line, "reason": r.reason} for r in report.rejected],
+        "warning_count": report.warning_count,
+        "warnings": [{"line": w.line, "reason": w.reason} for w in report.warnings],
         "ignored_columns": report.ignored_columns,
+        "mapping": [
+            {"column": entry.source, "read_as": entry.target_name, "from": entry.origin}
+            for entry in report.mapping
+        ],
+        "encoding": report.encoding,
     }
 
 

@@ -108,6 +108,14 @@ class Config:
                 ) from None
         return None
 
+    def line_of(self, key: Sequence[str]) -> int | None:
+        """The line of the config file where `key` is set (or its table begins), if found."""
+        try:
+            text = self.path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError):
+            return None
+        return _find_line(text, key)
+
     def environment_problems(self, environ: Mapping[str, str] | None = None) -> list[str]:
         """What the config needs from outside the file and cannot find (for `config check`):
         the store's URL, and the SMTP password when a username is set."""
@@ -313,12 +321,13 @@ def _suggestion(location: Sequence[str], raw: Mapping[str, Any]) -> str:
     """` (did you mean "port"?)` for a near-miss of a key this section knows."""
     model: type[BaseModel] = Settings
     for part in location[:-1]:
-        field = model.model_fields.get(part)
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
         annotation = field.annotation if field else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return ""
         model = annotation
-    close = difflib.get_close_matches(location[-1], list(model.model_fields), n=1, cutoff=0.6)
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    close = difflib.get_close_matches(location[-1], names, n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 

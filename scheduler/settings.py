@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 from functools import cache
-from typing import Literal, get_args
+from typing import ClassVar, Literal, get_args
 from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from scheduler.addresses import InvalidAddress, normalize_address
+from scheduler.import_columns import column_name, mapping_target_problem
 from scheduler.occasion_settings import Duration, OccasionsSettings
 
 OccasionKind = Literal[
@@ -36,21 +37,60 @@ _TIME_OF_DAY = re.compile(r"(\d{2}):(\d{2})")
 
 
 def known_time_zone(name: str) -> str:
-    """Return `name` if it is an IANA time zone this machine knows, else raise ValueError."""
+    """Return `name` if it is an IANA time zone this machine knows, else raise ValueError.
+
+    Only real zone names count: `localtime` (this machine's own setting, a file, not a zone),
+    `posixrules`, `Factory` and the `posix/` and `right/` copies of the database are not.
+    """
     if name not in _time_zones():
         raise ValueError(f'unknown time zone "{name}" (expected an IANA name like "Europe/Paris")')
     return name
 
 
 def time_zone_names() -> frozenset[str]:
-    """Every IANA zone name this machine knows."""
+    """Every IANA zone name this machine knows (see `known_time_zone`)."""
     return _time_zones()
+
+
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+_NOT_ZONE_FOLDERS = ("posix/", "right/")
 
 
 @cache
 def _time_zones() -> frozenset[str]:
     """The zone names, listed once: reading the zone database takes tens of milliseconds."""
-    return frozenset(available_timezones())
+    return frozenset(
+        name
+        for name in available_timezones()
+        if name not in _NOT_ZONES and not name.startswith(_NOT_ZONE_FOLDERS)
+    )
+
+
+def known_currency(code: str) -> str:
+    """Return `code` if it is empty or an ISO 4217 currency code, else raise ValueError."""
+    if not code:
+        return code
+    from babel.numbers import list_currencies  # noqa: PLC0415 - only configs that set one
+
+    if code not in list_currencies():
+        raise ValueError(
+            f'unknown currency "{code}" (expected an ISO 4217 code such as "EUR" or "USD", '
+            "or empty for amounts without a currency sign)"
+        )
+    return code
+
+
+def known_locale(name: str) -> str:
+    """Return `name` if it is a locale such as `en_US` or `de_DE`, else raise ValueError."""
+    from babel import Locale, UnknownLocaleError  # noqa: PLC0415 - only when a config sets one
+
+    try:
+        Locale.parse(name)
+    except (ValueError, TypeError, UnknownLocaleError):
+        raise ValueError(
+            f'unknown locale "{name}" (expected a language and country such as "en_US" or "de_DE")'
+        ) from None
+    return name
 
 
 def _address(value: str) -> str:
@@ -87,12 +127,18 @@ class BusinessSettings(Section):
     sender_email: str
     reply_to: str = ""
     timezone: str = "UTC"
+    currency: str = ""
+    """ISO 4217 code of the currency amounts are in; empty: amounts carry no currency sign."""
+    locale: str = "en_US"
+    """How amounts are written: the decimal and group separators of this locale."""
     review_url: str = ""
     unsubscribe_url: str = ""
     unsubscribe_email: str = ""
 
     _check_sender = field_validator("sender_email")(_address)
     _check_zone = field_validator("timezone")(known_time_zone)
+    _check_currency = field_validator("currency")(known_currency)
+    _check_locale = field_validator("locale")(known_locale)
 
     @field_validator("reply_to")
     @classmethod
@@ -273,6 +319,64 @@ class TemplatesSettings(Section):
     directory: str = Field(default="templates", min_length=1)
 
 
+class ImportColumns(Section):
+    """How one kind's files name their columns: `columns` maps a column of the file (matched
+    as headers are: case-insensitive, punctuation as `_`) to the column appreciate reads."""
+
+    kind: ClassVar[str]
+    columns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("columns")
+    @classmethod
+    def _check_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [
+            f'"{source}" = {problem}'
+            for source, target in value.items()
+            if (problem := mapping_target_problem(cls.kind, target))
+        ]
+        if any(not column_name(source) for source in value):
+            problems.append("a mapped column has no usable name")
+        targets: dict[str, str] = {}
+        for source, target in value.items():
+            name = column_name(target)
+            if name in targets:
+                problems.append(f'"{targets[name]}" and "{source}" are both mapped to "{target}"')
+            targets.setdefault(name, source)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
+class CustomerColumns(ImportColumns):
+    kind = "customers"
+
+
+class OrderColumns(ImportColumns):
+    kind = "orders"
+
+
+class ReferralColumns(ImportColumns):
+    kind = "referrals"
+
+
+class MeetingColumns(ImportColumns):
+    kind = "meetings"
+
+
+class ImportSettings(Section):
+    """Column mappings for `appreciate import`, per kind (`[import.customers]`, ...)."""
+
+    customers: CustomerColumns = CustomerColumns()
+    orders: OrderColumns = OrderColumns()
+    referrals: ReferralColumns = ReferralColumns()
+    meetings: MeetingColumns = MeetingColumns()
+
+    def columns(self, kind: str) -> dict[str, str]:
+        """The mapping configured for `kind`."""
+        found: ImportColumns = getattr(self, kind)
+        return found.columns
+
+
 class Settings(Section):
     """The whole config file."""
 
@@ -283,3 +387,5 @@ class Settings(Section):
     occasions: OccasionsSettings = OccasionsSettings()
     ltv: LtvSettings = LtvSettings()
     templates: TemplatesSettings = TemplatesSettings()
+    imports: ImportSettings = Field(default=ImportSettings(), alias="import")
+    """`[import]` in the file (`import` is a Python keyword)."""

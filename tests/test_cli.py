@@ -220,7 +220,8 @@ def test_import_reports_and_exits_one_on_rejects(
 ) -> None:
     csv_file = tmp_path / "customers.csv"
     csv_file.write_text(
-        "id,name,email\nC-1,Ann,ann@example.com\nC-2,Bob,not-an-address\n", encoding="utf-8"
+        "id,name,email\nC-1,Ann,ann@example.com\nC-2,,bob@example.com\nC-3,Cat,not-an-address\n",
+        encoding="utf-8",
     )
     rejects = tmp_path / "rejects.csv"
     result = run_cli(
@@ -235,9 +236,23 @@ def test_import_reports_and_exits_one_on_rejects(
         "2026-11-23T12:00:00Z",
     )
     assert result.exit_code == 1
-    assert "2 rows: 1 new, 0 updated, 0 unchanged, 1 rejected" in result.stdout
-    assert f"{csv_file}:3: email:" in result.stderr
+    assert "3 rows: 2 new, 0 updated, 0 unchanged, 1 rejected, 1 with warnings." in result.stdout
+    rejected, warned = result.stderr.split("Imported with warnings")
+    assert f"{csv_file}:3: name: is empty" in rejected
+    assert f'{csv_file}:4: email: "not-an-address" is not a single valid' in warned
     assert rejects.read_text(encoding="utf-8").splitlines()[0] == "id,name,email,reason"
+
+
+def test_import_with_warnings_only_exits_zero(
+    migrated_workspace: Workspace, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "customers.csv"
+    csv_file.write_text("id,name,email\nC-1,Ann,ann-at-example.com\n", encoding="utf-8")
+    result = run_cli("--config", migrated_workspace.path, "import", "customers", csv_file)
+    assert result.exit_code == 0
+    assert "1 rows: 1 new, 0 updated, 0 unchanged, 0 rejected, 1 with warnings." in result.stdout
+    assert "Imported with warnings:" in result.stderr
+    assert "Rejected rows" not in result.stderr
 
 
 def test_import_json_report(migrated_workspace: Workspace, tmp_path: Path) -> None:
@@ -258,7 +273,11 @@ def test_import_json_report(migrated_workspace: Workspace, tmp_path: Path) -> No
         "unchanged": 0,
         "rejected_count": 0,
         "rejected": [],
+        "warning_count": 0,
+        "warnings": [],
         "ignored_columns": [],
+        "mapping": [],
+        "encoding": "UTF-8",
     }
 
 

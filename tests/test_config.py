@@ -234,3 +234,62 @@ def test_durations_read_back_as_written_to_the_second(value: timedelta) -> None:
 def test_a_duration_may_be_given_in_seconds() -> None:
     assert parse_duration("30s") == timedelta(seconds=30)
     assert parse_duration("1m 30s") == timedelta(seconds=90)
+
+
+@pytest.mark.parametrize("name", ["localtime", "posixrules", "Factory", "posix/Europe/Paris"])
+def test_a_time_zone_must_be_a_real_zone_name(tmp_path: Path, name: str) -> None:
+    text = MINIMAL + f'timezone = "{name}"\n'
+    assert problems(tmp_path, text) == [
+        f'{tmp_path / "config.toml"}:5: business.timezone: unknown time zone "{name}" '
+        '(expected an IANA name like "Europe/Paris")'
+    ]
+
+
+def test_currency_and_locale_are_read_and_checked(tmp_path: Path) -> None:
+    business = load_config(
+        write(tmp_path, MINIMAL + 'currency = "EUR"\nlocale = "de_DE"\n')
+    ).settings.business
+    assert (business.currency, business.locale) == ("EUR", "de_DE")
+    assert load_config(write(tmp_path, MINIMAL)).settings.business.locale == "en_US"
+    lines = problems(tmp_path, MINIMAL + 'currency = "EURO"\nlocale = "xx_YY"\n')
+    assert lines == [
+        f'{tmp_path / "config.toml"}:5: business.currency: unknown currency "EURO" (expected an '
+        'ISO 4217 code such as "EUR" or "USD", or empty for amounts without a currency sign)',
+        f'{tmp_path / "config.toml"}:6: business.locale: unknown locale "xx_YY" (expected a '
+        'language and country such as "en_US" or "de_DE")',
+    ]
+
+
+def test_import_column_mappings_are_read_per_kind(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        '\n[import.customers]\ncolumns = { "Patient ID" = "id", "Pet" = "pet name" }\n'
+        '\n[import.orders.columns]\n"Total" = "amount"\n'
+    )
+    imports = load_config(write(tmp_path, text)).settings.imports
+    assert imports.columns("customers") == {"Patient ID": "id", "Pet": "pet name"}
+    assert imports.columns("orders") == {"Total": "amount"}
+    assert imports.columns("meetings") == {}
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[import.orders]\ncolumns = { "Total" = "total" }',
+         'import.orders.columns: "Total" = "total" is not a column of orders files (they have '
+         "id, customer_id, placed_at, amount, margin, description)"),
+        ('[import.customers]\ncolumns = { "A" = "id", "B" = "ID" }',
+         'import.customers.columns: "A" and "B" are both mapped to "ID"'),
+        ('[import.customers]\ncolumns = { "A" = "reason" }',
+         "import.customers.columns: \"A\" = \"reason\" is the rejects file's column"),
+        ('[import.customers]\ncolumns = { "A" = 3 }',
+         "import.customers.columns.A: expected a string (in quotes), got 3"),
+        ("[imports.customers]\ncolumns = {}", 'imports: unknown key (did you mean "import"?)'),
+    ],
+)  # fmt: skip
+def test_import_column_mappings_are_checked_with_file_line_and_key(
+    tmp_path: Path, table: str, message: str
+) -> None:
+    lines = problems(tmp_path, MINIMAL + "\n" + table + "\n")
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{tmp_path / 'config.toml'}:")
+    assert message in lines[0]

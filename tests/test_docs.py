@@ -50,7 +50,8 @@ def test_the_bundled_example_is_the_repositorys() -> None:
 
 def _leaf_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     keys: set[str] = set()
-    for name, field in model.model_fields.items():
+    for attribute, field in model.model_fields.items():
+        name = field.alias or attribute  # as the file spells it ([import] is `imports`)
         annotation: Any = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             keys |= _leaf_keys(annotation, f"{prefix}{name}.")
@@ -62,7 +63,7 @@ def _leaf_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
 def _written_keys(table: dict[str, Any], prefix: str = "") -> set[str]:
     keys: set[str] = set()
     for name, value in table.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:  # an empty table is a value (`columns = {}`)
             keys |= _written_keys(value, f"{prefix}{name}.")
         else:
             keys.add(f"{prefix}{name}")

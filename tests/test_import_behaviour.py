@@ -142,7 +142,8 @@ def test_the_rejects_file_can_be_corrected_and_imported(engine: Engine, tmp_path
     )
     rejects = tmp_path / "rejects.csv"
     report = run(engine, write(tmp_path, text), rejects_path=rejects)
-    assert counts(report) == (5, 2, 0, 0, [3, 5, 6])
+    assert counts(report) == (5, 3, 0, 0, [5, 6])
+    assert [warning.line for warning in report.warnings] == [3]
     header, *rows = read_csv(rejects)
     assert header == ["id", "name", "email", "Pet Name", "reason"]
     assert [row[:4] for row in rows] == [
@@ -152,18 +153,24 @@ def test_the_rejects_file_can_be_corrected_and_imported(engine: Engine, tmp_path
     ]
     reasons = [row[4] for row in rows]
     assert reasons[0].startswith(
-        'line 3: email: "bob-at-example.com" is not a single valid email address: '
+        'warning: line 3: email: "bob-at-example.com" is not a single valid email address: '
+    )
+    assert reasons[0].endswith(
+        "; the rest of the row was imported (correct the cell and import this file again to "
+        "complete it)"
     )
     assert reasons[1:] == [
         "line 5: name: is empty",
         "line 6: has 5 fields, the header has 4 (extra cells: extra)",
     ]
+    assert stored(engine)["C-2"]["email"] is None
 
     rows[0][2] = "bob@example.com"
     rows[1][1] = "Cat"
     corrected = write(tmp_path, csv_text(header, *rows), "corrected.csv")
-    again = run(engine, corrected, rejects_path=tmp_path / "rejects-2.csv")
-    assert counts(again) == (3, 3, 0, 0, [])
+    again = run(engine, corrected, rejects_path=tmp_path / "rejects-2.csv", now=LATER)
+    assert counts(again) == (3, 2, 1, 0, [])
+    assert again.warnings == []
     assert read_csv(tmp_path / "rejects-2.csv") == [header]
     found = stored(engine)
     assert sorted(found) == ["C-1", "C-2", "C-3", "C-4", "C-5"]
@@ -197,7 +204,7 @@ def test_an_orders_rejects_file_imports_once_the_customer_exists(
     assert sorted(rows) == [
         ["A-2", "C-2", "2026-03-01T11:00Z", "6", 'line 3: customer_id: no customer with id "C-2" '
          "(import customers first)"],
-        ["A-3", "C-1", "2026-03-01T12:00Z", "-7", 'line 4: amount: "-7" is negative'],
+        ["A-3", "C-1", "2026-03-01T12:00Z", "'-7", 'line 4: amount: "-7" is negative'],
     ]  # fmt: skip
 
     run(engine, write(tmp_path, "id,name\nC-2,Bob\n"))
@@ -223,16 +230,19 @@ def test_a_dry_run_writes_nothing_and_counts_like_a_real_run(
             ["C-1", "Ann", "a@example.com"],  # unchanged
             ["C-2", "Bob", "b@example.com"],  # updated
             ["C-3", "Cat", "c@example.com"],  # inserted
-            ["C-4", "Dan", "d@example"],  # rejected
+            ["C-4", "", "d@example.com"],  # rejected
             ["C-3", "Cat", "cat@example.com"],  # updated (the later row wins)
+            ["C-5", "Eve", "e@example"],  # inserted, with a warning
         ),
         "next.csv",
     )
-    dry = run(engine, path, now=LATER, dry_run=True)
+    dry = run(engine, path, now=LATER, dry_run=True, rejects_path=tmp_path / "dry.csv")
     assert dry.dry_run
     assert snapshot(engine, "customers") == before
-    real = run(engine, path, now=LATER)
-    assert counts(dry) == counts(real) == (5, 1, 2, 1, [5])
+    real = run(engine, path, now=LATER, rejects_path=tmp_path / "real.csv")
+    assert counts(dry) == counts(real) == (6, 2, 2, 1, [5])
+    assert [w.line for w in dry.warnings] == [w.line for w in real.warnings] == [7]
+    assert read_csv(tmp_path / "dry.csv") == read_csv(tmp_path / "real.csv")
     assert stored(engine)["C-3"]["email"] == "cat@example.com"
 
 

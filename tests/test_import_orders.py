@@ -142,12 +142,16 @@ def test_a_customer_time_zone_set_later_applies_to_later_imports(
     [
         ("-5", 'amount: "-5" is negative'),
         ("12.345", 'amount: "12.345" has more than two decimal places'),
-        ("€12", 'amount: "€12" is not a plain decimal number (like 12.50)'),
-        ("1,200.00", 'amount: "1,200.00" is not a plain decimal number (like 12.50)'),
-        ("12,50", 'amount: "12,50" is not a plain decimal number (like 12.50)'),
+        ("€12", 'amount: "€12" has a currency sign ("€"): set [business] currency to its ISO '
+         '4217 code (e.g. "EUR") to read amounts with one, or write plain numbers'),
+        ("1,25,0.00", 'amount: "1,25,0.00" has misplaced group separators (write 1,250.00 or '
+         "1250.00)"),
+        ("12,50", 'amount: "12,50" is not how en_US writes amounts (1,250.00): for amounts '
+         'written like 1.250,00, set [business] locale (e.g. "de_DE")'),
+        ("١٢", 'amount: "١٢" uses digits other than 0-9 (write it with 0-9)'),
         ("", "amount: is empty"),
     ],
-)
+)  # fmt: skip
 def test_a_bad_amount_rejects_its_row_only(
     engine: Engine, tmp_path: Path, amount: str, reason: str
 ) -> None:

@@ -3,7 +3,9 @@
 Each kind has a natural key (customers and orders: their external id; referrals: the
 referred customer; meetings: customer and time). A row whose key exists updates the stored row
 only if something differs, so importing the same file twice changes nothing. Within a batch a
-later row with the same key wins, as it would had the rows been applied one by one.
+later row with the same key wins, as it would had the rows been applied one by one. A row that
+cannot be written (an unknown customer, a local time that cannot be placed) is rejected alone:
+nothing one row holds can fail its batch.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Table
 
-from scheduler.importer.fields import LocalTime, OptOut, zone
+from scheduler.importer.fields import FieldError, LocalTime, OptOut, zone
 from scheduler.importer.kinds import Candidate
 from scheduler.store.bulk import BulkWriter, rows_where_in, select_where_in
 from scheduler.store.models import metadata
@@ -45,6 +47,8 @@ class BatchOutcome:
     updated: int = 0
     unchanged: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    warned: list[Rejection] = field(default_factory=list)
+    """Rows written with a warning (a cell left out), with its reason."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ def _opted_out(
         return stored or context.now
     if isinstance(given, LocalTime):
         name = state.get("timezone")
-        return given.in_zone(zone(name) if name else context.business_zone)
+        return given.place("opted_out", zone(name) if name else context.business_zone)
     return given
 
 
@@ -193,13 +197,17 @@ def write_batch(
     spec = SPECS[kind]
     outcome = BatchOutcome()
     resolved = _resolve(connection, spec, rows, context, outcome)
-    keys = [spec.key(values) for values in resolved]
+    keys = [spec.key(values) for _, values in resolved]
     existing = spec.fetch(connection, list(dict.fromkeys(keys)))
     inserts: dict[Hashable, State] = {}
     updates: dict[Hashable, State] = {}
-    for key, values in zip(keys, resolved, strict=True):
+    for key, (row, values) in zip(keys, resolved, strict=True):
         current = inserts.get(key) or updates.get(key) or existing.get(key)
-        state = spec.merge(current, values, context)
+        try:
+            state = spec.merge(current, values, context)
+        except FieldError as error:
+            outcome.rejected.append(Rejection(row.line, row.raw, str(error)))
+            continue
         if current is None:
             inserts[key] = state
             outcome.inserted += 1
@@ -208,6 +216,9 @@ def write_batch(
             outcome.updated += 1
         else:
             outcome.unchanged += 1
+        if row.candidate.warnings:
+            reason = "; ".join(str(warning) for warning in row.candidate.warnings)
+            outcome.warned.append(Rejection(row.line, row.raw, reason))
     now = context.now
     columns = itemgetter(*spec.stored)
     BulkWriter(connection, spec.table, spec.stored, {"created_at": now, "updated_at": now}).insert(
@@ -225,7 +236,7 @@ def _resolve(
     rows: Sequence[Pending],
     context: WriteContext,
     outcome: BatchOutcome,
-) -> list[State]:
+) -> list[tuple[Pending, State]]:
     """Turn customer external ids into row ids and local times into UTC, rejecting the rest.
 
     A local time is placed in the zone of the row's customer (the first reference), else the
@@ -233,12 +244,12 @@ def _resolve(
     """
     wanted = sorted({ref for row in rows for ref in row.candidate.refs.values()})
     if not wanted:
-        return [row.candidate.values for row in rows]
+        return [(row, row.candidate.values) for row in rows]
     ids: dict[str, int] = dict(
         rows_where_in(connection, _CUSTOMERS, ("external_id", "id"), "external_id", wanted)
     )
-    resolved: list[State] = []
-    local: list[tuple[State, int]] = []  # rows with a local time, and their customer
+    resolved: list[tuple[Pending, State]] = []
+    local: list[tuple[Pending, State, int]] = []  # rows with a local time, and their customer
     for row in rows:
         values = row.candidate.values
         missing = []
@@ -255,27 +266,34 @@ def _resolve(
         if missing:
             outcome.rejected.append(Rejection(row.line, row.raw, "; ".join(missing)))
             continue
-        resolved.append(values)
+        resolved.append((row, values))
         for column in spec.local_times:
             if customer is not None and isinstance(values[column], LocalTime):
-                local.append((values, customer))
+                local.append((row, values, customer))
                 break
-    if local:
-        _place_local_times(connection, spec, local, context)
+    if local and _place_local_times(connection, spec, local, context, outcome):
+        failed = {rejection.line for rejection in outcome.rejected}
+        resolved = [(row, values) for row, values in resolved if row.line not in failed]
     return resolved
 
 
 def _place_local_times(
-    connection: Connection, spec: _Spec, rows: list[tuple[State, int]], context: WriteContext
-) -> None:
-    """Convert each row's local times to UTC in its customer's zone (else the business's)."""
+    connection: Connection,
+    spec: _Spec,
+    rows: list[tuple[Pending, State, int]],
+    context: WriteContext,
+    outcome: BatchOutcome,
+) -> bool:
+    """Convert each row's local times to UTC in its customer's zone (else the business's).
+    A row whose time cannot be placed is rejected instead; returns whether any was."""
     customer_zones = dict(
         rows_where_in(
-            connection, _CUSTOMERS, ("id", "timezone"), "id", sorted({c for _, c in rows})
+            connection, _CUSTOMERS, ("id", "timezone"), "id", sorted({c for _, _, c in rows})
         )
     )
     zones: dict[str | None, ZoneInfo] = {None: context.business_zone}
-    for values, customer in rows:
+    rejected = False
+    for row, values, customer in rows:
         name = customer_zones.get(customer)
         local_zone = zones.get(name)
         if local_zone is None:
@@ -283,4 +301,10 @@ def _place_local_times(
         for column in spec.local_times:
             value = values[column]
             if isinstance(value, LocalTime):
-                values[column] = value.in_zone(local_zone)
+                try:
+                    values[column] = value.place(column, local_zone)
+                except FieldError as error:
+                    outcome.rejected.append(Rejection(row.line, row.raw, str(error)))
+                    rejected = True
+                    break
+    return rejected

@@ -1,16 +1,19 @@
 """Parsing one CSV cell into the value the store keeps, or a reason it cannot be.
 
 Every parser takes the cell's text (already stripped) and raises `FieldError` with a message a
-person can act on. Rules:
+person can act on (quoting the cell, cut short when long). Rules:
 
+- numbers anywhere (amounts, dates, birthdays) are written with the digits 0-9: other digits
+  (Arabic-Indic, full-width...) are refused, though Python's `int` and `Decimal` take them.
 - birthday: `YYYY-MM-DD`, `--MM-DD` or `MM-DD`; a real calendar date (02-29 is fine without a
-  year, and with a leap year); a year from 1900 up to today.
+  year, and with a leap year); a year from 1900, not in the future.
 - dates: ISO 8601 (`2027-03-01`). Datetimes: ISO 8601; one with an offset (`Z`, `+02:00`) is
   exact, one without is local time of the customer's zone (else the business's); a date alone
   means local midnight. Local times that a DST change repeats take the first occurrence; local
-  times it skips are read with the offset from before the change.
-- money: a plain decimal (`12.50`), not negative, at most two decimal places; no currency
-  signs or thousands separators (they are ambiguous between locales).
+  times it skips are read with the offset from before the change. Every date and datetime is
+  in the years 1900 to 2200 as written: `0001-01-01` and `9999-12-31` are an export's way of
+  saying "unknown", and near them a change of offset leaves the calendar.
+- money: see `scheduler.importer.money` (the business's locale and currency).
 - time zone: an IANA name known to this machine's tz database.
 """
 
@@ -18,20 +21,30 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, tzinfo
-from decimal import Decimal
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from scheduler.addresses import InvalidAddress, normalize_address
 from scheduler.settings import known_time_zone
 
-_BIRTHDAY = re.compile(r"(?:(\d{4})-|--)?(\d{2})-(\d{2})")
-_DECIMAL = re.compile(r"-?\d+(?:\.\d+)?")
-_MONEY = re.compile(r"-?\d{1,12}(?:\.\d{1,2})?")  # what fits NUMERIC(14, 2)
+_BIRTHDAY = re.compile(r"(?:([0-9]{4})-|--)?([0-9]{2})-([0-9]{2})")
+OTHER_DIGITS = re.compile(r"(?![0-9])\d")
+"""A decimal digit that is not one of 0-9 (`\\d` matches every script's digits)."""
 _TRUE = frozenset({"yes", "y", "true", "t", "1"})
 _FALSE = frozenset({"no", "n", "false", "f", "0"})
 _LEAP_YEAR = 2000
-MIN_BIRTH_YEAR = 1900
+MIN_YEAR = 1900
+MAX_YEAR = 2200
+"""Dates and times are read from MIN_YEAR to MAX_YEAR (both included)."""
+MIN_BIRTH_YEAR = MIN_YEAR
+_SHOWN = 60
+
+
+def quoted(text: str) -> str:
+    """A cell quoted for a reason: `"12,5x"`; a long one cut, with its length."""
+    if len(text) <= _SHOWN:
+        return f'"{text}"'
+    return f'"{text[:_SHOWN]}..." ({len(text):,} characters)'
 
 
 class FieldError(ValueError):
@@ -41,6 +54,13 @@ class FieldError(ValueError):
         self.column = column
         self.message = message
         super().__init__(f"{column}: {message}")
+
+
+def other_digits(column: str, text: str) -> FieldError | None:
+    """The error for a cell that uses digits other than 0-9, or None."""
+    if text.isascii() or not OTHER_DIGITS.search(text):
+        return None
+    return FieldError(column, f"{quoted(text)} uses digits other than 0-9 (write it with 0-9)")
 
 
 class Birthday(NamedTuple):
@@ -54,13 +74,25 @@ class Birthday(NamedTuple):
 
 
 class LocalTime(NamedTuple):
-    """A datetime written without an offset: local to a zone decided later."""
+    """A datetime written without an offset: local to a zone decided later. Built by
+    `parse_datetime` only, so its year is within MIN_YEAR..MAX_YEAR and `in_zone` cannot
+    leave the calendar."""
 
     wall: datetime
 
     def in_zone(self, zone: tzinfo) -> datetime:
         """The UTC moment this wall-clock time names in `zone` (first occurrence if repeated)."""
         return self.wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+    def place(self, column: str, zone: tzinfo) -> datetime:
+        """`in_zone`, with a FieldError for `column` instead of an OverflowError for a time
+        at the calendar's edge (never raised for a LocalTime from `parse_datetime`)."""
+        try:
+            return self.in_zone(zone)
+        except (OverflowError, ValueError):
+            raise FieldError(
+                column, f'"{self.wall.isoformat()}" is outside the calendar in {zone}'
+            ) from None
 
 
 class OptOut:
@@ -70,74 +102,80 @@ class OptOut:
 OPT_OUT_NOW = OptOut()
 
 
+def _outside_years(column: str, text: str) -> FieldError:
+    return FieldError(column, f"{quoted(text)} is outside the years {MIN_YEAR} to {MAX_YEAR}")
+
+
 def parse_birthday(column: str, text: str, today: date) -> Birthday:
     match = _BIRTHDAY.fullmatch(text)
     if not match:
-        raise FieldError(column, f'"{text}" is not a birthday (use YYYY-MM-DD, --MM-DD or MM-DD)')
+        raise other_digits(column, text) or FieldError(
+            column, f"{quoted(text)} is not a birthday (use YYYY-MM-DD, --MM-DD or MM-DD)"
+        )
     year_text, month_text, day_text = match.groups()
     year = int(year_text) if year_text else None
     month, day = int(month_text), int(day_text)
     try:
         born = date(year or _LEAP_YEAR, month, day)
     except ValueError:
-        raise FieldError(column, f'"{text}" is not a real calendar date') from None
+        raise FieldError(column, f"{quoted(text)} is not a real calendar date") from None
     if year is not None:
-        if year < MIN_BIRTH_YEAR:
-            raise FieldError(column, f'"{text}" is before {MIN_BIRTH_YEAR}')
+        if not MIN_YEAR <= year <= MAX_YEAR:
+            raise _outside_years(column, text)
         if born > today:
-            raise FieldError(column, f'"{text}" is in the future')
+            raise FieldError(column, f"{quoted(text)} is in the future")
     return Birthday(month=month, day=day, year=year)
 
 
 def parse_date(column: str, text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        if not text.isascii():
+            raise ValueError
+        parsed = date.fromisoformat(text)
     except ValueError:
-        raise FieldError(column, f'"{text}" is not a date (use YYYY-MM-DD)') from None
+        raise other_digits(column, text) or FieldError(
+            column, f"{quoted(text)} is not a date (use YYYY-MM-DD)"
+        ) from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise _outside_years(column, text)
+    return parsed
 
 
 def parse_datetime(column: str, text: str) -> datetime | LocalTime:
     """An exact UTC datetime when `text` has an offset, else a LocalTime to place later."""
     try:
+        if not text.isascii():
+            raise ValueError
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise FieldError(
-            column, f'"{text}" is not a date and time (use ISO 8601, e.g. 2027-03-01T14:30)'
+        raise other_digits(column, text) or FieldError(
+            column,
+            f"{quoted(text)} is not a date and time (use ISO 8601, e.g. 2027-03-01T14:30)",
         ) from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise _outside_years(column, text)
     if parsed.tzinfo is None:
         return LocalTime(parsed)
     return parsed.astimezone(UTC)
-
-
-def parse_money(column: str, text: str, *, allow_negative: bool = False) -> Decimal:
-    if _MONEY.fullmatch(text) and (allow_negative or text[0] != "-"):
-        return Decimal(text)
-    if not _DECIMAL.fullmatch(text):
-        raise FieldError(column, f'"{text}" is not a plain decimal number (like 12.50)')
-    if text[0] == "-" and not allow_negative:
-        raise FieldError(column, f'"{text}" is negative')
-    if "." in text and len(text.rsplit(".", 1)[1]) > 2:
-        raise FieldError(column, f'"{text}" has more than two decimal places')
-    raise FieldError(column, f'"{text}" is too large')
-
-
-def parse_margin(column: str, text: str) -> Decimal:
-    """Money that may be negative (a sale at a loss)."""
-    return parse_money(column, text, allow_negative=True)
 
 
 def parse_email(column: str, text: str) -> str:
     try:
         return normalize_address(text)
     except InvalidAddress as error:
-        raise FieldError(column, f'"{text}" is not a single valid email address: {error}') from None
+        raise FieldError(
+            column, f"{quoted(text)} is not a single valid email address: {error}"
+        ) from None
 
 
 def parse_time_zone(column: str, text: str) -> str:
     try:
         return known_time_zone(text)
-    except ValueError as error:
-        raise FieldError(column, str(error)) from None
+    except ValueError:
+        raise FieldError(
+            column,
+            f'unknown time zone {quoted(text)} (expected an IANA name like "Europe/Paris")',
+        ) from None
 
 
 def zone(name: str) -> ZoneInfo:

@@ -3,6 +3,10 @@
 A candidate carries only the columns the file has: a column missing from the header leaves
 the stored value alone, while an empty cell in a present column clears it. References to
 customers stay external ids here; `scheduler.importer.batch` resolves them against the store.
+
+A customer's email that is not a valid address does not reject the customer: the row is
+imported without it (a new customer has none, a stored one keeps theirs) and carries a
+warning. In a row rejected for another reason it is one more error.
 """
 
 from __future__ import annotations
@@ -12,17 +16,22 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
+from scheduler.import_columns import (
+    ATTRIBUTE_KINDS,
+    IMPORT_KINDS,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+)
 from scheduler.importer.fields import (
     FieldError,
     parse_birthday,
     parse_date,
     parse_datetime,
     parse_email,
-    parse_margin,
-    parse_money,
     parse_opt_out,
     parse_time_zone,
 )
+from scheduler.importer.money import AmountFormat, amount_format
 from scheduler.store.models import EXTERNAL_ID_LENGTH
 
 T = TypeVar("T")
@@ -31,13 +40,28 @@ Parser = Callable[[str, str], Any]
 
 @dataclass
 class Candidate:
-    """A validated row: store values by column, and customer references still to resolve."""
+    """A validated row: store values by column, customer references still to resolve, and
+    the cells left out with a warning instead of rejecting the row."""
 
     values: dict[str, Any]
     refs: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[FieldError, ...] = ()
 
 
-RowParser = Callable[[dict[str, str], date], Candidate]
+@dataclass(frozen=True)
+class RowContext:
+    """What reading a row needs beyond its cells: the business's today and amount format."""
+
+    today: date
+    amounts: AmountFormat
+
+    @classmethod
+    def plain(cls, today: date) -> RowContext:
+        """Amounts as en_US writes them, without a currency."""
+        return cls(today, amount_format())
+
+
+RowParser = Callable[[dict[str, str], RowContext], Candidate]
 
 
 @dataclass(frozen=True)
@@ -69,6 +93,7 @@ class _Checker:
     def __init__(self, cells: dict[str, str]) -> None:
         self.cells = cells
         self.errors: list[FieldError] = []
+        self.warnings: tuple[FieldError, ...] = ()
 
     def has(self, column: str) -> bool:
         return column in self.cells
@@ -115,33 +140,49 @@ class _Checker:
                 self.errors.append(error)
                 values[column] = None
 
+    def warn(self, values: dict[str, Any], column: str, parser: Parser) -> None:
+        """Parse `column` into `values` if the file has it; a bad cell is left out of
+        `values` with a warning (an empty one clears the value)."""
+        text = self.cells.get(column)
+        if text is None:
+            return
+        try:
+            values[column] = parser(column, text) if text else None
+        except FieldError as error:
+            self.warnings = (*self.warnings, error)
+
     def finish(self, candidate: Candidate) -> Candidate:
-        """The candidate, or RowErrors listing the problems in the file's column order."""
+        """The candidate, or RowErrors listing the problems (warnings among them) in the
+        file's column order."""
         if self.errors:
+            self.errors.extend(self.warnings)
             position = {column: index for index, column in enumerate(self.cells)}
             self.errors.sort(key=lambda error: position.get(error.column, len(position)))
             raise RowErrors(self.errors)
+        if self.warnings:
+            candidate.warnings = self.warnings
         return candidate
 
 
-CUSTOMER_COLUMNS = ("email", "birthday", "timezone", "first_met_on", "customer_since", "opted_out")
-_NOT_ATTRIBUTES = frozenset({"id", "name", *CUSTOMER_COLUMNS})
+CUSTOMER_COLUMNS = OPTIONAL_COLUMNS["customers"]
+_NOT_ATTRIBUTES = frozenset({*REQUIRED_COLUMNS["customers"], *CUSTOMER_COLUMNS})
 _CUSTOMER_PARSERS: tuple[tuple[str, Parser], ...] = (
-    ("email", parse_email),
     ("timezone", parse_time_zone),
     ("first_met_on", parse_date),
     ("customer_since", parse_date),
 )
 
 
-def parse_customer(cells: dict[str, str], today: date) -> Candidate:
+def parse_customer(cells: dict[str, str], context: RowContext) -> Candidate:
     check = _Checker(cells)
     values: dict[str, Any] = {
         "external_id": check.required_text("id", EXTERNAL_ID_LENGTH),
         "name": check.required_text("name"),
     }
+    check.warn(values, "email", parse_email)
     check.present(values, _CUSTOMER_PARSERS)
     if "birthday" in cells:
+        today = context.today
         birthday = check.optional("birthday", lambda c, v: parse_birthday(c, v, today))
         values["birth_year"] = birthday.year if birthday else None
         values["birth_month"] = birthday.month if birthday else None
@@ -154,14 +195,14 @@ def parse_customer(cells: dict[str, str], today: date) -> Candidate:
     return check.finish(Candidate(values))
 
 
-def parse_order(cells: dict[str, str], today: date) -> Candidate:
+def parse_order(cells: dict[str, str], context: RowContext) -> Candidate:
     check = _Checker(cells)
     values: dict[str, Any] = {"external_id": check.required_text("id", EXTERNAL_ID_LENGTH)}
     customer = check.required_text("customer_id", EXTERNAL_ID_LENGTH)
     values["placed_at"] = check.required("placed_at", parse_datetime)
-    values["amount"] = amount = check.required("amount", parse_money)
+    values["amount"] = amount = check.required("amount", context.amounts.amount)
     if check.has("margin"):
-        margin = check.optional("margin", parse_margin)
+        margin = check.optional("margin", context.amounts.margin)
         if margin is not None and amount is not None and margin > amount:
             check.errors.append(FieldError("margin", f"{margin} is more than the amount {amount}"))
         values["margin"] = margin
@@ -170,14 +211,14 @@ def parse_order(cells: dict[str, str], today: date) -> Candidate:
     return check.finish(Candidate(values, refs={"customer_id": customer}))
 
 
-def parse_referral(cells: dict[str, str], today: date) -> Candidate:
+def parse_referral(cells: dict[str, str], context: RowContext) -> Candidate:
     check = _Checker(cells)
     referrer = check.required_text("referrer_id", EXTERNAL_ID_LENGTH)
     referred = check.required_text("referred_id", EXTERNAL_ID_LENGTH)
     if referrer and referrer == referred:
         check.errors.append(FieldError("referred_id", "a customer cannot refer themselves"))
     referred_on = check.required("referred_on", parse_date)
-    if referred_on is not None and referred_on > today:
+    if referred_on is not None and referred_on > context.today:
         check.errors.append(FieldError("referred_on", f'"{referred_on}" is in the future'))
     return check.finish(
         Candidate(
@@ -187,7 +228,7 @@ def parse_referral(cells: dict[str, str], today: date) -> Candidate:
     )
 
 
-def parse_meeting(cells: dict[str, str], today: date) -> Candidate:
+def parse_meeting(cells: dict[str, str], context: RowContext) -> Candidate:
     check = _Checker(cells)
     customer = check.required_text("customer_id", EXTERNAL_ID_LENGTH)
     values: dict[str, Any] = {"met_at": check.required("met_at", parse_datetime)}
@@ -196,22 +237,19 @@ def parse_meeting(cells: dict[str, str], today: date) -> Candidate:
     return check.finish(Candidate(values, refs={"customer_id": customer}))
 
 
+_PARSERS: dict[str, RowParser] = {
+    "customers": parse_customer,
+    "orders": parse_order,
+    "referrals": parse_referral,
+    "meetings": parse_meeting,
+}
 KINDS: dict[str, KindSpec] = {
-    "customers": KindSpec(
-        "customers",
-        ("id", "name"),
-        CUSTOMER_COLUMNS,
-        parse_customer,
-        extra_columns_are_attributes=True,
-    ),
-    "orders": KindSpec(
-        "orders",
-        ("id", "customer_id", "placed_at", "amount"),
-        ("margin", "description"),
-        parse_order,
-    ),
-    "referrals": KindSpec(
-        "referrals", ("referrer_id", "referred_id", "referred_on"), (), parse_referral
-    ),
-    "meetings": KindSpec("meetings", ("customer_id", "met_at"), ("note",), parse_meeting),
+    kind: KindSpec(
+        kind,
+        REQUIRED_COLUMNS[kind],
+        OPTIONAL_COLUMNS[kind],
+        _PARSERS[kind],
+        extra_columns_are_attributes=kind in ATTRIBUTE_KINDS,
+    )
+    for kind in IMPORT_KINDS
 }

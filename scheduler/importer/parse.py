@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 from scheduler.importer.batch import Pending, Rejection
-from scheduler.importer.kinds import KINDS, RowErrors
+from scheduler.importer.kinds import KINDS, RowContext, RowErrors
+from scheduler.importer.mapping import NO_MAPPING, ColumnMapping
 from scheduler.importer.source import CsvSource
 
 
@@ -26,12 +26,16 @@ class ParsedBatch:
 
 
 def parsed_batches(
-    path: Path, kind: str, today: date, batch_size: int
+    path: Path,
+    kind: str,
+    context: RowContext,
+    batch_size: int,
+    mapping: ColumnMapping = NO_MAPPING,
 ) -> Generator[ParsedBatch, None, None]:
     """Each batch of `batch_size` good rows (the last one may be smaller or empty), with the
     rows rejected since the previous batch."""
     spec = KINDS[kind]
-    with CsvSource(path) as source:
+    with CsvSource(path, mapping) as source:
         batch = ParsedBatch()
         for row in source.rows():
             batch.rows += 1
@@ -39,7 +43,7 @@ def parsed_batches(
                 batch.rejected.append(Rejection(row.line, row.raw, row.problem))
                 continue
             try:
-                candidate = spec.parse(row.cells, today)
+                candidate = spec.parse(row.cells, context)
             except RowErrors as errors:
                 batch.rejected.append(Rejection(row.line, row.raw, str(errors)))
                 continue

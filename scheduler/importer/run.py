@@ -2,14 +2,14 @@
 
 Good rows are imported and bad rows are reported (line, column, reason) and, when asked,
 written to a rejects file: the original cells plus a `reason` column, so the file can be
-corrected and imported as it is. Each batch commits on its own: a crash or Ctrl-C leaves every
-earlier batch in and nothing of the current one, and running the import again finishes the
-job (rows already in are unchanged).
+corrected and imported as it is (`scheduler.importer.rejects`). Rows imported with a warning (a
+customer's invalid email left out) are reported and written there too. Each batch commits on
+its own: a crash or Ctrl-C leaves every earlier batch in and nothing of the current one, and
+running the import again finishes the job (rows already in are unchanged).
 """
 
 from __future__ import annotations
 
-import csv
 import gc
 import itertools
 from collections.abc import Callable, Iterator
@@ -17,7 +17,6 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, Index, func, select
@@ -31,8 +30,11 @@ from scheduler.importer.batch import (
     target_table,
     write_batch,
 )
-from scheduler.importer.kinds import KINDS, KindSpec
+from scheduler.importer.kinds import KINDS, KindSpec, RowContext
+from scheduler.importer.mapping import NO_MAPPING, ColumnMapping, MappedColumn
+from scheduler.importer.money import AmountFormat, amount_format
 from scheduler.importer.parse import ParsedBatch, parsed_batches
+from scheduler.importer.rejects import check_rejects_path, rejects_file
 from scheduler.importer.source import RESERVED_COLUMNS, CsvSource
 from scheduler.store.db import write_transaction
 from scheduler.store.indexes import drop_indexes, indexes_set_aside, secondary_indexes
@@ -63,10 +65,17 @@ class ImportReport:
     unchanged: int = 0
     rejected_count: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    warning_count: int = 0
+    warnings: list[Rejection] = field(default_factory=list)
+    """Rows imported without a cell they had (see `Candidate.warnings`), and why."""
     ignored_columns: list[str] = field(default_factory=list)
+    mapping: list[MappedColumn] = field(default_factory=list)
+    """The column mapping used (from the config and --map), as applied to this file."""
+    encoding: str = "UTF-8"
 
     @property
     def ok(self) -> bool:
+        """No row was rejected (warnings do not count)."""
         return self.rejected_count == 0
 
     def add(self, outcome: BatchOutcome) -> None:
@@ -78,6 +87,11 @@ class ImportReport:
         self.rejected_count += 1
         if len(self.rejected) < KEPT_REJECTIONS:
             self.rejected.append(rejection)
+
+    def warn(self, warning: Rejection) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < KEPT_REJECTIONS:
+            self.warnings.append(warning)
 
 
 def import_csv(
@@ -91,45 +105,63 @@ def import_csv(
     dry_run: bool = False,
     progress: Progress | None = None,
     batch_size: int = BATCH_SIZE,
+    mapping: ColumnMapping = NO_MAPPING,
+    amounts: AmountFormat | None = None,
+    protected: dict[str, Path] | None = None,
 ) -> ImportReport:
     """Import `path` as `kind` (customers, orders, referrals or meetings) into the store.
 
-    Raises ImportRejected, before writing anything, when the file as a whole cannot be
-    imported (unreadable, no header, a required column missing). A KeyboardInterrupt between
-    or inside batches propagates after the current batch is rolled back. A dry run does all
+    `mapping` names the file's columns (`scheduler.importer.mapping`); `amounts` says how
+    amounts are written (default: en_US, no currency sign). A `rejects_path` that is the input
+    (by any path) or one of `protected` is refused before anything is read (RejectsPathRefused).
+
+    Raises ImportRejected (or ColumnMappingError), before writing anything, when the file as a
+    whole cannot be imported (unreadable, no header, a required column missing, a mapping
+    that does not fit it). A KeyboardInterrupt between or inside batches propagates after the
+    current batch is rolled back, leaving any earlier rejects file as it was. A dry run does all
     the work in one transaction that it rolls back, so its counts are exactly a real run's (on
-    SQLite it holds the write lock meanwhile).
+    SQLite it holds the write lock meanwhile); it writes the rejects file too.
 
     A bulk import (see BULK_MIN_ROWS) writes without the table's secondary indexes and builds
     them at the end, also after a failure or Ctrl-C (`scheduler.store.indexes`). A dry run on
     SQLite does so inside its transaction, and its rollback brings them back; a dry run on
     PostgreSQL keeps them, as dropping one would lock readers out for the whole run.
     """
+    if rejects_path is not None:
+        check_rejects_path(rejects_path, {"the file being imported": path, **(protected or {})})
     spec = KINDS[kind]
     context = WriteContext(now=now, business_zone=business_zone)
     report = ImportReport(kind=kind, path=path, dry_run=dry_run)
-    today = now.astimezone(business_zone).date()
-    with CsvSource(path) as source:
+    rows = RowContext(now.astimezone(business_zone).date(), amounts or amount_format())
+    with CsvSource(path, mapping) as source:
         header = source.header
         size = source.size
         report.ignored_columns = _check_header(spec, source)
+        report.encoding = source.encoding.label
+    report.mapping = list(mapping.entries)
     with (
         _long_lived_objects_frozen(),
-        closing(parsed_batches(path, kind, today, batch_size)) as batches,
+        closing(parsed_batches(path, kind, rows, batch_size, mapping)) as batches,
     ):
         first = next(batches)
         set_aside = _indexes_to_set_aside(engine, kind, first, size, dry_run)
         with (
-            _rejects_writer(rejects_path, header) as write_rejection,
+            rejects_file(rejects_path, header) as rejects,
             _batch_writer(engine, kind, context, dry_run, set_aside) as write,
         ):
             for batch in itertools.chain([first], batches):
                 outcome = write(batch.pending) if batch.pending else BatchOutcome()
                 report.rows += batch.rows
                 report.add(outcome)
-                for rejection in sorted([*batch.rejected, *outcome.rejected], key=_by_line):
-                    report.reject(rejection)
-                    write_rejection(rejection)
+                for rejection, warned in _in_line_order(batch, outcome):
+                    if warned:
+                        report.warn(rejection)
+                        if rejects:
+                            rejects.warned(rejection)
+                    else:
+                        report.reject(rejection)
+                        if rejects:
+                            rejects.rejected(rejection)
                 if progress:
                     progress(batch.position, size)
     return report
@@ -166,8 +198,16 @@ def _indexes_to_set_aside(
     return secondary_indexes(table) if expected_rows >= stored else []
 
 
-def _by_line(rejection: Rejection) -> int:
-    return rejection.line
+def _in_line_order(batch: ParsedBatch, outcome: BatchOutcome) -> list[tuple[Rejection, bool]]:
+    """The batch's rejections and warnings (flagged True) by line."""
+    found = [(rejection, False) for rejection in (*batch.rejected, *outcome.rejected)]
+    found += [(warning, True) for warning in outcome.warned]
+    found.sort(key=_by_line)
+    return found
+
+
+def _by_line(entry: tuple[Rejection, bool]) -> int:
+    return entry[0].line
 
 
 @contextmanager
@@ -197,11 +237,17 @@ def _check_header(spec: KindSpec, source: CsvSource) -> list[str]:
     missing = [column for column in spec.required if column not in present]
     if missing:
         names = ", ".join(missing)
+        hint = (
+            f'; map the file\'s own names with --map "FILE COLUMN={missing[0]}" or '
+            f"[import.{spec.name}] columns in the config"
+        )
+        if len(source.header) == 1 and (separator := _other_separator(source.header[0])):
+            hint = f"; the header is one column holding {separator}: save the file as CSV"
         raise ImportRejected(
             source.path,
             1,
             f"missing required column(s) {names}; {spec.name} files have the columns "
-            f"{', '.join(spec.known)}",
+            f"{', '.join(spec.known)}{hint}",
         )
     if spec.extra_columns_are_attributes:
         return []
@@ -212,25 +258,9 @@ def _check_header(spec: KindSpec, source: CsvSource) -> list[str]:
     ]
 
 
-@contextmanager
-def _rejects_writer(path: Path | None, header: list[str]) -> Iterator[Callable[[Rejection], None]]:
-    """A function that appends a rejection to the rejects file (or does nothing)."""
-    if path is None:
-        yield lambda _rejection: None
-        return
-    handle: IO[str]
-    with path.open("w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
-        writer = csv.writer(handle)
-        columns = [name for name in header if name.strip().lower() not in RESERVED_COLUMNS]
-        writer.writerow([*columns, "reason"])
-        keep = [i for i, name in enumerate(header) if name.strip().lower() not in RESERVED_COLUMNS]
-
-        def write(rejection: Rejection) -> None:
-            raw = rejection.raw
-            cells = [raw[i] if i < len(raw) else "" for i in keep]
-            reason = f"line {rejection.line}: {rejection.reason}"
-            if len(raw) > len(header):  # keep what does not fit a column, in the reason
-                reason += " (extra cells: " + " | ".join(raw[len(header) :]) + ")"
-            writer.writerow([*cells, reason])
-
-        yield write
+def _other_separator(header: str) -> str | None:
+    """The separator a one-column header holds, if it is another than the comma."""
+    for separator, name in (("\t", "tabs"), (";", "semicolons")):
+        if separator in header:
+            return name
+    return None

@@ -4,12 +4,17 @@ SQLite connections use WAL (readers never block the writer), a busy timeout, for
 `synchronous=NORMAL`. pysqlite's own transaction handling is turned off so that SQLAlchemy's
 `BEGIN` is the real one; a connection with the execution option `sqlite_begin="IMMEDIATE"`
 takes the write lock up front (no lock-upgrade deadlocks between writers).
+
+A SQLite store file that does not exist yet is created readable by its owner only (0600), as
+it holds customer data: SQLite then gives its `-wal` and `-shm` files the same mode.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -29,6 +34,9 @@ def create_store_engine(url: str) -> Engine:
         parsed = make_url(url)
         backend = parsed.get_backend_name()
         if backend == "sqlite":
+            path = sqlite_path(url)
+            if path is not None:
+                _create_private(path)
             engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
             _tune_sqlite(engine)
             return engine
@@ -44,6 +52,35 @@ def create_store_engine(url: str) -> Engine:
     except ArgumentError:
         raise StoreError(f'"{display_url(url)}" is not a database URL') from None
     raise StoreError(f"{display_url(url)}: appreciate supports SQLite and PostgreSQL only")
+
+
+STORE_MODE = 0o600
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None: another database, or SQLite in memory)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):  # a URI filename: SQLite's own syntax, left to it
+        return None
+    return Path(database)
+
+
+def _create_private(path: Path) -> None:
+    """Create the store file `path`, empty and 0600, unless it exists (an empty file is an
+    empty SQLite database)."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STORE_MODE)
+    except FileExistsError:
+        return
+    except OSError as error:
+        raise StoreError(f"cannot create the store {path}: {error.strerror}") from None
+    os.close(descriptor)
 
 
 def display_url(url: str) -> str:
