@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from scheduler.errors import SchemaOutdated, SchemaTooNew
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
-from scheduler.store.schema import ensure_current, head_revision, open_store, schema_state, upgrade
+from scheduler.store.schema import (
+    alembic_config,
+    ensure_current,
+    head_revision,
+    open_store,
+    revisions,
+    schema_state,
+    upgrade,
+)
+from tests.conftest import Workspace
 
 customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
@@ -52,6 +64,25 @@ def test_migrations_build_every_table_from_empty(database_url: str) -> None:
         } <= tables
     finally:
         store.dispose()
+
+
+def test_the_revisions_read_from_file_names_are_alembics() -> None:
+    """Opening the store checks its revision without loading Alembic (see `revisions`)."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert revisions() == tuple(
+        script.revision for script in reversed(list(scripts.walk_revisions()))
+    )
+    assert head_revision() == scripts.get_current_head()
+
+
+def test_opening_the_store_loads_no_alembic(migrated_workspace: Workspace) -> None:
+    code = (
+        "import sys; from scheduler.store.schema import open_store; "
+        f"open_store({migrated_workspace.database_url!r}).dispose(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_upgrade_twice_changes_nothing(engine: Engine) -> None:

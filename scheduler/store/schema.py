@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from scheduler.errors import SchemaOutdated, SchemaTooNew
 from scheduler.store.db import create_store_engine, display_url
 from scheduler.store.indexes import restore_missing_indexes
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version"
 
 
 @dataclass(frozen=True)
@@ -37,26 +39,44 @@ class SchemaState:
         return self.current == self.head
 
 
-def _alembic_config() -> AlembicConfig:
+def alembic_config() -> AlembicConfig:
+    """Alembic's configuration for appreciate's migrations (loads Alembic)."""
+    from alembic.config import Config as AlembicConfig  # noqa: PLC0415 - only to migrate
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
+def revisions() -> tuple[str, ...]:
+    """Every migration this version of appreciate ships, oldest first: the files in
+    migrations/versions are named after their revision (`0005_planned_at.py` is 0005), so
+    opening the store needs no Alembic (tests/test_store.py checks Alembic agrees)."""
+    names = (path.name for path in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+    return tuple(sorted(name.split("_", 1)[0] for name in names))
+
+
 def head_revision() -> str:
     """The newest migration this version of appreciate ships."""
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    if head is None:  # pragma: no cover - the package always ships migrations
-        raise RuntimeError("no migrations found")
-    return head
+    return revisions()[-1]
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's revision, read from Alembic's table; None when it has no schema yet."""
+    with engine.connect() as connection:
+        if not engine.dialect.has_table(connection, VERSION_TABLE):
+            return None
+        try:
+            found = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except DBAPIError:  # pragma: no cover - the table went between the two statements
+            return None
+    return str(found) if found is not None else None
 
 
 def schema_state(engine: Engine) -> SchemaState:
     """Read the database's revision without changing anything."""
-    scripts = ScriptDirectory.from_config(_alembic_config())
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    known = current is None or any(s.revision == current for s in scripts.walk_revisions())
+    current = current_revision(engine)
+    known = current is None or current in revisions()
     return SchemaState(current=current, head=head_revision(), known=known)
 
 
@@ -68,7 +88,9 @@ def upgrade(engine: Engine) -> SchemaState:
     before = schema_state(engine)
     if not before.known and before.current is not None:
         raise SchemaTooNew(display_url(str(engine.url)), before.current)
-    config = _alembic_config()
+    from alembic import command  # noqa: PLC0415 - only to migrate
+
+    config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
