@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,33 +26,23 @@ from scheduler.cli_common import (
     parse_date,
     parse_now,
     short_time,
+    widen_when_piped,
 )
 from scheduler.cli_daemon import run, status
 from scheduler.cli_delivery import log, retry, send, show
 from scheduler.cli_ltv import ltv_app
 from scheduler.cli_notes import preview, templates_app
 from scheduler.cli_sink import sink
-from scheduler.config import Config
-from scheduler.config_warnings import config_warnings
-from scheduler.demo import run_demo
-from scheduler.detection import detect as run_detection
-from scheduler.importer import (
-    ColumnMapping,
-    ImportReport,
-    MappedColumn,
-    amount_format,
-    import_csv,
-    parse_map_option,
-)
-from scheduler.importer.batch import Rejection
-from scheduler.importer.rejects import check_rejects_path
 from scheduler.output import OutputFormat, printable, table, to_csv, to_json
-from scheduler.planning import Plan, PlanTooFar, plan_day
-from scheduler.progress import file_progress
-from scheduler.settings import OCCASION_KINDS
-from scheduler.store.db import create_store_engine, display_url, sqlite_path
-from scheduler.store.schema import schema_state, upgrade
-from scheduler.workspace import create_workspace
+
+if TYPE_CHECKING:
+    from scheduler.config import Config
+    from scheduler.importer import ImportReport, MappedColumn
+    from scheduler.importer.batch import Rejection
+    from scheduler.planning import Plan
+
+# Each command imports what it uses when it runs: `--help` and the quick commands then start
+# without loading the store, the importer or the scheduler (bench/cli.py).
 
 MAX_REJECTS_SHOWN = 50
 
@@ -113,6 +102,9 @@ def init(
     ] = False,
 ) -> None:
     """Create a workspace: appreciate.toml, starter templates and an empty, up-to-date store."""
+    from scheduler.store.db import display_url
+    from scheduler.workspace import create_workspace
+
     workspace = create_workspace(directory, force=force)
     config = workspace.config_path
     out.print(f"Created {config}")
@@ -136,6 +128,9 @@ def config_check(ctx: typer.Context) -> None:
     Then warns about what works but should not stay so: the example's sender address, a login
     sent in the clear, a password file or store other users can read, and what the config
     needs from the environment and cannot find."""
+    from scheduler.config_warnings import config_warnings
+    from scheduler.store.db import display_url
+
     config = cli_state(ctx).config()
     settings = config.settings
     out.print(f"{config.path}: ok")
@@ -156,6 +151,9 @@ def config_check(ctx: typer.Context) -> None:
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply the schema migrations this version of appreciate needs (safe to run again)."""
+    from scheduler.store.db import create_store_engine, display_url
+    from scheduler.store.schema import schema_state, upgrade
+
     config = cli_state(ctx).config()
     engine = create_store_engine(config.database_url())
     try:
@@ -173,6 +171,9 @@ def db_upgrade(ctx: typer.Context) -> None:
 @db_app.command("status")
 def db_status(ctx: typer.Context) -> None:
     """Show the store's schema revision and whether it needs `appreciate db upgrade`."""
+    from scheduler.store.db import create_store_engine, display_url
+    from scheduler.store.schema import schema_state
+
     config = cli_state(ctx).config()
     engine = create_store_engine(config.database_url())
     try:
@@ -229,6 +230,17 @@ def import_command(
     Bad rows are reported with their line and reason, and the exit code is 1; rows imported
     with a warning (an invalid email left out) are reported too, and the exit code stays 0.
     """
+    from zoneinfo import ZoneInfo
+
+    from scheduler.importer import (
+        ColumnMapping,
+        amount_format,
+        import_csv,
+        parse_map_option,
+    )
+    from scheduler.importer.rejects import check_rejects_path
+    from scheduler.progress import file_progress
+
     moment = parse_now(now)
     config = cli_state(ctx).config()
     mapping = ColumnMapping.merged(
@@ -270,6 +282,8 @@ def import_command(
 
 def _configured_mapping(config: Config, kind: str) -> list[MappedColumn]:
     """The config's `[import.KIND] columns`, each naming the file, line and key it is from."""
+    from scheduler.importer import MappedColumn
+
     columns = config.settings.imports.columns(kind)
     if not columns:
         return []
@@ -284,6 +298,8 @@ def _configured_mapping(config: Config, kind: str) -> list[MappedColumn]:
 
 def _protected_files(config: Config) -> dict[str, Path]:
     """Files a rejects file must never replace: the config, and a SQLite store's files."""
+    from scheduler.store.db import sqlite_path
+
     protected = {"the config file": config.path}
     store = sqlite_path(config.database_url())
     if store is not None:
@@ -381,6 +397,8 @@ def demo(
     the sent-log and where the delivered .eml files are. Nothing outside the workspace is
     written and no network beyond loopback is used.
     """
+    from scheduler.demo import run_demo
+
     run_demo(out, directory, parse_now(now))
 
 
@@ -396,6 +414,9 @@ def detect(
     recorded is never recorded again. Prints how many notes were added per kind, and how many
     were suppressed (opted out, no email) or had expired (missed for too long).
     """
+    from scheduler.detection import detect as run_detection
+    from scheduler.settings import OCCASION_KINDS
+
     config = cli_state(ctx).config()
     with opened_store(config) as engine:
         report = run_detection(engine, config.settings, parse_now(now))
@@ -457,6 +478,10 @@ def plan(
     time zone); times are UTC. The table shows a summary and the first notes (--all: every
     one); json and csv always list every note.
     """
+    from zoneinfo import ZoneInfo
+
+    from scheduler.planning import PlanTooFar, plan_day
+
     config = cli_state(ctx).config()
     zone = ZoneInfo(config.settings.business.timezone)
     moment = parse_now(now)
@@ -533,7 +558,5 @@ PIPED_WIDTH = 160
 
 def main() -> None:
     """Entry point of the `appreciate` command."""
-    for console in (out, err):
-        if not console.is_terminal:  # a file or a pipe: do not squeeze tables into 80 columns
-            console.width = PIPED_WIDTH
+    widen_when_piped(PIPED_WIDTH)  # a file or a pipe: do not squeeze tables into 80 columns
     app(prog_name="appreciate")

@@ -9,18 +9,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
-from sqlalchemy import Engine
 from typer.core import TyperGroup
 
 from scheduler.clock import FixedClock, SystemClock
-from scheduler.config import Config, find_config, load_config
 from scheduler.errors import AppreciateError, StoreError
 from scheduler.output import OutputFormat, printable
-from scheduler.store.schema import open_store
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy import Engine
+
+    from scheduler.config import Config
 
 
 class AppreciateGroup(TyperGroup):
@@ -44,7 +46,7 @@ class AppreciateGroup(TyperGroup):
 def store_failure(error: BaseException) -> str | None:
     """What went wrong, in one line, when `error` is the database's (unreachable, refused,
     locked...), else None. The driver's own message, without the statement and its values."""
-    from sqlalchemy.exc import DBAPIError, SQLAlchemyError  # noqa: PLC0415 - only on a failure
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
     if not isinstance(error, SQLAlchemyError):
         return None
@@ -53,8 +55,42 @@ def store_failure(error: BaseException) -> str | None:
     return lines[0] if lines else type(cause).__name__
 
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+class _LazyConsole:
+    """A rich Console made when first used: loading rich takes a while, and `--help` or a
+    command that fails early needs none. Off a terminal (a file, a pipe) it is `piped_width`
+    wide when that is set, so tables are not squeezed into 80 columns."""
+
+    piped_width: int | None = None
+
+    def __init__(self, **options: Any) -> None:
+        object.__setattr__(self, "_options", options)
+        object.__setattr__(self, "_console", None)
+
+    def _made(self) -> Console:
+        console: Console | None = object.__getattribute__(self, "_console")
+        if console is None:
+            from rich.console import Console
+
+            console = Console(**object.__getattribute__(self, "_options"))
+            if _LazyConsole.piped_width and not console.is_terminal:
+                console.width = _LazyConsole.piped_width
+            object.__setattr__(self, "_console", console)
+        return console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._made(), name, value)
+
+
+out = cast("Console", _LazyConsole(highlight=False, soft_wrap=True))
+err = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True))
+
+
+def widen_when_piped(width: int) -> None:
+    """Give the consoles `width` columns when they write to a file or a pipe."""
+    _LazyConsole.piped_width = width
 
 
 @dataclass
@@ -64,6 +100,8 @@ class CliState:
     config_option: Path | None
 
     def config(self) -> Config:
+        from scheduler.config import find_config, load_config
+
         return load_config(find_config(self.config_option, os.environ, Path.cwd()))
 
 
@@ -127,6 +165,8 @@ AsOfOption = Annotated[
 def opened_store(config: Config) -> Iterator[Engine]:
     """The config's store, opened as every command opens it (`open_store`: the schema is
     checked) and closed when the block ends, also on an error."""
+    from scheduler.store.schema import open_store
+
     engine = open_store(config.database_url())
     try:
         yield engine

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,11 +18,10 @@ from scheduler.cli_common import (
     parse_date,
     parse_now,
 )
-from scheduler.ltv_report import COLUMNS as VALUE_COLUMNS
-from scheduler.ltv_report import ValueReport, computed_report, stored_report
 from scheduler.output import OutputFormat, table, to_csv, to_json
-from scheduler.progress import stage_progress
-from scheduler.valuation import compute_values, refresh_values
+
+if TYPE_CHECKING:
+    from scheduler.ltv_report import ValueReport
 
 ltv_app = typer.Typer(
     help="Customers' lifetime value: show it, or compute and store it again.",
@@ -51,6 +50,10 @@ def ltv(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from scheduler.ltv_report import computed_report, stored_report
+    from scheduler.progress import stage_progress
+    from scheduler.valuation import compute_values
+
     config = cli_state(ctx).config()
     day = parse_date(as_of, "--as-of")
     with opened_store(config) as engine, engine.connect() as connection, connection.begin():
@@ -73,6 +76,8 @@ def ltv(
 
 
 def _print_values(report: ValueReport, output_format: OutputFormat) -> None:
+    from scheduler.ltv_report import COLUMNS as VALUE_COLUMNS
+
     rows = [row.as_dict() for row in report.customers]
     if output_format is OutputFormat.json:
         out.file.write(to_json(report.as_json()) + "\n")
@@ -105,6 +110,9 @@ def ltv_refresh(
 
     The daemon does this nightly at `[ltv] recompute_at`; run it by hand after a large import.
     """
+    from scheduler.progress import stage_progress
+    from scheduler.valuation import refresh_values
+
     config = cli_state(ctx).config()
     moment = parse_now(now)
     day = parse_date(as_of, "--as-of")

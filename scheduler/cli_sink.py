@@ -7,14 +7,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from scheduler.cli_common import err, out
 from scheduler.clock import SystemClock
-from scheduler.sink import LOOPBACK, ReceivedNote, SinkServer, running_sink
 
+if TYPE_CHECKING:
+    from scheduler.sink import ReceivedNote, SinkServer
+
+LOOPBACK = "127.0.0.1"
+"""`scheduler.sink.LOOPBACK`, named here so that `--help` loads no mail server."""
 DEFAULT_PORT = 1025
 DEFAULT_FOLDER = "appreciate-sink"
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
@@ -100,6 +104,8 @@ def sink(
     using your real mail server. Each message is printed as it arrives and kept as an .eml file
     in the Maildir's new/ folder. Runs until Ctrl-C or SIGTERM.
     """
+    from scheduler.sink import running_sink
+
     folder = (maildir or Path.cwd() / DEFAULT_FOLDER).absolute()
     with (
         stop_signals_held(),

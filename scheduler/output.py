@@ -1,4 +1,6 @@
-"""Printing results: a readable table by default, JSON or CSV where people script it."""
+"""Printing results: a readable table by default, JSON or CSV where people script it.
+
+Rich is loaded only when a table is drawn: a command that prints none starts faster."""
 
 from __future__ import annotations
 
@@ -10,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 """Characters a terminal acts on instead of showing (escape sequences, carriage returns, bidi
@@ -79,6 +81,9 @@ def _cell(value: Any) -> Any:
 
 def table(title: str | None, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Table:
     """A rich table of `rows`; empty values show as a dash."""
+    from rich import box  # noqa: PLC0415 - rich loads only when a table is drawn
+    from rich.table import Table  # noqa: PLC0415
+
     title = printable(title) if title else title
     result = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in columns:

@@ -19,11 +19,11 @@ from scheduler.ltv.value import (
     MIN_CUSTOMERS,
     MIN_REPEAT_CUSTOMERS,
     LtvSettings,
-    Tier,
     assign_tiers,
     lifetime_values,
     lifetime_values_from_orders,
 )
+from scheduler.tiers import Tier
 from tests.test_ltv_summary import CDNOW_AS_OF, cdnow_orders, cdnow_summary
 
 AS_OF = 10_000

@@ -15,10 +15,10 @@ from scheduler.ltv.value import (
     LifetimeValues,
     LtvSettings,
     LtvSettingsLike,
-    Tier,
     lifetime_values,
     lifetime_values_from_orders,
 )
+from scheduler.tiers import Tier
 
 __all__ = [
     "LifetimeValues",

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Literal, Protocol
 
 import numpy as np
@@ -44,6 +43,7 @@ from scheduler.ltv.gamma_gamma import GammaGammaFit, expected_spend, fit_gamma_g
 from scheduler.ltv.referral import referral_values
 from scheduler.ltv.simple import simple_predicted
 from scheduler.ltv.summary import PurchaseSummary, summarise
+from scheduler.tiers import Tier
 
 MIN_CUSTOMERS = 100
 MIN_REPEAT_CUSTOMERS = 20
@@ -51,18 +51,6 @@ MIN_SPEND_CUSTOMERS = 20
 MODELS = ("auto", "bgnbd", "simple")
 
 ModelKind = Literal["bgnbd", "simple"]
-
-
-class Tier(IntEnum):
-    """Tier codes of `LifetimeValues.tier`; `Tier(code).label` is the name shown."""
-
-    REGULAR = 0
-    NEW = 1
-    VIP = 2
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 class LtvSettingsLike(Protocol):
