@@ -87,7 +87,7 @@ def send(
             engine,
             config.settings,
             server_settings(config),
-            NoteRenderer(config.templates_dir),
+            NoteRenderer.configured(config.templates_dir, config.settings),
             clock,
             owner=owner,
         )
