@@ -9,13 +9,16 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.cli_common import NowOption, cli_state, err, opened_store, out, parse_now
-from scheduler.errors import AppreciateError
+from scheduler.errors import AppreciateError, ConfigError, StoreError
 from scheduler.note_message import note_message
+from scheduler.output import printable
 from scheduler.preview import PreviewOccasion, preview_occasion
 from scheduler.render import NoteRenderer, RenderedNote
 from scheduler.settings import Settings
+from scheduler.store.attributes import AttributeCensus
 from scheduler.template_check import check_templates
 
 
@@ -118,7 +121,8 @@ def preview(
             )
         finally:
             connection.rollback()
-    note = NoteRenderer(config.templates_dir).render(kind.value, occasion.tier, occasion.context)
+    renderer = NoteRenderer.configured(config.templates_dir, config.settings)
+    note = renderer.render(kind.value, occasion.tier, occasion.context)
     shown = FORMATS[output_format](Preview(note, occasion, config.settings))
     err.print(f"({note.template}, tier {occasion.tier or 'not computed yet'})", markup=False)
     out.file.write(shown)
@@ -130,13 +134,28 @@ templates_app = typer.Typer(help="Check the note templates.", no_args_is_help=Tr
 @templates_app.command("check")
 def templates_check(ctx: typer.Context) -> None:
     """Write every note template against sample data and report each problem with file and
-    line: syntax, unknown names, a missing subject or text, a subject too long.
+    line: syntax, unknown names, a missing subject or text, a subject too long, and customer
+    attributes that no customer in the store has (an error) or that some lack (a warning).
 
     Exits 1 when any template has an error.
     """
     config = cli_state(ctx).config()
-    findings = check_templates(config.templates_dir, config.settings)
+    try:
+        with opened_store(config) as engine, engine.connect() as connection:
+            census = AttributeCensus.take(connection)
+            findings = check_templates(config.templates_dir, config.settings, census)
+    except (ConfigError, StoreError, SQLAlchemyError) as error:
+        err.print(
+            f"note: could not look at the store ({_one_line(error)}), so customer attributes are "
+            "checked against a sample customer with pet_name only",
+            markup=False,
+        )
+        findings = check_templates(config.templates_dir, config.settings)
     for finding in findings:
-        out.print(str(finding), markup=False)
+        out.print(printable(str(finding)), markup=False)
     if any(finding.level == "error" for finding in findings):
         raise typer.Exit(1)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
