@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.cli_common import NowOption, cli_state, err, opened_store, out, parse_now
@@ -141,6 +143,7 @@ def templates_check(ctx: typer.Context) -> None:
     """
     config = cli_state(ctx).config()
     try:
+        _refuse_a_missing_sqlite_file(config.database_url())  # opening it would create it
         with opened_store(config) as engine, engine.connect() as connection:
             census = AttributeCensus.take(connection)
             findings = check_templates(config.templates_dir, config.settings, census)
@@ -155,6 +158,14 @@ def templates_check(ctx: typer.Context) -> None:
         out.print(printable(str(finding)), markup=False)
     if any(finding.level == "error" for finding in findings):
         raise typer.Exit(1)
+
+
+def _refuse_a_missing_sqlite_file(url: str) -> None:
+    parsed = make_url(url)
+    database = parsed.database or ""
+    sqlite_file = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+    if sqlite_file and not Path(database).exists():
+        raise StoreError(f"there is no store at {database} yet: `appreciate db upgrade` makes it")
 
 
 def _one_line(error: BaseException) -> str:

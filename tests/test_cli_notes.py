@@ -397,6 +397,8 @@ def test_without_a_store_the_check_says_so_and_uses_the_sample(workspace: Worksp
     assert result.exit_code == 1
     assert "note: could not look at the store" in result.stderr
     assert "appreciate db upgrade" in result.stderr
+    if workspace.database_url.startswith("sqlite"):
+        assert not (workspace.folder / "store.db").exists()  # looking made no empty store
     assert result.stdout.splitlines()[0] == (
         "birthday.j2:4: error: 'dict object' has no attribute 'pet_name' (for a customer with "
         "few details on record)"
