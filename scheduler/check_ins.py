@@ -2,7 +2,8 @@
 
 The rule itself (`scheduler.occasions.rules.check_ins`) decides; this module finds the
 candidates through the orders' indexes and brings each one's last notes, lifetime value and
-contact.
+contact. A customer's last order is their last one placed in 1900-2200: an order dated
+9999-12-31 (a placeholder) would otherwise keep them from ever counting as quiet.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from scheduler.occasions.timing import SendWindow
 from scheduler.outbox import NOTED, Contact, touches
 from scheduler.settings import Settings
 from scheduler.store.bulk import chunked
+from scheduler.store.calendar_edges import plausible
 from scheduler.store.models import metadata
 from scheduler.store.types import aware_utc, aware_utc_or_none
 from scheduler.zones import ZoneBook
@@ -50,7 +52,11 @@ class QuietCustomers:
         quiet_since = now - timedelta(days=settings.quiet_days)
         oldest = now - timedelta(days=settings.stop_after_days)
         last_order = func.max(orders.c.placed_at)
-        judged = select(orders.c.customer_id, last_order).group_by(orders.c.customer_id)
+        judged = (
+            select(orders.c.customer_id, last_order)
+            .where(plausible(orders.c.placed_at))
+            .group_by(orders.c.customer_id)
+        )
         judged = judged.having(and_(last_order <= quiet_since, last_order >= oldest))
         if last_pass is None:
             rows = self.connection.execute(judged.where(orders.c.placed_at >= oldest)).all()

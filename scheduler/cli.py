@@ -436,6 +436,7 @@ def detect(
             "kinds": rows,
             "history": report.history,
             "superseded": report.superseded,
+            "skipped": [str(row) for row in report.skipped],
         }
         out.file.write(to_json(summary) + "\n")
         return
@@ -448,6 +449,12 @@ def detect(
         out.print(
             f"{report.history} events arrived too late for a note; {report.superseded} order "
             "thanks gave way to a later order's.",
+            markup=False,
+        )
+    if report.skipped:
+        out.print(
+            f"{len(report.skipped)} rows were skipped (a date outside 1900-2200, or an occasion "
+            "that cannot be computed): see the warnings.",
             markup=False,
         )
 

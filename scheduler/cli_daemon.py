@@ -22,12 +22,19 @@ from scheduler.cli_common import (
 )
 from scheduler.clock import FixedClock, SystemClock
 from scheduler.config import find_config
-from scheduler.cycle import CycleReport, instance_name, open_service, run_cycle
+from scheduler.cycle import (
+    CycleReport,
+    instance_name,
+    log_template_findings,
+    open_service,
+    run_cycle,
+)
 from scheduler.daemon import Daemon
 from scheduler.interruption import Interruption, release_held, stopped_line
-from scheduler.output import OutputFormat, table, to_csv, to_json
+from scheduler.output import OutputFormat, printable, table, to_csv, to_json
 from scheduler.queue_status import ATTENTION, queue_status
 from scheduler.systemd_notify import Notifier
+from scheduler.template_failures import TemplateFailures
 
 SYSLOG_PRIORITY = {
     logging.DEBUG: 7,
@@ -72,8 +79,9 @@ def run(
 ) -> None:
     """Run appreciate as a service: notice occasions, write and send the notes, around the clock.
 
-    Checks the config, the store, the SMTP password and the templates first, and exits with the
-    errors if any is wrong. Then runs until SIGTERM or Ctrl-C (the sends under way finish);
+    Checks the config, the store and the SMTP password first, and exits with the errors if any
+    is wrong; template problems are logged (ERROR, with file and line) but only fail the notes
+    they write. Then runs until SIGTERM or Ctrl-C (the sends under way finish);
     SIGHUP reloads the config and templates. Under systemd it reports READY, STATUS and the
     watchdog (see deploy/appreciate.service). With --once it runs one cycle and exits, for cron
     and backfills (--now sets the moment); Ctrl-C or SIGTERM stops it as they stop the service,
@@ -86,6 +94,7 @@ def run(
     setup_logging()
     service = open_service(config_path)
     if once:
+        log_template_findings(service, "at start")
         clock = FixedClock(parse_now(now)) if now else SystemClock()
         owner = instance_name()
         interruption = Interruption(service.config.settings.schedule.stop_within)
@@ -124,6 +133,32 @@ def _print_cycle(report: CycleReport, output_format: OutputFormat) -> None:
         out.print(table(f"Cycle at {report.at:%Y-%m-%d %H:%M} UTC", rows, ["what", "notes"]))
 
 
+def _print_template_failures(failures: list[TemplateFailures]) -> None:
+    """Loud: notes keep failing until the template is fixed."""
+    notes = sum(failure.notes for failure in failures)
+    out.print(
+        f"TEMPLATE PROBLEMS: {notes} {'note' if notes == 1 else 'notes'} failed on a template "
+        "and are still failed:",
+        style="bold red",
+        markup=False,
+    )
+    for failure in failures:
+        out.print(
+            printable(
+                f"  {failure.notes} {'note' if failure.notes == 1 else 'notes'}: "
+                f"{failure.problem} (last {failure.last_failed_at:%Y-%m-%d %H:%M} UTC)"
+            ),
+            style="red",
+            markup=False,
+        )
+    out.print(
+        "Fix the template (`appreciate templates check`, `appreciate preview`), then "
+        "`appreciate retry ID` for each note still worth sending "
+        "(`appreciate log --status failed`).",
+        markup=False,
+    )
+
+
 def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table) -> None:
     """How the service is doing: the last cycle, the queue, what needs you, and any pause."""
     config = cli_state(ctx).config()
@@ -136,6 +171,7 @@ def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table)
             "oldest_due": found.oldest_due,
             "needs_attention": found.attention,
             "paused": found.paused,
+            "template_failures": [failures.as_dict() for failures in found.template_failures],
         }
         out.file.write(to_json(payload) + "\n")
         return
@@ -152,6 +188,8 @@ def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table)
         out.print(f"Last cycle: {cycle['at']}: {added} notes added; sent: {outcomes}", markup=False)
     oldest = f"{found.oldest_due:%Y-%m-%d %H:%M} UTC" if found.oldest_due else "nothing waiting"
     out.print(f"Oldest note waiting: {oldest}", markup=False)
+    if found.template_failures:
+        _print_template_failures(found.template_failures)
     out.print(table("Queue", rows, ["status", "notes"]))
     if found.attention:
         out.print(

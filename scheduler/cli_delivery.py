@@ -113,7 +113,7 @@ def _deliver(
         engine,
         config.settings,
         server_settings(config),
-        NoteRenderer(config.templates_dir),
+        NoteRenderer.configured(config.templates_dir, config.settings),
         clock,
         owner=owner,
         only=only,

@@ -6,16 +6,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.cli_common import NowOption, cli_state, err, opened_store, out, parse_now
-from scheduler.errors import AppreciateError
+from scheduler.errors import AppreciateError, ConfigError, StoreError
 from scheduler.note_message import note_message
+from scheduler.output import printable
 from scheduler.preview import PreviewOccasion, preview_occasion
 from scheduler.render import NoteRenderer, RenderedNote
 from scheduler.settings import Settings
+from scheduler.store.attributes import AttributeCensus
 from scheduler.template_check import check_templates
 
 
@@ -118,10 +123,11 @@ def preview(
             )
         finally:
             connection.rollback()
-    note = NoteRenderer(config.templates_dir).render(kind.value, occasion.tier, occasion.context)
+    renderer = NoteRenderer.configured(config.templates_dir, config.settings)
+    note = renderer.render(kind.value, occasion.tier, occasion.context)
     shown = FORMATS[output_format](Preview(note, occasion, config.settings))
     err.print(f"({note.template}, tier {occasion.tier or 'not computed yet'})", markup=False)
-    out.file.write(shown)
+    out.file.write(printable(shown))
 
 
 templates_app = typer.Typer(help="Check the note templates.", no_args_is_help=True)
@@ -130,13 +136,37 @@ templates_app = typer.Typer(help="Check the note templates.", no_args_is_help=Tr
 @templates_app.command("check")
 def templates_check(ctx: typer.Context) -> None:
     """Write every note template against sample data and report each problem with file and
-    line: syntax, unknown names, a missing subject or text, a subject too long.
+    line: syntax, unknown names, a missing subject or text, a subject too long, and customer
+    attributes that no customer in the store has (an error) or that some lack (a warning).
 
     Exits 1 when any template has an error.
     """
     config = cli_state(ctx).config()
-    findings = check_templates(config.templates_dir, config.settings)
+    try:
+        _refuse_a_missing_sqlite_file(config.database_url())  # opening it would create it
+        with opened_store(config) as engine, engine.connect() as connection:
+            census = AttributeCensus.take(connection)
+            findings = check_templates(config.templates_dir, config.settings, census)
+    except (ConfigError, StoreError, SQLAlchemyError) as error:
+        err.print(
+            f"note: could not look at the store ({_one_line(error)}), so customer attributes are "
+            "checked against a sample customer with pet_name only",
+            markup=False,
+        )
+        findings = check_templates(config.templates_dir, config.settings)
     for finding in findings:
-        out.print(str(finding), markup=False)
+        out.print(printable(str(finding)), markup=False)
     if any(finding.level == "error" for finding in findings):
         raise typer.Exit(1)
+
+
+def _refuse_a_missing_sqlite_file(url: str) -> None:
+    parsed = make_url(url)
+    database = parsed.database or ""
+    sqlite_file = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+    if sqlite_file and not Path(database).exists():
+        raise StoreError(f"there is no store at {database} yet: `appreciate db upgrade` makes it")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

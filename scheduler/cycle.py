@@ -2,18 +2,23 @@
 
 `Service` holds what a cycle needs from the config (the store, the templates, the SMTP server),
 built and checked at once so that a bad config, an unreachable store or an unreadable password
-is reported before anything runs (the daemon's start, and its reload on SIGHUP). Each cycle's
-result is kept in `app_state` (`last_cycle`) for `appreciate status`.
+is reported before anything runs (the daemon's start, and its reload on SIGHUP). Broken
+templates do not stop the service: they are checked too, and each problem is logged loudly at
+start and reload (`log_template_findings`), but only the notes that hit one fail, each with its
+file, line and message; every delivery run logs each problem its notes failed on once, with how
+many (`log_template_problems`). Each cycle's result is kept in `app_state` (`last_cycle`) for
+`appreciate status`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,21 +32,18 @@ from scheduler.clock import Clock
 from scheduler.config import Config, load_config
 from scheduler.deliver import Sender, SendReport, server_settings
 from scheduler.detection import detect
-from scheduler.errors import AppreciateError
 from scheduler.render import NoteRenderer
 from scheduler.settings import OCCASION_KINDS
 from scheduler.smtp_client import ServerSettings
+from scheduler.store.attributes import AttributeCensus
 from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
 from scheduler.store.schema import open_store
-from scheduler.template_check import check_templates
+from scheduler.template_check import Finding, check_templates
 
+log = logging.getLogger("appreciate.run")
 app_state = metadata.tables["app_state"]
 LAST_CYCLE = "last_cycle"
-
-
-class TemplatesBroken(AppreciateError):
-    """The templates have errors (`appreciate templates check` lists them)."""
 
 
 def instance_name() -> str:
@@ -57,6 +59,8 @@ class Service:
     engine: Engine
     renderer: NoteRenderer
     server: ServerSettings
+    template_findings: list[Finding] = field(default_factory=list)
+    """What `appreciate templates check` would report, found when the service was opened."""
 
     def close(self) -> None:
         self.engine.dispose()
@@ -64,19 +68,48 @@ class Service:
 
 def open_service(config_path: Path) -> Service:
     """Load and check everything a cycle needs: the config, the store (up to date), the SMTP
-    password, the templates. Raises ConfigError, StoreError or TemplatesBroken with every
-    problem; nothing is left open when it raises."""
+    password. Raises ConfigError or StoreError with every problem; nothing is left open when it
+    raises. The templates are checked against the store's customers too, but their problems
+    are kept in `template_findings` (for `log_template_findings`), never raised."""
     config = load_config(config_path)
     server = server_settings(config)
-    errors = [
-        str(finding)
-        for finding in check_templates(config.templates_dir, config.settings)
-        if finding.level == "error"
-    ]
-    if errors:
-        raise TemplatesBroken("the templates have errors:\n  " + "\n  ".join(errors))
     engine = open_store(config.database_url())
-    return Service(config, engine, NoteRenderer(config.templates_dir), server)
+    try:
+        with engine.connect() as connection:
+            census = AttributeCensus.take(connection)
+            findings = check_templates(config.templates_dir, config.settings, census)
+    except BaseException:
+        engine.dispose()
+        raise
+    renderer = NoteRenderer.configured(config.templates_dir, config.settings)
+    return Service(config, engine, renderer, server, findings)
+
+
+def log_template_findings(service: Service, when: str) -> None:
+    """Each template problem found `when` ("at start", "on reload"): errors as ERROR, warnings
+    as WARNING, each with its file and line."""
+    for finding in service.template_findings:
+        if finding.level == "error":
+            log.error(
+                "TEMPLATE ERROR %s: %s; the notes it writes fail until it is fixed "
+                "(`appreciate templates check`)",
+                when,
+                finding,
+            )
+        elif finding.level == "warning":
+            log.warning("template warning %s: %s", when, finding)
+
+
+def log_template_problems(problems: Mapping[str, int]) -> None:
+    """One ERROR line per template problem a delivery run's notes failed on, with how many."""
+    for problem, notes in sorted(problems.items()):
+        log.error(
+            "TEMPLATE PROBLEM: %s (%d %s failed on it; fix the template, then "
+            "`appreciate retry ID`)",
+            problem,
+            notes,
+            "note" if notes == 1 else "notes",
+        )
 
 
 @dataclass
@@ -142,6 +175,7 @@ async def run_cycle(
     if watch is not None:
         watch(sender)
     sent = await sender.run()
+    log_template_problems(sender.template_problems)
     add_outcomes(report, sent)
     save_cycle(service.engine, report)
     return report

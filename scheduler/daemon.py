@@ -11,10 +11,15 @@ instance changes nothing. A job that fails (the database or the mail server is d
 and tried again later, waiting twice as long each time up to `MAX_BACKOFF`; the daemon never
 exits for it.
 
-Signals: SIGTERM and SIGINT stop claiming, give the sends under way `[schedule] stop_within`
-to finish, release this instance's leases, log one summary line, and exit 0. SIGHUP reloads the
-config and templates; a new config with errors is refused (the errors are logged) and the old
-one keeps running.
+Signals: SIGTERM and SIGINT stop claiming, abandon a note being written (it goes back to the
+queue), give the sends under way `[schedule] stop_within` to finish, release this instance's
+leases, log one summary line, and exit 0. SIGHUP reloads the config and templates; a new config
+with errors is refused (the errors are logged) and the old one keeps running.
+
+Templates: broken ones never keep the service from starting or reloading. Each problem
+`appreciate templates check` would report is logged at start and on reload (ERROR, with file
+and line); only the notes that hit one fail, and each delivery run logs every problem its notes
+failed on once, with how many (see `scheduler.cycle`).
 
 systemd: READY=1 once the store, the SMTP settings and the templates are checked; STATUS= with
 the last delivery's counts; STOPPING=1; WATCHDOG=1 from the event loop (see
@@ -42,6 +47,8 @@ from scheduler.cycle import (
     Service,
     add_outcomes,
     detect_once,
+    log_template_findings,
+    log_template_problems,
     new_sender,
     open_service,
     save_cycle,
@@ -116,6 +123,7 @@ class Daemon:
             format_duration(settings.detect_every),
             format_duration(settings.deliver_every),
         )
+        log_template_findings(self.service, "at start")
         await self._stop.wait()
         await self._shut_down()
         await watchdog
@@ -209,6 +217,7 @@ class Daemon:
                 sent = await sender.run()
             finally:
                 self._sender = None
+            log_template_problems(sender.template_problems)
             report = CycleReport(self.clock.now(), added=self._added_since_delivery)
             self._added_since_delivery = Counter()
             add_outcomes(report, sent)
@@ -286,6 +295,7 @@ class Daemon:
         else:  # the delivery under way keeps its engine; closed connections reopen
             asyncio.get_running_loop().call_later(60, old.close)
         log.info("reloaded %s and the templates", self.config_path)
+        log_template_findings(fresh, "on reload")
         self.notifier.ready()
 
     async def _shut_down(self) -> None:

@@ -13,7 +13,11 @@ A run, in order:
 5. A refused login or a missing STARTTLS pauses sending for every instance: the notes not yet
    sent go back to the queue untouched, and the report says why, loudly.
 
-A template error fails only its own note, with the file, line and message.
+Writing the notes (3.) runs in a worker thread, so the event loop keeps serving signals and the
+watchdog meanwhile. A template error fails only its own note, with the reason
+`template problem: FILE:LINE: MESSAGE` (`scheduler.template_failures`); a note whose template
+takes longer than `[templates] render_timeout` is such a failure too. A stop (`Sender.stop`)
+abandons a note being written at once: it and the notes not yet written go back to the queue.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,11 +54,12 @@ from scheduler.message import BuiltMessage
 from scheduler.note_context import TouchRef, build_contexts
 from scheduler.note_message import note_message
 from scheduler.outbox import Contact, suppression_reason
-from scheduler.render import NoteRenderer
+from scheduler.render import NoteRenderer, RenderStopped, TemplateProblem
 from scheduler.settings import Settings
 from scheduler.smtp_client import Outcome, ServerSettings, SmtpConnection
 from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
+from scheduler.template_failures import failure_reason
 from scheduler.zones import ZoneBook
 
 log = logging.getLogger("appreciate.send")
@@ -147,13 +153,19 @@ class Sender:
         self._done: list[Result] = []
         """Outcomes not yet written (see `_worker`)."""
         self._what: dict[int, str] = {}
-        """touch id -> "kind customer N", for the log."""
+        """touch id -> "kind customer ID" (the business's own id), for the log."""
+        self._stopping = threading.Event()
+        """Set by `stop`: a note being written (in the worker thread) is abandoned at once."""
+        self.template_problems: Counter[str] = Counter()
+        """Notes failed in this run, by template problem (`FILE:LINE: MESSAGE`)."""
 
     def stop(self, reason: str) -> None:
-        """Claim nothing more and start no new send; the sends under way finish, and the notes
-        not yet sent go back to the queue (see `claims.release` for a stop that cannot wait)."""
+        """Claim nothing more, write no more notes (one being written is abandoned at once) and
+        start no new send; the sends under way finish, and the notes not yet sent go back to the
+        queue (see `claims.release` for a stop that cannot wait)."""
         if self._stop is None:
             self._stop = reason
+        self._stopping.set()
 
     async def run(self) -> SendReport:
         """Send everything due now (see the module's steps)."""
@@ -178,7 +190,7 @@ class Sender:
                     )
                 if not claimed:
                     break
-                ready = self._prepare(claimed)
+                ready = await asyncio.to_thread(self._prepare, claimed)
                 await self._deliver(ready, pool)
         finally:
             await asyncio.gather(*(connection.close() for connection in pool))
@@ -187,19 +199,27 @@ class Sender:
     # Writing the notes ------------------------------------------------------------------
 
     def _prepare(self, claimed: Sequence[ClaimedTouch]) -> list[_Prepared]:
-        """Render and build each claimed note; notes that cannot go are settled at once."""
+        """Render and build each claimed note; notes that cannot go are settled at once, and
+        once a stop is asked for, the notes not yet written go back to the queue. Runs in a
+        worker thread (see the module's docstring)."""
         now = self.clock.now()
-        self._what = {t.id: f"{t.kind} customer {t.customer_id}" for t in claimed}
         with write_transaction(self.engine) as connection:  # unsubscribe tokens are written
-            contacts = self._contacts(connection, [t.customer_id for t in claimed])
+            contacts, own_ids = self._contacts(connection, [t.customer_id for t in claimed])
             refs = [
                 TouchRef(t.id, t.customer_id, t.kind, t.occasion_key, t.due_at) for t in claimed
             ]
             contexts = build_contexts(connection, refs, self.settings, now=now)
+        self._what = {
+            t.id: f"{t.kind} customer {own_ids.get(t.customer_id, f'#{t.customer_id} (gone)')}"
+            for t in claimed
+        }
         ready: list[_Prepared] = []
         settled: list[Result] = []
         saved = []
-        for touch in claimed:
+        for position, touch in enumerate(claimed):
+            if self._stopping.is_set():
+                settled += self._given_back(claimed[position:])
+                break
             if touch.customer_id not in contacts or touch.id not in contexts:  # deleted since
                 settled.append(Result(touch.id, "failed", "the customer is gone", attempted=False))
                 continue
@@ -215,6 +235,14 @@ class Sender:
                 continue
             try:
                 message, row = self._write(touch, contexts[touch.id], now)
+            except RenderStopped:
+                settled += self._given_back(claimed[position:])
+                break
+            except TemplateProblem as broken:
+                self.template_problems[str(broken)] += 1
+                reason = failure_reason(broken)
+                settled.append(Result(touch.id, "failed", reason, attempted=False))
+                continue
             except AppreciateError as error:
                 settled.append(Result(touch.id, "failed", str(error), attempted=False))
                 continue
@@ -225,13 +253,20 @@ class Sender:
         self._record(settled)
         return ready
 
+    def _given_back(self, touches: Sequence[ClaimedTouch]) -> list[Result]:
+        """The notes a stop left unwritten, back to the queue (not an attempt)."""
+        reason = f"not sent: {self._stop or 'appreciate is stopping'}"
+        return [Result(touch.id, "pending", reason, attempted=False) for touch in touches]
+
     def _write(
         self, touch: ClaimedTouch, context: dict[str, Any], now: datetime
     ) -> tuple[BuiltMessage, dict[str, object]]:
         """The note's message and the row that saves it (subject, bodies, headers)."""
         ltv = context.get("ltv")
         tier = ltv.get("tier") if isinstance(ltv, dict) else None
-        note = self.renderer.render(touch.kind, tier if isinstance(tier, str) else None, context)
+        note = self.renderer.render(
+            touch.kind, tier if isinstance(tier, str) else None, context, stop=self._stopping
+        )
         message = note_message(
             self.settings.business, note, context, message_id=touch.message_id, date=now
         )
@@ -245,14 +280,25 @@ class Sender:
         }
         return message, row
 
-    def _contacts(self, connection: Connection, ids: Sequence[int]) -> dict[int, Contact]:
+    def _contacts(
+        self, connection: Connection, ids: Sequence[int]
+    ) -> tuple[dict[int, Contact], dict[int, str]]:
+        """Each customer's contact, and their own id (external_id: what the log names them by,
+        never our row id)."""
         zones = ZoneBook(ZoneInfo(self.settings.business.timezone))
         rows = connection.execute(
             select(
-                customers.c.id, customers.c.email, customers.c.opted_out_at, customers.c.timezone
+                customers.c.id,
+                customers.c.external_id,
+                customers.c.email,
+                customers.c.opted_out_at,
+                customers.c.timezone,
             ).where(customers.c.id.in_(sorted(set(ids))))
-        )
-        return {row.id: Contact(row.email, row.opted_out_at, zones(row.timezone)) for row in rows}
+        ).all()
+        contacts = {
+            row.id: Contact(row.email, row.opted_out_at, zones(row.timezone)) for row in rows
+        }
+        return contacts, {row.id: row.external_id for row in rows}
 
     # Sending ----------------------------------------------------------------------------
 

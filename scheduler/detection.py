@@ -14,21 +14,31 @@ most as far as the longest `max_lateness` (plus a day), so a year of downtime do
 a year of expired notes; a first run reaches back one day. Events that arrived already too late
 for their note (an order imported months after it was placed) are history, not missed
 occasions: they get no touch at all.
+
+No row can stop detection. Rows whose dates lie outside 1900-2200 (placeholders such as
+9999-12-31, written before import bounded dates or by the business's own application; see
+`scheduler.store.calendar_edges`) are left out of what a run reads; the new orders, referrals
+and meetings among them are skipped with a warning naming the table, the row's own id and why,
+and counted in the report (`skipped`). A birth year outside that range counts as unknown, and
+such a customer_since or first meeting never falls due. Should a rule still fail on a row (its
+occasion cannot be computed), that row alone is skipped the same way; every other occasion is
+still recorded.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select
 
 from scheduler.check_ins import QuietCustomers
-from scheduler.occasions.dates import month_days_between
+from scheduler.occasions.dates import EARLIEST_YEAR, LATEST_YEAR, month_days_between
 from scheduler.occasions.rules import (
     FirstMeetingFact,
     Occasion,
@@ -49,6 +59,13 @@ from scheduler.occasions.timing import SendWindow
 from scheduler.outbox import Contact, RecordCounts, record, touches
 from scheduler.settings import OccasionKind, Settings, time_zone_names
 from scheduler.store.bulk import chunked
+from scheduler.store.calendar_edges import (
+    FIRST_DAY,
+    SkippedRow,
+    all_plausible,
+    implausible_rows,
+    plausible,
+)
 from scheduler.store.db import write_transaction
 from scheduler.store.marks import read_marks, write_marks
 from scheduler.store.models import metadata
@@ -64,6 +81,9 @@ from scheduler.store.occasion_queries import (
 from scheduler.store.types import aware_utc
 from scheduler.zones import ZoneBook
 
+Fact = TypeVar("Fact")
+
+log = logging.getLogger("appreciate.detect")
 customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
 referrals = metadata.tables["referrals"]
@@ -75,6 +95,16 @@ CHECK_IN_CHUNK = 500
 BEHIND_UTC, AHEAD_OF_UTC = timedelta(hours=12), timedelta(hours=14)
 """Local clocks run from UTC-12 to UTC+14: the UTC days of a span widened by these hold every
 zone's local days."""
+DATED = {
+    ORDERS: ((orders.c.placed_at, False), (orders.c.created_at, False)),
+    REFERRALS: ((referrals.c.referred_on, True), (referrals.c.created_at, False)),
+    MEETINGS: ((meetings.c.met_at, False), (meetings.c.created_at, False)),
+}
+"""The dates detection reads from each event table, (column, may be NULL): a row with one
+outside 1900-2200 is skipped (see the module's docstring)."""
+TABLES = {ORDERS: orders, REFERRALS: referrals, MEETINGS: meetings}
+COMPUTING_FAILED = (OverflowError, ValueError)
+"""What a rule raises on a date it cannot compute with (past the calendar's end, say)."""
 
 
 @dataclass
@@ -88,9 +118,16 @@ class DetectionReport:
     """Events that arrived too late for their note, and got none."""
     superseded: int = 0
     """Waiting order thanks skipped: the customer ordered again within the delay."""
+    skipped: list[SkippedRow] = field(default_factory=list)
+    """Rows left out: a date outside 1900-2200, or an occasion that could not be computed."""
 
     def count(self, kind: OccasionKind, status: str) -> int:
         return self.recorded[(kind, status)]
+
+    def skip(self, row: SkippedRow) -> None:
+        """Leave `row` out, with a warning."""
+        self.skipped.append(row)
+        log.warning("detection skipped %s", row)
 
 
 def detect(engine: Engine, settings: Settings, now: datetime) -> DetectionReport:
@@ -258,14 +295,22 @@ class _Detector:
                 self.contact_zone(row.id, row),
                 row.birth_month,
                 row.birth_day,
-                row.birth_year,
+                _plausible_year(row.birth_year),
             )
             for row in rows
         ]
-        return birthdays(people, self.span, settings, self.window)
+        return self._computed(
+            lambda chunk: birthdays(chunk, self.span, settings, self.window),
+            people,
+            lambda person: self._customer_row(person.customer_id),
+        )
 
     def anniversaries(self) -> list[Occasion]:
-        earliest = self.connection.execute(select(func.min(customers.c.customer_since))).scalar()
+        earliest = self.connection.execute(
+            select(func.min(customers.c.customer_since)).where(
+                customers.c.customer_since >= FIRST_DAY
+            )
+        ).scalar()
         if earliest is None:
             return []
         groups = []
@@ -292,8 +337,11 @@ class _Detector:
             )
             for row in rows
         ]
-        return anniversaries(
-            since, self.span, self.occasions.anniversary, self.window, self.occasions.birthday.feb29
+        settings, feb29 = self.occasions.anniversary, self.occasions.birthday.feb29
+        return self._computed(
+            lambda chunk: anniversaries(chunk, self.span, settings, self.window, feb29),
+            since,
+            lambda customer: self._customer_row(customer.customer_id),
         )
 
     # Event occasions, by watermark ----------------------------------------------------
@@ -303,15 +351,20 @@ class _Detector:
         thanks = self.occasions.order_thanks
         if not thanks.enabled:
             return []
-        rows = self.connection.execute(new_orders_query(last_id or 0)).all()
+        query = new_orders_query(last_id or 0).where(all_plausible(DATED[ORDERS]))
+        rows = self.connection.execute(query).all()
+        self._mark_new(ORDERS, last_id, rows[-1].id if rows else None)
         if not rows:
             return []
-        self.new_marks[ORDERS] = (None, rows[-1].id)
         facts = [self._order_fact(row) for row in rows]
         neighbours = self._neighbours(facts, thanks.delay)
         superseded = superseded_orders([*facts, *neighbours], thanks.delay)
         self._drop_superseded(facts, neighbours, superseded)
-        found = order_thanks(facts, neighbours, thanks, self.window)
+        found = self._computed(
+            lambda chunk: order_thanks(chunk, neighbours, thanks, self.window),
+            facts,
+            lambda fact: SkippedRow("orders", fact.order_id, ""),
+        )
         return self._not_history(found, {row.external_id: row.created_at for row in rows})
 
     def follow_ups(self) -> list[Occasion]:
@@ -321,7 +374,8 @@ class _Detector:
         shift = timedelta(days=settings.after_days)
         start = self.span.since - shift - timedelta(days=1)  # any zone's local day, widened
         end = self.span.now - shift + timedelta(days=1)
-        rows = self.connection.execute(placed_between_query(start, end)).all()
+        query = placed_between_query(start, end).where(plausible(orders.c.created_at))
+        rows = self.connection.execute(query).all()
         facts = [self._order_fact(row) for row in rows]
         if not facts:
             return []
@@ -330,7 +384,11 @@ class _Detector:
         later = self._neighbours(near_end, delay) if near_end else []
         superseded = superseded_orders([*facts, *later], delay)
         latest = [fact for fact in facts if fact.order_id not in superseded]
-        found = follow_ups(latest, self.span, settings, self.window)
+        found = self._computed(
+            lambda chunk: follow_ups(chunk, self.span, settings, self.window),
+            latest,
+            lambda fact: SkippedRow("orders", fact.order_id, ""),
+        )
         return self._not_history(found, {row.external_id: row.created_at for row in rows})
 
     def _order_fact(self, row: Any) -> OrderFact:
@@ -414,12 +472,13 @@ class _Detector:
             )
             .join(referred, referred.c.id == referrals.c.referred_id)
             .join(referrer, referrer.c.id == referrals.c.referrer_id)
-            .where(referrals.c.id > (last_id or 0))
+            .where(referrals.c.id > (last_id or 0), all_plausible(DATED[REFERRALS]))
             .order_by(referrals.c.id)
         ).all()
+        self._mark_new(REFERRALS, last_id, rows[-1].id if rows else None)
         if not rows:
             return []
-        self.new_marks[REFERRALS] = (None, rows[-1].id)
+        ids = {row.external_id: row.id for row in rows}  # a customer is referred once
         facts = [
             ReferralFact(
                 row.referrer_id,
@@ -431,20 +490,25 @@ class _Detector:
             for row in rows
         ]
         settings = self.occasions.referral_thanks
-        self.report.history += sum(1 for fact in facts if referral_is_history(fact, settings))
-        return referral_thanks(facts, settings, self.window)
+        found = self._computed(
+            lambda chunk: referral_thanks(chunk, settings, self.window),
+            facts,
+            lambda fact: SkippedRow("referrals", f"#{ids[fact.referred_external_id]}", ""),
+        )
+        self.report.history += sum(1 for fact in facts if _is_history(fact, settings))
+        return found
 
     def first_meetings(self, last_id: int | None) -> list[Occasion]:
         """New meetings that are their customer's first, and `first_met_on` days in the span."""
         rows = self.connection.execute(
             select(meetings.c.id, meetings.c.customer_id, meetings.c.created_at)
-            .where(meetings.c.id > (last_id or 0))
+            .where(meetings.c.id > (last_id or 0), all_plausible(DATED[MEETINGS]))
             .order_by(meetings.c.id)
         ).all()
+        self._mark_new(MEETINGS, last_id, rows[-1].id if rows else None)
         facts: dict[int, FirstMeetingFact] = {}
         arrived: dict[int, datetime] = {}
         if rows:
-            self.new_marks[MEETINGS] = (None, rows[-1].id)
             for row in rows:
                 arrived.setdefault(row.customer_id, row.created_at)
             facts.update(self._first_meetings_of(sorted(arrived)))
@@ -454,7 +518,12 @@ class _Detector:
                 row.id,
                 FirstMeetingFact(row.id, self.contact_zone(row.id, row), met_on=row.first_met_on),
             )
-        found = first_meetings(facts.values(), self.occasions.first_meeting, self.window)
+        settings = self.occasions.first_meeting
+        found = self._computed(
+            lambda chunk: first_meetings(chunk, settings, self.window),
+            list(facts.values()),
+            lambda fact: self._customer_row(fact.customer_id),
+        )
         kept = []
         for occasion in found:
             stored_at = arrived.get(occasion.customer_id)
@@ -463,6 +532,48 @@ class _Detector:
             else:
                 kept.append(occasion)
         return kept
+
+    # Rows at the calendar's edges -----------------------------------------------------
+
+    def _mark_new(self, table: str, last_id: int | None, last_read: int | None) -> None:
+        """Skip (with a warning) the new rows of `table` that its plausible read left out, and
+        move its watermark past everything new, read or skipped."""
+        skipped, last_skipped = implausible_rows(
+            self.connection, TABLES[table], last_id or 0, DATED[table]
+        )
+        for row in skipped:
+            self.report.skip(row)
+        newest = max((n for n in (last_read, last_skipped) if n is not None), default=None)
+        if newest is not None:
+            self.new_marks[table] = (None, newest)
+
+    def _computed(
+        self,
+        rule: Callable[[list[Fact]], list[Occasion]],
+        facts: Sequence[Fact],
+        row_of: Callable[[Fact], SkippedRow],
+    ) -> list[Occasion]:
+        """`rule(facts)`; should it fail on a date it cannot compute with, each fact is tried
+        alone and those that still fail are skipped, with a warning naming their row."""
+        try:
+            return rule(list(facts))
+        except COMPUTING_FAILED:
+            pass
+        found: list[Occasion] = []
+        for fact in facts:
+            try:
+                found += rule([fact])
+            except COMPUTING_FAILED as error:
+                row = row_of(fact)
+                why = f"its occasion cannot be computed ({type(error).__name__}: {error})"
+                self.report.skip(SkippedRow(row.table, row.row, why))
+        return found
+
+    def _customer_row(self, customer_id: int) -> SkippedRow:
+        own = self.connection.execute(
+            select(customers.c.external_id).where(customers.c.id == customer_id)
+        ).scalar()
+        return SkippedRow("customers", str(own) if own is not None else f"#{customer_id}", "")
 
     def _first_meetings_of(self, ids: list[int]) -> dict[int, FirstMeetingFact]:
         """Each customer's first meeting, unless `first_met_on` says they met earlier."""
@@ -476,7 +587,7 @@ class _Detector:
                     customers.c.first_met_on,
                 )
                 .join(customers, customers.c.id == meetings.c.customer_id)
-                .where(meetings.c.customer_id.in_(part))
+                .where(meetings.c.customer_id.in_(part), plausible(meetings.c.met_at))
                 .group_by(meetings.c.customer_id, customers.c.timezone, customers.c.first_met_on)
             )
             for first in firsts:
@@ -490,6 +601,18 @@ class _Detector:
                         first.customer_id, zone, met_at=met_at
                     )
         return facts
+
+
+def _plausible_year(year: int | None) -> int | None:
+    """A year of birth, unless it lies outside 1900-2200 (then unknown)."""
+    return year if year is not None and EARLIEST_YEAR <= year <= LATEST_YEAR else None
+
+
+def _is_history(referral: ReferralFact, settings: Any) -> bool:
+    try:
+        return referral_is_history(referral, settings)
+    except COMPUTING_FAILED:
+        return False  # skipped by `_computed` already
 
 
 def _date_or_none(year: int, month: int, day: int) -> date | None:

@@ -10,8 +10,8 @@ per touch. Keys of a context:
 - order (order_thanks `order:<id>`, follow_up `follow_up:<id>`): id, placed_at (local date
   and time in the customer's zone), amount ("42.50"), description (or None). None when the
   order is gone or belongs to someone else.
-- referral (referral_thanks `referral:<referred id>`): referred {name, first_name},
-  referred_on. None when the referral is gone.
+- referral (referral_thanks `referral:<referred id>`): referred {name, first_name,
+  attributes}, referred_on. None when the referral is gone.
 - meeting (first_meeting): met_on, the first meeting's local date or `first_met_on`, whichever
   is earlier (None when neither is known).
 - business: name, sender_name, sender_email, review_url (None when not set), timezone.
@@ -22,7 +22,10 @@ per touch. Keys of a context:
   without a year of birth).
 - unsubscribe_url: `[business] unsubscribe_url` with the customer's token, or None.
 Dates follow the customer's zone, else the business's. Touches whose customer is gone are
-left out.
+left out. A date or time outside 1900-2200 (a placeholder such as 9999-12-31 written by another
+application) is not on record: None, as if it were unknown. The business's own values (the
+`business` part and `unsubscribe_url`) are `BusinessText`, so HTML notes link them and nothing
+else (see `scheduler.note_links`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select
 
-from scheduler.occasions.dates import Feb29Policy, occurrence
+from scheduler.note_links import BusinessText
+from scheduler.occasions.dates import (
+    EARLIEST_YEAR,
+    LATEST_YEAR,
+    Feb29Policy,
+    occurrence,
+    plausible,
+)
 from scheduler.settings import OccasionKind, Settings
 from scheduler.store.bulk import chunked
 from scheduler.store.models import metadata
@@ -90,11 +100,11 @@ def business_context(settings: Settings) -> dict[str, Any]:
     """The `business` part of every context."""
     business = settings.business
     return {
-        "name": business.name,
-        "sender_name": business.sender_name,
-        "sender_email": business.sender_email,
-        "review_url": business.review_url or None,
-        "timezone": business.timezone,
+        "name": BusinessText(business.name),
+        "sender_name": BusinessText(business.sender_name),
+        "sender_email": BusinessText(business.sender_email),
+        "review_url": BusinessText(business.review_url) if business.review_url else None,
+        "timezone": BusinessText(business.timezone),
     }
 
 
@@ -177,7 +187,9 @@ class _Reader:
                 context["referral"] = _referral_context(referral) if owned and referral else None
             elif touch.kind == "first_meeting":
                 met_at = first_meetings.get(touch.customer_id)
-                dates = [d for d in (person["first_met_on"], _local_date(met_at, zone)) if d]
+                dates = [
+                    d for d in (person["first_met_on"], _local_date(met_at, zone)) if plausible(d)
+                ]
                 context["meeting"] = {"met_on": min(dates) if dates else None}
             built[touch.id] = context
         return built
@@ -197,7 +209,8 @@ class _Reader:
         elif touch.kind == "birthday":
             year = key_number(touch.occasion_key)
             born = person["birth_year"]
-            occasion["age"] = year - born if year is not None and born is not None else None
+            known = year is not None and born is not None and EARLIEST_YEAR <= born <= LATEST_YEAR
+            occasion["age"] = year - born if known else None
         return {
             "customer": _customer_context(person, due_date, self.feb29),
             "business": dict(self.business),
@@ -289,14 +302,17 @@ class _Reader:
             tokens = tokens_for(self.connection, ids)
         else:
             tokens = read_tokens(self.connection, ids)
-        return {who: unsubscribe_link(self.settings, tokens.get(who, PREVIEW_TOKEN)) for who in ids}
+        return {
+            who: _business_text(unsubscribe_link(self.settings, tokens.get(who, PREVIEW_TOKEN)))
+            for who in ids
+        }
 
 
 def _customer_context(
     person: Mapping[str, Any], due_date: date, feb29: Feb29Policy
 ) -> dict[str, Any]:
-    attributes = {str(key): str(value) for key, value in (person["attributes"] or {}).items()}
-    since = person["customer_since"]
+    attributes = _attributes(person["attributes"])
+    since = person["customer_since"] if plausible(person["customer_since"]) else None
     return {
         "id": person["external_id"],
         "name": person["name"],
@@ -309,37 +325,49 @@ def _customer_context(
     }
 
 
+def _attributes(stored: Mapping[str, Any] | None) -> dict[str, str]:
+    return {str(key): str(value) for key, value in (stored or {}).items()}
+
+
+def _business_text(value: str | None) -> BusinessText | None:
+    return None if value is None else BusinessText(value)
+
+
 def _birthday(year: int | None, month: int | None, day: int | None) -> date | None:
     if year is None or month is None or day is None:
         return None
     try:
-        return date(year, month, day)
+        born = date(year, month, day)
     except ValueError:
         return None
+    return born if plausible(born) else None
 
 
 def _order_context(order: Mapping[str, Any], zone: tzinfo) -> dict[str, Any]:
+    placed_at = order["placed_at"]
     return {
         "id": order["external_id"],
-        "placed_at": order["placed_at"].astimezone(zone),
+        "placed_at": placed_at.astimezone(zone) if plausible(placed_at) else None,
         "amount": money(order["amount"]),
         "description": order["description"],
     }
 
 
 def _referral_context(referral: Mapping[str, Any]) -> dict[str, Any]:
-    attributes = {str(key): str(value) for key, value in (referral["attributes"] or {}).items()}
+    attributes = _attributes(referral["attributes"])
+    referred_on = referral["referred_on"]
     return {
         "referred": {
             "name": referral["name"],
             "first_name": first_name(referral["name"], attributes),
+            "attributes": attributes,
         },
-        "referred_on": referral["referred_on"],
+        "referred_on": referred_on if plausible(referred_on) else None,
     }
 
 
 def _local_date(moment: datetime | None, zone: tzinfo) -> date | None:
-    return None if moment is None else moment.astimezone(zone).date()
+    return moment.astimezone(zone).date() if plausible(moment) else None
 
 
 # Samples, for `appreciate templates check` ------------------------------------------------
@@ -347,22 +375,37 @@ def _local_date(moment: datetime | None, zone: tzinfo) -> date | None:
 SAMPLE_DUE = date(2027, 6, 15)
 SAMPLE_REVIEW_URL = "https://example.com/review"
 SAMPLE_UNSUBSCRIBE_URL = "https://example.com/unsubscribe/SAMPLE-TOKEN"
+SAMPLE_ATTRIBUTES = {"pet_name": "Biscuit", "preferred_name": "Sam"}
 
 
 def sample_context(
-    kind: OccasionKind, settings: Settings, *, tier: str | None = "regular", sparse: bool = False
+    kind: OccasionKind,
+    settings: Settings,
+    *,
+    tier: str | None = "regular",
+    sparse: bool = False,
+    attributes: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """A representative context for `kind`, shaped exactly like `build_contexts`' ones.
 
     Every optional fact is known, the review and unsubscribe links included (the configured
     ones, else examples), so every branch a template takes for them is tried. `sparse=True`
     leaves every optional fact unknown instead (no birthday, no customer_since, no order
-    description, no links, no lifetime value), for the branches taken without them."""
+    description, no links, no lifetime value), for the branches taken without them.
+
+    `attributes`: the attribute names the customer and the referred friend carry, each with a
+    sample value, sparse or not (which customers lack one is a question for the store: see
+    `scheduler.template_check`). None: `pet_name` only, and none at all when sparse."""
     zone = ZoneInfo(settings.business.timezone)
     business = business_context(settings)
-    business["review_url"] = None if sparse else business["review_url"] or SAMPLE_REVIEW_URL
-    unsubscribe = unsubscribe_link(settings, "SAMPLE-TOKEN") or SAMPLE_UNSUBSCRIBE_URL
+    review = business["review_url"] or BusinessText(SAMPLE_REVIEW_URL)
+    business["review_url"] = None if sparse else review
+    unsubscribe = BusinessText(unsubscribe_link(settings, "SAMPLE-TOKEN") or SAMPLE_UNSUBSCRIBE_URL)
     since = None if sparse else date(2021, 6, 15)
+    if attributes is None:
+        held = {} if sparse else {"pet_name": "Biscuit"}
+    else:
+        held = {name: SAMPLE_ATTRIBUTES.get(name, f"sample {name}") for name in attributes}
     context: dict[str, Any] = {
         "customer": {
             "id": "C-1001",
@@ -372,7 +415,7 @@ def sample_context(
             "birthday": None if sparse else date(1988, 6, 15),
             "customer_since": since,
             "years_as_customer": whole_years(since, SAMPLE_DUE) if since else None,
-            "attributes": {} if sparse else {"pet_name": "Biscuit"},
+            "attributes": held,
         },
         "business": business,
         "ltv": (
@@ -402,7 +445,7 @@ def sample_context(
         }
     elif kind == "referral_thanks":
         context["referral"] = {
-            "referred": {"name": "Jordan Lee", "first_name": "Jordan"},
+            "referred": {"name": "Jordan Lee", "first_name": "Jordan", "attributes": dict(held)},
             "referred_on": date(2027, 6, 14),
         }
     elif kind == "first_meeting":

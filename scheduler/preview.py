@@ -1,10 +1,11 @@
 """`appreciate preview`: the note a customer would get for an occasion, from the real store.
 
 Which occasion (and so which context) a preview is for:
-- order_thanks, follow_up: the order given (it must be the customer's), else their latest;
+- order_thanks, follow_up: the order given (it must be the customer's), else their latest (one
+  dated outside 1900-2200, a placeholder, counts as older than any other);
 - referral_thanks: the latest referral the customer made;
 - birthday, anniversary: the next one on or after today (the customer's local date), which
-  needs a birthday or a customer_since on record;
+  needs a birthday or a customer_since (from 1900 to 2200) on record;
 - first_meeting: their first meeting or first_met_on, when known (the note reads fine without);
 - check_in: this month's.
 A preview reads only: it runs in a transaction that is rolled back, and a customer without an
@@ -18,12 +19,13 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, case, select
 
 from scheduler.errors import AppreciateError
 from scheduler.note_context import ORDER_PREFIXES, TouchRef, build_contexts
-from scheduler.occasions.dates import occurrence
+from scheduler.occasions.dates import EARLIEST_YEAR, LATEST_YEAR, occurrence, plausible
 from scheduler.settings import OccasionKind, Settings
+from scheduler.store.calendar_edges import plausible as plausible_column
 from scheduler.store.models import metadata
 from scheduler.zones import ZoneBook
 
@@ -103,6 +105,11 @@ def _occasion_key(
             raise PreviewUnavailable(
                 f"customer {customer_id} has no customer_since on record, so no anniversary"
             )
+        if not plausible(since):
+            raise PreviewUnavailable(
+                f"customer {customer_id}'s customer_since, {since.isoformat()}, is not a date "
+                f"from {EARLIEST_YEAR} to {LATEST_YEAR}, so no anniversary"
+            )
         year = max(today.year, since.year + 1)
         if occurrence(since.month, since.day, year, feb29) < today:
             year += 1
@@ -123,7 +130,11 @@ def _order(connection: Connection, customer_id: str, person_id: int, order_id: s
     latest = connection.execute(
         select(orders.c.external_id)
         .where(orders.c.customer_id == person_id)
-        .order_by(orders.c.placed_at.desc(), orders.c.id.desc())
+        .order_by(
+            case((plausible_column(orders.c.placed_at), 1), else_=0).desc(),
+            orders.c.placed_at.desc(),
+            orders.c.id.desc(),
+        )
         .limit(1)
     ).scalar()
     if latest is None:

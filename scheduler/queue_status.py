@@ -1,9 +1,11 @@
 """What `appreciate status` reports: the last cycle, the queue by status, the oldest note due,
-the notes that need a person, and whether sending is paused. Reads only."""
+the notes that need a person, the notes that failed on a template (see
+`scheduler.template_failures`: still failed, in the week up to the last cycle, grouped by
+problem), and whether sending is paused. Reads only."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +14,7 @@ from sqlalchemy import Connection, func, select
 from scheduler.claims import CLAIMABLE, paused_reason
 from scheduler.cycle import last_cycle
 from scheduler.store.models import metadata
+from scheduler.template_failures import TemplateFailures, template_failures
 
 touches = metadata.tables["touches"]
 ATTENTION = ("failed", "unknown", "held")
@@ -25,6 +28,8 @@ class QueueStatus:
     oldest_due: datetime | None
     """The earliest due time among notes waiting to go (pending or deferred)."""
     paused: str | None
+    template_failures: list[TemplateFailures] = field(default_factory=list)
+    """Notes still failed on a template, by problem, the most first."""
 
     @property
     def attention(self) -> int:
@@ -38,9 +43,12 @@ def queue_status(connection: Connection) -> QueueStatus:
     oldest = connection.execute(
         select(func.min(touches.c.due_at)).where(touches.c.status.in_(CLAIMABLE))
     ).scalar()
+    cycle = last_cycle(connection)
+    until = datetime.fromisoformat(cycle["at"]) if cycle else None
     return QueueStatus(
-        last_cycle=last_cycle(connection),
+        last_cycle=cycle,
         by_status=dict(sorted((status, count) for status, count in counts)),
         oldest_due=oldest,
         paused=paused_reason(connection),
+        template_failures=template_failures(connection, until),
     )

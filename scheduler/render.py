@@ -18,9 +18,16 @@ Rules:
   that is missing or empty is an error; an html block that is missing or empty means no HTML.
 - Subject, text and HTML together may hold at most `max_chars` characters: more is an error,
   never a truncated note. Output is counted as it is produced, so a runaway loop stops early.
-- Any error (syntax, undefined name, sandbox refusal, size, a failing operation) is a
+- A note must be written within `timeout` seconds (`[templates] render_timeout`): the sandbox
+  checks the deadline at every step a template can repeat (see `scheduler.render_limits`).
+  Past it, the note is a TemplateProblem like any other. When `stop` (an Event) is set while a
+  note is being written, it is abandoned at the next step with RenderStopped: appreciate is
+  stopping, and the note is not at fault.
+- Any error (syntax, undefined name, sandbox refusal, size, time, a failing operation) is a
   TemplateProblem naming the file it is in (`_layout.j2` for the layout's own errors) and the
   line when known.
+- In HTML, what templates print from the context never becomes a link; the business's own
+  addresses and the template's own text do (see `scheduler.note_links`).
 - Compiled templates are cached by Jinja (400 per environment), and recompiled when the file
   changes, so edits apply to a running daemon.
 """
@@ -28,6 +35,7 @@ Rules:
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,15 +46,25 @@ from jinja2.exceptions import TemplateError
 from markupsafe import Markup, escape
 
 from scheduler.errors import AppreciateError
-from scheduler.settings import OccasionKind
+from scheduler.note_links import links
+from scheduler.render_limits import (
+    CHECK_EVERY,
+    RenderStopped,
+    RenderTimeout,
+    check,
+    note_limits,
+)
+from scheduler.settings import OccasionKind, Settings
 from scheduler.template_choice import template_for
-from scheduler.template_sandbox import NoteSandbox, range_budget
+from scheduler.template_sandbox import NoteSandbox
+
+__all__ = ["MAX_CHARS", "NoteRenderer", "RenderStopped", "TemplateProblem", "links", "paragraphs"]
 
 MAX_CHARS = 50_000
+RENDER_TIMEOUT = 2.0
+"""Seconds one note may take to write, unless `[templates] render_timeout` says otherwise."""
 _BLANK_LINES = re.compile(r"\n{3,}")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-_URL = re.compile(r"https?://(?:[^\s<>\"'&]|&amp;)+")
-"""An address in escaped text: it ends at a space, a quote, a tag or an entity other than &amp;"""
 
 
 @dataclass(frozen=True)
@@ -75,15 +93,27 @@ class TemplateProblem(AppreciateError):
 class NoteRenderer:
     """Renders notes from the templates in `directory` (see the module's rules)."""
 
-    def __init__(self, directory: Path, *, max_chars: int = MAX_CHARS) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_chars: int = MAX_CHARS,
+        timeout: float | None = RENDER_TIMEOUT,
+    ) -> None:
         self.directory = directory
         self.max_chars = max_chars
+        self.timeout = timeout
+        """Seconds a note may take to write (None: no limit)."""
         loader = FileSystemLoader(directory)
         self._text = NoteSandbox(loader, autoescape=False, limit=max_chars)
         self._html = NoteSandbox(loader, autoescape=True, limit=max_chars)
         for environment in (self._text, self._html):  # both compile every block
             environment.filters["paragraphs"] = paragraphs
-            environment.filters["links"] = links
+
+    @classmethod
+    def configured(cls, directory: Path, settings: Settings) -> NoteRenderer:
+        """The renderer for the templates in `directory`, with `[templates] render_timeout`."""
+        return cls(directory, timeout=settings.templates.render_timeout.total_seconds())
 
     def template_name(self, kind: OccasionKind, tier: str | None) -> str:
         """The file that writes this note: the tier variant when it exists."""
@@ -93,12 +123,18 @@ class NoteRenderer:
             raise TemplateProblem(f"{kind}.j2", None, str(error)) from None
 
     def render(
-        self, kind: OccasionKind, tier: str | None, context: Mapping[str, Any]
+        self,
+        kind: OccasionKind,
+        tier: str | None,
+        context: Mapping[str, Any],
+        *,
+        stop: threading.Event | None = None,
     ) -> RenderedNote:
-        """The note for `kind`, from the tier's variant when there is one."""
+        """The note for `kind`, from the tier's variant when there is one. Raises
+        TemplateProblem, or RenderStopped once `stop` is set (see the module's rules)."""
         name = self.template_name(kind, tier)
         output = _Output(self.max_chars)  # one limit for subject, text and HTML together
-        with range_budget():
+        with note_limits(self.timeout, stop):
             plain = self._blocks(self._text, name, context, ("subject", "text"), output)
             for block in ("subject", "text"):
                 if block not in plain:
@@ -135,7 +171,7 @@ class NoteRenderer:
                 for block in wanted
                 if block in table
             }
-        except TemplateProblem:
+        except (TemplateProblem, RenderStopped):
             raise
         except TemplateSyntaxError as error:
             file = error.name or (Path(error.filename).name if error.filename else name)
@@ -163,20 +199,6 @@ def paragraphs(value: str) -> Markup:
     return Markup("\n".join(found))  # noqa: S704 - built from escaped text and fixed tags
 
 
-def links(value: str) -> Markup:
-    """Text with each http(s) address made a link. Text not yet marked safe is escaped first.
-    Punctuation ending a sentence is left out of the link."""
-    return Markup(_URL.sub(_link, str(escape(value))))  # noqa: S704 - escaped text, fixed tags
-
-
-def _link(match: re.Match[str]) -> str:
-    url = match.group()
-    trail = ""
-    while url and (url[-1] in ".,;:!?" or (url[-1] == ")" and "(" not in url)):
-        url, trail = url[:-1], url[-1] + trail
-    return f'<a href="{url}">{url}</a>{trail}'
-
-
 def _tidy_text(text: str) -> str:
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     tidy = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
@@ -196,7 +218,13 @@ class _Output:
 
     def collect(self, pieces: Generator[str, None, None]) -> str:
         kept = []
-        for piece in pieces:
+        for count, piece in enumerate(pieces):
+            if not count % CHECK_EVERY:
+                try:
+                    check()
+                except RenderTimeout as late:  # raised where the template is, for its line
+                    pieces.throw(late)
+                    raise  # pragma: no cover - a template cannot catch it
             self.total += len(piece)
             if self.total > self.limit:
                 pieces.throw(_OutputTooLong())

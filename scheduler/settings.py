@@ -314,9 +314,19 @@ def parse_time_of_day(value: str) -> time:
 
 
 class TemplatesSettings(Section):
-    """Where the owner's note templates live (relative to the config file)."""
+    """Where the owner's note templates live (relative to the config file), and how long one
+    note may take to write."""
 
     directory: str = Field(default="templates", min_length=1)
+    render_timeout: Duration = timedelta(seconds=2)
+    """Writing one note takes longer (a runaway loop): that note fails, the others go on."""
+
+    @field_validator("render_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("expected a duration longer than zero")
+        return value
 
 
 class ImportColumns(Section):

@@ -275,3 +275,142 @@ def test_a_switched_off_kind_may_go_without_a_template(owner: Workspace) -> None
     code, lines = check(owner)
     assert code == 0
     assert lines[-1] == "check_in.j2: warning: missing, and check_in notes are switched off"
+
+
+# templates check against the store's attributes ------------------------------------------
+
+DENTIST_NOTE = (
+    '{% extends "_layout.j2" %}\n{% block subject %}Happy birthday{% endblock %}\n'
+    "{% block message %}\nDr {{ customer.attributes.dentist }} sends best wishes.\n"
+    "{% endblock %}\n"
+)
+
+
+def with_attributes(owner: Workspace, **people: dict[str, str]) -> None:
+    engine = create_store_engine(owner.database_url)
+    try:
+        with engine.begin() as connection:
+            for external_id, attributes in people.items():
+                connection.execute(
+                    metadata.tables["customers"]
+                    .update()
+                    .where(metadata.tables["customers"].c.external_id == external_id)
+                    .values(attributes=attributes)
+                )
+    finally:
+        engine.dispose()
+
+
+def test_an_attribute_some_customers_lack_is_a_warning_naming_a_few(owner: Workspace) -> None:
+    """The note previews fine for a customer who has it, and the check says who would fail."""
+    engine = create_store_engine(owner.database_url)
+    try:
+        for number in range(3, 8):
+            add_customer(engine, f"C-{number}")
+    finally:
+        engine.dispose()
+    with_attributes(owner, **{"C-1": {"dentist": "Lee", "pet_name": "Rex"}, "C-2": {}})
+    (owner.folder / "templates" / "birthday.j2").write_text(DENTIST_NOTE, encoding="utf-8")
+    code, shown, notice = preview(owner, "birthday", "--customer", "C-1")
+    assert code == 0, notice
+    assert "Dr Lee sends best wishes." in shown
+    code, lines = check(owner)
+    assert code == 0
+    assert lines[0] == (
+        "birthday.j2:4: warning: 6 customers have no attributes.dentist (C-2, C-3, C-4, ...): "
+        "their birthday notes will fail; write `{% if customer.attributes.dentist is defined %}`"
+    )
+    assert lines[1] == "birthday.vip.j2: ok"  # its own message block does without
+    assert len(lines) == 8
+
+
+def test_an_attribute_no_customer_has_is_an_error(owner: Workspace) -> None:
+    with_attributes(owner, **{"C-1": {"dentist": "Lee"}})
+    (owner.folder / "templates" / "birthday.j2").write_text(
+        DENTIST_NOTE.replace("dentist", "dentst"), encoding="utf-8"
+    )
+    code, lines = check(owner)
+    assert code == 1
+    assert lines[0] == (
+        "birthday.j2:4: error: no customer in the store has attributes.dentst: every birthday "
+        "note written here would fail; check the column's name in your import, or write "
+        "`{% if customer.attributes.dentst is defined %}`"
+    )
+
+
+def test_a_guarded_attribute_is_trusted(owner: Workspace) -> None:
+    with_attributes(owner, **{"C-1": {"dentist": "Lee"}})
+    (owner.folder / "templates" / "birthday.j2").write_text(
+        DENTIST_NOTE.replace(
+            "Dr {{ customer.attributes.dentist }} sends best wishes.",
+            "{% if customer.attributes.dentist is defined %}Dr {{ customer.attributes.dentist }}"
+            "{% endif %}{{ customer.attributes['nurse'] | default('') }}"
+            "{{ 'x' if 'hygienist' in customer.attributes else '' }}"
+            "{% if 'hygienist' in customer.attributes %}{{ customer.attributes.hygienist }}"
+            "{% endif %}{{ customer.attributes.get('gp', '') }}",
+        ),
+        encoding="utf-8",
+    )
+    code, lines = check(owner)
+    assert (code, lines[0]) == (0, "birthday.j2: ok")
+
+
+def test_attributes_are_found_through_parents_includes_and_imports(owner: Workspace) -> None:
+    """And a referred friend's attributes too; a parent's block the note replaces is not used."""
+    with_attributes(owner, **{"C-1": {"dentist": "Lee", "pet_name": "Rex"}})
+    folder = owner.folder / "templates"
+    (folder / "_parts.j2").write_text(
+        "{% macro signed() %}\n-- and {{ customer.attributes.dentist }}{% endmacro %}",
+        encoding="utf-8",
+    )
+    (folder / "_ps.j2").write_text("PS: {{ customer.attributes.pet_name }}", encoding="utf-8")
+    (folder / "birthday.j2").write_text(
+        '{% extends "_layout.j2" %}{% from "_parts.j2" import signed with context %}\n'
+        "{% block subject %}Hi{% endblock %}\n"
+        '{% block message %}\nHi.\n{{ signed() }}\n{% include "_ps.j2" %}\n{% endblock %}\n',
+        encoding="utf-8",
+    )
+    (folder / "referral_thanks.j2").write_text(
+        '{% extends "_layout.j2" %}{% block subject %}Thanks{% endblock %}\n'
+        "{% block message %}\n{{ referral.referred.attributes.pet_name }}{% endblock %}",
+        encoding="utf-8",
+    )
+    code, lines = check(owner)
+    assert code == 0
+    assert lines[0].startswith("_parts.j2:2: warning: 1 customer has no attributes.dentist (C-2)")
+    assert lines[0].endswith("(writing birthday.j2)")
+    assert lines[1].startswith("_ps.j2:1: warning: 1 customer has no attributes.pet_name (C-2)")
+    assert lines[2] == "birthday.vip.j2: ok"  # replaces the message block: none of those
+    assert lines[4] == (
+        "referral_thanks.j2:3: warning: 1 customer has no attributes.pet_name (C-2): "
+        "referral_thanks notes about them will fail; write "
+        "`{% if referral.referred.attributes.pet_name is defined %}`"
+    )
+
+
+def test_without_a_store_the_check_says_so_and_uses_the_sample(workspace: Workspace) -> None:
+    shutil.copytree(STARTERS, workspace.folder / "templates")
+    (workspace.folder / "templates" / "birthday.j2").write_text(
+        DENTIST_NOTE.replace("dentist", "pet_name"), encoding="utf-8"
+    )
+    result = run_cli("--config", workspace.path, "templates", "check")
+    assert result.exit_code == 1
+    assert "note: could not look at the store" in result.stderr
+    assert "appreciate db upgrade" in result.stderr
+    if workspace.database_url.startswith("sqlite"):
+        assert not (workspace.folder / "store.db").exists()  # looking made no empty store
+    assert result.stdout.splitlines()[0] == (
+        "birthday.j2:4: error: 'dict object' has no attribute 'pet_name' (for a customer with "
+        "few details on record)"
+    )
+
+
+def test_a_preview_of_an_anniversary_from_a_placeholder_date_says_why(owner: Workspace) -> None:
+    engine = create_store_engine(owner.database_url)
+    try:
+        add_customer(engine, "C-9", customer_since=date(9999, 12, 31))
+    finally:
+        engine.dispose()
+    code, shown, notice = preview(owner, "anniversary", "--customer", "C-9")
+    assert (code, shown) == (1, "")
+    assert "customer C-9's customer_since, 9999-12-31, is not a date from 1900 to 2200" in notice

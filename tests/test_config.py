@@ -138,6 +138,8 @@ def test_both_password_sources_at_once_is_an_error(tmp_path: Path) -> None:
         ('[occasions.order_thanks]\ndelay = "2 hours"', 'such as "2h", "90m"'),
         ('[occasions.birthday]\nfeb29 = "mar01"', 'expected one of "feb28" or "mar1"'),
         ("[occasions.check_in]\nquiet_days = 3", "greater than or equal to 7"),
+        ('[templates]\nrender_timeout = "0s"', "expected a duration longer than zero"),
+        ('[templates]\nrender_timeout = "2"', 'such as "2h", "90m"'),
     ],
 )
 def test_values_are_checked(tmp_path: Path, table: str, message: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
+from scheduler.cycle import CycleReport, save_cycle
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade
@@ -129,15 +130,104 @@ def test_run_with_a_bad_config_exits_with_its_errors(migrated_workspace: Workspa
     assert "schedule.deliver_every" in result.stderr
 
 
-def test_run_refuses_broken_templates_before_starting(migrated_workspace: Workspace) -> None:
-    with running(Recorder()) as port:
+DENTIST = (
+    '{% extends "_layout.j2" %}\n{% block subject %}Happy birthday{% endblock %}\n'
+    "{% block message %}\nHappy birthday! Dr {{ customer.attributes.dentist }} says hi.\n"
+    "{% endblock %}\n"
+)
+NO_DENTIST = "birthday.j2:4: 'dict object' has no attribute 'dentist'"
+
+
+def test_run_starts_with_broken_templates_and_fails_only_their_notes(
+    migrated_workspace: Workspace,
+) -> None:
+    """A template that uses an import column some customers lack, and another with a syntax
+    error: the cycle runs, every problem is logged loudly, only the notes that hit one fail
+    (with file, line and message), and `status` says so."""
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        with_dentist = add_due(engine, "C-1", attributes={"dentist": "Lee"})
+        without = [add_due(engine, f"C-{n}") for n in (2, 3)]
+    finally:
+        engine.dispose()
+    recorder = Recorder()
+    with running(recorder) as port:
         configure(migrated_workspace, port)
-        (migrated_workspace.folder / "templates" / "birthday.j2").write_text(
+        folder = migrated_workspace.folder / "templates"
+        (folder / "birthday.j2").write_text(DENTIST, encoding="utf-8")
+        (folder / "check_in.j2").write_text(
             "{% block subject %}Hi {{ customer.name {% endblock %}", encoding="utf-8"
         )
-        result = run_cli("--config", migrated_workspace.path, "run", "--once")
-    assert result.exit_code != 0
-    assert "birthday.j2:1" in result.stderr
+        result = run_cli(
+            "--config", migrated_workspace.path, "run", "--once", "--now", NOW, "--format", "json"
+        )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["outcomes"] == {"failed": 2, "sent": 1}
+    assert [r.rcpt_tos for r in recorder.received] == [["c-1@example.com"]]
+    log = result.stderr.splitlines()
+    started = [
+        line for line in log if "ERROR TEMPLATE ERROR at start: check_in.j2:1: error:" in line
+    ]
+    assert len(started) == 1
+    warned = [line for line in log if "template warning at start: birthday.j2:4: warning:" in line]
+    assert len(warned) == 1
+    assert "2 customers have no attributes.dentist (C-2, C-3)" in warned[0]
+    failing = [line for line in log if "TEMPLATE PROBLEM:" in line]
+    assert len(failing) == 1  # one line per problem per delivery run, with how many notes
+    assert f"ERROR TEMPLATE PROBLEM: {NO_DENTIST} (2 notes failed on it" in failing[0]
+
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        for touch_id in without:
+            with engine.connect() as connection:
+                note = connection.execute(select(touches).where(touches.c.id == touch_id)).one()
+            assert (note.status, note.reason) == ("failed", f"template problem: {NO_DENTIST}")
+        with engine.connect() as connection:
+            sent = connection.execute(select(touches).where(touches.c.id == with_dentist)).one()
+        assert sent.status == "sent"
+    finally:
+        engine.dispose()
+
+    shown = json.loads(
+        run_cli("--config", migrated_workspace.path, "status", "--format", "json").stdout
+    )
+    assert shown["template_failures"] == [
+        {"problem": NO_DENTIST, "notes": 2, "last_failed_at": "2027-06-15T10:00:00+00:00"}
+    ]
+    table = run_cli("--config", migrated_workspace.path, "status").stdout
+    assert "TEMPLATE PROBLEMS: 2 notes failed on a template and are still failed:" in table
+    assert "'dict object' has no attribute 'dentist'" in table
+
+
+def test_status_counts_only_failures_on_a_template_by_the_reason_appreciate_wrote(
+    migrated_workspace: Workspace,
+) -> None:
+    """A server's refusal that mentions a template is no template failure; nor is an old one."""
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        refused, old, recent = (add_due(engine, f"C-{n}") for n in range(3))
+        reasons = {
+            refused: ("the server refused it: 550 template problem: birthday.j2", NOW),
+            old: ("template problem: old.j2:1: gone", "2027-06-01T10:00:00+00:00"),
+            recent: ("template problem: birthday.j2:2: oops", NOW),
+        }
+        with engine.begin() as connection:
+            for touch_id, (reason, at) in reasons.items():
+                connection.execute(
+                    touches.update()
+                    .where(touches.c.id == touch_id)
+                    .values(status="failed", reason=reason, updated_at=datetime.fromisoformat(at))
+                )
+        save_cycle(engine, CycleReport(datetime.fromisoformat(NOW)))
+    finally:
+        engine.dispose()
+    shown = json.loads(
+        run_cli("--config", migrated_workspace.path, "status", "--format", "json").stdout
+    )
+    assert shown["needs_attention"] == 3
+    assert shown["template_failures"] == [
+        {"problem": "birthday.j2:2: oops", "notes": 1, "last_failed_at": NOW}
+    ]
 
 
 # The service under a notify socket -------------------------------------------------------------
@@ -268,6 +358,98 @@ def test_the_service_reports_to_systemd_sends_reloads_and_drains(
     assert "stopped: 0 notes added, 5 sent" in stderr
     assert "<6>" in stderr  # priorities for journald
     assert len(recorder.received) == 5
+
+
+def test_the_service_starts_and_reloads_with_broken_templates_and_says_so(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    engine = create_store_engine(migrated_workspace.database_url)
+    recorder = Recorder()
+    try:
+        with running(recorder) as port:
+            configure(migrated_workspace, port)
+            folder = migrated_workspace.folder / "templates"
+            (folder / "check_in.j2").write_text("{% block subject %}{{ x {% endblock %}", "utf-8")
+            add_due_now(engine, 2)
+            service = start_service(migrated_workspace, notify)
+            try:
+                notify.expect("READY=1")  # started, broken check_in.j2 and all
+                wait_until(lambda: statuses(engine) == {"sent": 2}, "the birthday notes to go")
+                (folder / "birthday.j2").write_text(DENTIST, encoding="utf-8")
+                add_due_now(engine, 1, prefix="D")
+                service.send_signal(signal.SIGHUP)
+                notify.expect("RELOADING=1")
+                notify.expect("READY=1")
+                wait_until(
+                    lambda: statuses(engine) == {"sent": 2, "failed": 1},
+                    "the note the new template cannot write to fail",
+                    state=lambda: statuses(engine),
+                )
+            finally:
+                code, log = stop(service)
+    finally:
+        engine.dispose()
+    assert code == 0, log
+    # <3>: journald's priority for an error
+    assert "<3>TEMPLATE ERROR at start: check_in.j2:1: error:" in log
+    assert "reload refused" not in log
+    assert f"reloaded {migrated_workspace.path}" in log
+    assert "<3>TEMPLATE ERROR on reload: check_in.j2:1: error:" in log
+    assert "<3>TEMPLATE ERROR on reload: birthday.j2:4: error: no customer in the store " in log
+    assert f"<3>TEMPLATE PROBLEM: {NO_DENTIST} (1 note failed on it" in log
+
+
+def test_sigterm_while_a_note_loops_stops_at_once_and_gives_the_notes_back(
+    migrated_workspace: Workspace,
+) -> None:
+    """A template looping over a 45,000-character field, with a deadline far away: the stop
+    does not wait for it (nor for the 30 s SMTP timeout), and no note stays claimed."""
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        with running(Recorder()) as port:
+            configure(migrated_workspace, port, stop_within="30s")
+            with migrated_workspace.path.open("a", encoding="utf-8") as config:
+                config.write('\n[templates]\nrender_timeout = "1h"\n')
+            (migrated_workspace.folder / "templates" / "birthday.j2").write_text(
+                '{% extends "_layout.j2" %}{% block subject %}Hi{% endblock %}{% block message %}'
+                "{% if customer.attributes.notes is defined %}"
+                "{% for a in customer.attributes.notes %}{% for b in customer.attributes.notes %}"
+                "{% endfor %}{% endfor %}{% endif %}Happy birthday!{% endblock %}",
+                encoding="utf-8",
+            )
+            healthy = add_due_now(engine, 2)
+            looping = add_due(
+                engine,
+                "L-1",
+                due=datetime.now(UTC) - timedelta(hours=1),
+                birth_month=None,
+                birth_day=None,
+                attributes={"notes": "x" * 45_000},
+            )
+            service = start_service(migrated_workspace, None)
+            try:
+                wait_until(
+                    lambda: statuses(engine) == {"claimed": 3},
+                    "the notes to be claimed and written",
+                    state=lambda: statuses(engine),
+                )
+                service.send_signal(signal.SIGTERM)
+                code = service.process.wait(timeout=WAIT)
+            finally:
+                if service.process.poll() is None:  # only when the test failed
+                    service.process.kill()
+                    service.process.wait(timeout=WAIT)
+        log = service.log.read_text(encoding="utf-8")
+        with engine.connect() as connection:
+            held = connection.execute(
+                select(touches.c.id, touches.c.status, touches.c.lease_owner)
+            ).all()
+    finally:
+        engine.dispose()
+    assert code == 0, log
+    assert logged_between(log, "stopping:", "stopped:") < timedelta(seconds=10)
+    assert sorted(held) == sorted((t, "pending", None) for t in [*healthy, looping])
+    assert "sends still under way" not in log  # nothing had to be cut short
 
 
 def logged_between(log: str, first: str, last: str) -> timedelta:

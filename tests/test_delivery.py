@@ -4,6 +4,7 @@ each outcome, retries with the same Message-ID, leases, pauses, TLS, and two sen
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -396,6 +397,92 @@ def test_a_broken_template_fails_its_note_only(engine: Engine, tmp_path: Path) -
     reason = state(engine, broken)["reason"]
     assert "birthday.vip.j2:1" in reason
     assert "nickname" in reason
+
+
+def copy_of_starters(folder: Path) -> Path:
+    for template in TEMPLATES.glob("*.j2"):
+        (folder / template.name).write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
+    return folder
+
+
+def test_a_note_looping_past_its_deadline_fails_alone_and_the_others_go(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    templates = copy_of_starters(tmp_path)
+    (templates / "birthday.j2").write_text(
+        '{% extends "_layout.j2" %}\n{% block subject %}Happy birthday{% endblock %}\n'
+        "{% block message %}\n{% if customer.attributes.notes is defined %}\n"
+        "{% for a in customer.attributes.notes %}{% for b in customer.attributes.notes %}"
+        "{% endfor %}{% endfor %}\n{% endif %}\nMany happy returns.\n{% endblock %}\n",
+        encoding="utf-8",
+    )
+    looping = add_due(engine, "C-loop", attributes={"notes": "x" * 45_000})
+    fine = [add_due(engine, f"C-{n}") for n in range(3)]
+    recorder = Recorder()
+    sender = Sender(
+        engine,
+        SETTINGS,
+        server(0),
+        NoteRenderer(templates, timeout=0.5),
+        FixedClock(NOW),
+        owner="test-1",
+        rng=random.Random(7),
+    )
+    with running(recorder) as port, caplog.at_level(logging.INFO, logger="appreciate"):
+        sender.server = server(port)
+        report = asyncio.run(sender.run())
+    assert report.counts == {"failed": 1, "sent": 3}
+    assert all(state(engine, touch_id)["status"] == "sent" for touch_id in fine)
+    reason = state(engine, looping)["reason"]
+    assert reason.startswith("template problem: birthday.j2:5: writing the note took longer")
+    assert "0.5 s" in reason
+    assert sender.template_problems == {reason.removeprefix("template problem: "): 1}
+    assert len(recorder.received) == 3
+    logged = [record.getMessage() for record in caplog.records]
+    assert f"touch {looping} birthday customer C-loop failed: {reason}" in logged
+    assert f"touch {fine[0]} birthday customer C-0 sent" in logged
+
+
+def test_a_stop_while_a_note_is_written_gives_every_claimed_note_back(
+    engine: Engine, tmp_path: Path
+) -> None:
+    templates = copy_of_starters(tmp_path)
+    (templates / "birthday.j2").write_text(
+        '{% extends "_layout.j2" %}{% block subject %}Hi{% endblock %}{% block message %}'
+        "{% for a in customer.attributes.notes %}{% for b in customer.attributes.notes %}"
+        "{% endfor %}{% endfor %}{% endblock %}",
+        encoding="utf-8",
+    )
+    touch_ids = [add_due(engine, f"C-{n}", attributes={"notes": "x" * 45_000}) for n in range(3)]
+    recorder = Recorder()
+    sender = Sender(
+        engine,
+        SETTINGS,
+        server(0),
+        NoteRenderer(templates, timeout=None),  # only the stop can end these notes
+        FixedClock(NOW),
+        owner="test-1",
+    )
+
+    async def run_then_stop() -> SendReport:
+        delivery = asyncio.create_task(sender.run())
+        deadline = asyncio.get_running_loop().time() + 30
+        while not any(state(engine, t)["status"] == "claimed" for t in touch_ids):
+            assert asyncio.get_running_loop().time() < deadline, "no note was claimed"
+            await asyncio.sleep(0.01)  # the event loop stays free while notes are written
+        sender.stop("appreciate is stopping")
+        return await asyncio.wait_for(delivery, timeout=30)
+
+    with running(recorder) as port:
+        sender.server = server(port)
+        report = asyncio.run(run_then_stop())
+    assert report.counts == {"pending": 3}
+    for touch_id in touch_ids:
+        note = state(engine, touch_id)
+        assert (note["status"], note["lease_owner"]) == ("pending", None)
+        assert note["reason"] == "not sent: appreciate is stopping"
+        assert note["attempts"] == 0
+    assert not recorder.received
 
 
 def test_a_dead_senders_notes_are_taken_up_again_or_marked_unknown(engine: Engine) -> None:

@@ -3,6 +3,7 @@ watermarks, superseded thanks, and the daily queries' indexes."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
@@ -13,9 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, Select, event, insert, select, text
 
-from scheduler.detection import detect
+from scheduler.detection import DetectionReport, _Detector, detect
 from scheduler.occasion_settings import BirthdaySettings, CheckInSettings, OrderThanksSettings
 from scheduler.occasions.dates import month_days_between
+from scheduler.occasions.rules import Occasion, Span
 from scheduler.settings import Settings
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
@@ -431,3 +433,106 @@ def add_order_on(
             external_id=external_id, customer_id=customer_id, placed_at=placed_at, **values
         )
     )
+
+
+# Dates at the calendar's edges ------------------------------------------------------------
+
+END_OF_TIME = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+START_OF_TIME = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def add_edge_rows(engine: Engine) -> dict[str, int]:
+    """Rows another application wrote straight into the store, dated 9999-12-31 and
+    0001-01-01 in every column detection reads, beside customers whose notes are real."""
+    ann = add_customer(engine, "C-ann", birth_month=6, birth_day=15)
+    cal = add_customer(engine, "C-cal", birth_year=1, birth_month=6, birth_day=15)
+    eve = add_customer(
+        engine, "C-eve", customer_since=date(1, 1, 1), first_met_on=END_OF_TIME.date()
+    )
+    fay = add_customer(engine, "C-fay", customer_since=date(9999, 12, 31))
+    new = add_customer(engine, "C-new")
+    with engine.begin() as connection:
+        add_order_on(connection, "A-end", ann, END_OF_TIME)
+        add_order_on(connection, "A-start", ann, START_OF_TIME)
+        add_order_on(
+            connection, "A-stored-end", ann, NOW - timedelta(minutes=30), created_at=END_OF_TIME
+        )
+        add_order_on(connection, "A-real", new, NOW - timedelta(minutes=30), created_at=NOW)
+        referral = connection.execute(
+            insert(metadata.tables["referrals"]).values(
+                referrer_id=ann, referred_id=eve, referred_on=END_OF_TIME.date()
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+    for moment in (START_OF_TIME, END_OF_TIME):
+        add_meeting(engine, fay, moment, NOW)
+    add_meeting(engine, new, NOW - timedelta(days=1), NOW)
+    return {"ann": ann, "cal": cal, "eve": eve, "fay": fay, "new": new, "referral": referral}
+
+
+def test_rows_dated_at_the_calendars_edges_never_stop_detection(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    people = add_edge_rows(engine)
+    with caplog.at_level(logging.WARNING, logger="appreciate.detect"):
+        report = detect(engine, SETTINGS, NOW)
+    skipped = sorted(str(row) for row in report.skipped)
+    assert [row.split(":")[0] for row in skipped] == [
+        "meetings #1",
+        "meetings #2",
+        "orders A-end",
+        "orders A-start",
+        "orders A-stored-end",
+        f"referrals #{people['referral']}",
+    ]
+    bounds = "is not a date from 1900 to 2200"
+    assert any(row.startswith("orders A-end: placed_at 9999-12-31 23:59:00") for row in skipped)
+    assert all(bounds in row for row in skipped)
+    assert f"referrals #{people['referral']}: referred_on 9999-12-31 {bounds}" in skipped
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        f"detection skipped {row}" for row in skipped
+    ]
+    # every other occasion is still recorded
+    keys = {(who, key) for who, key, *_ in notes(engine)}
+    assert keys == {
+        (people["ann"], "birthday:2027"),
+        (people["cal"], "birthday:2027"),  # a year of birth of 1 is no year at all
+        (people["new"], "order:A-real"),
+        (people["new"], "first_meeting"),
+    }
+    # each row is skipped once, and the days after see nothing wrong
+    for day in range(1, 400, 7):
+        later = detect(engine, SETTINGS, NOW + timedelta(days=day))
+        assert later.skipped == []
+
+
+def test_a_placeholder_order_never_hides_a_customer_gone_quiet(engine: Engine) -> None:
+    quiet = add_customer(engine, "C-1")
+    with engine.begin() as connection:
+        add_order_on(connection, "A-1", quiet, NOW - timedelta(days=200))
+        add_order_on(connection, "A-2", quiet, END_OF_TIME)
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    assert [(who, key) for who, key, *_ in notes(engine)] == [(quiet, "check_in:2027-06")]
+
+
+def test_a_rule_that_cannot_compute_one_rows_occasion_skips_that_row_alone(
+    engine: Engine,
+) -> None:
+    add_customer(engine, "C-1")
+    add_customer(engine, "C-2")
+    report = DetectionReport(since=NOW - timedelta(hours=1), now=NOW)
+    detector = _Detector(engine.connect(), SETTINGS, Span(report.since, NOW), report)
+    try:
+
+        def rule(customer_ids: list[int]) -> list[Occasion]:
+            if 2 in customer_ids:
+                raise OverflowError("date value out of range")
+            return [Occasion(who, "check_in", "check_in:2027-06", NOW, NOW) for who in customer_ids]
+
+        found = detector._computed(rule, [1, 2], detector._customer_row)
+    finally:
+        detector.connection.close()
+    assert [occasion.customer_id for occasion in found] == [1]
+    assert [str(row) for row in report.skipped] == [
+        "customers C-2: its occasion cannot be computed (OverflowError: date value out of range)"
+    ]

@@ -95,7 +95,14 @@ def story(engine: Engine) -> dict[str, TouchRef]:
         first_met_on=date(2027, 6, 10),
         attributes={"preferred_name": "Annie", "pet_name": "Rex"},
     )
-    bob = add_customer(engine, "C-2", name="Robert Stone", birth_month=6, birth_day=15)
+    bob = add_customer(
+        engine,
+        "C-2",
+        name="Robert Stone",
+        birth_month=6,
+        birth_day=15,
+        attributes={"pet_name": "Tess"},
+    )
     add_order(
         engine,
         "A-1",
@@ -186,7 +193,11 @@ def test_each_kind_gets_its_facts_in_the_customers_own_zone(
     assert found[story["follow_up"].id]["order"] == order
     assert str(found[story["order_thanks"].id]["order"]["placed_at"].tzinfo) == "Asia/Tokyo"
     assert found[story["referral_thanks"].id]["referral"] == {
-        "referred": {"name": "Robert Stone", "first_name": "Robert"},
+        "referred": {
+            "name": "Robert Stone",
+            "first_name": "Robert",
+            "attributes": {"pet_name": "Tess"},
+        },
         "referred_on": date(2027, 6, 1),
     }
     assert found[story["first_meeting"].id]["meeting"] == {"met_on": date(2027, 6, 10)}
@@ -374,3 +385,54 @@ def test_the_link_carries_the_token_url_quoted() -> None:
     assert unsubscribe_link(SETTINGS, "a b/c") == "https://ada.example/unsubscribe?t=a%20b%2Fc"
     plain = Settings(business=SETTINGS.business.model_copy(update={"unsubscribe_url": ""}))
     assert unsubscribe_link(plain, "abc") is None
+
+
+def test_dates_at_the_calendars_edges_are_not_on_record(engine: Engine) -> None:
+    """Rows another application dated 9999-12-31 or 0001-01-01: each such fact is None (as if
+    unknown), never an OverflowError for the whole batch; the note still writes."""
+    end, start = datetime(9999, 12, 31, 23, 59, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)
+    odd = add_customer(
+        engine,
+        "C-odd",
+        timezone="Pacific/Kiritimati",  # UTC+14: 9999-12-31 23:59 UTC is past the calendar
+        birth_year=1,
+        birth_month=6,
+        birth_day=15,
+        customer_since=date(9999, 12, 31),
+        first_met_on=date(1, 1, 1),
+    )
+    west = add_customer(engine, "C-west", timezone="America/Los_Angeles", name="West")
+    add_order(engine, "A-end", odd, end, amount=Decimal("5"))
+    add_order(engine, "A-start", west, start, amount=Decimal("5"))
+    with engine.begin() as connection:
+        connection.execute(
+            insert(metadata.tables["referrals"]).values(
+                referrer_id=odd, referred_id=west, referred_on=date(9999, 12, 31)
+            )
+        )
+        connection.execute(
+            insert(metadata.tables["meetings"]).values(customer_id=west, met_at=start)
+        )
+    due = datetime(2027, 6, 15, 9, tzinfo=UTC)
+    refs = {
+        "birthday": add_touch(engine, odd, "birthday", "birthday:2027", due),
+        "order_thanks": add_touch(engine, odd, "order_thanks", "order:A-end", due),
+        "follow_up": add_touch(engine, west, "follow_up", "follow_up:A-start", due),
+        "referral_thanks": add_touch(engine, odd, "referral_thanks", "referral:C-west", due),
+        "first_meeting": add_touch(engine, west, "first_meeting", "first_meeting", due),
+        "anniversary": add_touch(engine, odd, "anniversary", "anniversary:3", due),
+    }
+    found = contexts_for(engine, list(refs.values()))
+    birthday = found[refs["birthday"].id]
+    assert birthday["customer"]["birthday"] is None
+    assert birthday["occasion"]["age"] is None
+    assert birthday["customer"]["customer_since"] is None
+    assert birthday["customer"]["years_as_customer"] is None
+    assert found[refs["order_thanks"].id]["order"]["placed_at"] is None
+    assert found[refs["follow_up"].id]["order"]["placed_at"] is None
+    assert found[refs["referral_thanks"].id]["referral"]["referred_on"] is None
+    assert found[refs["first_meeting"].id]["meeting"] == {"met_on": None}
+    renderer = NoteRenderer(TEMPLATES)
+    for kind, ref in refs.items():
+        note = renderer.render(kind, None, found[ref.id])  # type: ignore[arg-type]
+        assert note.subject, kind

@@ -4,7 +4,9 @@ autoescaping, errors named by file and line, and the size cap."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from scheduler.note_context import sample_context
-from scheduler.render import NoteRenderer, TemplateProblem, links, paragraphs
+from scheduler.render import NoteRenderer, RenderStopped, TemplateProblem, links, paragraphs
 from scheduler.settings import OCCASION_KINDS, OccasionKind, Settings
 from tests.conftest import adas_bakery
 
@@ -436,3 +438,228 @@ def test_printing_a_fact_not_on_record_is_an_error_never_none(templates: Path) -
     context = sample_context("birthday", SETTINGS, sparse=True)
     with pytest.raises(TemplateProblem, match=r"^birthday\.j2:2: this value is None \(not on"):
         NoteRenderer(templates).render("birthday", None, context)
+
+
+# Time: a deadline per note, and a stop that abandons it ----------------------------------
+
+NESTED_LOOP = (
+    "{% for a in customer.attributes.notes %}{% for b in customer.attributes.notes %}"
+    "{% endfor %}{% endfor %}"
+)
+LONG_NOTES = "x" * 45_000
+
+
+def test_a_note_that_loops_past_its_deadline_fails_with_file_and_line(templates: Path) -> None:
+    write(
+        templates,
+        "birthday.j2",
+        '{% extends "_layout.j2" %}{% block subject %}Hi{% endblock %}\n'
+        f"{{% block message %}}\n{NESTED_LOOP}{{% endblock %}}",
+    )
+    context = sample_context("birthday", SETTINGS, attributes=["notes"])
+    context["customer"]["attributes"]["notes"] = LONG_NOTES
+    renderer = NoteRenderer(templates, timeout=0.3)
+    started = time.perf_counter()
+    with pytest.raises(TemplateProblem) as caught:
+        renderer.render("birthday", None, context)
+    assert time.perf_counter() - started < 10  # not the hours 45,000 x 45,000 steps take
+    assert (caught.value.file, caught.value.line) == ("birthday.j2", 3)
+    assert "took longer than 0.3 s" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "loop",
+    [
+        "{% for a in range(100000) %}{{ customer.first_name[0:0] }}{% endfor %}",
+        "{% macro m(n) %}{% for i in range(9) %}{{ m(n - 1) if n else '' }}{% endfor %}"
+        "{% endmacro %}{{ m(6) }}",
+        "{% for a in customer.attributes.notes %}{% set s %}{% for b in customer.attributes"
+        ".notes %}{% endfor %}{% endset %}{% endfor %}",
+    ],
+    ids=["output", "calls", "captured"],
+)
+def test_every_kind_of_step_counts_against_the_deadline(templates: Path, loop: str) -> None:
+    write(
+        templates,
+        "birthday.j2",
+        f"{{% block subject %}}Hi{{% endblock %}}\n{{% block text %}}{loop}{{% endblock %}}",
+    )
+    context = sample_context("birthday", SETTINGS, attributes=["notes"])
+    context["customer"]["attributes"]["notes"] = LONG_NOTES
+    with pytest.raises(TemplateProblem) as caught:
+        NoteRenderer(templates, timeout=0.05).render("birthday", None, context)
+    assert (caught.value.file, caught.value.line) == ("birthday.j2", 2)
+    assert "took longer than 0.05 s" in caught.value.message
+
+
+def test_the_deadline_is_the_configs_render_timeout(templates: Path) -> None:
+    assert NoteRenderer.configured(templates, SETTINGS).timeout == 2.0
+    late = Settings.model_validate(
+        {"business": SETTINGS.business.model_dump(), "templates": {"render_timeout": "1m 30s"}}
+    )
+    assert NoteRenderer.configured(templates, late).timeout == 90.0
+
+
+def test_a_stop_abandons_a_note_being_written_and_is_no_template_problem(templates: Path) -> None:
+    write(
+        templates,
+        "birthday.j2",
+        f"{{% block subject %}}Hi{{% endblock %}}{{% block text %}}{NESTED_LOOP}{{% endblock %}}",
+    )
+    context = sample_context("birthday", SETTINGS, attributes=["notes"])
+    context["customer"]["attributes"]["notes"] = LONG_NOTES
+    stop = threading.Event()
+    renderer = NoteRenderer(templates, timeout=None)  # only the stop can end it
+    outcome: list[BaseException] = []
+
+    def write_note() -> None:
+        try:
+            renderer.render("birthday", None, context, stop=stop)
+        except BaseException as error:
+            outcome.append(error)
+
+    writer = threading.Thread(target=write_note)
+    writer.start()
+    stop.set()
+    writer.join(timeout=30)
+    assert not writer.is_alive()
+    assert [type(error) for error in outcome] == [RenderStopped]
+
+
+def test_loops_still_know_their_length_and_their_else(templates: Path) -> None:
+    write(
+        templates,
+        "birthday.j2",
+        "{% block subject %}Hi{% endblock %}{% block text %}"
+        "{% for c in 'abc' %}{{ loop.index }}/{{ loop.length }}{{ ' ' if not loop.last }}"
+        "{% endfor %};{% for c in [] %}x{% else %}none{% endfor %};"
+        "{% for k, v in customer.attributes|dictsort %}{{ k }}={{ v }}{% endfor %};"
+        "{% for n in [[1, [2]], [3]] recursive %}{% if n is iterable %}{{ loop(n) }}"
+        "{% else %}{{ n }}{% endif %}{% endfor %}{% endblock %}",
+    )
+    assert render(templates).text == "1/3 2/3 3/3;none;pet_name=Biscuit;123\n"
+
+
+# Memory: what no check can bound is refused ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bomb", "message"),
+    [
+        ("{{ ('\\t' * 100).expandtabs(1000) }}", "str.expandtabs is not allowed"),
+        ("{{ 'abc'.translate({97: 'x' * 1000}) }}", "str.translate is not allowed"),
+        ("{{ ''.maketrans('a', 'b') }}", "str.maketrans is not allowed"),
+        ("{{ 'ab'.encode().expandtabs(4) }}", "bytes.expandtabs is not allowed"),
+        ("{{ 'ab'.encode().translate(none) }}", "bytes.translate is not allowed"),
+        ("{{ 'ab'|attr('expandtabs') }}", "str.expandtabs is not allowed"),
+        ("{{ 'ab'['translate'] }}", "str.translate is not allowed"),
+        ("{{ ('{0}' * 1000).format('x' * 100) }}", "the formatted text would be too long"),
+        ("{{ ('{a}' * 1000).format_map({'a': 'x' * 100}) }}", "formatted text would be too"),
+        ("{{ ('%(a)s' * 1000) % {'a': 'x' * 100} }}", "the formatted text would be too long"),
+        ("{{ ('%(a)s' * 1000)|format(a='x' * 100) }}", "the formatted text would be too long"),
+        ("{{ ('ab' * 10).encode().replace(''.encode(), ('x' * 5000).encode()) }}", "replaced"),
+        ("{{ ('x' * 5000).encode().join([''.encode()] * 30) }}", "the joined text would be"),
+        ("{% set l = ['x' * 1000] %}{{ l * 100 }}", "the repeated value would be too long"),
+        ("{% set l = ['x' * 1000] * 40 %}{{ [l, l] }}", "as text, would be too long"),
+        ("{% set l = ['x' * 1000] * 40 %}{{ [l, l]|string }}", "as text, would be too long"),
+        ("{% set l = ['x' * 1000] * 40 %}{{ 'a' ~ [l, l] }}", "as text, would be too long"),
+        ("{% set l = ['x' * 1000] * 40 %}{{ [[l, l]]|join }}", "the joined text would be"),
+    ],
+)
+def test_methods_that_build_unbounded_text_are_refused_with_file_and_line(
+    templates: Path, bomb: str, message: str
+) -> None:
+    write(
+        templates,
+        "birthday.j2",
+        f"{{% block subject %}}Hi{{% endblock %}}\n{{% block text %}}{bomb}{{% endblock %}}",
+    )
+    problem = problem_of(templates)
+    assert (problem.file, problem.line) == ("birthday.j2", 2)
+    assert message in problem.message
+
+
+# Links: the business's, never the customers' ----------------------------------------------
+
+EVIL = "https://evil.example/pay"
+
+
+def customer_supplied(kind: OccasionKind) -> dict[str, Any]:
+    """A context whose every fact a customer typed carries an address."""
+    context = sample_context(kind, SETTINGS, attributes=["pet_name", "website"])
+    person = context["customer"]
+    person.update(name=f"Sam {EVIL}", first_name=f"Sam {EVIL}")
+    person["attributes"] = {"pet_name": f"Rex {EVIL}", "website": EVIL}
+    if "order" in context:
+        context["order"]["description"] = f"a cake, see {EVIL}"
+    if "referral" in context:
+        friend = context["referral"]["referred"]
+        friend.update(name=f"Jo {EVIL}", first_name=f"Jo {EVIL}")
+    return context
+
+
+@pytest.mark.parametrize("kind", OCCASION_KINDS)
+def test_no_starter_note_links_what_a_customer_wrote(kind: OccasionKind) -> None:
+    note = NoteRenderer(STARTERS).render(kind, None, customer_supplied(kind))
+    html = note.html or ""
+    links_made = re.findall(r'<a href="([^"]*)"', html)
+    allowed = {REVIEW, "https://ada.example/unsubscribe/SAMPLE-TOKEN"}
+    assert set(links_made) <= allowed
+    assert "https://ada.example/unsubscribe/SAMPLE-TOKEN" in links_made
+    assert (REVIEW in links_made) is (kind == "follow_up")
+    assert "evil.example" in html  # shown as text: a browser reads &#58; as ":"
+    assert "https&#58;//evil.example/pay" in html
+    assert EVIL in note.text  # the plain text is untouched
+
+
+@pytest.mark.parametrize(
+    "printed",
+    [
+        "{{ customer.attributes.website | links }}",
+        "{{ self.web() | links }}",
+        "{{ (customer.name ~ '!') | links }}",
+        "{{ customer.attributes.website | e | links }}",
+        "{{ customer.attributes.website | safe | links }}",
+        "{{ customer.attributes.website | forceescape | links }}",
+        "{{ customer.attributes.website.strip() | links }}",
+        "{{ ('%s' % customer.attributes.website) | links }}",
+        "{% set w %}{{ customer.attributes.website }}{% endset %}{{ w | links }}",
+        "{{ customer.attributes | links }}",
+    ],
+)
+def test_no_way_of_printing_a_customers_text_makes_it_a_link(templates: Path, printed: str) -> None:
+    write(
+        templates,
+        "check_in.j2",
+        "{% block subject %}Hi{% endblock %}{% block text %}Hi{% endblock %}"
+        "{% block web %}{{ customer.attributes.website }}{% endblock %}"
+        f"{{% block html %}}{printed} {{{{ business.review_url | links }}}}"
+        "{% endblock %}",
+    )
+    html = render(templates, "check_in", **customer_supplied("check_in")).html or ""
+    assert "evil.example" in html.lower()
+    assert '<a href="https://evil' not in html.lower()
+    assert f'<a href="{REVIEW}">{REVIEW}</a>' in html
+
+
+def test_addresses_written_in_the_template_are_linked(templates: Path) -> None:
+    write(
+        templates,
+        "check_in.j2",
+        "{% block subject %}Hi{% endblock %}{% block text %}Hi{% endblock %}"
+        "{% block words %}Our menu: https://ada.example/menu. Hi {{ customer.name }}{% endblock %}"
+        "{% block html %}{{ self.words() | links }}{% endblock %}",
+    )
+    html = render(templates, "check_in", **customer_supplied("check_in")).html or ""
+    assert '<a href="https://ada.example/menu">https://ada.example/menu</a>.' in html
+    assert "Hi Sam https&#58;//evil.example/pay" in html
+
+
+def test_urlize_is_gone_it_would_link_what_customers_wrote(templates: Path) -> None:
+    write(
+        templates,
+        "check_in.j2",
+        "{% block subject %}Hi{% endblock %}{% block text %}{{ customer.name | urlize }}"
+        "{% endblock %}",
+    )
+    assert problem_of(templates, "check_in").message == "No filter named 'urlize'."

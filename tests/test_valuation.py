@@ -260,3 +260,14 @@ def test_an_order_time_another_application_wrote_badly_is_left_out_and_said(
     assert result.values.historical.tolist() == [5.0]
     assert result.warning is not None
     assert result.warning.startswith("1 orders were left out")
+
+
+def test_orders_dated_at_the_calendars_edges_are_left_out_and_said(engine: Engine) -> None:
+    ann = add_customer(engine, "C-ann")
+    add_order(engine, "O-1", ann, datetime(2027, 6, 1, 12, tzinfo=UTC), amount=Decimal("10"))
+    add_order(engine, "O-2", ann, datetime(9999, 12, 31, 23, 59, tzinfo=UTC), amount=Decimal("20"))
+    add_order(engine, "O-3", ann, datetime(1, 1, 1, tzinfo=UTC), amount=Decimal("40"))
+    result = refresh_values(engine, SETTINGS, NOW)
+    assert result.values.historical.tolist() == [5.0]
+    assert result.warning is not None
+    assert result.warning.startswith("2 orders were left out")

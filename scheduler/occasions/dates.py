@@ -6,6 +6,8 @@ Rules:
   on 1 March (`"mar1"`), the two customs people keep.
 - A birthday without a year recurs every year; one with a year starts in the year after it.
 - An anniversary `n` falls `n` years after the day someone became a customer (n >= 1).
+- Dates outside EARLIEST_YEAR..LATEST_YEAR (1900-2200) are not plausible (`plausible`): readers
+  of the store skip them or treat them as unknown.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterator
 from datetime import date, timedelta
-from typing import Literal
+from typing import Literal, TypeGuard, TypeVar
 
 Feb29Policy = Literal["feb28", "mar1"]
+Dated = TypeVar("Dated", bound=date)
 
 
 def occurrence(month: int, day: int, year: int, feb29: Feb29Policy = "feb28") -> date:
@@ -46,3 +49,15 @@ def month_days_between(first: date, last: date) -> set[tuple[int, int]]:
             pairs.add((2, 29))
         day += timedelta(days=1)
     return pairs
+
+
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
+"""The years a date in the store can plausibly have. Others are placeholders (9999-12-31,
+0001-01-01) or typos, written before import bounded them or by another application; every
+reader skips them (or treats them as unknown) rather than compute with them: a day or two
+added to 9999-12-31, or a time zone applied to 0001-01-01 00:00 UTC, overflows."""
+
+
+def plausible(value: Dated | None) -> TypeGuard[Dated]:
+    """Whether `value` (a date or a datetime) lies in EARLIEST_YEAR..LATEST_YEAR."""
+    return value is not None and EARLIEST_YEAR <= value.year <= LATEST_YEAR
