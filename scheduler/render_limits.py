@@ -8,6 +8,10 @@ Rules:
   problem of the note: appreciate is stopping, and the note goes back to the queue).
 - `range` hands out at most RANGE_BUDGET numbers per note in all, so loops inside loops over
   `range` are cut short before they run long (`budgeted_range`).
+- The text a note builds along the way (every string a filter, method or operator returns,
+  kept or not) counts against BUILT_BUDGET characters (`spend`): one step is bounded by the
+  sandbox's size checks, and this bounds many steps together, such as a filter mapped over a
+  long list (`range(50000)|map('center', 50000)|list` would build 2.5 GB).
 - Outside `note_limits` nothing is timed and `range` draws on a budget of its own per call.
 The limits live in a context variable: each thread (a worker writing notes) has its own.
 """
@@ -25,6 +29,8 @@ from jinja2.exceptions import SecurityError, TemplateError
 
 RANGE_BUDGET = 100_000
 """Numbers `range` may hand out while one note is written."""
+BUILT_BUDGET = 2_000_000
+"""Characters of text one note may build along the way (40 times the largest note)."""
 CHECK_EVERY = 32
 """Pieces of output written between two checks (loops and calls check at every step)."""
 CLOCK_EVERY = 64
@@ -54,6 +60,8 @@ class _Limits:
     stop: threading.Event | None
     steps: int = 0
     """Steps left before the clock and the stop are looked at again (every CLOCK_EVERY)."""
+    built: int = 0
+    """Characters of text built so far."""
 
     def look(self) -> None:
         self.steps = CLOCK_EVERY
@@ -89,6 +97,20 @@ def check() -> None:
         limits.steps -= 1
         if limits.steps <= 0:
             limits.look()
+
+
+def spend(characters: int) -> None:
+    """Count `characters` of text just built against the note's BUILT_BUDGET (see the
+    module's rules); past it, a SecurityError (the note fails, with file and line)."""
+    limits = _limits.get()
+    if limits is None:
+        return
+    limits.built += characters
+    if limits.built > BUILT_BUDGET:
+        raise SecurityError(
+            f"the note built more than {BUILT_BUDGET:,} characters of text along the way "
+            "(a filter or method repeated over many items?)"
+        )
 
 
 def budgeted_range(*args: int) -> range:

@@ -47,7 +47,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from scheduler.note_links import DEFUSED_SCHEME, BusinessText, defused, html_links, links
-from scheduler.render_limits import CHECK_EVERY, RANGE_BUDGET, budgeted_range, check
+from scheduler.render_limits import CHECK_EVERY, RANGE_BUDGET, budgeted_range, check, spend
 
 __all__ = ["MAX_INT_BITS", "RANGE_BUDGET", "NoteSandbox"]
 
@@ -221,6 +221,8 @@ class NoteSandbox(ImmutableSandboxedEnvironment):
             filters["e"] = filters["escape"] = defused
             filters["forceescape"] = self._defusing(filters["forceescape"])
             filters["safe"] = self._defusing(filters["safe"])
+        for name, function in filters.items():
+            filters[name] = _counting_text(function)
 
     # What {{ ... }} prints --------------------------------------------------------------------
 
@@ -260,9 +262,12 @@ class NoteSandbox(ImmutableSandboxedEnvironment):
         return SecurityError(f"{what}: a note may hold at most {self.limit:,} characters")
 
     def bounded(self, value: Any) -> Any:
-        """`value`, unless it is a string or list longer than the limit."""
-        if isinstance(value, _SIZED) and len(value) > self.limit:
-            raise self.refuse(f"a value of {len(value):,} characters or items is too long")
+        """`value`, unless it is a string or list longer than the limit; text counts against
+        the note's budget of text built along the way (`render_limits.spend`)."""
+        if isinstance(value, _SIZED):
+            if len(value) > self.limit:
+                raise self.refuse(f"a value of {len(value):,} characters or items is too long")
+            spend(len(value))
         return value
 
     def as_text(self, value: Any) -> Any:
@@ -512,6 +517,20 @@ class NoteSandbox(ImmutableSandboxedEnvironment):
             return original(eval_ctx, text, old, new, count)
 
         return checked
+
+
+def _counting_text(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter whose text result counts against the note's budget of text built along the
+    way (`render_limits.spend`); its own size checks stay (each filter is wrapped once)."""
+
+    @wraps(original)
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if isinstance(result, _TEXTS):
+            spend(len(result))
+        return result
+
+    return counting
 
 
 def _is_int(value: Any) -> bool:

@@ -564,6 +564,8 @@ def test_loops_still_know_their_length_and_their_else(templates: Path) -> None:
         ("{% set l = ['x' * 1000] * 40 %}{{ [l, l]|string }}", "as text, would be too long"),
         ("{% set l = ['x' * 1000] * 40 %}{{ 'a' ~ [l, l] }}", "as text, would be too long"),
         ("{% set l = ['x' * 1000] * 40 %}{{ [[l, l]]|join }}", "the joined text would be"),
+        ("{{ range(50000)|map('string')|map('center', 50000)|list|length }}", "built more than"),
+        ("{% for i in range(100) %}{{ ('x' * 40000)|length }}{% endfor %}", "built more than"),
     ],
 )
 def test_methods_that_build_unbounded_text_are_refused_with_file_and_line(
