@@ -7,21 +7,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.cli_common import NowOption, cli_state, err, opened_store, out, parse_now
 from scheduler.errors import AppreciateError, ConfigError, StoreError
-from scheduler.note_message import note_message
 from scheduler.output import printable
-from scheduler.preview import PreviewOccasion, preview_occasion
-from scheduler.render import NoteRenderer, RenderedNote
-from scheduler.settings import Settings
-from scheduler.store.attributes import AttributeCensus
-from scheduler.template_check import check_templates
+
+if TYPE_CHECKING:
+    from scheduler.preview import PreviewOccasion
+    from scheduler.render import RenderedNote
+    from scheduler.settings import Settings
 
 
 class Kind(StrEnum):
@@ -65,6 +62,8 @@ def _as_html(preview: Preview) -> str:
 
 def _as_eml(preview: Preview) -> str:
     """The whole message as it would go out (a new Message-ID; the moment previewed)."""
+    from scheduler.note_message import note_message
+
     message = note_message(
         preview.settings.business,
         preview.note,
@@ -114,6 +113,9 @@ def preview(
     a placeholder. For referral_thanks the note is about their latest referral; birthdays and
     anniversaries are their next ones.
     """
+    from scheduler.preview import preview_occasion
+    from scheduler.render import NoteRenderer
+
     config = cli_state(ctx).config()
     moment = parse_now(now)
     with opened_store(config) as engine, engine.connect() as connection:
@@ -141,6 +143,11 @@ def templates_check(ctx: typer.Context) -> None:
 
     Exits 1 when any template has an error.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from scheduler.store.attributes import AttributeCensus
+    from scheduler.template_check import check_templates
+
     config = cli_state(ctx).config()
     try:
         _refuse_a_missing_sqlite_file(config.database_url())  # opening it would create it
@@ -161,6 +168,8 @@ def templates_check(ctx: typer.Context) -> None:
 
 
 def _refuse_a_missing_sqlite_file(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     database = parsed.database or ""
     sqlite_file = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
