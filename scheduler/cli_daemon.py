@@ -25,7 +25,7 @@ from scheduler.config import find_config
 from scheduler.cycle import CycleReport, instance_name, open_service, run_cycle
 from scheduler.daemon import Daemon
 from scheduler.interruption import Interruption, release_held, stopped_line
-from scheduler.output import OutputFormat, table, to_csv, to_json
+from scheduler.output import OutputFormat, printable, table, to_csv, to_json
 from scheduler.queue_status import ATTENTION, queue_status
 from scheduler.systemd_notify import Notifier
 
@@ -100,6 +100,9 @@ def run(
             service.close()
         if report is not None:
             _print_cycle(report, output_format)
+            if report.throttled is not None:
+                slowed = printable(report.throttled.line())
+                err.print(f"SENDING SLOWED DOWN: {slowed}", markup=False)
         if interruption.received is not None:
             raise typer.Exit(interruption.exit_code)
         if report is not None and report.paused:
@@ -136,6 +139,7 @@ def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table)
             "oldest_due": found.oldest_due,
             "needs_attention": found.attention,
             "paused": found.paused,
+            "throttled": found.throttled.as_dict() if found.throttled else None,
         }
         out.file.write(to_json(payload) + "\n")
         return
@@ -164,3 +168,5 @@ def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table)
             f"SENDING IS PAUSED: {found.paused}\nFix the cause, then `appreciate send --resume`.",
             markup=False,
         )
+    if found.throttled:
+        err.print(f"SENDING SLOWED DOWN: {printable(found.throttled.line())}", markup=False)

@@ -26,7 +26,7 @@ from scheduler.config import Config
 from scheduler.cycle import instance_name
 from scheduler.deliver import Sender, server_settings
 from scheduler.interruption import Interruption, release_held, stopped_line
-from scheduler.output import OutputFormat, table, to_csv, to_json
+from scheduler.output import OutputFormat, printable, table, to_csv, to_json
 from scheduler.render import NoteRenderer
 from scheduler.sent_log import LOG_COLUMNS, LogFilter, log_rows, requeue, touch_detail
 from scheduler.settings import OCCASION_KINDS
@@ -68,9 +68,11 @@ def send(
     """Deliver every note that is due, once, and report the outcome per status.
 
     Notes are written from your templates, sent over [smtp], and recorded in the sent-log. A
-    refused login or a server without the required TLS pauses sending for every instance until
-    you run `appreciate send --resume`. Ctrl-C (or SIGTERM) stops sending, lets the sends under
-    way finish within [schedule] stop_within, gives back the notes not sent and exits 130 (143).
+    refused login, a server without the required TLS or one that does not greet like a mail
+    server pauses sending for every instance until you run `appreciate send --resume`. A
+    server that throttles slows every instance down for a while (`appreciate status` says
+    until when). Ctrl-C (or SIGTERM) stops sending, lets the sends under way finish within
+    [schedule] stop_within, gives back the notes not sent and exits 130 (143).
     """
     config = cli_state(ctx).config()
     moment = parse_now(now) if now else None
@@ -105,6 +107,8 @@ def send(
         out.file.write(to_csv(rows, ["status", "notes"]))
     else:
         out.print(table("Delivery", rows, ["status", "notes"]))
+    if report.throttled is not None:
+        err.print(f"SENDING SLOWED DOWN: {printable(report.throttled.line())}", markup=False)
     if interruption.received is not None:
         raise typer.Exit(interruption.exit_code)
     if report.paused:

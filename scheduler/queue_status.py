@@ -1,5 +1,6 @@
 """What `appreciate status` reports: the last cycle, the queue by status, the oldest note due,
-the notes that need a person, and whether sending is paused. Reads only."""
+the notes that need a person, and whether sending is paused or slowed down (the back-off of a
+throttling mail server). Reads only."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from scheduler.claims import CLAIMABLE, paused_reason
+from scheduler.claims import CLAIMABLE, Throttle, paused_reason, throttled
 from scheduler.cycle import last_cycle
 from scheduler.store.models import metadata
 
@@ -25,6 +26,9 @@ class QueueStatus:
     oldest_due: datetime | None
     """The earliest due time among notes waiting to go (pending or deferred)."""
     paused: str | None
+    throttled: Throttle | None
+    """The last back-off for a throttling server (it may have run out: the next accepted
+    message forgets it)."""
 
     @property
     def attention(self) -> int:
@@ -43,4 +47,5 @@ def queue_status(connection: Connection) -> QueueStatus:
         by_status=dict(sorted((status, count) for status, count in counts)),
         oldest_due=oldest,
         paused=paused_reason(connection),
+        throttled=throttled(connection),
     )
