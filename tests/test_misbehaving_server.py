@@ -184,3 +184,15 @@ def test_an_unexpected_error_while_sending_fails_that_note_only(
         "a bug before the message",
         "a bug once the message was written",
     }
+
+
+def test_a_reply_that_is_not_utf8_is_kept_with_escapes(engine: Engine) -> None:
+    """ "Boîte inconnue" in Latin-1: the store cannot keep the undecodable byte as it is."""
+    refused, fine = add_due(engine, "C-1"), add_due(engine, "C-2")
+    answers = {b"RCPT": b"550 5.1.1 Bo\xeete inconnue\r\n"}
+    with line_server(b"220 mail.example ESMTP\r\n", answers) as port:
+        report = run(engine, server(port), config=with_smtp(connections=1))
+    assert report.counts == {"failed": 2}
+    for touch_id in (refused, fine):
+        note = state(engine, touch_id)
+        assert note["last_reply"] == "550 5.1.1 Bo\\udceete inconnue"
