@@ -3,13 +3,15 @@
 A run, in order:
 1. If sending is paused, nothing is sent (the report says why).
 2. Expired leases are reaped, and the day's budget is applied (most valuable first).
-3. Batches of due notes are claimed; each is checked again (an opt-out since it was recorded
-   suppresses it, a note past its lateness expires), rendered from the owner's templates, built
-   into a message (the Message-ID made once and kept, so a retry reuses it) and saved.
+3. Due notes are claimed a few at a time (see `Sender._claim_size`: a second instance always
+   finds work); each is checked again (an opt-out since it was recorded suppresses it, a note
+   past its lateness expires), rendered from the owner's templates, built into a message (the
+   Message-ID made once and kept, so a retry reuses it) and saved. The next claim is made
+   while the last one's notes are still going out.
 4. The messages go out over `[smtp] connections` reused connections, at most
-   `max_per_minute` a minute in all. Outcomes (see `scheduler.smtp_client`) are recorded by
-   batch; a temporary failure waits `retry_after`, doubling with each attempt (+-20% jitter),
-   until `max_attempts`, then fails.
+   `max_per_minute` a minute in all. Outcomes (see `scheduler.smtp_client`) are recorded in
+   groups; a temporary failure waits `retry_after`, doubling with each attempt (+-20%
+   jitter), until `max_attempts`, then fails.
 5. A refused login, a missing STARTTLS or a server that does not greet like a mail server
    pauses sending for every instance: the notes not yet sent go back to the queue untouched,
    and the report says why, loudly.
@@ -86,6 +88,7 @@ CLAIM_PER_CONNECTION = 4
 CLAIM_SECONDS = 1.0
 """Later claims hold about this many seconds of sending, at the pace of the run so far."""
 LARGEST_CLAIM = 200
+"""The most notes one claim takes (what every claim took before claims followed the pace)."""
 JITTER = 0.2
 RESULTS_EVERY = 8
 """Outcomes are written in groups of this many (see `Sender._worker`)."""
@@ -377,9 +380,9 @@ class Sender:
         self, queue: asyncio.Queue[_Prepared | None], workers: int
     ) -> BaseException | None:
         """Put claims of written notes on `queue`, the next once fewer than `_refill_below`
-        notes wait, until none is due or sending stops; then an end for each worker. A locked store
-        is waited for (claiming and writing are safe to try again). A failure to claim or
-        write ends the feeding and is returned: the notes in hand still go out."""
+        notes wait, until none is due or sending stops; then an end for each worker. A locked
+        store is waited for (claiming and writing are safe to try again). A failure to claim
+        or write ends the feeding and is returned: the notes in hand still go out."""
         try:
             while self._stop is None:
                 size = self._claim_size(workers)

@@ -3,9 +3,9 @@
 Rules (the outcome of one attempt):
 - 250 after the message: `sent`, with the server's reply.
 - A 4xx reply, a refused connection, a timeout or a disconnect before the message was handed
-  over: `retry` (the note is tried again later). So is a reply to MAIL, RCPT or DATA that is no
-  SMTP reply at all (garbage, too long): the line is dropped, since what follows on it cannot
-  be trusted.
+  over: `retry` (the note is tried again later). So is a reply that is not the one expected
+  (354 to MAIL), and one to MAIL, RCPT or DATA that is no SMTP reply at all (garbage, too
+  long): then the line is dropped, since what follows on it cannot be trusted.
 - A 4xx reply that says the server is limiting us rather than refusing this note (see
   `is_throttling`): `throttled`; the sender slows down as a whole.
 - A 5xx reply: `failed` at once, with the reply.
@@ -19,6 +19,7 @@ Rules (the outcome of one attempt):
   the message's final "." was sent: `unknown` (the server may have taken it); the line is
   dropped, and the note never resent by itself.
 - An address that needs SMTPUTF8 on a server without it: `held`, with the reason.
+- An unexpected error while sending (a bug here or in aiosmtplib): see `abandon`.
 
 The DATA step is done in two halves (the DATA command through aiosmtplib's public command API,
 then the message through its protocol's write and read), so a lost line is known to be before or
@@ -52,7 +53,7 @@ AUTH_CODES = (530, 534, 535, 538)
 QUIT_WITHIN = 5.0
 """Seconds a polite goodbye may take before the line is simply closed."""
 SHOWN_ANSWER = 80
-"""Characters of a non-SMTP server's answer quoted in the pause's reason."""
+"""At most this many characters of what a server answered are quoted in a reason."""
 _MALFORMED = "Malformed SMTP response line:"
 """How aiosmtplib's message for a line without a reply code begins (the line follows)."""
 _THROTTLING_STATUS = re.compile(r"4\.(?:7\.\d{1,3}|3\.2|4\.5)(?!\.?\d)")
