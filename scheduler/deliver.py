@@ -592,13 +592,8 @@ class Sender:
         except OperationalError:  # written with the outcomes, once the store is free
             self._owed.append(record)
             backoff = Throttle(now + min(first, longest), reason, 1)
-        self.report.throttled = backoff
-        log.warning(
-            "SENDING SLOWED DOWN for every instance: the mail server is throttling (%s); no new "
-            "send before %s UTC",
-            reason,
-            f"{backoff.until:%Y-%m-%d %H:%M:%S}",
-        )
+        self.report.throttled = backoff  # the commands and the service say it loudly
+        log.info("the mail server is throttling: %s", backoff.line())
         return backoff
 
     def _pause(self, reason: str) -> None:
