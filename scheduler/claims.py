@@ -11,13 +11,19 @@ Rules:
   `sending` ones become `unknown` (they may have gone out; never resent by themselves).
 - Every outcome is written with `WHERE lease_owner = owner`: a sender whose lease was taken
   over writes nothing. Each status change also goes into `touch_events` with its time and reason.
-- Sending can be paused for everyone (a refused login, a server without the TLS it must offer):
-  the reason is kept in `app_state` until the owner resumes.
+- Sending can be paused for everyone (a refused login, a server without the TLS it must offer,
+  a server that does not greet like a mail server): the reason is kept in `app_state` until
+  the owner resumes.
+- A mail server that throttles slows every instance down: a back-off (until when, why, how
+  many throttles in a row) is kept in `app_state`, and no send starts before it ends. A throttle
+  while a back-off runs is part of it; one after it ran out waits twice as long as the last
+  (see `throttle`); an accepted message forgets a back-off that ran out (`end_throttle`).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +50,7 @@ touches = metadata.tables["touches"]
 touch_events = metadata.tables["touch_events"]
 app_state = metadata.tables["app_state"]
 PAUSED = "sending_paused"
+THROTTLED = "sending_throttled"
 CLAIMABLE = ("pending", "deferred")
 _HELD_BY_OWNER = and_(
     touches.c.id == bindparam("touch_id"), touches.c.lease_owner == bindparam("owner")
@@ -345,3 +352,70 @@ def resume(connection: Connection) -> str | None:
     reason = paused_reason(connection)
     connection.execute(app_state.delete().where(app_state.c.name == PAUSED))
     return reason
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """The mail server asked to slow down: no instance starts a send before `until`."""
+
+    until: datetime
+    reason: str
+    in_a_row: int
+    """Throttles with no accepted message between them (the back-off doubles with each)."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"until": self.until.isoformat(), "reason": self.reason, "in_a_row": self.in_a_row}
+
+    def line(self) -> str:
+        """For a person: why, and until when."""
+        times = "once" if self.in_a_row == 1 else f"{self.in_a_row} times in a row"
+        return (
+            f"the mail server is throttling ({self.reason}); no send starts before "
+            f"{self.until:%Y-%m-%d %H:%M} UTC (throttled {times})"
+        )
+
+
+def throttled(connection: Connection, *, lock: bool = False) -> Throttle | None:
+    """The last back-off recorded (it may have run out), or None; `lock`: held until the
+    transaction ends (PostgreSQL; on SQLite the write transaction holds the whole store)."""
+    query = select(app_state.c.value).where(app_state.c.name == THROTTLED)
+    value = connection.execute(query.with_for_update() if lock else query).scalar()
+    if value is None:
+        return None
+    found = json.loads(value)
+    return Throttle(datetime.fromisoformat(found["until"]), found["reason"], found["in_a_row"])
+
+
+def throttle(
+    connection: Connection, reason: str, now: datetime, first_wait: timedelta, longest: timedelta
+) -> Throttle:
+    """Record that the server throttled a send at `now`, and return the back-off in force. One
+    still running is kept (several connections or instances throttled at once are one
+    throttle); after one that ran out the wait is twice as long: `first_wait`, doubling with
+    each throttle in a row, at most `longest`."""
+    last = throttled(connection, lock=True)
+    if last is not None and last.until > now:
+        return last
+    in_a_row = last.in_a_row + 1 if last is not None else 1
+    doubled = first_wait.total_seconds() * 2.0 ** min(in_a_row - 1, 64)  # no overflow
+    wait = timedelta(seconds=min(doubled, longest.total_seconds()))
+    backoff = Throttle(now + wait, reason, in_a_row)
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(app_state).values(
+        name=THROTTLED, value=json.dumps(backoff.as_dict()), updated_at=now
+    )
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["name"],
+            set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+        )
+    )
+    return backoff
+
+
+def end_throttle(connection: Connection, now: datetime) -> None:
+    """A message was accepted: a back-off that ran out is forgotten, so the next throttle waits
+    `first_wait` again. One still running stays (another instance was throttled since)."""
+    last = throttled(connection, lock=True)
+    if last is not None and last.until <= now:
+        connection.execute(app_state.delete().where(app_state.c.name == THROTTLED))

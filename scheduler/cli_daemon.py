@@ -109,6 +109,9 @@ def run(
             service.close()
         if report is not None:
             _print_cycle(report, output_format)
+            if report.throttled is not None:
+                slowed = printable(report.throttled.line())
+                err.print(f"SENDING SLOWED DOWN: {slowed}", markup=False)
         if interruption.received is not None:
             raise typer.Exit(interruption.exit_code)
         if report is not None and report.paused:
@@ -172,6 +175,7 @@ def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table)
             "needs_attention": found.attention,
             "paused": found.paused,
             "template_failures": [failures.as_dict() for failures in found.template_failures],
+            "throttled": found.throttled.as_dict() if found.throttled else None,
         }
         out.file.write(to_json(payload) + "\n")
         return
@@ -202,3 +206,5 @@ def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table)
             f"SENDING IS PAUSED: {found.paused}\nFix the cause, then `appreciate send --resume`.",
             markup=False,
         )
+    if found.throttled:
+        err.print(f"SENDING SLOWED DOWN: {printable(found.throttled.line())}", markup=False)

@@ -79,9 +79,11 @@ def send(
     """Deliver every note that is due, once, and report the outcome per status.
 
     Notes are written from your templates, sent over [smtp], and recorded in the sent-log. A
-    refused login or a server without the required TLS pauses sending for every instance until
-    you run `appreciate send --resume`. Ctrl-C (or SIGTERM) stops sending, lets the sends under
-    way finish within [schedule] stop_within, gives back the notes not sent and exits 130 (143).
+    refused login, a server without the required TLS or one that does not greet like a mail
+    server pauses sending for every instance until you run `appreciate send --resume`. A
+    server that throttles slows every instance down for a while (`appreciate status` says
+    until when). Ctrl-C (or SIGTERM) stops sending, lets the sends under way finish within
+    [schedule] stop_within, gives back the notes not sent and exits 130 (143).
     """
     config = cli_state(ctx).config()
     with opened_store(config) as engine:
@@ -130,6 +132,9 @@ def _deliver(
 
 
 def _exit_if_paused(report: SendReport) -> None:
+    """Say loudly when the server slowed sending down, and exit 1 when sending is paused."""
+    if report.throttled is not None:
+        err.print(f"SENDING SLOWED DOWN: {printable(report.throttled.line())}", markup=False)
     if report.paused:
         err.print(
             f"SENDING IS PAUSED: {report.paused}\nFix the cause, then run "

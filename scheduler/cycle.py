@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from scheduler.claims import Throttle
 from scheduler.clock import Clock
 from scheduler.config import Config, load_config
 from scheduler.deliver import Sender, SendReport, server_settings
@@ -120,12 +121,15 @@ class CycleReport:
     added: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     paused: str | None = None
+    throttled: Throttle | None = None
 
     def line(self) -> str:
         """One line for the log and systemd's STATUS."""
         added = sum(self.added.values())
         outcomes = ", ".join(f"{n} {status}" for status, n in sorted(self.outcomes.items()))
         text = f"{self.at:%Y-%m-%d %H:%M:%S} UTC: {added} notes added; sent: {outcomes or 'none'}"
+        if self.throttled:
+            text += f"; SENDING SLOWED DOWN: {self.throttled.line()}"
         return f"{text}; SENDING PAUSED: {self.paused}" if self.paused else text
 
     def as_dict(self) -> dict[str, Any]:
@@ -134,6 +138,7 @@ class CycleReport:
             "added": dict(self.added),
             "outcomes": dict(self.outcomes),
             "paused": self.paused,
+            "throttled": self.throttled.as_dict() if self.throttled else None,
         }
 
 
@@ -184,6 +189,7 @@ async def run_cycle(
 def add_outcomes(report: CycleReport, sent: SendReport) -> None:
     report.outcomes.update(sent.counts)
     report.paused = sent.paused
+    report.throttled = sent.throttled
 
 
 def save_cycle(engine: Engine, report: CycleReport) -> None:

@@ -3,7 +3,8 @@
 An APScheduler `AsyncIOScheduler` (in memory; every job `coalesce=True`, `max_instances=1`,
 a generous `misfire_grace_time`) is this instance's timer:
 - detect: every `[schedule] detect_every`; when it adds notes, delivery runs at once;
-- deliver: every `[schedule] deliver_every`;
+- deliver: every `[schedule] deliver_every` (while a throttling mail server's back-off runs,
+  a delivery sends nothing; each back-off is logged once, as an error);
 - the lifetime-value refresh: daily at `[ltv] recompute_at`, business time;
 - reap: every minute, leases past their time (an instance that died) are taken back.
 All correctness lives in the database (leases, unique occasion keys), so a restart or a second
@@ -40,7 +41,7 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from scheduler.claims import reap
+from scheduler.claims import Throttle, reap
 from scheduler.clock import Clock
 from scheduler.cycle import (
     CycleReport,
@@ -97,6 +98,8 @@ class Daemon:
         self._failures: Counter[str] = Counter()
         self._stop = asyncio.Event()
         self._sender: Sender | None = None
+        self._throttle_told: Throttle | None = None
+        """The last back-off logged (each is logged once, however many runs it stops)."""
         self._delivery: asyncio.Task[None] | None = None
         self._timer: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task[object]] = set()
@@ -228,6 +231,9 @@ class Daemon:
                 log.error(
                     "SENDING IS PAUSED: %s (`appreciate send --resume` lifts it)", sent.paused
                 )
+            if sent.throttled is not None and sent.throttled != self._throttle_told:
+                self._throttle_told = sent.throttled
+                log.error("SENDING IS SLOWED DOWN for every instance: %s", sent.throttled.line())
 
         self._delivery = asyncio.current_task()
         try:

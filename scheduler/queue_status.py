@@ -1,7 +1,8 @@
 """What `appreciate status` reports: the last cycle, the queue by status, the oldest note due,
 the notes that need a person, the notes that failed on a template (see
 `scheduler.template_failures`: still failed, in the week up to the last cycle, grouped by
-problem), and whether sending is paused. Reads only."""
+problem), and whether sending is paused or slowed down (the back-off of a throttling mail
+server). Reads only."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from scheduler.claims import CLAIMABLE, paused_reason
+from scheduler.claims import CLAIMABLE, Throttle, paused_reason, throttled
 from scheduler.cycle import last_cycle
 from scheduler.store.models import metadata
 from scheduler.template_failures import TemplateFailures, template_failures
@@ -28,6 +29,9 @@ class QueueStatus:
     oldest_due: datetime | None
     """The earliest due time among notes waiting to go (pending or deferred)."""
     paused: str | None
+    throttled: Throttle | None
+    """The last back-off for a throttling server (it may have run out: the next accepted
+    message forgets it)."""
     template_failures: list[TemplateFailures] = field(default_factory=list)
     """Notes still failed on a template, by problem, the most first."""
 
@@ -50,5 +54,6 @@ def queue_status(connection: Connection) -> QueueStatus:
         by_status=dict(sorted((status, count) for status, count in counts)),
         oldest_due=oldest,
         paused=paused_reason(connection),
+        throttled=throttled(connection),
         template_failures=template_failures(connection, until),
     )

@@ -2,8 +2,14 @@
 
 `Recorder` keeps every message it accepts. `Faulty` answers one step (MAIL, RCPT or the end of
 DATA) with a chosen reply, or hangs there, or drops the line there, for the first `times` messages
-(then behaves). TLS uses certificates from a throwaway CA (trustme); the client is given the
-CA's file, so certificate validation stays on.
+(then behaves). `Scripted` answers RCPT or the end of DATA per recipient, with any line (one that
+is no SMTP reply too), and can hold its answers until several messages are in. `Throttling`
+accepts a few messages, then refuses MAIL with a rate-limit reply while `throttling` is on. TLS
+uses certificates from a throwaway CA (trustme); the client is given the CA's file, so
+certificate validation stays on.
+
+`line_server` is no SMTP server at all: it greets with any bytes (an SSH banner, POP3) and
+answers each command from a script, on a raw asyncio server.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -68,7 +75,7 @@ class Faulty(Recorder):
 
     step: Step = "data"
     action: Action = "reply"
-    reply: str = "451 4.3.0 Try again later"
+    reply: str = "451 4.3.0 Temporary lookup failure"
     times: int = 1_000_000
     faults: int = 0
 
@@ -105,6 +112,133 @@ class Faulty(Recorder):
         if self.step == "data" and self._faulty():
             return await self._misbehave(server)
         return await super().handle_DATA(server, session, envelope)
+
+
+WAIT = 30.0
+"""Upper bound for a held answer (never a measured duration)."""
+
+
+@dataclass
+class Scripted(Recorder):
+    """Answers RCPT (`rcpt`) or the end of DATA (`data`) with the line given for the recipient
+    (any line: a reply, or garbage that is no SMTP reply); accepts the others. With `together`,
+    the answers to the first `together` messages wait until they are all in (`all_in` is then
+    set) and `release` is set, so they come while every connection is busy; later messages
+    are answered at once."""
+
+    rcpt: Mapping[str, str] = field(default_factory=dict)
+    data: Mapping[str, str] = field(default_factory=dict)
+    together: int = 0
+    all_in: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    peers: dict[str, Any] = field(default_factory=dict)
+    """recipient -> the client's (host, port): which connection each message came on."""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address in self.rcpt:
+            return self.rcpt[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        (recipient,) = envelope.rcpt_tos
+        self.peers[recipient] = session.peer
+        if len(self.peers) <= self.together:
+            if len(self.peers) == self.together:
+                self.all_in.set()
+            await asyncio.to_thread(self.release.wait, WAIT)
+        if recipient in self.data:
+            return self.data[recipient]
+        return await super().handle_DATA(server, session, envelope)
+
+
+@dataclass
+class Throttling(Recorder):
+    """Lets the first `accept` messages in, then refuses every MAIL with `reply` while
+    `throttling` is on (as Postfix's rate limits do); `refused` counts the refusals."""
+
+    accept: int = 3
+    reply: str = "450 4.7.1 Error: too much mail from 127.0.0.1"
+    throttling: bool = True
+    let_in: int = 0
+    refused: int = 0
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.throttling and self.let_in >= self.accept:
+            self.refused += 1
+            return self.reply
+        self.let_in += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+
+@contextmanager
+def line_server(greeting: bytes, answers: Mapping[bytes, bytes] | None = None) -> Iterator[int]:
+    """A raw server on 127.0.0.1 that sends `greeting` on each connection, then answers each
+    command line with `answers[VERB]` (`b"."`: the end of a message after DATA), else
+    `250 OK` (`354` to DATA); yields its port. It speaks no more SMTP than that."""
+    script = {b"DATA": b"354 go ahead\r\n", **(answers or {})}
+
+    sessions: set[asyncio.Task[Any]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            sessions.add(task)
+        writer.write(greeting)
+        in_message = False
+        try:
+            while line := await reader.readline():
+                if in_message:
+                    if line == b".\r\n":
+                        in_message = False
+                        writer.write(script.get(b".", b"250 2.0.0 Ok: queued\r\n"))
+                    continue
+                verb = line.split(maxsplit=1)[0].upper() if line.strip() else b""
+                writer.write(script.get(verb, b"250 OK\r\n"))
+                in_message = verb == b"DATA" and script[b"DATA"].startswith(b"354")
+                if verb == b"QUIT":
+                    break
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        holder["server"] = loop.run_until_complete(asyncio.start_server(serve, "127.0.0.1", 0))
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    started.wait(WAIT)
+    server = holder["server"]
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+
+        async def shut() -> None:
+            server.close()
+            for session in sessions:
+                session.cancel()
+            await asyncio.gather(*sessions, return_exceptions=True)
+            await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shut(), loop).result(WAIT)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(WAIT)
+        loop.close()
 
 
 def free_port() -> int:

@@ -26,7 +26,7 @@ from scheduler.store.db import create_store_engine, write_transaction
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade
 from tests.conftest import adas_bakery
-from tests.smtp_servers import Faulty, Recorder, certificates, free_port, running
+from tests.smtp_servers import WAIT, Faulty, Recorder, Scripted, certificates, free_port, running
 from tests.test_detection import add_customer
 
 touches = metadata.tables["touches"]
@@ -141,7 +141,7 @@ def test_a_due_note_is_sent_once_and_kept_as_sent(engine: Engine) -> None:
 
 def test_a_temporary_refusal_is_retried_later_with_the_same_message_id(engine: Engine) -> None:
     touch_id = add_due(engine, "C-1")
-    faulty = Faulty(step="data", reply="451 4.3.0 Try again later", times=1)
+    faulty = Faulty(step="data", reply="451 4.3.0 Temporary lookup failure", times=1)
     with running(faulty) as port:
         first = run(engine, server(port))
         waiting = state(engine, touch_id)
@@ -150,7 +150,7 @@ def test_a_temporary_refusal_is_retried_later_with_the_same_message_id(engine: E
     assert first.counts == {"pending": 1}
     assert waiting["attempts"] == 1
     assert waiting["retry_at"] > NOW + timedelta(minutes=3)
-    assert "451 4.3.0 Try again later" in waiting["reason"]
+    assert "451 4.3.0 Temporary lookup failure" in waiting["reason"]
     assert not too_soon.counts
     assert later.counts == {"sent": 1}
     (received,) = faulty.received
@@ -551,3 +551,25 @@ def test_two_senders_at_once_send_each_note_exactly_once(database_url: str) -> N
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_a_second_sender_gets_work_while_the_first_is_busy(engine: Engine) -> None:
+    """Claims hold what the connections send in a moment, not every note due: while the
+    first sender's two connections wait on the server, a second sender takes the rest."""
+    ids = [add_due(engine, f"C-{n}") for n in range(40)]
+    held = Scripted(together=2)  # the first two messages wait for the test
+
+    async def two_senders(port: int) -> tuple[SendReport, SendReport]:
+        first = sender_for(engine, replace(server(port), timeout=WAIT), owner="first")
+        sending = asyncio.create_task(first.run())
+        assert await asyncio.to_thread(held.all_in.wait, WAIT)
+        second = await asyncio.to_thread(run, engine, server(port), owner="second")
+        held.release.set()
+        return await sending, second
+
+    with running(held) as port:
+        first, second = asyncio.run(two_senders(port))
+    assert second.counts["sent"] >= 30
+    assert first.counts["sent"] + second.counts["sent"] == 40
+    assert len({r.message["Message-ID"] for r in held.received}) == len(held.received) == 40
+    assert {state(engine, touch_id)["status"] for touch_id in ids} == {"sent"}

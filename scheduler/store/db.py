@@ -7,6 +7,10 @@ takes the write lock up front (no lock-upgrade deadlocks between writers).
 
 A SQLite store file that does not exist yet is created readable by its owner only (0600), as
 it holds customer data: SQLite then gives its `-wal` and `-shm` files the same mode.
+A lock waited for longer than the busy timeout raises OperationalError on both databases
+(SQLite's busy timeout; PostgreSQL's `lock_timeout`, set on each connection), so a store that
+another writer holds is reported, never waited for without end (the delivery's database calls
+run on the event loop).
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from scheduler.errors import StoreError
 
-BUSY_TIMEOUT_MS = 10_000
+BUSY_TIMEOUT = 10.0
+"""Seconds a statement waits for a lock another writer holds before it fails."""
 CACHE_KIB = 65_536
 """SQLite's page cache per connection: 64 MiB keeps index pages cached during imports."""
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine for `url`, configured for appreciate. Raises StoreError for an unusable URL."""
+def create_store_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
+    """An engine for `url`, configured for appreciate; a lock is waited for at most
+    `busy_timeout` seconds. Raises StoreError for an unusable URL."""
     try:
         parsed = make_url(url)
         backend = parsed.get_backend_name()
@@ -37,11 +43,13 @@ def create_store_engine(url: str) -> Engine:
             path = sqlite_path(url)
             if path is not None:
                 _create_private(path)
-            engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-            _tune_sqlite(engine)
+            engine = create_engine(parsed, connect_args={"timeout": busy_timeout})
+            _tune_sqlite(engine, busy_timeout)
             return engine
         if backend == "postgresql":
-            return create_engine(parsed, pool_pre_ping=True)
+            engine = create_engine(parsed, pool_pre_ping=True)
+            _tune_postgresql(engine, busy_timeout)
+            return engine
     except NoSuchModuleError:
         raise StoreError(f"no driver for {display_url(url)}") from None
     except ModuleNotFoundError as error:
@@ -137,13 +145,28 @@ def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
     driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _tune_postgresql(engine: Engine, busy_timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # a session setting, outside any transaction
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET lock_timeout = {_milliseconds(busy_timeout)}")
+        cursor.close()
+        dbapi_connection.autocommit = autocommit
+
+
+def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN itself
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={_milliseconds(busy_timeout)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
