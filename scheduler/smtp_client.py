@@ -159,6 +159,17 @@ def shown(text: str, limit: int = SHOWN_ANSWER) -> str:
     return f'"{cut}"'
 
 
+def _shut(smtp: aiosmtplib.SMTP, transport: asyncio.BaseTransport | None = None) -> None:
+    """Close the line at once: its transport (`transport`, else the one `smtp` holds) is
+    aborted, so its socket is closed on the event loop's next turn. A plain close would first
+    trade TLS close_notify messages with the server, and a loop that stops meanwhile (the end
+    of `appreciate send`) would leave the socket open."""
+    line = transport or smtp.transport
+    if isinstance(line, asyncio.Transport):
+        line.abort()
+    smtp.close()
+
+
 class SmtpConnection:
     """A connection opened on first use and reused for message after message."""
 
@@ -186,10 +197,10 @@ class SmtpConnection:
         try:
             problem = await self._greeted(smtp) or await self._secured(smtp)
         except asyncio.CancelledError:
-            smtp.close()
+            _shut(smtp)
             raise
         if problem is not None:
-            smtp.close()
+            _shut(smtp)
             return problem
         self._smtp = smtp
         return None
@@ -353,7 +364,7 @@ class SmtpConnection:
 
     def _drop(self) -> None:
         if self._smtp is not None:
-            self._smtp.close()
+            _shut(self._smtp)
         self._smtp = None
 
     async def close(self) -> None:
@@ -362,10 +373,12 @@ class SmtpConnection:
         smtp, self._smtp = self._smtp, None
         if smtp is None:
             return
+        transport = smtp.transport  # aiosmtplib forgets it once the goodbye is said
         try:
             if smtp.is_connected:
                 await smtp.quit(timeout=min(self.server.timeout, QUIT_WITHIN))
         except (SMTPException, OSError):
             pass
         finally:
-            smtp.close()
+            _shut(smtp, transport)
+        await asyncio.sleep(0)  # the aborted line's socket is closed on this turn of the loop
