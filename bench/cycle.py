@@ -70,9 +70,9 @@ from scheduler.cycle import (
     instance_name,
     new_sender,
     open_service,
-    save_cycle,
 )
 from scheduler.deliver import Sender
+from scheduler.last_cycle import save_cycle
 from scheduler.store.models import metadata
 from scheduler.store.schema import open_store
 

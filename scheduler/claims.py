@@ -40,11 +40,10 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from scheduler.settings import OccasionKind
+from scheduler.store.db import conflict_insert
 from scheduler.store.models import metadata
+from scheduler.vocabulary import OccasionKind
 
 touches = metadata.tables["touches"]
 touch_events = metadata.tables["touch_events"]
@@ -339,7 +338,7 @@ def paused_reason(connection: Connection) -> str | None:
 def pause(connection: Connection, reason: str, now: datetime) -> None:
     """Pause sending for every instance, keeping the first reason given (two instances pausing
     at once is fine)."""
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    insert = conflict_insert(connection.dialect.name)
     connection.execute(
         insert(app_state)
         .values(name=PAUSED, value=reason, updated_at=now)
@@ -400,7 +399,7 @@ def throttle(
     doubled = first_wait.total_seconds() * 2.0 ** min(in_a_row - 1, 64)  # no overflow
     wait = timedelta(seconds=min(doubled, longest.total_seconds()))
     backoff = Throttle(now + wait, reason, in_a_row)
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    insert = conflict_insert(connection.dialect.name)
     statement = insert(app_state).values(
         name=THROTTLED, value=json.dumps(backoff.as_dict()), updated_at=now
     )

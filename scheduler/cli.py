@@ -415,7 +415,7 @@ def detect(
     were suppressed (opted out, no email) or had expired (missed for too long).
     """
     from scheduler.detection import detect as run_detection
-    from scheduler.settings import OCCASION_KINDS
+    from scheduler.vocabulary import OCCASION_KINDS
 
     config = cli_state(ctx).config()
     with opened_store(config) as engine:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,20 +20,11 @@ from scheduler.cli_common import (
     parse_now,
 )
 from scheduler.clock import FixedClock, SystemClock
-from scheduler.config import find_config
-from scheduler.cycle import (
-    CycleReport,
-    instance_name,
-    log_template_findings,
-    open_service,
-    run_cycle,
-)
-from scheduler.daemon import Daemon
-from scheduler.interruption import Interruption, release_held, stopped_line
 from scheduler.output import OutputFormat, printable, table, to_csv, to_json
-from scheduler.queue_status import ATTENTION, queue_status
-from scheduler.systemd_notify import Notifier
-from scheduler.template_failures import TemplateFailures
+
+if TYPE_CHECKING:
+    from scheduler.cycle import CycleReport
+    from scheduler.template_failures import TemplateFailures
 
 SYSLOG_PRIORITY = {
     logging.DEBUG: 7,
@@ -87,6 +77,14 @@ def run(
     and backfills (--now sets the moment); Ctrl-C or SIGTERM stops it as they stop the service,
     with exit code 130 (143).
     """
+    import asyncio
+
+    from scheduler.config import find_config
+    from scheduler.cycle import instance_name, log_template_findings, open_service, run_cycle
+    from scheduler.daemon import Daemon
+    from scheduler.interruption import Interruption, release_held, stopped_line
+    from scheduler.systemd_notify import Notifier
+
     state = cli_state(ctx)
     config_path = find_config(state.config_option, os.environ, Path.cwd())
     if now is not None and not once:
@@ -164,6 +162,8 @@ def _print_template_failures(failures: list[TemplateFailures]) -> None:
 
 def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table) -> None:
     """How the service is doing: the last cycle, the queue, what needs you, and any pause."""
+    from scheduler.queue_status import ATTENTION, queue_status
+
     config = cli_state(ctx).config()
     with opened_store(config) as engine, engine.connect() as connection:
         found = queue_status(connection)

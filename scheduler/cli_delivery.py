@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import Engine
 
-from scheduler.claims import resume
 from scheduler.cli_common import (
     FormatOption,
     NowOption,
@@ -25,37 +22,14 @@ from scheduler.cli_common import (
     short_time,
 )
 from scheduler.clock import FixedClock, SystemClock
-from scheduler.config import Config
-from scheduler.cycle import instance_name
-from scheduler.deliver import Sender, SendReport, server_settings
-from scheduler.interruption import Interruption, release_held, stopped_line
 from scheduler.output import OutputFormat, printable, table, to_csv, to_json
-from scheduler.render import NoteRenderer
-from scheduler.sent_log import (
-    LOG_COLUMNS,
-    RETRYABLE,
-    LogFilter,
-    log_rows,
-    requeue,
-    retryable,
-    touch_detail,
-)
-from scheduler.settings import OCCASION_KINDS
-from scheduler.store.db import write_transaction
+from scheduler.vocabulary import OCCASION_KINDS, RETRYABLE, STATUSES
 
-STATUSES = (
-    "pending",
-    "deferred",
-    "claimed",
-    "sending",
-    "sent",
-    "failed",
-    "unknown",
-    "held",
-    "suppressed",
-    "expired",
-    "skipped",
-)
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from scheduler.config import Config
+    from scheduler.deliver import SendReport
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:
@@ -85,6 +59,9 @@ def send(
     until when). Ctrl-C (or SIGTERM) stops sending, lets the sends under way finish within
     [schedule] stop_within, gives back the notes not sent and exits 130 (143).
     """
+    from scheduler.claims import resume
+    from scheduler.store.db import write_transaction
+
     config = cli_state(ctx).config()
     with opened_store(config) as engine:
         if resume_sending:
@@ -108,6 +85,13 @@ def _deliver(
 ) -> SendReport:
     """One delivery run (of the notes `only` names, when given), stopped as the service stops on
     Ctrl-C or SIGTERM: then the notes held are given back and the command exits 130 (143)."""
+    import asyncio
+
+    from scheduler.cycle import instance_name
+    from scheduler.deliver import Sender, server_settings
+    from scheduler.interruption import Interruption, release_held, stopped_line
+    from scheduler.render import NoteRenderer
+
     clock = FixedClock(parse_now(now)) if now else SystemClock()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     owner = instance_name()
@@ -172,6 +156,8 @@ def log(
 
     The table shows when each note last changed (UTC) and fits a narrow terminal; json and csv
     have every column."""
+    from scheduler.sent_log import LOG_COLUMNS, LogFilter, log_rows
+
     config = cli_state(ctx).config()
     wanted = LogFilter(
         status, kind, customer, parse_date(since, "--since"), parse_date(until, "--until"), limit
@@ -194,6 +180,8 @@ def show(
     touch_id: Annotated[int, typer.Argument(metavar="ID", help="The note's id (see `log`).")],
 ) -> None:
     """One note whole, as sent (headers and bodies), and its history."""
+    from scheduler.sent_log import LOG_COLUMNS, touch_detail
+
     config = cli_state(ctx).config()
     with opened_store(config) as engine, engine.connect() as connection:
         detail = touch_detail(connection, touch_id)
@@ -256,6 +244,9 @@ def retry(
     now, whatever their lateness and outside the daily budget, each with a fresh set of
     attempts; the table shows what became of each.
     """
+    from scheduler.sent_log import LogFilter, log_rows, requeue, retryable
+    from scheduler.store.db import write_transaction
+
     config: Config = cli_state(ctx).config()
     ids = list(touch_ids or [])
     filters = (kind, customer, since, until)
@@ -279,7 +270,7 @@ def retry(
             return
         report = _deliver(config, engine, now, only=list(was))
         with engine.connect() as connection:
-            rows = [row for row in log_rows(connection, LogFilter(limit=0)) if row["id"] in was]
+            rows = log_rows(connection, LogFilter(limit=0, touch_ids=tuple(was)))
     for row in rows:
         row["was"] = was[row["id"]]
     columns = ["id", "customer_id", "kind", "was", "status", "reason"]

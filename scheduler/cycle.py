@@ -13,7 +13,6 @@ many (`log_template_problems`). Each cycle's result is kept in `app_state` (`las
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -24,27 +23,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Engine
 
 from scheduler.claims import Throttle
 from scheduler.clock import Clock
 from scheduler.config import Config, load_config
 from scheduler.deliver import Sender, SendReport, server_settings
 from scheduler.detection import detect
+from scheduler.last_cycle import save_cycle
 from scheduler.render import NoteRenderer
-from scheduler.settings import OCCASION_KINDS
 from scheduler.smtp_client import ServerSettings
 from scheduler.store.attributes import AttributeCensus
-from scheduler.store.db import write_transaction
-from scheduler.store.models import metadata
 from scheduler.store.schema import open_store
 from scheduler.template_check import Finding, check_templates
+from scheduler.vocabulary import OCCASION_KINDS
 
 log = logging.getLogger("appreciate.run")
-app_state = metadata.tables["app_state"]
-LAST_CYCLE = "last_cycle"
 
 
 def instance_name() -> str:
@@ -190,32 +184,3 @@ def add_outcomes(report: CycleReport, sent: SendReport) -> None:
     report.outcomes.update(sent.counts)
     report.paused = sent.paused
     report.throttled = sent.throttled
-
-
-def save_cycle(engine: Engine, report: CycleReport) -> None:
-    """Keep `report` as the last cycle (whichever instance ran it)."""
-    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(app_state).values(
-        name=LAST_CYCLE, value=json.dumps(report.as_dict()), updated_at=report.at
-    )
-    with write_transaction(engine) as connection:
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=["name"],
-                set_={
-                    "value": statement.excluded.value,
-                    "updated_at": statement.excluded.updated_at,
-                },
-            )
-        )
-
-
-def last_cycle(connection: Connection) -> dict[str, Any] | None:
-    """The last cycle saved by any instance, or None."""
-    value = connection.execute(
-        select(app_state.c.value).where(app_state.c.name == LAST_CYCLE)
-    ).scalar()
-    if value is None:
-        return None
-    found: dict[str, Any] = json.loads(value)
-    return found

@@ -52,11 +52,11 @@ from scheduler.cycle import (
     log_template_problems,
     new_sender,
     open_service,
-    save_cycle,
 )
 from scheduler.deliver import Sender
 from scheduler.errors import AppreciateError
 from scheduler.interruption import release_held
+from scheduler.last_cycle import save_cycle
 from scheduler.nightly import nightly_refresh, refresh_trigger
 from scheduler.occasion_settings import format_duration
 from scheduler.settings import Settings

@@ -35,11 +35,12 @@ from scheduler.occasions.timing import local_moment
 from scheduler.outbox import OPEN, touches
 from scheduler.output import table
 from scheduler.sent_log import LogFilter, log_rows
-from scheduler.settings import OCCASION_KINDS, Settings
+from scheduler.settings import Settings
 from scheduler.sink import ReceivedNote, running_sink
 from scheduler.store.db import create_store_engine, write_transaction
 from scheduler.store.models import metadata
 from scheduler.valuation import refresh_values
+from scheduler.vocabulary import OCCASION_KINDS
 from scheduler.workspace import create_workspace
 
 customers = metadata.tables["customers"]

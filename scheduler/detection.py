@@ -57,7 +57,7 @@ from scheduler.occasions.rules import (
 )
 from scheduler.occasions.timing import SendWindow
 from scheduler.outbox import Contact, RecordCounts, record, touches
-from scheduler.settings import OccasionKind, Settings, time_zone_names
+from scheduler.settings import Settings, time_zone_names
 from scheduler.store.bulk import chunked
 from scheduler.store.calendar_edges import (
     FIRST_DAY,
@@ -79,6 +79,7 @@ from scheduler.store.occasion_queries import (
     zone_clause,
 )
 from scheduler.store.types import aware_utc
+from scheduler.vocabulary import OccasionKind
 from scheduler.zones import ZoneBook
 
 Fact = TypeVar("Fact")

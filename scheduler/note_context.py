@@ -47,11 +47,12 @@ from scheduler.occasions.dates import (
     occurrence,
     plausible,
 )
-from scheduler.settings import OccasionKind, Settings
+from scheduler.settings import Settings
 from scheduler.store.bulk import chunked
 from scheduler.store.models import metadata
 from scheduler.store.types import aware_utc
 from scheduler.unsubscribe import read_tokens, tokens_for, unsubscribe_link
+from scheduler.vocabulary import OccasionKind
 from scheduler.zones import ZoneBook
 
 customers = metadata.tables["customers"]

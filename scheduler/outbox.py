@@ -27,10 +27,11 @@ from scheduler.addresses import InvalidAddress, normalize_address
 from scheduler.occasions.cap import space_out
 from scheduler.occasions.rules import Occasion
 from scheduler.occasions.timing import SendWindow
-from scheduler.settings import OccasionKind, ScheduleSettings
+from scheduler.settings import ScheduleSettings
 from scheduler.store.bulk import BulkWriter, chunked
 from scheduler.store.models import metadata
 from scheduler.store.types import aware_utc_or_none
+from scheduler.vocabulary import OccasionKind
 
 touches = metadata.tables["touches"]
 OPEN = ("pending", "deferred")

@@ -24,9 +24,10 @@ from sqlalchemy import Connection, case, select
 from scheduler.errors import AppreciateError
 from scheduler.note_context import ORDER_PREFIXES, TouchRef, build_contexts
 from scheduler.occasions.dates import EARLIEST_YEAR, LATEST_YEAR, occurrence, plausible
-from scheduler.settings import OccasionKind, Settings
+from scheduler.settings import Settings
 from scheduler.store.calendar_edges import plausible as plausible_column
 from scheduler.store.models import metadata
+from scheduler.vocabulary import OccasionKind
 from scheduler.zones import ZoneBook
 
 customers = metadata.tables["customers"]

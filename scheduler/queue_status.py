@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from scheduler.claims import CLAIMABLE, Throttle, paused_reason, throttled
-from scheduler.cycle import last_cycle
+from scheduler.last_cycle import last_cycle
 from scheduler.store.models import metadata
 from scheduler.template_failures import TemplateFailures, template_failures
 

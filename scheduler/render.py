@@ -54,9 +54,10 @@ from scheduler.render_limits import (
     check,
     note_limits,
 )
-from scheduler.settings import OccasionKind, Settings
+from scheduler.settings import Settings
 from scheduler.template_choice import template_for
 from scheduler.template_sandbox import NoteSandbox
+from scheduler.vocabulary import OccasionKind
 
 __all__ = ["MAX_CHARS", "NoteRenderer", "RenderStopped", "TemplateProblem", "links", "paragraphs"]
 

@@ -19,6 +19,7 @@ from scheduler.claims import record_events
 from scheduler.errors import AppreciateError
 from scheduler.store.bulk import chunked
 from scheduler.store.models import metadata
+from scheduler.vocabulary import RETRYABLE
 
 touches = metadata.tables["touches"]
 customers = metadata.tables["customers"]
@@ -38,7 +39,6 @@ LOG_COLUMNS = (
     "last_reply",
     "updated_at",
 )
-RETRYABLE = ("failed", "unknown", "held")
 
 
 class NoSuchTouch(AppreciateError, LookupError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 from functools import cache
-from typing import ClassVar, Literal, get_args
+from typing import ClassVar, Literal
 from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -18,18 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from scheduler.addresses import InvalidAddress, normalize_address
 from scheduler.import_columns import column_name, mapping_target_problem
 from scheduler.occasion_settings import Duration, OccasionsSettings
+from scheduler.vocabulary import OCCASION_KINDS, OccasionKind
 
-OccasionKind = Literal[
-    "birthday",
-    "order_thanks",
-    "referral_thanks",
-    "first_meeting",
-    "follow_up",
-    "anniversary",
-    "check_in",
-]
-OCCASION_KINDS: tuple[OccasionKind, ...] = get_args(OccasionKind)
-"""Every kind, in the default precedence (which goes first when several fall together)."""
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})")

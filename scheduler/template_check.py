@@ -31,9 +31,10 @@ from jinja2 import Environment, FileSystemLoader, TemplateError, nodes
 
 from scheduler.note_context import sample_context
 from scheduler.render import NoteRenderer, TemplateProblem
-from scheduler.settings import OCCASION_KINDS, OccasionKind, Settings
+from scheduler.settings import Settings
 from scheduler.store.attributes import AttributeCensus
 from scheduler.template_choice import TIERS
+from scheduler.vocabulary import OCCASION_KINDS, OccasionKind
 
 SUBJECT_WARN = 78
 SUBJECT_MAX = 200

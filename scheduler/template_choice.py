@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scheduler.settings import OccasionKind
 from scheduler.tiers import Tier
+from scheduler.vocabulary import OccasionKind
 
 TIERS = tuple(tier.label for tier in Tier)
 

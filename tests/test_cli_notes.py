@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import insert
 
 from scheduler.cli_notes import Kind
-from scheduler.settings import OCCASION_KINDS
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
+from scheduler.vocabulary import OCCASION_KINDS
 from tests.conftest import Workspace, run_cli
 from tests.test_cli import count_rows
 from tests.test_detection import add_customer, add_order

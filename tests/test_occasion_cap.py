@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 from scheduler.occasions.cap import Planned, space_out
 from scheduler.occasions.rules import Occasion
 from scheduler.occasions.timing import SendWindow
-from scheduler.settings import OCCASION_KINDS, OccasionKind, ScheduleSettings
+from scheduler.settings import ScheduleSettings
+from scheduler.vocabulary import OCCASION_KINDS, OccasionKind
 
 LONDON = ZoneInfo("Europe/London")
 WINDOW = SendWindow.from_settings(ScheduleSettings())

@@ -15,7 +15,8 @@ import pytest
 
 from scheduler.note_context import sample_context
 from scheduler.render import NoteRenderer, RenderStopped, TemplateProblem, links, paragraphs
-from scheduler.settings import OCCASION_KINDS, OccasionKind, Settings
+from scheduler.settings import Settings
+from scheduler.vocabulary import OCCASION_KINDS, OccasionKind
 from tests.conftest import adas_bakery
 
 STARTERS = Path(__file__).parent.parent / "templates"

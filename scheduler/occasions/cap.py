@@ -19,7 +19,7 @@ from typing import Literal
 
 from scheduler.occasions.rules import Occasion
 from scheduler.occasions.timing import SendWindow
-from scheduler.settings import OccasionKind
+from scheduler.vocabulary import OccasionKind
 
 PlanStatus = Literal["pending", "deferred", "expired"]
 

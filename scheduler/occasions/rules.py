@@ -49,7 +49,7 @@ from scheduler.occasion_settings import (
 )
 from scheduler.occasions.dates import Feb29Policy, occurrences_between
 from scheduler.occasions.timing import SendWindow, local_day, local_moment
-from scheduler.settings import OccasionKind
+from scheduler.vocabulary import OccasionKind
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ run on the event loop).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -89,6 +89,19 @@ def _create_private(path: Path) -> None:
     except OSError as error:
         raise StoreError(f"cannot create the store {path}: {error.strerror}") from None
     os.close(descriptor)
+
+
+def conflict_insert(dialect: str) -> Callable[[Table], Any]:
+    """The dialect's `insert` construct, which has ON CONFLICT (`on_conflict_do_nothing`,
+    `on_conflict_do_update`). Imported when first asked for: a dialect's module takes tens of
+    milliseconds to load, and a SQLite store never needs PostgreSQL's."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert  # noqa: PLC0415
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
+
+    return sqlite_insert
 
 
 def display_url(url: str) -> str:

@@ -1,0 +1,37 @@
+"""The words appreciate's parts share: occasion kinds and note statuses. A leaf (no imports of
+appreciate's own), so that the command line can offer them as choices without loading the
+config, the store or the sender.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+OccasionKind = Literal[
+    "birthday",
+    "order_thanks",
+    "referral_thanks",
+    "first_meeting",
+    "follow_up",
+    "anniversary",
+    "check_in",
+]
+OCCASION_KINDS: tuple[OccasionKind, ...] = get_args(OccasionKind)
+"""Every kind, in the default precedence (which goes first when several fall together)."""
+
+STATUSES = (
+    "pending",
+    "deferred",
+    "claimed",
+    "sending",
+    "sent",
+    "failed",
+    "unknown",
+    "held",
+    "suppressed",
+    "expired",
+    "skipped",
+)
+"""Every status a note (a touch) can have; see `scheduler.store.models.Touch`."""
+RETRYABLE = ("failed", "unknown", "held")
+"""Statuses a person may send again (`appreciate retry`)."""
