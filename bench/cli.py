@@ -28,9 +28,9 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from scheduler.cli.workspace import create_workspace
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
-from scheduler.workspace import create_workspace
 
 CUSTOMERS, NOTES_EACH = 2_000, 10
 TARGETS = {"--help": 8.0, "log": 12.0, "status": 12.0}

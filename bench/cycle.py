@@ -15,8 +15,8 @@ templates check, store), detection (it records the new orders' thanks, due two h
 order, and the birthdays of the zones whose day began since 11:55Z), delivery of everything due
 (`Sender.run()`: claim, contexts, render, build, save, send, record) and saving the cycle's
 report. Delivery is split further by timing the Sender's steps from outside (wrapping the
-functions it calls, so the split follows `scheduler.deliver`'s internals; exclusive times, so
-they add up to the phase). Each repeat runs on a fresh copy of the built store (copied and
+functions it calls, so the split follows `scheduler.delivery.deliver`'s internals; exclusive
+times, so they add up to the phase). Each repeat runs on a fresh copy of the built store (copied and
 flushed to disk outside the timed part) in a process of its own, whose peak RSS is reported;
 medians of `--repeat` runs. The CPU time the sink and everything else on the machine used
 during each cycle is printed too (Linux), as other work slows the cycle. Then the same cycle
@@ -57,12 +57,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 import deliver as sink
 import detect
 
-from scheduler import deliver as sending
-from scheduler.claims import CLAIMABLE
-from scheduler.cli_daemon import setup_logging
+from scheduler.cli.daemon import setup_logging
 from scheduler.clock import FixedClock
-from scheduler.config import load_config
-from scheduler.cycle import (
+from scheduler.config.file import load_config
+from scheduler.delivery import deliver as sending
+from scheduler.delivery.claims import CLAIMABLE
+from scheduler.delivery.deliver import Sender
+from scheduler.service.cycle import (
     CycleReport,
     Service,
     add_outcomes,
@@ -71,8 +72,7 @@ from scheduler.cycle import (
     new_sender,
     open_service,
 )
-from scheduler.deliver import Sender
-from scheduler.last_cycle import save_cycle
+from scheduler.service.last_cycle import save_cycle
 from scheduler.store.models import metadata
 from scheduler.store.schema import open_store
 
@@ -258,7 +258,7 @@ class Split:
 
 def time_steps(split: Split, sender: Sender) -> None:
     """Wrap what `sender` calls, for this process only (scheduler/ offers no hooks): the
-    functions `scheduler.deliver` imported, the sender's own methods and its renderer's."""
+    functions `scheduler.delivery.deliver` imported, the sender's own methods and its renderer's."""
     steps: list[tuple[object, str, str]] = [
         (sending, "reap", "reap + budget"),
         (sending, "apply_budget", "reap + budget"),

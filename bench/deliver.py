@@ -45,14 +45,14 @@ import aiosmtplib
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, delete, insert, select, update
 
+from scheduler.cli.workspace import create_workspace
 from scheduler.clock import FixedClock
-from scheduler.config import load_config
-from scheduler.deliver import Sender
-from scheduler.render import NoteRenderer
-from scheduler.smtp_client import ServerSettings
+from scheduler.config.file import load_config
+from scheduler.delivery.deliver import Sender
+from scheduler.delivery.smtp_client import ServerSettings
+from scheduler.notes.render import NoteRenderer
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
-from scheduler.workspace import create_workspace
 
 NOW = datetime(2027, 6, 15, 10, 0, tzinfo=UTC)
 CONNECTIONS = 4

@@ -43,14 +43,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import import_customers as data
 
-from scheduler.config import load_config
-from scheduler.detection import DetectionReport, detect, detect_on
+from scheduler.cli.workspace import create_workspace
+from scheduler.config.file import load_config
+from scheduler.detection.detect import DetectionReport, detect, detect_on
 from scheduler.importer import import_csv
 from scheduler.store.bulk import chunked
 from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
 from scheduler.store.schema import open_store
-from scheduler.workspace import create_workspace
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 NEW_ORDERS = 10_000

@@ -51,7 +51,8 @@ from numpy.typing import NDArray
 from sqlalchemy import func, select
 from sqlalchemy.schema import CreateIndex
 
-from scheduler.config import load_config
+from scheduler.cli.workspace import create_workspace
+from scheduler.config.file import load_config
 from scheduler.local_days import day_number, day_of
 from scheduler.ltv.bgnbd import fit_bgnbd
 from scheduler.ltv.gamma_gamma import fit_gamma_gamma
@@ -61,7 +62,6 @@ from scheduler.store.db import create_store_engine
 from scheduler.store.indexes import INDEX_BUILD_CACHE_KIB, secondary_indexes
 from scheduler.store.models import metadata
 from scheduler.store.schema import open_store, upgrade
-from scheduler.workspace import create_workspace
 
 CDNOW = Path(__file__).parent.parent / "tests" / "data" / "cdnow"
 TARGET_FIT_MS = 50.0

@@ -32,7 +32,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from scheduler.message import MessageParts, build_message, make_message_id
+from scheduler.notes.message import MessageParts, build_message, make_message_id
 
 TARGET = 5000.0
 FIRST = ["Ann", "Liam", "Mia", "Noah", "Olivia", "James", "Grace", "Tom", "Ruth", "Sam"]

@@ -35,14 +35,14 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
-from scheduler.note_context import sample_context
-from scheduler.render import NoteRenderer
-from scheduler.settings import BusinessSettings, Settings
+from scheduler.config.settings import BusinessSettings, Settings
+from scheduler.notes.note_context import sample_context
+from scheduler.notes.render import NoteRenderer
+from scheduler.notes.template_check import check_templates
 from scheduler.store.attributes import AttributeCensus
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade
-from scheduler.template_check import check_templates
 from scheduler.vocabulary import OCCASION_KINDS
 
 STARTERS = Path(__file__).parent.parent / "templates"

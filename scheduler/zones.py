@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
-from scheduler.settings import time_zone_names
+from scheduler.config.settings import time_zone_names
 
 
 class ZoneBook:

@@ -21,8 +21,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from scheduler.cli import app
-from scheduler.settings import BusinessSettings
+from scheduler.cli.app import app
+from scheduler.config.settings import BusinessSettings
 from scheduler.store.db import create_store_engine
 from scheduler.store.schema import upgrade
 

@@ -15,10 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, select
 
-from scheduler.claims import claim
-from scheduler.daily_budget import apply_budget
+from scheduler.config.settings import Settings
+from scheduler.delivery.claims import claim
+from scheduler.delivery.daily_budget import apply_budget
 from scheduler.occasions.budget import BudgetNote, BudgetPlan, plan_budget
-from scheduler.settings import Settings
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from tests.conftest import Workspace, run_cli

@@ -15,7 +15,7 @@ from rich.console import Console
 from sqlalchemy import func, select
 from typer.main import get_command
 
-from scheduler.cli import app
+from scheduler.cli.app import app
 from scheduler.progress import file_progress
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from scheduler.cli_notes import Kind
+from scheduler.cli.notes import Kind
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from scheduler.vocabulary import OCCASION_KINDS

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.config import find_config, load_config, normalize_database_url
+from scheduler.config.file import find_config, load_config, normalize_database_url
+from scheduler.config.occasion_settings import format_duration, parse_duration
 from scheduler.errors import ConfigError, ConfigNotFound
-from scheduler.occasion_settings import format_duration, parse_duration
 
 MINIMAL = """\
 [business]

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from scheduler.cycle import CycleReport
-from scheduler.last_cycle import save_cycle
+from scheduler.service.cycle import CycleReport
+from scheduler.service.last_cycle import save_cycle
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade

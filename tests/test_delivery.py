@@ -15,12 +15,12 @@ from typing import Any, Literal
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from scheduler.claims import claim, mark_sending
 from scheduler.clock import FixedClock
-from scheduler.deliver import Sender, SendReport
-from scheduler.render import NoteRenderer
-from scheduler.settings import Settings, SmtpSettings
-from scheduler.smtp_client import ServerSettings
+from scheduler.config.settings import Settings, SmtpSettings
+from scheduler.delivery.claims import claim, mark_sending
+from scheduler.delivery.deliver import Sender, SendReport
+from scheduler.delivery.smtp_client import ServerSettings
+from scheduler.notes.render import NoteRenderer
 from scheduler.store.db import create_store_engine, write_transaction
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade

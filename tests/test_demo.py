@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from scheduler.config import load_config
+from scheduler.config.file import load_config
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from tests.conftest import CliResult, run_cli

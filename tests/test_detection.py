@@ -14,11 +14,15 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, Select, event, insert, select, text
 
-from scheduler.detection import DetectionReport, _Detector, detect
-from scheduler.occasion_settings import BirthdaySettings, CheckInSettings, OrderThanksSettings
+from scheduler.config.occasion_settings import (
+    BirthdaySettings,
+    CheckInSettings,
+    OrderThanksSettings,
+)
+from scheduler.config.settings import Settings
+from scheduler.detection.detect import DetectionReport, _Detector, detect
 from scheduler.occasions.dates import month_days_between
 from scheduler.occasions.rules import Occasion, Span
-from scheduler.settings import Settings
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from scheduler.store.occasion_queries import (

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, insert, select
 
-from scheduler.detection import detect
+from scheduler.detection.detect import detect
 from scheduler.occasions.dates import occurrence
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from scheduler.config import bundled_example, load_config
-from scheduler.settings import Settings
+from scheduler.config.file import bundled_example, load_config
+from scheduler.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -34,7 +34,7 @@ def test_ci_runs_exactly_the_readmes_test_command() -> None:
     test_command = shell_blocks(quickstart)[1].strip()
     ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert test_command in ci_lines
-    assert {"ruff check .", "ruff format --check .", "mypy"} <= set(ci_lines)
+    assert {"ruff check .", "ruff format --check .", "mypy", "lint-imports"} <= set(ci_lines)
 
 
 def test_the_example_config_loads(tmp_path: Path) -> None:

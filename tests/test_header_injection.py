@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.header_safety import check_serialized_headers, clean_header_text
-from scheduler.message import BuiltMessage, MessageParts, UnsendableMessage, build_message
+from scheduler.notes.header_safety import check_serialized_headers, clean_header_text
+from scheduler.notes.message import BuiltMessage, MessageParts, UnsendableMessage, build_message
 from tests.test_message import EXPECTED_NAMES, parts
 
 EVIL_B = base64.b64encode(b"x\r\nBcc: y@evil.example").decode()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, insert, select
 
-from scheduler.deliver import RESULTS_EVERY
+from scheduler.delivery.deliver import RESULTS_EVERY
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from tests.conftest import Workspace

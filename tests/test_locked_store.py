@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 
-from scheduler.deliver import SendReport
+from scheduler.delivery.deliver import SendReport
+from scheduler.delivery.store_gate import StoreUnavailable
 from scheduler.store.db import create_store_engine
 from scheduler.store.schema import upgrade
-from scheduler.store_gate import StoreUnavailable
 from tests.smtp_servers import WAIT, Recorder, running
 from tests.test_delivery import add_due, sender_for, server, state
 from tests.test_misbehaving_server import with_smtp

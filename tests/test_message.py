@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.message import (
+from scheduler.notes.message import (
     BuiltMessage,
     MessageParts,
     UnsendableMessage,

@@ -13,8 +13,8 @@ import pytest
 from aiosmtplib.protocol import SMTPProtocol
 from sqlalchemy import Engine
 
-from scheduler.deliver import SendReport
-from scheduler.settings import Settings
+from scheduler.config.settings import Settings
+from scheduler.delivery.deliver import SendReport
 from tests.smtp_servers import WAIT, Scripted, line_server, running
 from tests.test_delivery import SETTINGS, add_due, run, sender_for, server, state
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
 
-from scheduler.nightly import nightly_refresh, refresh_trigger
-from scheduler.settings import LtvSettings
+from scheduler.config.settings import LtvSettings
+from scheduler.service.nightly import nightly_refresh, refresh_trigger
 from scheduler.store.models import metadata
 from tests.test_detection import SETTINGS, add_customer
 

@@ -15,13 +15,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Connection, Engine, event, func, insert, select
 
-from scheduler import unsubscribe
-from scheduler.note_context import PREVIEW_TOKEN, TouchRef, build_contexts, whole_years
-from scheduler.render import NoteRenderer
-from scheduler.settings import Settings
+from scheduler.config.settings import Settings
+from scheduler.notes import unsubscribe
+from scheduler.notes.note_context import PREVIEW_TOKEN, TouchRef, build_contexts, whole_years
+from scheduler.notes.render import NoteRenderer
+from scheduler.notes.unsubscribe import tokens_for, unsubscribe_link
 from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
-from scheduler.unsubscribe import tokens_for, unsubscribe_link
 from tests.conftest import adas_bakery
 from tests.test_detection import add_customer, add_ltv_run, add_order
 

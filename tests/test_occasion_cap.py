@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from scheduler.config.settings import ScheduleSettings
 from scheduler.occasions.cap import Planned, space_out
 from scheduler.occasions.rules import Occasion
 from scheduler.occasions.timing import SendWindow
-from scheduler.settings import ScheduleSettings
 from scheduler.vocabulary import OCCASION_KINDS, OccasionKind
 
 LONDON = ZoneInfo("Europe/London")

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.occasion_settings import (
+from scheduler.config.occasion_settings import (
     AnniversarySettings,
     BirthdaySettings,
     CheckInSettings,
@@ -19,6 +19,7 @@ from scheduler.occasion_settings import (
     OrderThanksSettings,
     ReferralThanksSettings,
 )
+from scheduler.config.settings import ScheduleSettings
 from scheduler.occasions.dates import occurrence
 from scheduler.occasions.rules import (
     FirstMeetingFact,
@@ -38,7 +39,6 @@ from scheduler.occasions.rules import (
     referral_thanks,
 )
 from scheduler.occasions.timing import SendWindow
-from scheduler.settings import ScheduleSettings
 
 LONDON = ZoneInfo("Europe/London")
 KIRITIMATI = ZoneInfo("Pacific/Kiritimati")  # UTC+14

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scheduler.config.settings import ScheduleSettings
 from scheduler.occasions.timing import SendWindow, local_moment
-from scheduler.settings import ScheduleSettings
 
 LONDON = ZoneInfo("Europe/London")
 NEW_YORK = ZoneInfo("America/New_York")

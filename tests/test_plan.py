@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from scheduler.demo_data import write_samples
+from scheduler.cli.demo_data import write_samples
 from scheduler.importer import import_csv
 from scheduler.occasions.timing import local_moment
 from scheduler.store.db import create_store_engine

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from scheduler.note_context import sample_context
-from scheduler.render import NoteRenderer, RenderStopped, TemplateProblem, links, paragraphs
-from scheduler.settings import Settings
+from scheduler.config.settings import Settings
+from scheduler.notes.note_context import sample_context
+from scheduler.notes.render import NoteRenderer, RenderStopped, TemplateProblem, links, paragraphs
 from scheduler.vocabulary import OCCASION_KINDS, OccasionKind
 from tests.conftest import adas_bakery
 

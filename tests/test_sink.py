@@ -24,11 +24,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import scheduler.sink
-from scheduler.cli_common import AppreciateGroup
-from scheduler.cli_sink import sink
+import scheduler.service.sink
+from scheduler.cli.common import AppreciateGroup
+from scheduler.cli.sink import sink
 from scheduler.errors import AppreciateError
-from scheduler.sink import (
+from scheduler.service.sink import (
     NO_SUBJECT,
     UNREADABLE,
     ReceivedNote,
@@ -50,8 +50,8 @@ WAIT = 20.0  # seconds a subprocess gets to say something; only reached when som
 # `sink` is not registered in `appreciate` here: a minimal app with the same error handling.
 SINK_APP = """
 import typer
-from scheduler.cli_common import AppreciateGroup
-from scheduler.cli_sink import sink
+from scheduler.cli.common import AppreciateGroup
+from scheduler.cli.sink import sink
 
 app = typer.Typer(cls=AppreciateGroup, add_completion=False, pretty_exceptions_enable=False)
 app.callback()(lambda: None)
@@ -143,7 +143,7 @@ def test_a_subject_that_cannot_be_read_does_not_lose_the_message(
     def broken(data: bytes, **_: object) -> EmailMessage:
         raise ValueError("no parser for this")
 
-    monkeypatch.setattr(scheduler.sink, "message_from_bytes", broken)
+    monkeypatch.setattr(scheduler.service.sink, "message_from_bytes", broken)
     send(server, note("Hello", "bob@example.com"))
     assert received[0].subject == UNREADABLE
     assert b"Subject: Hello" in received[0].path.read_bytes()
@@ -223,9 +223,9 @@ def test_the_port_is_free_again_once_stopped(tmp_path: Path) -> None:
 def test_a_folder_of_other_files_is_not_taken_for_a_maildir(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(SinkFolderUnusable, match="not a Maildir"):
-        scheduler.sink.Sink(tmp_path)
+        scheduler.service.sink.Sink(tmp_path)
     with pytest.raises(SinkFolderUnusable, match="is a file"):
-        scheduler.sink.Sink(tmp_path / "notes.txt")
+        scheduler.service.sink.Sink(tmp_path / "notes.txt")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
 
 

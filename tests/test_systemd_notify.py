@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.systemd_notify import Notifier, keep_alive
+from scheduler.service.systemd_notify import Notifier, keep_alive
 
 TIMEOUT = 5.0
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.template_choice import template_for, template_names
+from scheduler.notes.template_choice import template_for, template_names
 
 
 def test_a_tier_variant_wins_when_it_exists(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from scheduler.smtp_client import is_throttling
+from scheduler.delivery.smtp_client import is_throttling
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from tests.conftest import CliResult, Workspace, run_cli

@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, func, insert, select
 
-from scheduler.settings import LtvSettings, Settings
+from scheduler.config.settings import LtvSettings, Settings
+from scheduler.service.valuation import compute_values, refresh_values
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade
-from scheduler.valuation import compute_values, refresh_values
 from tests.conftest import Workspace, adas_bakery, run_cli
 from tests.test_detection import add_customer, add_order
 

@@ -1,4 +1,8 @@
-"""CSV import of customers, orders, referrals and meetings (see `import_csv`)."""
+"""CSV import of customers, orders, referrals and meetings (see `import_csv`).
+
+May import the store, the core and config; never notes, detection, delivery, the service or
+the commands.
+"""
 
 from scheduler.importer.kinds import KINDS
 from scheduler.importer.mapping import ColumnMapping, MappedColumn, parse_map_option

@@ -25,7 +25,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from scheduler.addresses import InvalidAddress, normalize_address
-from scheduler.settings import known_time_zone
+from scheduler.config.settings import known_time_zone
 
 _BIRTHDAY = re.compile(r"(?:([0-9]{4})-|--)?([0-9]{2})-([0-9]{2})")
 OTHER_DIGITS = re.compile(r"(?![0-9])\d")

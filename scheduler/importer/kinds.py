@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
-from scheduler.import_columns import (
+from scheduler.config.import_columns import (
     ATTRIBUTE_KINDS,
     IMPORT_KINDS,
     OPTIONAL_COLUMNS,

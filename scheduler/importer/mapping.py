@@ -21,8 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from scheduler.config.import_columns import RESERVED_COLUMNS, column_name, mapping_target_problem
 from scheduler.errors import AppreciateError
-from scheduler.import_columns import RESERVED_COLUMNS, column_name, mapping_target_problem
 from scheduler.output import printable
 
 

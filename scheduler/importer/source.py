@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from scheduler.config.import_columns import RESERVED_COLUMNS, column_name
 from scheduler.errors import ImportRejected
-from scheduler.import_columns import RESERVED_COLUMNS, column_name
 from scheduler.importer.mapping import NO_MAPPING, ColumnMapping
 from scheduler.output import printable
 

@@ -6,6 +6,9 @@
 - `simple`: the practitioner formula (average margin x purchases per year x remaining years).
 - `referral`: credit for the customers a customer referred.
 - `value`: everything combined, the model choice and the tiers.
+
+May import only numpy, scipy and the leaf modules (`scheduler.tiers`); reading values from the
+store and storing them is `scheduler.service.valuation`.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from decimal import Decimal
 from functools import lru_cache
 from itertools import pairwise
 
-from scheduler.occasion_settings import (
+from scheduler.config.occasion_settings import (
     AnniversarySettings,
     BirthdaySettings,
     CheckInSettings,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 
-from scheduler.settings import END_OF_DAY, WEEKDAYS, ScheduleSettings
+from scheduler.config.settings import END_OF_DAY, WEEKDAYS, ScheduleSettings
 
 
 @lru_cache(maxsize=16_384)

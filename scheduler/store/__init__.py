@@ -1,1 +1,10 @@
-"""The customer store: tables, engines, schema migrations and the checks around them."""
+"""The customer store: tables, engines, schema migrations and the checks around them.
+
+`models` (the tables), `db` (engines for SQLite and PostgreSQL), `schema` and `migrations`
+(Alembic), `bulk` (the importer's fast inserts), `outbox` (occasions recorded as touches exactly
+once, suppressed or expired with a reason, spaced by the frequency cap: where detection and
+delivery meet), and the queries other packages share.
+
+May import the pure core (`scheduler.occasions`, `scheduler.ltv`) and config; never notes,
+the importer, detection, delivery, the service or the commands.
+"""

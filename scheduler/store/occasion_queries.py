@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, or_, select
 
-from scheduler.settings import time_zone_names
+from scheduler.config.settings import time_zone_names
 from scheduler.store.models import metadata
 
 customers = metadata.tables["customers"]

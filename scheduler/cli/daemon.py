@@ -1,0 +1,215 @@
+"""`appreciate run` (the service, or one cycle with --once) and `appreciate status`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from scheduler.cli.common import (
+    FormatOption,
+    NowOption,
+    cli_state,
+    err,
+    opened_store,
+    out,
+    parse_now,
+)
+from scheduler.clock import FixedClock, SystemClock
+from scheduler.output import OutputFormat, printable, table, to_csv, to_json
+
+if TYPE_CHECKING:
+    from scheduler.notes.template_failures import TemplateFailures
+    from scheduler.service.cycle import CycleReport
+
+SYSLOG_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    """`<priority>message`, which journald reads as the line's priority (sd-daemon(3))."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{SYSLOG_PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
+
+
+def setup_logging(environ: dict[str, str] | None = None) -> None:
+    """One line per event on stderr; priority prefixes when journald reads it, timestamps when
+    a person does (journald adds its own)."""
+    env = os.environ if environ is None else environ
+    handler = logging.StreamHandler(sys.stderr)
+    if env.get("JOURNAL_STREAM") or env.get("NOTIFY_SOCKET"):
+        handler.setFormatter(JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("appreciate")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def run(
+    ctx: typer.Context,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="One full cycle (detect, prioritise, write, send), then exit."),
+    ] = False,
+    now: NowOption = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Run appreciate as a service: notice occasions, write and send the notes, around the clock.
+
+    Checks the config, the store and the SMTP password first, and exits with the errors if any
+    is wrong; template problems are logged (ERROR, with file and line) but only fail the notes
+    they write. Then runs until SIGTERM or Ctrl-C (the sends under way finish);
+    SIGHUP reloads the config and templates. Under systemd it reports READY, STATUS and the
+    watchdog (see deploy/appreciate.service). With --once it runs one cycle and exits, for cron
+    and backfills (--now sets the moment); Ctrl-C or SIGTERM stops it as they stop the service,
+    with exit code 130 (143).
+    """
+    import asyncio
+
+    from scheduler.config.file import find_config
+    from scheduler.service.cycle import (
+        instance_name,
+        log_template_findings,
+        open_service,
+        run_cycle,
+    )
+    from scheduler.service.daemon import Daemon
+    from scheduler.service.interruption import Interruption, release_held, stopped_line
+    from scheduler.service.systemd_notify import Notifier
+
+    state = cli_state(ctx)
+    config_path = find_config(state.config_option, os.environ, Path.cwd())
+    if now is not None and not once:
+        raise typer.BadParameter("--now goes with --once (the service runs on the real clock)")
+    setup_logging()
+    service = open_service(config_path)
+    if once:
+        log_template_findings(service, "at start")
+        clock = FixedClock(parse_now(now)) if now else SystemClock()
+        owner = instance_name()
+        interruption = Interruption(service.config.settings.schedule.stop_within)
+        try:
+            report = asyncio.run(
+                interruption.run(run_cycle(service, clock, owner, interruption.watch))
+            )
+            if interruption.received is not None:
+                released = release_held(service.engine, owner, clock)
+                err.print(stopped_line(interruption.received, *released), markup=False)
+        finally:
+            service.close()
+        if report is not None:
+            _print_cycle(report, output_format)
+            if report.throttled is not None:
+                slowed = printable(report.throttled.line())
+                err.print(f"SENDING SLOWED DOWN: {slowed}", markup=False)
+        if interruption.received is not None:
+            raise typer.Exit(interruption.exit_code)
+        if report is not None and report.paused:
+            err.print(f"SENDING IS PAUSED: {report.paused}", markup=False)
+            raise typer.Exit(1)
+        return
+    with Notifier.from_environ(os.environ) as notifier:
+        daemon = Daemon(config_path, service, SystemClock(), notifier, instance_name())
+        code = asyncio.run(daemon.serve())
+    raise typer.Exit(code)
+
+
+def _print_cycle(report: CycleReport, output_format: OutputFormat) -> None:
+    if output_format is OutputFormat.json:
+        out.file.write(to_json(report.as_dict()) + "\n")
+        return
+    rows = [{"what": f"added {kind}", "notes": n} for kind, n in sorted(report.added.items())]
+    rows += [{"what": status, "notes": n} for status, n in sorted(report.outcomes.items())]
+    if output_format is OutputFormat.csv:
+        out.file.write(to_csv(rows, ["what", "notes"]))
+    else:
+        out.print(table(f"Cycle at {report.at:%Y-%m-%d %H:%M} UTC", rows, ["what", "notes"]))
+
+
+def _print_template_failures(failures: list[TemplateFailures]) -> None:
+    """Loud: notes keep failing until the template is fixed."""
+    notes = sum(failure.notes for failure in failures)
+    out.print(
+        f"TEMPLATE PROBLEMS: {notes} {'note' if notes == 1 else 'notes'} failed on a template "
+        "and are still failed:",
+        style="bold red",
+        markup=False,
+    )
+    for failure in failures:
+        out.print(
+            printable(
+                f"  {failure.notes} {'note' if failure.notes == 1 else 'notes'}: "
+                f"{failure.problem} (last {failure.last_failed_at:%Y-%m-%d %H:%M} UTC)"
+            ),
+            style="red",
+            markup=False,
+        )
+    out.print(
+        "Fix the template (`appreciate templates check`, `appreciate preview`), then "
+        "`appreciate retry ID` for each note still worth sending "
+        "(`appreciate log --status failed`).",
+        markup=False,
+    )
+
+
+def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table) -> None:
+    """How the service is doing: the last cycle, the queue, what needs you, and any pause."""
+    from scheduler.service.queue_status import ATTENTION, queue_status
+
+    config = cli_state(ctx).config()
+    with opened_store(config) as engine, engine.connect() as connection:
+        found = queue_status(connection)
+    if output_format is OutputFormat.json:
+        payload = {
+            "last_cycle": found.last_cycle,
+            "queue": found.by_status,
+            "oldest_due": found.oldest_due,
+            "needs_attention": found.attention,
+            "paused": found.paused,
+            "template_failures": [failures.as_dict() for failures in found.template_failures],
+            "throttled": found.throttled.as_dict() if found.throttled else None,
+        }
+        out.file.write(to_json(payload) + "\n")
+        return
+    rows = [{"status": s, "notes": n} for s, n in found.by_status.items()]
+    if output_format is OutputFormat.csv:
+        out.file.write(to_csv(rows, ["status", "notes"]))
+        return
+    cycle = found.last_cycle
+    if cycle is None:
+        out.print("Last cycle: none yet (is `appreciate run` running?)")
+    else:
+        outcomes = ", ".join(f"{n} {s}" for s, n in sorted(cycle["outcomes"].items())) or "none"
+        added = sum(cycle["added"].values())
+        out.print(f"Last cycle: {cycle['at']}: {added} notes added; sent: {outcomes}", markup=False)
+    oldest = f"{found.oldest_due:%Y-%m-%d %H:%M} UTC" if found.oldest_due else "nothing waiting"
+    out.print(f"Oldest note waiting: {oldest}", markup=False)
+    if found.template_failures:
+        _print_template_failures(found.template_failures)
+    out.print(table("Queue", rows, ["status", "notes"]))
+    if found.attention:
+        out.print(
+            f"{found.attention} notes need you ({', '.join(ATTENTION)}): see "
+            "`appreciate log --status failed` and `appreciate retry ID`.",
+            markup=False,
+        )
+    if found.paused:
+        err.print(
+            f"SENDING IS PAUSED: {found.paused}\nFix the cause, then `appreciate send --resume`.",
+            markup=False,
+        )
+    if found.throttled:
+        err.print(f"SENDING SLOWED DOWN: {printable(found.throttled.line())}", markup=False)

@@ -1,0 +1,391 @@
+"""The shape of appreciate's configuration: frozen, strictly typed pydantic models.
+
+Every section forbids unknown keys and accepts only the TOML type it documents (a port written
+as `"587"` is an error, not a guess). Relative paths stay as written here; `scheduler.config.file`
+resolves them against the config file's folder. Later features add keys to their own section.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time, timedelta
+from functools import cache
+from typing import ClassVar, Literal
+from zoneinfo import available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from scheduler.addresses import InvalidAddress, normalize_address
+from scheduler.config.import_columns import column_name, mapping_target_problem
+from scheduler.config.occasion_settings import Duration, OccasionsSettings
+from scheduler.vocabulary import OCCASION_KINDS, OccasionKind
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WINDOW = re.compile(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})")
+_TIME_OF_DAY = re.compile(r"(\d{2}):(\d{2})")
+
+
+def known_time_zone(name: str) -> str:
+    """Return `name` if it is an IANA time zone this machine knows, else raise ValueError.
+
+    Only real zone names count: `localtime` (this machine's own setting, a file, not a zone),
+    `posixrules`, `Factory` and the `posix/` and `right/` copies of the database are not.
+    """
+    if name not in _time_zones():
+        raise ValueError(f'unknown time zone "{name}" (expected an IANA name like "Europe/Paris")')
+    return name
+
+
+def time_zone_names() -> frozenset[str]:
+    """Every IANA zone name this machine knows (see `known_time_zone`)."""
+    return _time_zones()
+
+
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+_NOT_ZONE_FOLDERS = ("posix/", "right/")
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    """The zone names, listed once: reading the zone database takes tens of milliseconds."""
+    return frozenset(
+        name
+        for name in available_timezones()
+        if name not in _NOT_ZONES and not name.startswith(_NOT_ZONE_FOLDERS)
+    )
+
+
+def known_currency(code: str) -> str:
+    """Return `code` if it is empty or an ISO 4217 currency code, else raise ValueError."""
+    if not code:
+        return code
+    from babel.numbers import list_currencies  # noqa: PLC0415 - only configs that set one
+
+    if code not in list_currencies():
+        raise ValueError(
+            f'unknown currency "{code}" (expected an ISO 4217 code such as "EUR" or "USD", '
+            "or empty for amounts without a currency sign)"
+        )
+    return code
+
+
+def known_locale(name: str) -> str:
+    """Return `name` if it is a locale such as `en_US` or `de_DE`, else raise ValueError."""
+    from babel import Locale, UnknownLocaleError  # noqa: PLC0415 - only when a config sets one
+
+    try:
+        Locale.parse(name)
+    except (ValueError, TypeError, UnknownLocaleError):
+        raise ValueError(
+            f'unknown locale "{name}" (expected a language and country such as "en_US" or "de_DE")'
+        ) from None
+    return name
+
+
+def _address(value: str) -> str:
+    try:
+        return normalize_address(value)
+    except InvalidAddress as error:
+        raise ValueError(f'"{value}" is not a valid email address: {error}') from None
+
+
+class Section(BaseModel):
+    """A config table: no unknown keys, no type coercion, immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DatabaseSettings(Section):
+    """Where the customer store lives. Empty `url` means `appreciate.db` beside the config."""
+
+    url: str = ""
+    url_env: str = ""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatabaseSettings:
+        if self.url and self.url_env:
+            raise ValueError("set either url or url_env, not both")
+        return self
+
+
+class BusinessSettings(Section):
+    """Who the notes come from."""
+
+    name: str = Field(min_length=1)
+    sender_name: str = Field(min_length=1)
+    sender_email: str
+    reply_to: str = ""
+    timezone: str = "UTC"
+    currency: str = ""
+    """ISO 4217 code of the currency amounts are in; empty: amounts carry no currency sign."""
+    locale: str = "en_US"
+    """How amounts are written: the decimal and group separators of this locale."""
+    review_url: str = ""
+    unsubscribe_url: str = ""
+    unsubscribe_email: str = ""
+
+    _check_sender = field_validator("sender_email")(_address)
+    _check_zone = field_validator("timezone")(known_time_zone)
+    _check_currency = field_validator("currency")(known_currency)
+    _check_locale = field_validator("locale")(known_locale)
+
+    @field_validator("reply_to")
+    @classmethod
+    def _check_reply_to(cls, value: str) -> str:
+        return _address(value) if value else value
+
+    @field_validator("review_url")
+    @classmethod
+    def _check_review_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError(f'expected a web address starting with https://, got "{value}"')
+        return value
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _check_unsubscribe_url(cls, value: str) -> str:
+        if value and not value.startswith("https://"):
+            raise ValueError(f'expected a web address starting with https://, got "{value}"')
+        if value and "{token}" not in value:
+            raise ValueError('put "{token}" where the customer\'s unsubscribe token goes')
+        return value
+
+    @field_validator("unsubscribe_email")
+    @classmethod
+    def _check_unsubscribe_email(cls, value: str) -> str:
+        return _address(value) if value else value
+
+
+class SmtpSettings(Section):
+    """The owner's mail server. The password is never written here: name an environment
+    variable (`password_env`) or a file (`password_file`) that holds it."""
+
+    host: str = Field(default="localhost", min_length=1)
+    port: int = Field(default=0, ge=0, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password_env: str = ""
+    password_file: str = ""
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    connections: int = Field(default=4, ge=1, le=64)
+    max_per_minute: int = Field(default=0, ge=0)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_after: Duration = timedelta(minutes=5)
+    lease: Duration = timedelta(minutes=10)
+    ca_file: str = ""
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> SmtpSettings:
+        if self.password_env and self.password_file:
+            raise ValueError("set either password_env or password_file, not both")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, or the standard one for the security mode (587, 465, 25)."""
+        if self.port:
+            return self.port
+        return {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+
+class ScheduleSettings(Section):
+    """When notes may go out, in each customer's local time."""
+
+    send_window: str = "09:00-17:00"
+    send_days: tuple[Weekday, ...] = WEEKDAYS
+    min_days_between: int = Field(default=7, ge=0, le=365)
+    precedence: tuple[OccasionKind, ...] = OCCASION_KINDS
+    daily_budget: int = Field(default=0, ge=0)
+    """At most this many notes per day (the business's day); 0: no limit."""
+    detect_every: Duration = timedelta(minutes=5)
+    """The daemon looks for new occasions this often."""
+    deliver_every: Duration = timedelta(seconds=30)
+    """The daemon sends what is due this often (and right after a detection adds notes)."""
+    stop_within: Duration = timedelta(seconds=30)
+    """On stop, notes being handed to the server get this long to finish."""
+
+    @field_validator("detect_every", "deliver_every", "stop_within")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("expected a duration longer than zero")
+        return value
+
+    @field_validator("precedence")
+    @classmethod
+    def _every_kind_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        missing = [kind for kind in OCCASION_KINDS if kind not in value]
+        repeated = sorted({kind for kind in value if value.count(kind) > 1})
+        if missing or repeated:
+            problems = [f"missing {', '.join(missing)}"] if missing else []
+            problems += [f"repeated {', '.join(repeated)}"] if repeated else []
+            raise ValueError(f"list every occasion kind once ({'; '.join(problems)})")
+        return value
+
+    @field_validator("send_window")
+    @classmethod
+    def _check_window(cls, value: str) -> str:
+        parse_window(value)
+        return value
+
+    @field_validator("send_days", "precedence", mode="before")
+    @classmethod
+    def _list_as_tuple(cls, value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("send_days")
+    @classmethod
+    def _some_day(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one day")
+        return value
+
+    @property
+    def window(self) -> tuple[time, time]:
+        """The send window as (start, end) local times."""
+        return parse_window(self.send_window)
+
+
+END_OF_DAY = time.max
+"""The end of a window written `24:00`: the next midnight (see `SendWindow.closes`)."""
+
+
+def parse_window(value: str) -> tuple[time, time]:
+    """Parse `"HH:MM-HH:MM"`; the start must come before the end on the same day. The end may
+    be `24:00` (up to midnight: "00:00-24:00" is the whole day), given as END_OF_DAY."""
+    match = _WINDOW.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f'expected "HH:MM-HH:MM", got "{value}"')
+    h1, m1, h2, m2 = (int(part) for part in match.groups())
+    try:
+        start = time(h1, m1)
+        end = END_OF_DAY if (h2, m2) == (24, 0) else time(h2, m2)
+    except ValueError:
+        raise ValueError(f'"{value}" is not a pair of times of day') from None
+    if start >= end:
+        raise ValueError(f'the window "{value}" must start before it ends')
+    return start, end
+
+
+class LtvSettings(Section):
+    """How customer lifetime value is estimated (see `scheduler.ltv`)."""
+
+    model: Literal["auto", "bgnbd", "simple"] = "auto"
+    margin: float = Field(default=1.0, gt=0, le=1)
+    horizon_months: int = Field(default=36, ge=1, le=600)
+    annual_discount_rate: float = Field(default=0.10, ge=0, le=1)
+    expected_lifetime_years: float = Field(default=5.0, gt=0, le=100)
+    referral_credit: float = Field(default=0.5, ge=0, le=1)
+    vip_share: float = Field(default=0.10, ge=0, le=1)
+    recompute_at: str = "03:00"
+
+    @field_validator("recompute_at")
+    @classmethod
+    def _check_time_of_day(cls, value: str) -> str:
+        parse_time_of_day(value)
+        return value
+
+    @property
+    def recompute_time(self) -> time:
+        """`recompute_at` as a local time of day (business time zone)."""
+        return parse_time_of_day(self.recompute_at)
+
+
+def parse_time_of_day(value: str) -> time:
+    """Parse `"HH:MM"` (24-hour clock)."""
+    match = _TIME_OF_DAY.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f'expected a time of day as "HH:MM", got "{value}"')
+    try:
+        return time(int(match[1]), int(match[2]))
+    except ValueError:
+        raise ValueError(f'"{value}" is not a time of day') from None
+
+
+class TemplatesSettings(Section):
+    """Where the owner's note templates live (relative to the config file), and how long one
+    note may take to write."""
+
+    directory: str = Field(default="templates", min_length=1)
+    render_timeout: Duration = timedelta(seconds=2)
+    """Writing one note takes longer (a runaway loop): that note fails, the others go on."""
+
+    @field_validator("render_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("expected a duration longer than zero")
+        return value
+
+
+class ImportColumns(Section):
+    """How one kind's files name their columns: `columns` maps a column of the file (matched
+    as headers are: case-insensitive, punctuation as `_`) to the column appreciate reads."""
+
+    kind: ClassVar[str]
+    columns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("columns")
+    @classmethod
+    def _check_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [
+            f'"{source}" = {problem}'
+            for source, target in value.items()
+            if (problem := mapping_target_problem(cls.kind, target))
+        ]
+        if any(not column_name(source) for source in value):
+            problems.append("a mapped column has no usable name")
+        targets: dict[str, str] = {}
+        for source, target in value.items():
+            name = column_name(target)
+            if name in targets:
+                problems.append(f'"{targets[name]}" and "{source}" are both mapped to "{target}"')
+            targets.setdefault(name, source)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
+class CustomerColumns(ImportColumns):
+    kind = "customers"
+
+
+class OrderColumns(ImportColumns):
+    kind = "orders"
+
+
+class ReferralColumns(ImportColumns):
+    kind = "referrals"
+
+
+class MeetingColumns(ImportColumns):
+    kind = "meetings"
+
+
+class ImportSettings(Section):
+    """Column mappings for `appreciate import`, per kind (`[import.customers]`, ...)."""
+
+    customers: CustomerColumns = CustomerColumns()
+    orders: OrderColumns = OrderColumns()
+    referrals: ReferralColumns = ReferralColumns()
+    meetings: MeetingColumns = MeetingColumns()
+
+    def columns(self, kind: str) -> dict[str, str]:
+        """The mapping configured for `kind`."""
+        found: ImportColumns = getattr(self, kind)
+        return found.columns
+
+
+class Settings(Section):
+    """The whole config file."""
+
+    database: DatabaseSettings = DatabaseSettings()
+    business: BusinessSettings
+    smtp: SmtpSettings = SmtpSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    occasions: OccasionsSettings = OccasionsSettings()
+    ltv: LtvSettings = LtvSettings()
+    templates: TemplatesSettings = TemplatesSettings()
+    imports: ImportSettings = Field(default=ImportSettings(), alias="import")
+    """`[import]` in the file (`import` is a Python keyword)."""

@@ -1,0 +1,384 @@
+"""One connection to the owner's mail server, and what became of each message sent on it.
+
+Rules (the outcome of one attempt):
+- 250 after the message: `sent`, with the server's reply.
+- A 4xx reply, a refused connection, a timeout or a disconnect before the message was handed
+  over: `retry` (the note is tried again later). So is a reply that is not the one expected
+  (354 to MAIL), and one to MAIL, RCPT or DATA that is no SMTP reply at all (garbage, too
+  long): then the line is dropped, since what follows on it cannot be trusted.
+- A 4xx reply that says the server is limiting us rather than refusing this note (see
+  `is_throttling`): `throttled`; the sender slows down as a whole.
+- A 5xx reply: `failed` at once, with the reply.
+- 530/535 (authentication): `auth`; sending pauses for every note until the owner acts.
+- A server that does not offer STARTTLS when `security = "starttls"`: `insecure`; sending
+  pauses too. Never a silent downgrade to plain text.
+- A greeting that is not 220 (an SSH or POP3 server, "554 no service"): `bad_greeting`, naming
+  host, port and what it said; sending pauses too. A 4xx greeting (a busy server, "421 too many
+  connections") is temporary, as any 4xx.
+- A disconnect, a timeout or a reply that cannot be read (garbage, or no SMTP reply code) after
+  the message's final "." was sent: `unknown` (the server may have taken it); the line is
+  dropped, and the note never resent by itself.
+- An address that needs SMTPUTF8 on a server without it: `held`, with the reason.
+- An unexpected error while sending (a bug here or in aiosmtplib): see `abandon`.
+
+The DATA step is done in two halves (the DATA command through aiosmtplib's public command API,
+then the message through its protocol's write and read), so a lost line is known to be before or
+after the final ".". Certificates are always validated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from dataclasses import dataclass
+from typing import Literal
+
+import aiosmtplib
+from aiosmtplib import (
+    SMTPAuthenticationError,
+    SMTPConnectResponseError,
+    SMTPException,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+    SMTPTimeoutError,
+)
+
+from scheduler.notes.message import BuiltMessage
+
+OutcomeStatus = Literal[
+    "sent", "retry", "throttled", "failed", "auth", "insecure", "bad_greeting", "unknown", "held"
+]
+AUTH_CODES = (530, 534, 535, 538)
+QUIT_WITHIN = 5.0
+"""Seconds a polite goodbye may take before the line is simply closed."""
+SHOWN_ANSWER = 80
+"""At most this many characters of what a server answered are quoted in a reason."""
+_MALFORMED = "Malformed SMTP response line:"
+"""How aiosmtplib's message for a line without a reply code begins (the line follows)."""
+_THROTTLING_STATUS = re.compile(r"4\.(?:7\.\d{1,3}|3\.2|4\.5)(?!\.?\d)")
+_THROTTLING_WORDS = re.compile(
+    r"too much mail|too many|rate[ -]?limit|throttl|slow(?:ing)? down|try again later",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: OutcomeStatus
+    reply: str
+    code: int | None = None
+    """The server's reply code when the outcome is its reply (None: no reply, e.g. a lost
+    line, or a reply that was no SMTP reply)."""
+
+
+def is_throttling(code: int, message: str) -> bool:
+    """Whether a temporary (4xx) reply says the server is limiting this sender rather than
+    refusing this one note: 421 (closing the line), an enhanced status code 4.7.x (policy, such
+    as Postfix's rate limits), 4.3.2 (not accepting mail) or 4.4.5 (congestion), or words such
+    as "too much mail", "too many", "rate limit", "throttl...", "slow down", "try again
+    later". Other 4xx replies ("450 4.2.2 mailbox full") concern one note only."""
+    if not 400 <= code < 500:
+        return False
+    if code == 421:
+        return True
+    return bool(_THROTTLING_STATUS.match(message.lstrip()) or _THROTTLING_WORDS.search(message))
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Where and how to connect (the password already read from its env variable or file)."""
+
+    host: str
+    port: int
+    security: Literal["starttls", "tls", "none"]
+    username: str
+    password: str | None
+    timeout: float
+    ca_file: str | None = None
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Certificate and host name checks on, with the system's CAs (or `ca_file`)."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+
+def _tls_failure(error: BaseException) -> BaseException | None:
+    """The TLS error behind `error` (a certificate that does not verify, a failed handshake),
+    looking through the exceptions aiosmtplib wraps it in."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _reply(error: SMTPResponseException) -> str:
+    return f"{error.code} {error.message}".strip()
+
+
+def _is_reply_code(code: int) -> bool:
+    """A code a server may send (aiosmtplib reports a line it cannot read as -1)."""
+    return 200 <= code < 600
+
+
+def _classify(code: int, reply: str) -> Outcome:
+    """The outcome of a reply that refuses, before the message was handed over."""
+    if code in AUTH_CODES:
+        return Outcome("auth", reply, code)
+    if 400 <= code < 500:
+        message = reply.removeprefix(str(code))
+        return Outcome("throttled" if is_throttling(code, message) else "retry", reply, code)
+    if 500 <= code < 600:
+        return Outcome("failed", reply, code)
+    return Outcome("retry", f"unexpected reply: {reply}", code)
+
+
+def _not_understood(error: SMTPResponseException) -> Outcome:
+    """A line that is no SMTP reply (garbage, too long) before the message: the line is
+    dropped by the caller, and the note tried again later."""
+    return Outcome("retry", f"the server's reply could not be understood: {_said(error)}")
+
+
+def _said(error: SMTPResponseException) -> str:
+    """What the server answered, quoted (see `shown`), for a reason a person reads."""
+    if error.message.startswith(_MALFORMED):
+        return shown(error.message.removeprefix(_MALFORMED))
+    if _is_reply_code(error.code):
+        return shown(_reply(error))
+    return f"no SMTP reply ({error.message})"
+
+
+def shown(text: str, limit: int = SHOWN_ANSWER) -> str:
+    """`text` from the other end, quoted for a reason or a log line: control characters
+    (escape sequences, line breaks, bidi overrides) escaped, at most `limit` characters."""
+    quoted = repr(text.strip()[: limit * 4])[1:-1]
+    cut = quoted[:limit] + "..." if len(quoted) > limit else quoted
+    return f'"{cut}"'
+
+
+def _shut(smtp: aiosmtplib.SMTP, transport: asyncio.BaseTransport | None = None) -> None:
+    """Close the line at once: its transport (`transport`, else the one `smtp` holds) is
+    aborted, so its socket is closed on the event loop's next turn. A plain close would first
+    trade TLS close_notify messages with the server, and a loop that stops meanwhile (the end
+    of `appreciate send`) would leave the socket open."""
+    line = transport or smtp.transport
+    if isinstance(line, asyncio.Transport):
+        line.abort()
+    smtp.close()
+
+
+class SmtpConnection:
+    """A connection opened on first use and reused for message after message."""
+
+    def __init__(self, server: ServerSettings) -> None:
+        self.server = server
+        self._smtp: aiosmtplib.SMTP | None = None
+        self._written = False
+        """Whether the message being sent was written to the line (so it may have gone)."""
+
+    @property
+    def is_open(self) -> bool:
+        return self._smtp is not None and self._smtp.is_connected
+
+    async def _open(self) -> Outcome | None:
+        """Connect, secure and log in; None when ready, else the outcome for the message."""
+        server = self.server
+        smtp = aiosmtplib.SMTP(
+            hostname=server.host,
+            port=server.port,
+            timeout=server.timeout,
+            use_tls=server.security == "tls",
+            start_tls=False,
+            tls_context=server.tls_context() if server.security != "none" else None,
+        )
+        try:
+            problem = await self._greeted(smtp) or await self._secured(smtp)
+        except asyncio.CancelledError:
+            _shut(smtp)
+            raise
+        if problem is not None:
+            _shut(smtp)
+            return problem
+        self._smtp = smtp
+        return None
+
+    async def _greeted(self, smtp: aiosmtplib.SMTP) -> Outcome | None:
+        """The connection (with TLS when `security = "tls"`) and the server's greeting."""
+        server = self.server
+        try:
+            await smtp.connect()
+        except SMTPResponseException as error:  # a reply, but not 220, or no SMTP reply at all
+            if isinstance(error, SMTPConnectResponseError) and 400 <= error.code < 500:
+                return _classify(error.code, _reply(error))  # busy, or too many connections
+            return Outcome(
+                "bad_greeting",
+                f"{server.host}:{server.port} did not greet like a mail server: it answered "
+                f"{_said(error)} instead of 220; check [smtp] host, port and security",
+            )
+        except (SMTPException, OSError) as error:
+            return self._unreachable(error)
+        return None
+
+    async def _secured(self, smtp: aiosmtplib.SMTP) -> Outcome | None:
+        """STARTTLS (when `security = "starttls"`), the login, and the server's extensions."""
+        server = self.server
+        try:
+            if server.security == "starttls":
+                await smtp.ehlo()
+                if not smtp.supports_extension("starttls"):
+                    return Outcome(
+                        "insecure",
+                        f"{server.host}:{server.port} does not offer STARTTLS, and security is "
+                        '"starttls": refusing to send in plain text',
+                    )
+                await smtp.starttls()
+            if server.username:
+                await smtp.login(server.username, server.password or "")
+            if smtp.is_ehlo_or_helo_needed:  # the extensions (SMTPUTF8) are known before MAIL
+                await smtp.ehlo()
+        except SMTPAuthenticationError as error:
+            return Outcome("auth", f"login as {server.username} refused: {_reply(error)}")
+        except SMTPResponseException as error:
+            if not _is_reply_code(error.code):
+                return _not_understood(error)
+            return _classify(error.code, _reply(error))
+        except (SMTPException, OSError) as error:
+            return self._unreachable(error)
+        return None
+
+    def _unreachable(self, error: BaseException) -> Outcome:
+        server = self.server
+        tls = _tls_failure(error)
+        if tls is not None:
+            return Outcome("insecure", f"TLS with {server.host} failed: {tls}")
+        return Outcome("retry", f"could not connect to {server.host}:{server.port}: {error}")
+
+    async def send(self, message: BuiltMessage) -> Outcome:
+        """Send one message (see the module's rules for the outcome). A send that is cancelled
+        (a stop that cannot wait) closes the line at once: it is mid-command, unfit for reuse,
+        and a goodbye on it would wait for the server."""
+        try:
+            return await self._send(message)
+        except asyncio.CancelledError:
+            self._drop()
+            raise
+
+    def abandon(self, error: BaseException) -> Outcome:
+        """After an unexpected error in `send` (a bug here or in aiosmtplib): the line is
+        dropped, and the outcome is `unknown` if the message had been written to it (it may
+        have gone), else `retry`."""
+        self._drop()
+        what = f"{type(error).__name__}: {error}"
+        if self._written:
+            return Outcome("unknown", f"unexpected error once the message was handed over: {what}")
+        return Outcome("retry", f"unexpected error before the message was handed over: {what}")
+
+    async def _send(self, message: BuiltMessage) -> Outcome:
+        self._written = False
+        if not self.is_open:
+            problem = await self._open()
+            if problem is not None:
+                return problem
+        smtp = self._smtp
+        if smtp is None:
+            return Outcome("retry", f"no connection to {self.server.host}")
+        if message.smtputf8 and not smtp.supports_extension("smtputf8"):
+            return Outcome(
+                "held",
+                f"the address needs SMTPUTF8 (non-ASCII), which {self.server.host} does not offer",
+            )
+        return await self._envelope(smtp, message)
+
+    async def _envelope(self, smtp: aiosmtplib.SMTP, message: BuiltMessage) -> Outcome:
+        """MAIL, RCPT and DATA: a refusal or a lost line here is before the message."""
+        # The addresses were validated when the message was built: sent as they are (UTF-8
+        # only with SMTPUTF8), without aiosmtplib re-parsing them for every note.
+        options = [b"SMTPUTF8"] if message.smtputf8 else []
+        sender = f"FROM:<{message.mail_from}>".encode()
+        recipient = f"TO:<{message.rcpt_to}>".encode()
+        steps = (
+            (b"MAIL", (sender, *options), (250,)),
+            (b"RCPT", (recipient,), (250, 251)),
+            (b"DATA", (), (354,)),
+        )
+        try:
+            for command, arguments, wanted in steps:
+                reply = await smtp.execute_command(command, *arguments)
+                if reply.code not in wanted:
+                    return await self._refused(reply.code, f"{reply.code} {reply.message}")
+        except SMTPResponseException as error:
+            if not _is_reply_code(error.code):  # garbage: what follows on the line is suspect
+                self._drop()
+                return _not_understood(error)
+            return await self._refused(error.code, _reply(error))
+        except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as error:
+            self._drop()
+            return Outcome("retry", f"connection lost before the message was sent: {error}")
+        return await self._hand_over(smtp, message)
+
+    async def _hand_over(self, smtp: aiosmtplib.SMTP, message: BuiltMessage) -> Outcome:
+        """The message itself and its final "."; a lost line from here on is `unknown`."""
+        protocol = smtp.protocol
+        if protocol is None:
+            self._drop()
+            return Outcome("retry", "connection lost before the message was sent")
+        data = message.data
+        if data.startswith(b"."):
+            data = b"." + data
+        data = data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+        try:
+            self._written = True
+            protocol.write(data)
+            reply = await protocol.read_response(timeout=self.server.timeout)
+        except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as error:
+            self._drop()
+            return Outcome("unknown", f"connection lost after the message was handed over: {error}")
+        except SMTPResponseException as error:  # a line that is no SMTP reply (garbage)
+            self._drop()
+            return Outcome(
+                "unknown",
+                f"the server's reply to the message could not be understood: {_said(error)}",
+            )
+        text = f"{reply.code} {reply.message}".strip()
+        if reply.code == 250:
+            return Outcome("sent", text, reply.code)
+        if 400 <= reply.code < 600:
+            return await self._refused(reply.code, text)
+        self._drop()
+        return Outcome("unknown", f"unexpected reply to the message: {shown(text)}", reply.code)
+
+    async def _refused(self, code: int, reply: str) -> Outcome:
+        """The server said no: reset the transaction so the connection can go on (a 421, or a
+        code no server sends, ends the line instead)."""
+        if code == 421 or not _is_reply_code(code):
+            self._drop()
+        elif self._smtp is not None:
+            try:
+                await self._smtp.rset()
+            except (SMTPException, OSError):
+                self._drop()
+        return _classify(code, reply)
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            _shut(self._smtp)
+        self._smtp = None
+
+    async def close(self) -> None:
+        """Say goodbye politely when the line still works (within QUIT_WITHIN seconds); the
+        line is closed in any case, also when the goodbye is cancelled."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        transport = smtp.transport  # aiosmtplib forgets it once the goodbye is said
+        try:
+            if smtp.is_connected:
+                await smtp.quit(timeout=min(self.server.timeout, QUIT_WITHIN))
+        except (SMTPException, OSError):
+            pass
+        finally:
+            _shut(smtp, transport)
+        await asyncio.sleep(0)  # the aborted line's socket is closed on this turn of the loop

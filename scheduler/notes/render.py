@@ -1,0 +1,283 @@
+"""Writing a note from the owner's templates: a subject, a plain text and optionally HTML.
+
+Rules:
+- The template is `KIND.TIER.j2` when that file exists, else `KIND.j2`
+  (`scheduler.notes.template_choice`). It fills in the blocks `subject` and `text` and may fill in
+  `html`; the starters extend `_layout.j2`, which builds both bodies from one `message` block.
+- Templates run in the sandbox of `scheduler.notes.template_sandbox` with StrictUndefined: a name or
+  key missing from the context is an error, never an empty string. Top-level code (`{% set %}`,
+  `{% from ... import %}`) runs as usual; each block is then rendered on its own.
+- HTML is escaped automatically, subject and text never: they come from two environments over
+  the same files, one compiling with autoescape on (for `html`), one with it off. (An
+  `{% autoescape true %}` tag in the layout would not do: the note's own `message` block, called
+  from inside it, is compiled in the note's file without escaping, so a customer's name would
+  reach the HTML raw.)
+- The subject is one line: runs of whitespace, newlines included, become one space, and it is
+  trimmed. The text keeps its lines, loses trailing spaces and blank lines at either end, has at
+  most one blank line in a row, and ends with one newline. HTML is trimmed. A subject or text
+  that is missing or empty is an error; an html block that is missing or empty means no HTML.
+- Subject, text and HTML together may hold at most `max_chars` characters: more is an error,
+  never a truncated note. Output is counted as it is produced, so a runaway loop stops early.
+- A note must be written within `timeout` seconds (`[templates] render_timeout`): the sandbox
+  checks the deadline at every step a template can repeat (see `scheduler.notes.render_limits`).
+  Past it, the note is a TemplateProblem like any other. When `stop` (an Event) is set while a
+  note is being written, it is abandoned at the next step with RenderStopped: appreciate is
+  stopping, and the note is not at fault.
+- Any error (syntax, undefined name, sandbox refusal, size, time, a failing operation) is a
+  TemplateProblem naming the file it is in (`_layout.j2` for the layout's own errors) and the
+  line when known.
+- In HTML, what templates print from the context never becomes a link; the business's own
+  addresses and the template's own text do (see `scheduler.notes.note_links`).
+- Compiled templates are cached by Jinja (400 per environment), and recompiled when the file
+  changes, so edits apply to a running daemon.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from jinja2 import FileSystemLoader, Template, TemplateNotFound, TemplateSyntaxError
+from jinja2.exceptions import TemplateError
+from markupsafe import Markup, escape
+
+from scheduler.config.settings import Settings
+from scheduler.errors import AppreciateError
+from scheduler.notes.note_links import links
+from scheduler.notes.render_limits import (
+    CHECK_EVERY,
+    RenderStopped,
+    RenderTimeout,
+    check,
+    note_limits,
+)
+from scheduler.notes.template_choice import template_for
+from scheduler.notes.template_sandbox import NoteSandbox
+from scheduler.vocabulary import OccasionKind
+
+__all__ = ["MAX_CHARS", "NoteRenderer", "RenderStopped", "TemplateProblem", "links", "paragraphs"]
+
+MAX_CHARS = 50_000
+RENDER_TIMEOUT = 2.0
+"""Seconds one note may take to write, unless `[templates] render_timeout` says otherwise."""
+_BLANK_LINES = re.compile(r"\n{3,}")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+@dataclass(frozen=True)
+class RenderedNote:
+    """A written note. `template` is the file used, e.g. "birthday.vip.j2"."""
+
+    subject: str
+    text: str
+    html: str | None
+    template: str
+
+
+class TemplateProblem(AppreciateError):
+    """A template that cannot write a note: the file, the line when known, and why."""
+
+    exit_code = 2
+
+    def __init__(self, file: str, line: int | None, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.message = message
+        where = file if line is None else f"{file}:{line}"
+        super().__init__(f"{where}: {message}")
+
+
+class NoteRenderer:
+    """Renders notes from the templates in `directory` (see the module's rules)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_chars: int = MAX_CHARS,
+        timeout: float | None = RENDER_TIMEOUT,
+    ) -> None:
+        self.directory = directory
+        self.max_chars = max_chars
+        self.timeout = timeout
+        """Seconds a note may take to write (None: no limit)."""
+        loader = FileSystemLoader(directory)
+        self._text = NoteSandbox(loader, autoescape=False, limit=max_chars)
+        self._html = NoteSandbox(loader, autoescape=True, limit=max_chars)
+        for environment in (self._text, self._html):  # both compile every block
+            environment.filters["paragraphs"] = paragraphs
+
+    @classmethod
+    def configured(cls, directory: Path, settings: Settings) -> NoteRenderer:
+        """The renderer for the templates in `directory`, with `[templates] render_timeout`."""
+        return cls(directory, timeout=settings.templates.render_timeout.total_seconds())
+
+    def template_name(self, kind: OccasionKind, tier: str | None) -> str:
+        """The file that writes this note: the tier variant when it exists."""
+        try:
+            return template_for(self.directory, kind, tier).name
+        except ValueError as error:
+            raise TemplateProblem(f"{kind}.j2", None, str(error)) from None
+
+    def render(
+        self,
+        kind: OccasionKind,
+        tier: str | None,
+        context: Mapping[str, Any],
+        *,
+        stop: threading.Event | None = None,
+    ) -> RenderedNote:
+        """The note for `kind`, from the tier's variant when there is one. Raises
+        TemplateProblem, or RenderStopped once `stop` is set (see the module's rules)."""
+        name = self.template_name(kind, tier)
+        output = _Output(self.max_chars)  # one limit for subject, text and HTML together
+        with note_limits(self.timeout, stop):
+            plain = self._blocks(self._text, name, context, ("subject", "text"), output)
+            for block in ("subject", "text"):
+                if block not in plain:
+                    raise TemplateProblem(name, None, f"there is no {{% block {block} %}}")
+            rich = self._blocks(self._html, name, context, ("html",), output)
+        subject = " ".join(plain["subject"].split())
+        text = _tidy_text(plain["text"])
+        if not subject:
+            raise TemplateProblem(name, None, "the subject is empty")
+        if not text.strip():
+            raise TemplateProblem(name, None, "the text is empty")
+        html = rich.get("html", "").strip() or None
+        return RenderedNote(subject=subject, text=text, html=html, template=name)
+
+    def _blocks(
+        self,
+        environment: NoteSandbox,
+        name: str,
+        context: Mapping[str, Any],
+        wanted: tuple[str, ...],
+        output: _Output,
+    ) -> dict[str, str]:
+        """Render the `wanted` blocks that the template (with its parents) has."""
+        try:
+            template = self._load(environment, name)
+            run = template.new_context(dict(context))
+            table = _BlockTable(run.blocks)
+            run.blocks = table
+            # Top-level code runs (extends, imports, sets); the blocks it reaches stay silent.
+            _Output(self.max_chars).collect(_generator(template.root_render_func(run)))
+            table.silent = False
+            return {
+                block: output.collect(_generator(table[block][0](run)))
+                for block in wanted
+                if block in table
+            }
+        except (TemplateProblem, RenderStopped):
+            raise
+        except TemplateSyntaxError as error:
+            file = error.name or (Path(error.filename).name if error.filename else name)
+            raise TemplateProblem(file, error.lineno, error.message or str(error)) from None
+        except Exception as error:  # anything a template did: report it where it happened
+            file, line = _where(error, name)
+            raise TemplateProblem(file, line, _describe(error, self.max_chars)) from None
+
+    def _load(self, environment: NoteSandbox, name: str) -> Template:
+        try:
+            return environment.get_template(name)
+        except TemplateNotFound:
+            raise TemplateProblem(name, None, f"no such template in {self.directory}") from None
+
+
+def paragraphs(value: str) -> Markup:
+    """Text as HTML paragraphs: a blank line starts a paragraph, a line break becomes `<br>`.
+    Text not yet marked safe is escaped first."""
+    text = str(escape(value)).replace("\r\n", "\n").strip()
+    found = []
+    for paragraph in _PARAGRAPH_BREAK.split(text):
+        lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
+        if lines:
+            found.append("<p>" + "<br>\n".join(lines) + "</p>")
+    return Markup("\n".join(found))  # noqa: S704 - built from escaped text and fixed tags
+
+
+def _tidy_text(text: str) -> str:
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    tidy = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
+    return tidy + "\n" if tidy else ""
+
+
+class _OutputTooLong(Exception):
+    """Thrown into a template's output as it passes the limit (so the traceback says where)."""
+
+
+class _Output:
+    """Collects rendered text, counting every piece against one limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+
+    def collect(self, pieces: Generator[str, None, None]) -> str:
+        kept = []
+        for count, piece in enumerate(pieces):
+            if not count % CHECK_EVERY:
+                try:
+                    check()
+                except RenderTimeout as late:  # raised where the template is, for its line
+                    pieces.throw(late)
+                    raise  # pragma: no cover - a template cannot catch it
+            self.total += len(piece)
+            if self.total > self.limit:
+                pieces.throw(_OutputTooLong())
+                raise _OutputTooLong  # pragma: no cover - a template cannot catch it
+            kept.append(piece)
+        return "".join(kept)
+
+
+class _BlockTable(dict[str, list[Any]]):
+    """`context.blocks`, which puts a silent block first in every lookup while `silent` is set.
+
+    The root of a template renders its top-level blocks by looking them up here; the setup
+    pass wants the root's side effects on the context, not the blocks' output. Registering
+    blocks (`setdefault`, used by `{% extends %}`) is untouched, and the real blocks stay
+    behind the silent one (so a `required` block's check still sees its overrides)."""
+
+    silent = True
+
+    def __getitem__(self, name: str) -> list[Any]:
+        if self.silent:
+            return [_silent_block, *self.get(name, ())]
+        return super().__getitem__(name)
+
+
+def _silent_block(_context: Any) -> Iterator[str]:
+    return iter(())
+
+
+def _generator(pieces: Iterator[str]) -> Generator[str, None, None]:
+    return cast(Generator[str, None, None], pieces)
+
+
+def _where(error: BaseException, fallback: str) -> tuple[str, int | None]:
+    """The template file and line where `error` was raised: its innermost template frame."""
+    found: tuple[str, int | None] = (fallback, None)
+    trace = error.__traceback__
+    while trace is not None:
+        template = trace.tb_frame.f_globals.get("__jinja_template__")
+        if isinstance(template, Template):
+            line = template.get_corresponding_lineno(trace.tb_lineno)
+            found = (template.name or fallback, line)
+        trace = trace.tb_next
+    return found
+
+
+def _describe(error: Exception, limit: int) -> str:
+    if isinstance(error, _OutputTooLong):
+        return f"the note is longer than {limit:,} characters (subject, text and HTML together)"
+    if isinstance(error, TemplateNotFound):
+        return f"there is no template {error.name}"
+    if isinstance(error, TemplateError):
+        return error.message or str(error)
+    if isinstance(error, RecursionError):
+        return "macros or blocks call each other too deeply"
+    return f"{type(error).__name__}: {error}"

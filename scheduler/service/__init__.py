@@ -1,0 +1,11 @@
+"""The long-running service: the cycle it repeats and what runs around it.
+
+`daemon` (APScheduler jobs, signals, systemd's watchdog through `systemd_notify`), `cycle` (one
+pass: detection, then delivery), `interruption` (leaving claimed notes as they were found on a
+stop), `nightly` and `valuation` (lifetime values recomputed), `last_cycle` and `queue_status`
+(what `appreciate status` reads), `planning` (`appreciate plan`: the cycle simulated in a
+rolled-back transaction) and `sink` (a local SMTP server that keeps what it is sent).
+
+May import delivery, detection, notes, the importer, the store, the core and config; never
+`scheduler.cli`.
+"""

@@ -1,0 +1,59 @@
+"""What `appreciate status` reports: the last cycle, the queue by status, the oldest note due,
+the notes that need a person, the notes that failed on a template (see
+`scheduler.notes.template_failures`: still failed, in the week up to the last cycle, grouped by
+problem), and whether sending is paused or slowed down (the back-off of a throttling mail
+server). Reads only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from scheduler.delivery.claims import CLAIMABLE, Throttle, paused_reason, throttled
+from scheduler.notes.template_failures import TemplateFailures, template_failures
+from scheduler.service.last_cycle import last_cycle
+from scheduler.store.models import metadata
+
+touches = metadata.tables["touches"]
+ATTENTION = ("failed", "unknown", "held")
+"""Statuses a person should look at (`appreciate log --status ...`, `appreciate retry ID`)."""
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    last_cycle: dict[str, Any] | None
+    by_status: dict[str, int]
+    oldest_due: datetime | None
+    """The earliest due time among notes waiting to go (pending or deferred)."""
+    paused: str | None
+    throttled: Throttle | None
+    """The last back-off for a throttling server (it may have run out: the next accepted
+    message forgets it)."""
+    template_failures: list[TemplateFailures] = field(default_factory=list)
+    """Notes still failed on a template, by problem, the most first."""
+
+    @property
+    def attention(self) -> int:
+        return sum(self.by_status.get(status, 0) for status in ATTENTION)
+
+
+def queue_status(connection: Connection) -> QueueStatus:
+    counts = connection.execute(
+        select(touches.c.status, func.count()).group_by(touches.c.status)
+    ).all()
+    oldest = connection.execute(
+        select(func.min(touches.c.due_at)).where(touches.c.status.in_(CLAIMABLE))
+    ).scalar()
+    cycle = last_cycle(connection)
+    until = datetime.fromisoformat(cycle["at"]) if cycle else None
+    return QueueStatus(
+        last_cycle=cycle,
+        by_status=dict(sorted((status, count) for status, count in counts)),
+        oldest_due=oldest,
+        paused=paused_reason(connection),
+        throttled=throttled(connection),
+        template_failures=template_failures(connection, until),
+    )

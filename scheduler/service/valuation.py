@@ -1,0 +1,135 @@
+"""Lifetime values from the store: compute them (`scheduler.ltv`) and store or show them.
+
+Rules:
+- As of a date: orders placed up to and including that local date of the business (its time
+  zone) count; later ones are ignored. Without a date, the business's today at `now`.
+- A refresh reads in one transaction, computes outside any, then replaces every score in one
+  short write transaction (SQLite's write lock is not held while the model is fitted).
+- Every customer gets a score, those without orders too (0, or what their referrals earned).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from sqlalchemy import Connection, Engine
+
+from scheduler.config.settings import LtvSettings, Settings
+from scheduler.local_days import LocalDays, day_number
+from scheduler.ltv.value import LifetimeValues, lifetime_values_from_orders
+from scheduler.progress import StageProgress
+from scheduler.store.db import write_transaction
+from scheduler.store.ltv_store import (
+    read_customer_ids,
+    read_orders,
+    read_referrals,
+    save_values,
+)
+
+FITTING = "Fitting the model"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """`[ltv]` as the computation names it."""
+
+    margin_rate: float
+    horizon_months: int
+    annual_discount_rate: float
+    model: str
+    expected_lifetime_years: float
+    referral_credit: float
+    vip_share: float
+
+    @classmethod
+    def of(cls, ltv: LtvSettings) -> ModelSettings:
+        return cls(
+            margin_rate=ltv.margin,
+            horizon_months=ltv.horizon_months,
+            annual_discount_rate=ltv.annual_discount_rate,
+            model=ltv.model,
+            expected_lifetime_years=ltv.expected_lifetime_years,
+            referral_credit=ltv.referral_credit,
+            vip_share=ltv.vip_share,
+        )
+
+
+def business_today(settings: Settings, now: datetime) -> date:
+    return now.astimezone(ZoneInfo(settings.business.timezone)).date()
+
+
+@dataclass(frozen=True)
+class Valuation:
+    values: LifetimeValues
+    unreadable_orders: int
+    """Orders left out because their time or amount could not be read (see `read_orders`)."""
+
+    def warning(self) -> str | None:
+        if not self.unreadable_orders:
+            return None
+        return (
+            f"{self.unreadable_orders:,} orders were left out: their placed_at is not a time "
+            "appreciate can read (or lies outside 1900-2200), or they have no amount"
+        )
+
+
+def compute_values(
+    connection: Connection,
+    settings: Settings,
+    as_of: date,
+    progress: StageProgress | None = None,
+) -> Valuation:
+    """Every customer's lifetime value as of local date `as_of` (see the module's rules)."""
+    orders = read_orders(connection, progress)
+    referrer_ids, referred_ids = read_referrals(connection)
+    customer_ids = read_customer_ids(connection)
+    if progress:
+        progress(FITTING, 0, None)
+    if orders.placed.shape[0]:
+        zone = ZoneInfo(settings.business.timezone)
+        local = LocalDays(zone, int(orders.placed.min()), int(orders.placed.max()))
+        days = local.of(orders.placed)
+    else:
+        days = np.empty(0, dtype=np.int64)
+    values = lifetime_values_from_orders(
+        orders.customer_id,
+        days,
+        orders.amount,
+        orders.margin,
+        as_of_day=day_number(as_of),
+        settings=ModelSettings.of(settings.ltv),
+        all_customer_ids=customer_ids,
+        referrer_ids=referrer_ids,
+        referred_ids=referred_ids,
+    )
+    if progress:
+        progress(FITTING, 1, 1)
+    return Valuation(values, orders.unreadable)
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    run_id: int
+    as_of: date
+    values: LifetimeValues
+    warning: str | None = None
+
+
+def refresh_values(
+    engine: Engine,
+    settings: Settings,
+    now: datetime,
+    as_of: date | None = None,
+    progress: StageProgress | None = None,
+) -> Refreshed:
+    """Compute every customer's value and store it (replacing the previous scores)."""
+    as_of = as_of or business_today(settings, now)
+    with engine.connect() as connection, connection.begin():
+        valuation = compute_values(connection, settings, as_of, progress)
+    values = valuation.values
+    with write_transaction(engine) as connection:
+        run_id = save_values(connection, values, as_of=as_of, computed_at=now, progress=progress)
+    return Refreshed(run_id, as_of, values, valuation.warning())
