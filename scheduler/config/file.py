@@ -215,10 +215,11 @@ def bundled_example() -> str:
 
 def bundled_path(name: str) -> Path:
     """A file shipped beside the package: inside the wheel, or at the top of a checkout."""
-    inside = Path(str(resources.files("scheduler"))) / "bundled" / name
+    package = Path(str(resources.files("scheduler")))
+    inside = package / "bundled" / name
     if inside.exists():
         return inside
-    return Path(__file__).resolve().parent.parent / name
+    return package.parent / name
 
 
 _SYNTAX_LINE = re.compile(r"\(at line (\d+), column \d+\)")
