@@ -41,6 +41,22 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:
     return check
 
 
+# The filters `log` and `retry` share.
+KindOption = Annotated[
+    str | None,
+    typer.Option("--kind", callback=_one_of(OCCASION_KINDS), help="Only this occasion kind."),
+]
+CustomerOption = Annotated[
+    str | None, typer.Option("--customer", metavar="ID", help="Only this customer.")
+]
+SinceOption = Annotated[
+    str | None, typer.Option("--since", metavar="YYYY-MM-DD", help="Due on or after.")
+]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", metavar="YYYY-MM-DD", help="Due on or before.")
+]
+
+
 def send(
     ctx: typer.Context,
     now: NowOption = None,
@@ -136,19 +152,10 @@ def log(
             "--status", callback=_one_of(STATUSES), help=f"Only notes in this status: {STATUSES}."
         ),
     ] = None,
-    kind: Annotated[
-        str | None,
-        typer.Option("--kind", callback=_one_of(OCCASION_KINDS), help="Only this occasion kind."),
-    ] = None,
-    customer: Annotated[
-        str | None, typer.Option("--customer", metavar="ID", help="Only this customer.")
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", metavar="YYYY-MM-DD", help="Due on or after.")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", metavar="YYYY-MM-DD", help="Due on or before.")
-    ] = None,
+    kind: KindOption = None,
+    customer: CustomerOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many (0: all).")] = 50,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
@@ -207,7 +214,7 @@ def retry(
     ctx: typer.Context,
     touch_ids: Annotated[
         list[int] | None,
-        typer.Argument(metavar="[ID]...", help="The notes' ids (see `log`).", show_default=False),
+        typer.Argument(metavar="ID", help="The notes' ids (see `log`).", show_default=False),
     ] = None,
     status: Annotated[
         str | None,
@@ -217,19 +224,10 @@ def retry(
             help=f"Every note in this status: {', '.join(RETRYABLE)}.",
         ),
     ] = None,
-    kind: Annotated[
-        str | None,
-        typer.Option("--kind", callback=_one_of(OCCASION_KINDS), help="Only this occasion kind."),
-    ] = None,
-    customer: Annotated[
-        str | None, typer.Option("--customer", metavar="ID", help="Only this customer.")
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", metavar="YYYY-MM-DD", help="Due on or after.")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", metavar="YYYY-MM-DD", help="Due on or before.")
-    ] = None,
+    kind: KindOption = None,
+    customer: CustomerOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     queue_only: Annotated[
         bool,
         typer.Option("--queue", help="Only queue them again; the next delivery sends them."),
