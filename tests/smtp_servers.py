@@ -67,12 +67,14 @@ class Recorder:
     arrivals: list[bytes] = field(default_factory=list)
     """Each chunk the server read from a client, in order (see `_Reading`)."""
     connections: int = 0
-    """How many connections clients made."""
+    """How many times a client said EHLO: once a connection without STARTTLS (aiosmtpd's
+    controller opens one of its own to see that the server is up: it says nothing)."""
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
+        self.connections += 1
         if self.pipelining:
             return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
@@ -228,11 +230,16 @@ class Throttling(Recorder):
         return "250 OK"
 
 
+def _last_line(answer: bytes) -> bytes:
+    return answer.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+
+
 @contextmanager
 def line_server(greeting: bytes, answers: Mapping[bytes, bytes] | None = None) -> Iterator[int]:
     """A raw server on 127.0.0.1 that sends `greeting` on each connection, then answers each
     command line with `answers[VERB]` (`b"."`: the end of a message after DATA), else
-    `250 OK` (`354` to DATA); yields its port. It speaks no more SMTP than that."""
+    `250 OK` (`354` to DATA: a message follows when the answer's last line is 354); yields its
+    port. It speaks no more SMTP than that."""
     script = {b"DATA": b"354 go ahead\r\n", **(answers or {})}
 
     sessions: set[asyncio.Task[Any]] = set()
@@ -252,7 +259,7 @@ def line_server(greeting: bytes, answers: Mapping[bytes, bytes] | None = None) -
                     continue
                 verb = line.split(maxsplit=1)[0].upper() if line.strip() else b""
                 writer.write(script.get(verb, b"250 OK\r\n"))
-                in_message = verb == b"DATA" and script[b"DATA"].startswith(b"354")
+                in_message = verb == b"DATA" and _last_line(script[b"DATA"]).startswith(b"354")
                 if verb == b"QUIT":
                     break
                 await writer.drain()
@@ -322,12 +329,7 @@ def _accept(server: Any, session: Any, envelope: Any, mechanism: str, data: Any)
 
 
 class _Reading(SMTP):
-    """aiosmtpd's server, keeping each chunk it reads in its handler's `arrivals` and
-    counting the connections."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.event_handler.connections += 1
-        super().connection_made(transport)
+    """aiosmtpd's server, keeping each chunk it reads in its handler's `arrivals`."""
 
     def data_received(self, data: bytes) -> None:
         self.event_handler.arrivals.append(data)
