@@ -21,9 +21,16 @@ Rules (the outcome of one attempt):
 - An address that needs SMTPUTF8 on a server without it: `held`, with the reason.
 - An unexpected error while sending (a bug here or in aiosmtplib): see `abandon`.
 
+When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write and their
+three replies are read in order (see `pipelining`); the outcome is the one the same replies give
+one command at a time: the first refusal (MAIL's or RCPT's, not the 503 DATA then gets), and the
+transaction reset. A 354 to DATA after a refusal is answered by "." alone (an empty message),
+never by the note. 421, garbage, a reply that puts the server out of step (354 to MAIL) or a
+lost line there drops the line. Without PIPELINING, one command at a time, as always.
+
 The DATA step is done in two halves (the DATA command through aiosmtplib's public command API,
-then the message through its protocol's write and read), so a lost line is known to be before or
-after the final ".". Certificates are always validated.
+or pipelined, then the message through its protocol's write and read), so a lost line is known
+to be before or after the final ".". Certificates are always validated.
 """
 
 from __future__ import annotations
@@ -437,6 +444,7 @@ class SmtpConnection:
             self._drop()
             return _lost_before(error)
         refusal = exchange.refusal
+        said = f"{refusal.code} {refusal.message}" if refusal else ""  # as in `_envelope`
         if refusal is None:
             if exchange.broken is not None or out_of_step:
                 self._drop()
@@ -444,14 +452,15 @@ class SmtpConnection:
             return await self._hand_over(smtp, message)
         if exchange.broken is not None or out_of_step or not exchange.can_go_on:
             self._drop()
-            return _classify(refusal.code, f"{refusal.code} {refusal.message}".strip())
+            return _classify(refusal.code, said)
         if exchange.data_accepted:
             await self._end_empty_message(smtp)
-        return await self._refused(refusal.code, f"{refusal.code} {refusal.message}".strip())
+        return await self._refused(refusal.code, said)
 
     async def _end_empty_message(self, smtp: aiosmtplib.SMTP) -> None:
-        """DATA was accepted although the envelope was refused: "." alone ends it (RFC 2920,
-        section 3.1); its reply is read and ignored. The line is dropped if that fails."""
+        """DATA was accepted although the envelope was refused: "the client SMTP should send a
+        single dot" (RFC 2920, 3.1); its reply is read and ignored. The line is dropped if that
+        fails."""
         protocol = smtp.protocol
         try:
             if protocol is None:
