@@ -21,7 +21,7 @@ import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,13 +110,15 @@ biff = no
 """
 
 
-def _configure(folder: Path, port: int) -> Path:
-    """Writes the instance's configuration in `folder`; its `conf` folder."""
+def _configure(folder: Path, port: int, settings: Mapping[str, str]) -> Path:
+    """Writes the instance's configuration in `folder` (`settings` added to main.cf); its
+    `conf` folder."""
     conf = folder / "conf"
     for name in ("conf", "queue", "data"):
         (folder / name).mkdir()
     shutil.chown(folder / "data", user="postfix")
-    (conf / "main.cf").write_text(_main_cf(folder), encoding="utf-8")
+    added = "".join(f"{name} = {value}\n" for name, value in settings.items())
+    (conf / "main.cf").write_text(_main_cf(folder) + added, encoding="utf-8")
     listener = f"127.0.0.1:{port} inet n - n - - smtpd\n"
     (conf / "master.cf").write_text(listener + _SERVICES, encoding="utf-8")
     return conf
@@ -148,9 +150,13 @@ def _stop(folder: Path, conf: Path) -> None:
 
 
 @contextmanager
-def private_postfix(port: int | None = None) -> Iterator[Postfix]:
+def private_postfix(
+    port: int | None = None, settings: Mapping[str, str] | None = None
+) -> Iterator[Postfix]:
     """A private Postfix listening on 127.0.0.1:`port` (a free port if None) for the block
-    (see the module's rules); raises `PostfixUnavailable` if it cannot start."""
+    (see the module's rules), with `settings` added to its main.cf (such as
+    `smtpd_discard_ehlo_keywords = pipelining`); raises `PostfixUnavailable` if it cannot
+    start."""
     reason = why_unavailable()
     if reason is not None:
         raise PostfixUnavailable(reason)
@@ -159,7 +165,7 @@ def private_postfix(port: int | None = None) -> Iterator[Postfix]:
     folder.chmod(0o755)  # the postfix user reads its queue and data folders below it
     conf = folder / "conf"
     try:
-        conf = _configure(folder, port)
+        conf = _configure(folder, port, settings or {})
         started = _postfix(conf, "start")
         instance = Postfix(port, folder)
         if started.returncode != 0:
