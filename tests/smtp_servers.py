@@ -8,6 +8,12 @@ accepts a few messages, then refuses MAIL with a rate-limit reply while `throttl
 uses certificates from a throwaway CA (trustme); the client is given the CA's file, so
 certificate validation stays on.
 
+Every handler can offer PIPELINING (`pipelining=True`; aiosmtpd reads pipelined commands in
+turn from its stream, but does not say it can), and keeps each chunk its server read
+(`arrivals`): `pipelined_envelopes` counts the chunks that held MAIL, RCPT and DATA at once,
+proof from the server's side that the client did not wait for a reply in between. `Lax` takes
+DATA although RCPT was refused, as some servers do.
+
 `line_server` is no SMTP server at all: it greets with any bytes (an SSH banner, POP3) and
 answers each command from a script, on a raw asyncio server.
 """
@@ -29,7 +35,7 @@ from typing import Any, Literal
 
 import trustme
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 Step = Literal["mail", "rcpt", "data"]
 Action = Literal["reply", "hang", "drop"]
@@ -56,6 +62,30 @@ class Recorder:
     """Accepts every message and keeps it."""
 
     received: list[Received] = field(default_factory=list)
+    pipelining: bool = False
+    """Whether EHLO offers PIPELINING."""
+    arrivals: list[bytes] = field(default_factory=list)
+    """Each chunk the server read from a client, in order (see `_Reading`)."""
+    connections: int = 0
+    """How many times a client said EHLO: once a connection without STARTTLS (aiosmtpd's
+    controller opens one of its own to see that the server is up: it says nothing)."""
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        self.connections += 1
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
+
+    @property
+    def pipelined_envelopes(self) -> int:
+        """How many chunks held a MAIL, a RCPT and a DATA command together."""
+        return sum(
+            b"MAIL FROM:" in chunk and b"RCPT TO:" in chunk and b"DATA\r\n" in chunk
+            for chunk in self.arrivals
+        )
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.received.append(
@@ -78,6 +108,8 @@ class Faulty(Recorder):
     reply: str = "451 4.3.0 Temporary lookup failure"
     times: int = 1_000_000
     faults: int = 0
+    turned_away: list[bytes] = field(default_factory=list)
+    """The messages refused at the end of DATA, as the server read them."""
 
     def _faulty(self) -> bool:
         return self.faults < self.times
@@ -110,8 +142,29 @@ class Faulty(Recorder):
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.step == "data" and self._faulty():
+            self.turned_away.append(envelope.content)
             return await self._misbehave(server)
         return await super().handle_DATA(server, session, envelope)
+
+
+@dataclass
+class Lax(Recorder):
+    """Refuses RCPT with `reply` for the first `times` messages but takes DATA all the same
+    (354), as a server does that checks recipients late; keeps what then comes in `received`
+    too (an empty message, from a client that follows RFC 2920)."""
+
+    reply: str = "550 5.1.1 No such user"
+    times: int = 1
+    refusals: int = 0
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        envelope.rcpt_tos.append(address)  # aiosmtpd answers DATA only with a recipient
+        if self.refusals < self.times:
+            self.refusals += 1
+            return self.reply
+        return "250 OK"
 
 
 WAIT = 30.0
@@ -177,11 +230,16 @@ class Throttling(Recorder):
         return "250 OK"
 
 
+def _last_line(answer: bytes) -> bytes:
+    return answer.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+
+
 @contextmanager
 def line_server(greeting: bytes, answers: Mapping[bytes, bytes] | None = None) -> Iterator[int]:
     """A raw server on 127.0.0.1 that sends `greeting` on each connection, then answers each
     command line with `answers[VERB]` (`b"."`: the end of a message after DATA), else
-    `250 OK` (`354` to DATA); yields its port. It speaks no more SMTP than that."""
+    `250 OK` (`354` to DATA: a message follows when the answer's last line is 354); yields its
+    port. It speaks no more SMTP than that."""
     script = {b"DATA": b"354 go ahead\r\n", **(answers or {})}
 
     sessions: set[asyncio.Task[Any]] = set()
@@ -201,7 +259,7 @@ def line_server(greeting: bytes, answers: Mapping[bytes, bytes] | None = None) -
                     continue
                 verb = line.split(maxsplit=1)[0].upper() if line.strip() else b""
                 writer.write(script.get(verb, b"250 OK\r\n"))
-                in_message = verb == b"DATA" and script[b"DATA"].startswith(b"354")
+                in_message = verb == b"DATA" and _last_line(script[b"DATA"]).startswith(b"354")
                 if verb == b"QUIT":
                     break
                 await writer.drain()
@@ -270,6 +328,19 @@ def _accept(server: Any, session: Any, envelope: Any, mechanism: str, data: Any)
     return AuthResult(success=ok, handled=False)
 
 
+class _Reading(SMTP):
+    """aiosmtpd's server, keeping each chunk it reads in its handler's `arrivals`."""
+
+    def data_received(self, data: bytes) -> None:
+        self.event_handler.arrivals.append(data)
+        super().data_received(data)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _Reading(self.handler, **self.SMTP_kwargs)
+
+
 @contextmanager
 def running(
     handler: Recorder,
@@ -293,7 +364,7 @@ def running(
     if auth:  # over TLS only, as a real server asks
         assert tls != "none", "a server asking for a login is tested over TLS"
         options.update(authenticator=_accept, auth_required=True)
-    controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
+    controller = _Controller(handler, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield port

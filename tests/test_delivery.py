@@ -33,6 +33,8 @@ customers = metadata.tables["customers"]
 touch_events = metadata.tables["touch_events"]
 TEMPLATES = Path(__file__).parent.parent / "templates"
 NOW = datetime(2027, 6, 15, 9, 0, tzinfo=UTC)
+PIPELINING = pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+"""Whether the server offers PIPELINING (then MAIL, RCPT and DATA go in one write)."""
 SETTINGS = Settings(
     business=adas_bakery(),
     smtp=SmtpSettings(connections=2, max_attempts=3, retry_after=timedelta(minutes=5)),
@@ -117,14 +119,16 @@ def history(engine: Engine, touch_id: int) -> list[str]:
         )
 
 
-def test_a_due_note_is_sent_once_and_kept_as_sent(engine: Engine) -> None:
+@PIPELINING
+def test_a_due_note_is_sent_once_and_kept_as_sent(engine: Engine, pipelining: bool) -> None:
     touch_id = add_due(engine, "C-1", name="Ann Lee")
-    recorder = Recorder()
+    recorder = Recorder(pipelining=pipelining)
     with running(recorder) as port:
         report = run(engine, server(port))
         again = run(engine, server(port))
     assert report.counts == {"sent": 1}
     assert not again.counts
+    assert recorder.pipelined_envelopes == (1 if pipelining else 0)
     (received,) = recorder.received
     assert received.rcpt_tos == ["c-1@example.com"]
     note = state(engine, touch_id)
@@ -161,6 +165,7 @@ def test_a_temporary_refusal_is_retried_later_with_the_same_message_id(engine: E
     assert history(engine, touch_id) == ["pending", "sent"]
 
 
+@PIPELINING
 @pytest.mark.parametrize(
     ("step", "reply"),
     [
@@ -170,10 +175,10 @@ def test_a_temporary_refusal_is_retried_later_with_the_same_message_id(engine: E
     ],
 )
 def test_a_permanent_refusal_fails_at_once_with_the_reply(
-    engine: Engine, step: Any, reply: str
+    engine: Engine, step: Any, reply: str, pipelining: bool
 ) -> None:
     touch_id = add_due(engine, "C-1")
-    with running(Faulty(step=step, reply=reply)) as port:
+    with running(Faulty(step=step, reply=reply, pipelining=pipelining)) as port:
         report = run(engine, server(port))
     assert report.counts == {"failed": 1}
     note = state(engine, touch_id)
@@ -182,9 +187,11 @@ def test_a_permanent_refusal_fails_at_once_with_the_reply(
     assert reply in note["reason"]
 
 
-def test_the_server_closing_with_421_is_temporary(engine: Engine) -> None:
+@PIPELINING
+def test_the_server_closing_with_421_is_temporary(engine: Engine, pipelining: bool) -> None:
     touch_id = add_due(engine, "C-1")
-    with running(Faulty(step="mail", reply="421 4.3.2 Shutting down")) as port:
+    faulty = Faulty(step="mail", reply="421 4.3.2 Shutting down", pipelining=pipelining)
+    with running(faulty) as port:
         report = run(engine, server(port))
     assert report.counts == {"pending": 1}
     assert state(engine, touch_id)["retry_at"] is not None
@@ -201,11 +208,12 @@ def test_after_max_attempts_a_note_fails(engine: Engine) -> None:
     assert note["reason"].startswith("gave up after 3 attempts: 450 4.2.1 Mailbox busy")
 
 
+@PIPELINING
 def test_a_line_lost_after_the_message_is_unknown_and_never_resent_by_itself(
-    engine: Engine,
+    engine: Engine, pipelining: bool
 ) -> None:
     touch_id = add_due(engine, "C-1")
-    faulty = Faulty(step="data", action="drop", times=1)
+    faulty = Faulty(step="data", action="drop", times=1, pipelining=pipelining)
     with running(faulty) as port:
         report = run(engine, server(port))
         again = run(engine, server(port), NOW + timedelta(hours=1))
@@ -216,13 +224,14 @@ def test_a_line_lost_after_the_message_is_unknown_and_never_resent_by_itself(
     assert "may have gone out" in note["reason"]
 
 
-def test_a_server_that_hangs_times_out(engine: Engine) -> None:
+@PIPELINING
+def test_a_server_that_hangs_times_out(engine: Engine, pipelining: bool) -> None:
     before = add_due(engine, "C-1")
-    with running(Faulty(step="rcpt", action="hang")) as port:
+    with running(Faulty(step="rcpt", action="hang", pipelining=pipelining)) as port:
         run(engine, server(port))
     assert state(engine, before)["status"] == "pending"  # not handed over: tried again later
     after = add_due(engine, "C-2")
-    with running(Faulty(step="data", action="hang")) as port:
+    with running(Faulty(step="data", action="hang", pipelining=pipelining)) as port:
         run(engine, server(port), NOW + timedelta(minutes=1))
     assert state(engine, after)["status"] == "unknown"  # the whole message was sent
 
@@ -272,22 +281,29 @@ def test_a_refused_login_pauses_sending_for_every_note(engine: Engine, certs: An
         assert note["attempts"] == 0
 
 
-def test_the_right_login_sends(engine: Engine, certs: Any) -> None:
+@PIPELINING
+def test_the_right_login_sends(engine: Engine, certs: Any, pipelining: bool) -> None:
     add_due(engine, "C-1")
-    recorder = Recorder()
+    recorder = Recorder(pipelining=pipelining)
     with running(recorder, tls="starttls", certs=certs, auth=True) as port:
         login = server(port, "starttls", username="ada", password="right", ca_file=certs.ca_file)
         report = run(engine, login)
     assert report.counts == {"sent": 1}
 
 
+@PIPELINING
 @pytest.mark.parametrize("security", ["starttls", "tls"])
-def test_tls_with_a_validated_certificate(engine: Engine, certs: Any, security: Any) -> None:
+def test_tls_with_a_validated_certificate(
+    engine: Engine, certs: Any, security: Any, pipelining: bool
+) -> None:
+    """Pipelined over TLS too: the replies are read off the TLS transport (see pipelining)."""
     add_due(engine, "C-1")
-    recorder = Recorder()
+    add_due(engine, "C-2")
+    recorder = Recorder(pipelining=pipelining)
     with running(recorder, tls=security, certs=certs) as port:
         report = run(engine, server(port, security, ca_file=certs.ca_file))
-    assert report.counts == {"sent": 1}
+    assert report.counts == {"sent": 2}
+    assert recorder.pipelined_envelopes == (2 if pipelining else 0)
 
 
 def test_a_certificate_from_an_unknown_authority_pauses_sending(engine: Engine, certs: Any) -> None:
@@ -319,18 +335,20 @@ def test_an_address_the_server_cannot_take_is_held(engine: Engine) -> None:
     assert "SMTPUTF8" in state(engine, touch_id)["reason"]
 
 
+@PIPELINING
 def test_a_non_ascii_address_goes_out_with_smtputf8_when_the_server_offers_it(
-    engine: Engine,
+    engine: Engine, pipelining: bool
 ) -> None:
     add_due(engine, "C-1", email="josé@example.com")
     add_due(engine, "C-2", email="ann@example.com")
-    recorder = Recorder()
+    recorder = Recorder(pipelining=pipelining)
     with running(recorder) as port:
         report = run(engine, server(port))
     assert report.counts == {"sent": 2}
     by_recipient = {r.rcpt_tos[0]: r for r in recorder.received}
     assert by_recipient["josé@example.com"].options == ["SMTPUTF8"]
     assert by_recipient["ann@example.com"].options == []
+    assert recorder.pipelined_envelopes == (2 if pipelining else 0)
     assert "josé@example.com" in str(by_recipient["josé@example.com"].message["To"])
 
 

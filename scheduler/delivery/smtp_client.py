@@ -21,9 +21,16 @@ Rules (the outcome of one attempt):
 - An address that needs SMTPUTF8 on a server without it: `held`, with the reason.
 - An unexpected error while sending (a bug here or in aiosmtplib): see `abandon`.
 
+When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write and their
+three replies are read in order (see `pipelining`); the outcome is the one the same replies give
+one command at a time: the first refusal (MAIL's or RCPT's, not the 503 DATA then gets), and the
+transaction reset. A 354 to DATA after a refusal is answered by "." alone (an empty message),
+never by the note. 421, garbage, a reply that puts the server out of step (354 to MAIL) or a
+lost line there drops the line. Without PIPELINING, one command at a time, as always.
+
 The DATA step is done in two halves (the DATA command through aiosmtplib's public command API,
-then the message through its protocol's write and read), so a lost line is known to be before or
-after the final ".". Certificates are always validated.
+or pipelined, then the message through its protocol's write and read), so a lost line is known
+to be before or after the final ".". Certificates are always validated.
 """
 
 from __future__ import annotations
@@ -43,7 +50,10 @@ from aiosmtplib import (
     SMTPServerDisconnected,
     SMTPTimeoutError,
 )
+from aiosmtplib.protocol import COMMAND_INJECTION_REGEX
+from aiosmtplib.response import SMTPResponse
 
+from scheduler.delivery.pipelining import PipelinedReplies, taken_over
 from scheduler.notes.message import BuiltMessage
 
 OutcomeStatus = Literal[
@@ -170,6 +180,103 @@ def _shut(smtp: aiosmtplib.SMTP, transport: asyncio.BaseTransport | None = None)
     smtp.close()
 
 
+def _lost_before(error: BaseException) -> Outcome:
+    return Outcome("retry", f"connection lost before the message was sent: {error}")
+
+
+def _broken_before(error: BaseException | None) -> Outcome:
+    """A pipelined envelope whose replies broke off (garbage, a lost line) or ran on (`None`:
+    more than was asked), before any refusal: the note is tried again later."""
+    if isinstance(error, SMTPResponseException):
+        return _not_understood(error)
+    if error is None:
+        return Outcome("retry", "the server said more than was asked before the message")
+    return _lost_before(error)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One command of the envelope and the replies that let the next go ahead."""
+
+    command: bytes
+    arguments: tuple[bytes, ...]
+    wanted: tuple[int, ...]
+
+    @property
+    def line(self) -> bytes:
+        """The command as written to the line, as aiosmtplib would write it (refusing control
+        characters, as its `execute_command` does)."""
+        for argument in self.arguments:
+            if COMMAND_INJECTION_REGEX.search(argument):
+                raise ValueError("Command arg contains a prohibited control character")
+        return b" ".join((self.command, *self.arguments)) + b"\r\n"
+
+
+def _envelope_steps(message: BuiltMessage) -> tuple[_Step, _Step, _Step]:
+    """MAIL (with SMTPUTF8 when the message needs it), RCPT and DATA. The addresses were
+    validated when the message was built: sent as they are (UTF-8 only with SMTPUTF8), without
+    aiosmtplib re-parsing them for every note."""
+    options = (b"SMTPUTF8",) if message.smtputf8 else ()
+    return (
+        _Step(b"MAIL", (f"FROM:<{message.mail_from}>".encode(), *options), (250,)),
+        _Step(b"RCPT", (f"TO:<{message.rcpt_to}>".encode(),), (250, 251)),
+        _Step(b"DATA", (), (354,)),
+    )
+
+
+@dataclass(frozen=True)
+class _Exchange:
+    """The replies read to a pipelined envelope, each with its command, and whether every
+    command got one (if not, `broken` or a reply that took the server out of step says why)."""
+
+    answered: tuple[tuple[_Step, SMTPResponse], ...]
+    complete: bool
+    broken: BaseException | None = None
+    """Garbage, a lost line or a timeout where the next reply should have been."""
+
+    @property
+    def refusal(self) -> SMTPResponse | None:
+        """The first reply that is not the one its command wanted."""
+        return next((reply for step, reply in self.answered if reply.code not in step.wanted), None)
+
+    @property
+    def can_go_on(self) -> bool:
+        """Whether the line is fit for RSET: every reply came, and none ended the line."""
+        return self.complete and all(
+            _leaves_line_in_step(reply, step.wanted) for step, reply in self.answered
+        )
+
+    @property
+    def data_accepted(self) -> bool:
+        """Whether DATA (the last command) got 354, so the server waits for a message."""
+        return self.complete and self.answered[-1][1].code == 354
+
+
+def _leaves_line_in_step(reply: SMTPResponse, wanted: tuple[int, ...]) -> bool:
+    """Whether the server still reads commands after this reply: the one wanted, or a refusal
+    other than 421 (which closes the line). Another reply (354 to MAIL) means the server is
+    not where the commands already written expect it."""
+    return reply.code in wanted or (400 <= reply.code < 600 and reply.code != 421)
+
+
+async def _read_replies(
+    line: PipelinedReplies, steps: tuple[_Step, ...], timeout: float
+) -> _Exchange:
+    """The replies to `steps`, in order, each within `timeout`; the reading stops at a reply
+    after which the server is no longer reading commands (see `_leaves_line_in_step`), or at
+    the first that cannot be read."""
+    answered: list[tuple[_Step, SMTPResponse]] = []
+    for step in steps:
+        try:
+            reply = await line.reply(timeout)
+        except (SMTPException, OSError) as error:
+            return _Exchange(tuple(answered), complete=False, broken=error)
+        answered.append((step, reply))
+        if not _leaves_line_in_step(reply, step.wanted):
+            return _Exchange(tuple(answered), complete=len(answered) == len(steps))
+    return _Exchange(tuple(answered), complete=True)
+
+
 class SmtpConnection:
     """A connection opened on first use and reused for message after message."""
 
@@ -293,21 +400,15 @@ class SmtpConnection:
         return await self._envelope(smtp, message)
 
     async def _envelope(self, smtp: aiosmtplib.SMTP, message: BuiltMessage) -> Outcome:
-        """MAIL, RCPT and DATA: a refusal or a lost line here is before the message."""
-        # The addresses were validated when the message was built: sent as they are (UTF-8
-        # only with SMTPUTF8), without aiosmtplib re-parsing them for every note.
-        options = [b"SMTPUTF8"] if message.smtputf8 else []
-        sender = f"FROM:<{message.mail_from}>".encode()
-        recipient = f"TO:<{message.rcpt_to}>".encode()
-        steps = (
-            (b"MAIL", (sender, *options), (250,)),
-            (b"RCPT", (recipient,), (250, 251)),
-            (b"DATA", (), (354,)),
-        )
+        """MAIL, RCPT and DATA: a refusal or a lost line here is before the message. Pipelined
+        when the server offers PIPELINING (see `_pipelined`), else one command at a time."""
+        steps = _envelope_steps(message)
+        if smtp.supports_extension("pipelining"):
+            return await self._pipelined(smtp, message, steps)
         try:
-            for command, arguments, wanted in steps:
-                reply = await smtp.execute_command(command, *arguments)
-                if reply.code not in wanted:
+            for step in steps:
+                reply = await smtp.execute_command(step.command, *step.arguments)
+                if reply.code not in step.wanted:
                     return await self._refused(reply.code, f"{reply.code} {reply.message}")
         except SMTPResponseException as error:
             if not _is_reply_code(error.code):  # garbage: what follows on the line is suspect
@@ -316,8 +417,58 @@ class SmtpConnection:
             return await self._refused(error.code, _reply(error))
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as error:
             self._drop()
-            return Outcome("retry", f"connection lost before the message was sent: {error}")
+            return _lost_before(error)
         return await self._hand_over(smtp, message)
+
+    async def _pipelined(
+        self, smtp: aiosmtplib.SMTP, message: BuiltMessage, steps: tuple[_Step, ...]
+    ) -> Outcome:
+        """RFC 2920: MAIL, RCPT and DATA in one write, then their replies, read in order.
+        All 250/251 and DATA's 354: the message follows. Else the outcome is the first reply
+        that refuses, as one command at a time would have it, and the transaction is reset;
+        DATA's 354 after a refusal (a server that takes DATA with no recipient) is ended by a
+        "." alone, an empty message, never by the note. The line is dropped instead when it
+        cannot go on: 421, a reply no command could get (garbage, 354 to MAIL: the server is
+        out of step), more than was asked, or a lost line. Garbage or a lost line before any
+        refusal is `retry`, as in `_envelope`."""
+        protocol = smtp.protocol
+        if protocol is None:
+            self._drop()
+            return Outcome("retry", "connection lost before the message was sent")
+        try:
+            async with taken_over(protocol) as line:
+                protocol.write(b"".join(step.line for step in steps))
+                exchange = await _read_replies(line, steps, self.server.timeout)
+                out_of_step = line.left_over
+        except (SMTPServerDisconnected, OSError) as error:  # closed before the write
+            self._drop()
+            return _lost_before(error)
+        refusal = exchange.refusal
+        said = f"{refusal.code} {refusal.message}" if refusal else ""  # as in `_envelope`
+        if refusal is None:
+            if exchange.broken is not None or out_of_step:
+                self._drop()
+                return _broken_before(exchange.broken)
+            return await self._hand_over(smtp, message)
+        if exchange.broken is not None or out_of_step or not exchange.can_go_on:
+            self._drop()
+            return _classify(refusal.code, said)
+        if exchange.data_accepted:
+            await self._end_empty_message(smtp)
+        return await self._refused(refusal.code, said)
+
+    async def _end_empty_message(self, smtp: aiosmtplib.SMTP) -> None:
+        """DATA was accepted although the envelope was refused: "the client SMTP should send a
+        single dot" (RFC 2920, 3.1); its reply is read and ignored. The line is dropped if that
+        fails."""
+        protocol = smtp.protocol
+        try:
+            if protocol is None:
+                raise SMTPServerDisconnected("Connection lost")
+            protocol.write(b".\r\n")
+            await protocol.read_response(timeout=self.server.timeout)
+        except (SMTPException, OSError):
+            self._drop()
 
     async def _hand_over(self, smtp: aiosmtplib.SMTP, message: BuiltMessage) -> Outcome:
         """The message itself and its final "."; a lost line from here on is `unknown`."""
