@@ -576,15 +576,18 @@ class Sender:
         return written
 
     def _unwritten(self, results: Sequence[Result]) -> None:
-        """Say loudly which outcomes are lost with a store that stayed locked."""
-        by_status: dict[str, list[str]] = {}
+        """Say loudly which outcomes are lost with a store that stayed locked (ids in order)."""
+        by_status: dict[str, list[int]] = {}
         for result in results:
-            by_status.setdefault(result.status, []).append(str(result.touch_id))
+            by_status.setdefault(result.status, []).append(result.touch_id)
         log.error(
             "could not write these outcomes, the store stayed locked: %s. Notes handed to the "
             "server stay `sending` and become `unknown` when their lease runs out; the others "
             "are taken up again",
-            "; ".join(f"{status}: {', '.join(ids)}" for status, ids in sorted(by_status.items())),
+            "; ".join(
+                f"{status}: {', '.join(map(str, sorted(ids)))}"
+                for status, ids in sorted(by_status.items())
+            ),
         )
 
     def _take_done(self) -> list[Result]:
