@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,13 +29,17 @@ from scheduler.service.last_cycle import save_cycle
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade
+from scheduler.web.serve import bind
 from tests.conftest import CONFIG_TEMPLATE, Workspace, run_cli
 from tests.smtp_servers import Faulty, Recorder, free_port, running
 from tests.test_delivery import add_due
+from tests.test_detection import add_customer
+from tests.test_unsubscribe_page import token_of
 
 STARTERS = Path(__file__).parent.parent / "templates"
 NOW = "2027-06-15T10:00:00+00:00"
 touches = metadata.tables["touches"]
+customers = metadata.tables["customers"]
 WAIT = 60.0
 """Upper bound for anything the daemon is expected to do (never a measured duration)."""
 
@@ -608,3 +613,85 @@ def test_after_a_restart_the_notes_due_go_at_once(migrated_workspace: Workspace)
     finally:
         engine.dispose()
     assert code == 0, log
+
+
+def _serve_web(workspace: Workspace, port: int) -> None:
+    with workspace.path.open("a", encoding="utf-8") as config:
+        config.write(f'\n[web]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n')
+
+
+def _one_click(url: str) -> int:
+    request = urllib.request.Request(  # noqa: S310 - http on loopback
+        url, data=b"List-Unsubscribe=One-Click", method="POST"
+    )
+    request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    with urllib.request.urlopen(request, timeout=WAIT) as answer:  # noqa: S310 - http on loopback
+        status: int = answer.status
+    return status
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=WAIT):  # noqa: S310 - http on loopback
+            return True
+    except OSError:
+        return False
+
+
+def test_the_service_serves_the_unsubscribe_page_when_enabled(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    engine = create_store_engine(migrated_workspace.database_url)
+    recorder = Recorder()
+    web_port = free_port()
+    try:
+        with running(recorder) as port:
+            configure(migrated_workspace, port)
+            _serve_web(migrated_workspace, web_port)
+            customer_id = add_customer(engine, "C-9", email="nine@example.com")
+            token = token_of(engine, customer_id)
+            service = start_service(migrated_workspace, notify)
+            try:
+                notify.expect("READY=1")
+                url = f"http://127.0.0.1:{web_port}/u/{token}"
+                wait_until(lambda: _answers(url), "the page to answer")
+                assert _one_click(url) == 200
+                with engine.connect() as connection:
+                    opted_out = connection.execute(
+                        select(customers.c.opted_out_at).where(customers.c.id == customer_id)
+                    ).scalar_one()
+                assert opted_out is not None
+            finally:
+                code, stderr = stop(service)
+    finally:
+        engine.dispose()
+    assert code == 0, stderr
+    assert f"serving the unsubscribe page on http://127.0.0.1:{web_port}" in stderr
+    assert "customer C-9 opted out (one-click): 0 open notes suppressed" in stderr
+    assert token not in stderr
+    assert not _answers(url)  # stopped with the service
+
+
+def test_a_web_port_already_taken_is_logged_and_the_service_runs_on(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    engine = create_store_engine(migrated_workspace.database_url)
+    recorder = Recorder()
+    taken = bind("127.0.0.1", 0)
+    try:
+        with running(recorder) as port:
+            configure(migrated_workspace, port)
+            _serve_web(migrated_workspace, taken.getsockname()[1])
+            add_due_now(engine, 2)
+            service = start_service(migrated_workspace, notify)
+            try:
+                notify.expect("READY=1")
+                wait_until(lambda: statuses(engine) == {"sent": 2}, "the notes to go")
+            finally:
+                code, stderr = stop(service)
+    finally:
+        taken.close()
+        engine.dispose()
+    assert code == 0, stderr
+    assert "the unsubscribe page cannot listen on 127.0.0.1:" in stderr
+    assert "running on without it" in stderr

@@ -33,6 +33,7 @@ from scheduler.cli.delivery import log, retry, send, show
 from scheduler.cli.ltv import ltv_app
 from scheduler.cli.notes import preview, templates_app
 from scheduler.cli.sink import sink
+from scheduler.cli.web import web
 from scheduler.output import OutputFormat, printable, table, to_csv, to_json
 
 if TYPE_CHECKING:
@@ -559,6 +560,7 @@ app.command("retry")(retry)
 app.command("run")(run)
 app.command("status")(status)
 app.command("sink")(sink)
+app.command("web")(web)
 
 PIPED_WIDTH = 160
 

@@ -62,6 +62,8 @@ from scheduler.service.last_cycle import save_cycle
 from scheduler.service.nightly import nightly_refresh, refresh_trigger
 from scheduler.service.systemd_notify import Notifier, keep_alive
 from scheduler.store.db import write_transaction
+from scheduler.web.app import create_app
+from scheduler.web.serve import EmbeddedWeb
 
 log = logging.getLogger("appreciate.run")
 MISFIRE_GRACE = 3600
@@ -104,6 +106,7 @@ class Daemon:
         self._timer: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task[object]] = set()
         """The jobs under way (waited for at stop)."""
+        self._web: EmbeddedWeb | None = None
 
     # The timer -------------------------------------------------------------------------------
 
@@ -127,10 +130,31 @@ class Daemon:
             format_duration(settings.deliver_every),
         )
         log_template_findings(self.service, "at start")
+        self._web = self._start_web()
         await self._stop.wait()
         await self._shut_down()
         await watchdog
         return 0
+
+    def _start_web(self) -> EmbeddedWeb | None:
+        """With `[web] enabled`, the web service in this event loop; a port it cannot listen
+        on is logged, and the service runs on without it."""
+        settings = self.service.config.settings
+        if not settings.web.enabled:
+            return None
+        app = create_app(self.service.engine, settings, self.clock)
+        try:
+            web = EmbeddedWeb(app, settings.web.host, settings.web.port)
+        except OSError as error:
+            log.error(
+                "the unsubscribe page cannot listen on %s:%s (%s); running on without it",
+                settings.web.host,
+                settings.web.port,
+                error.strerror or error,
+            )
+            return None
+        log.info("serving the unsubscribe page on http://%s", web.address)
+        return web
 
     def _schedule(self) -> None:
         timer = self._timer
@@ -309,6 +333,8 @@ class Daemon:
         claim nothing more), then are stopped; this instance's leases are released."""
         if self._timer is not None:
             self._timer.pause()  # shutdown() would cancel the jobs under way at once
+        if self._web is not None:
+            await self._web.stop()
         if self._running:
             bound = _seconds(self.service.config.settings.schedule.stop_within)
             _, late = await asyncio.wait(set(self._running), timeout=bound)

@@ -1,0 +1,99 @@
+"""The web application: its routes, its pages and the headers every answer carries.
+
+Rules:
+- Pages (see `scheduler.web.pages`) link only the static files shipped inside the package:
+  nothing is fetched from elsewhere, and no page needs JavaScript.
+- Every answer says: no caching (a token is in the address), no referrer (so the token never
+  leaves in one), no framing, no sniffing, and a content security policy that allows only this
+  site's style sheet and forms posting back to it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from scheduler.clock import Clock
+from scheduler.config.settings import Settings
+from scheduler.web import unsubscribe
+from scheduler.web.pages import WebContext
+
+HEADERS = {
+    "cache-control": "no-store",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": (
+        "default-src 'none'; style-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware: HEADERS on every answer (see the module's rules)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [
+                    (name.encode(), value.encode())
+                    for name, value in HEADERS.items()
+                    if name.encode() not in present
+                ]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body longer than `limit` bytes ends in a 413, however it
+    arrives (with or without a declared length)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, "The request is too large.")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def create_app(engine: Engine, settings: Settings, clock: Clock) -> Starlette:
+    """The application serving the unsubscribe routes and the static files."""
+    app = Starlette(
+        routes=[
+            Route("/u/{token}", unsubscribe.show, methods=["GET", "HEAD"]),
+            Route("/u/{token}", unsubscribe.act, methods=["POST"]),
+            Mount("/static", StaticFiles(packages=[("scheduler.web", "static")]), name="static"),
+        ],
+        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limit=unsubscribe.MAX_BODY)],
+    )
+    app.state.web = WebContext(engine=engine, settings=settings, clock=clock)
+    return app

@@ -1,0 +1,44 @@
+"""The pages: the package's own templates (autoescaped; not the owner's note templates).
+
+Links to the static files are relative, so the pages work behind a reverse proxy that serves
+them under a path (`[web] public_url = "https://example.com/thanks"`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from sqlalchemy import Engine
+from starlette.responses import HTMLResponse
+
+from scheduler.clock import Clock
+from scheduler.config.settings import Settings
+
+
+@dataclass(frozen=True)
+class WebContext:
+    """What the routes work with: the store, the settings and the clock."""
+
+    engine: Engine
+    settings: Settings
+    clock: Clock
+
+
+PAGES = Environment(
+    loader=PackageLoader("scheduler.web", "templates"),
+    autoescape=select_autoescape(default=True),
+    undefined=StrictUndefined,
+    auto_reload=False,
+)
+
+
+def page(
+    context: WebContext, name: str, status: int = 200, static_url: str = "../static", **values: Any
+) -> HTMLResponse:
+    """The template `name` as an HTML answer, with the business's name in it."""
+    text = PAGES.get_template(name).render(
+        business=context.settings.business.name, static_url=static_url, **values
+    )
+    return HTMLResponse(text, status_code=status)
