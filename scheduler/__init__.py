@@ -5,6 +5,7 @@ with the contracts in pyproject.toml):
 
     cli                   the commands
     service               the daemon, its cycle, plan, status, the local sink
+    web                   the web service: the unsubscribe page
     delivery | detection  sending due notes | finding occasions (independent of each other)
     notes | importer      writing notes from templates | reading CSV exports
     store                 tables, migrations, the outbox
