@@ -12,17 +12,20 @@ Rules:
 - `resubscribe` clears `opted_out_at`, writes an `opt_outs` row (action `resubscribe`), and
   gives back to pending the notes suppressed for the opt-out since it was made that are still
   in time (not past `expires_at`). A customer not opted out is left as they are.
-- Run both inside a write transaction (`scheduler.store.db.write_transaction` on SQLite).
+- `opted_out_elsewhere` does the same for customers a CSV import has just opted out.
+- Run these inside a write transaction (`scheduler.store.db.write_transaction` on SQLite).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, or_, select, update
 
+from scheduler.store.bulk import chunked
 from scheduler.store.models import metadata
 from scheduler.store.outbox import OPEN
 
@@ -43,8 +46,6 @@ SOURCES: tuple[Source, ...] = (
 )
 """How a choice reached appreciate: the mail app's one-click button (RFC 8058), the unsubscribe
 page, an email, a reply, a spam complaint, a CSV import, the owner's console."""
-CUSTOMERS_OWN: frozenset[Source] = frozenset(("one_click", "page", "email", "reply", "complaint"))
-"""Sources that are the customer's own act: an import never undoes them."""
 SUPPRESSIBLE = (*OPEN, "claimed")
 """Notes an opt-out stops: not yet handed to the server."""
 OPTED_OUT_PREFIX = "opted out on "
@@ -72,17 +73,36 @@ def opt_out(
     if done.rowcount != 1:
         return Choice(changed=False)
     _audit(connection, customer_id, now, "opt_out", source, detail)
-    reason = f"{OPTED_OUT_PREFIX}{now.date().isoformat()} ({source.replace('_', '-')})"
-    suppressed = connection.execute(
-        update(touches)
-        .where(touches.c.customer_id == customer_id, touches.c.status.in_(SUPPRESSIBLE))
-        .values(
-            status="suppressed", reason=reason, lease_owner=None, lease_until=None, updated_at=now
+    return Choice(changed=True, notes=_stop_open_notes(connection, [customer_id], now, source))
+
+
+def opted_out_elsewhere(
+    connection: Connection,
+    opted_out: Sequence[int],
+    now: datetime,
+    source: Source,
+    detail: str = "",
+) -> int:
+    """Customers whose `opted_out_at` the caller has just set (a CSV import): the audit rows,
+    and their open notes suppressed as `opt_out` does, in a few statements however many there
+    are. How many notes were suppressed."""
+    suppressed = 0
+    for chunk in chunked(list(opted_out)):
+        connection.execute(
+            opt_outs.insert(),
+            [
+                {
+                    "customer_id": who,
+                    "at": now,
+                    "action": "opt_out",
+                    "source": source,
+                    "detail": detail or None,
+                }
+                for who in chunk
+            ],
         )
-        .returning(touches.c.id)
-    ).all()
-    _history(connection, [row.id for row in suppressed], now, "suppressed", reason)
-    return Choice(changed=True, notes=len(suppressed))
+        suppressed += _stop_open_notes(connection, chunk, now, source)
+    return suppressed
 
 
 def resubscribe(
@@ -116,34 +136,20 @@ def resubscribe(
     return Choice(changed=True, notes=len(given_back))
 
 
-def latest_choice(connection: Connection, customer_id: int) -> tuple[str, Source, datetime] | None:
-    """The customer's latest recorded choice: (action, source, at), or None."""
-    row = connection.execute(
-        select(opt_outs.c.action, opt_outs.c.source, opt_outs.c.at)
-        .where(opt_outs.c.customer_id == customer_id)
-        .order_by(opt_outs.c.id.desc())
-        .limit(1)
-    ).first()
-    return None if row is None else (row.action, row.source, row.at)
-
-
-def opted_out_by_themselves(connection: Connection, customer_ids: list[int]) -> set[int]:
-    """Which of these customers are opted out by their own latest choice (see CUSTOMERS_OWN)."""
-    if not customer_ids:
-        return set()
-    newest = (
-        select(func.max(opt_outs.c.id))
-        .where(opt_outs.c.customer_id.in_(customer_ids))
-        .group_by(opt_outs.c.customer_id)
-    )
-    latest = select(opt_outs.c.customer_id, opt_outs.c.action, opt_outs.c.source).where(
-        opt_outs.c.id.in_(newest)
-    )
-    return {
-        row.customer_id
-        for row in connection.execute(latest)
-        if row.action == "opt_out" and row.source in CUSTOMERS_OWN
-    }
+def _stop_open_notes(
+    connection: Connection, customer_ids: Sequence[int], now: datetime, source: Source
+) -> int:
+    reason = f"{OPTED_OUT_PREFIX}{now.date().isoformat()} ({source.replace('_', '-')})"
+    suppressed = connection.execute(
+        update(touches)
+        .where(touches.c.customer_id.in_(customer_ids), touches.c.status.in_(SUPPRESSIBLE))
+        .values(
+            status="suppressed", reason=reason, lease_owner=None, lease_until=None, updated_at=now
+        )
+        .returning(touches.c.id)
+    ).all()
+    _history(connection, [row.id for row in suppressed], now, "suppressed", reason)
+    return len(suppressed)
 
 
 def _audit(
