@@ -11,7 +11,6 @@ Rules:
 - The link is `Settings.unsubscribe_url` (`[business] unsubscribe_url`, else the page at
   `[web] public_url`) with `{token}` replaced by the URL-quoted token; without either there is
   no link.
-- `customer_for_token` reads a token back (the unsubscribe page): its customer, or None.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from scheduler.store.models import metadata
 unsubscribe_tokens = metadata.tables["unsubscribe_tokens"]
 TOKEN_BYTES = 24
 MAX_TOKEN_LENGTH = 64
-"""The column's width: a longer token is never looked up."""
+"""The column's width: a longer token is never looked up (the unsubscribe page)."""
 ATTEMPTS = 3
 """Rounds of creating: a new token equal to a stored one (never seen) is simply made again."""
 
@@ -65,16 +64,6 @@ def read_tokens(connection: Connection, customer_ids: Iterable[int]) -> dict[int
             )
         )
         found.update((row.customer_id, row.token) for row in rows)
-    return found
-
-
-def customer_for_token(connection: Connection, token: str) -> int | None:
-    """The customer whose token this is, or None (an unknown or malformed token)."""
-    if not 0 < len(token) <= MAX_TOKEN_LENGTH:
-        return None
-    found: int | None = connection.execute(
-        select(unsubscribe_tokens.c.customer_id).where(unsubscribe_tokens.c.token == token)
-    ).scalar()
     return found
 
 

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from scheduler.notes.unsubscribe import customer_for_token
+from scheduler.notes.unsubscribe import MAX_TOKEN_LENGTH
 from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
 from scheduler.store.opt_outs import Source, opt_out, resubscribe
@@ -36,6 +37,7 @@ from scheduler.web.pages import WebContext, page
 
 log = logging.getLogger("appreciate.web")
 customers = metadata.tables["customers"]
+tokens = metadata.tables["unsubscribe_tokens"]
 MAX_BODY = 16_384
 """The largest request body read (a one-click POST is 26 bytes; the page's form about 20)."""
 ONE_CLICK_TEXT = "You are unsubscribed: no more notes will be sent to this address.\n"
@@ -101,16 +103,29 @@ async def _small_form(request: Request) -> FormData:
     return await request.form(max_files=0, max_fields=16, max_part_size=MAX_BODY)
 
 
+@dataclass(frozen=True)
+class _Customer:
+    id: int
+    external_id: str
+    email: str | None
+    opted_out_at: datetime | None
+
+
+def _customer(connection: Connection, token: str) -> _Customer | None:
+    """The token's customer, or None: unknown, or too long to be a token."""
+    if not 0 < len(token) <= MAX_TOKEN_LENGTH:
+        return None
+    row = connection.execute(
+        select(customers.c.id, customers.c.external_id, customers.c.email, customers.c.opted_out_at)
+        .join(tokens, tokens.c.customer_id == customers.c.id)
+        .where(tokens.c.token == token)
+    ).first()
+    return None if row is None else _Customer(*row)
+
+
 def _recipient(context: WebContext, token: str) -> Recipient | None:
     with context.engine.connect() as connection:
-        customer_id = customer_for_token(connection, token)
-        if customer_id is None:
-            return None
-        row = connection.execute(
-            select(customers.c.external_id, customers.c.email, customers.c.opted_out_at).where(
-                customers.c.id == customer_id
-            )
-        ).first()
+        row = _customer(connection, token)
     if row is None:
         return None
     return Recipient(row.external_id, mask_address(row.email), row.opted_out_at is not None)
@@ -118,26 +133,22 @@ def _recipient(context: WebContext, token: str) -> Recipient | None:
 
 def _record(context: WebContext, token: str, action: Action, source: Source) -> None:
     with write_transaction(context.engine) as connection:
-        customer_id = customer_for_token(connection, token)
-        if customer_id is None:
+        customer = _customer(connection, token)
+        if customer is None:
             return
-        now = context.clock.now()
         change = opt_out if action == "unsubscribe" else resubscribe
-        choice = change(connection, customer_id, now, source)
-        external_id = connection.execute(
-            select(customers.c.external_id).where(customers.c.id == customer_id)
-        ).scalar()
+        choice = change(connection, customer.id, context.clock.now(), source)
     if choice.changed and action == "unsubscribe":
         log.info(
             "customer %s opted out (%s): %d open notes suppressed",
-            external_id,
+            customer.external_id,
             source.replace("_", "-"),
             choice.notes,
         )
     elif choice.changed:
         log.info(
             "customer %s opted back in (%s): %d notes back in the queue",
-            external_id,
+            customer.external_id,
             source,
             choice.notes,
         )
