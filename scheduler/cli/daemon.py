@@ -89,6 +89,7 @@ def run(
     from scheduler.service.daemon import Daemon
     from scheduler.service.interruption import Interruption, release_held, stopped_line
     from scheduler.service.systemd_notify import Notifier
+    from scheduler.web.serve import start_embedded
 
     state = cli_state(ctx)
     config_path = find_config(state.config_option, os.environ, Path.cwd())
@@ -122,7 +123,9 @@ def run(
             raise typer.Exit(1)
         return
     with Notifier.from_environ(os.environ) as notifier:
-        daemon = Daemon(config_path, service, SystemClock(), notifier, instance_name())
+        daemon = Daemon(
+            config_path, service, SystemClock(), notifier, instance_name(), start_embedded
+        )
         code = asyncio.run(daemon.serve())
     raise typer.Exit(code)
 

@@ -37,9 +37,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
 
 from scheduler.clock import Clock
 from scheduler.config.occasion_settings import format_duration
@@ -62,8 +64,6 @@ from scheduler.service.last_cycle import save_cycle
 from scheduler.service.nightly import nightly_refresh, refresh_trigger
 from scheduler.service.systemd_notify import Notifier, keep_alive
 from scheduler.store.db import write_transaction
-from scheduler.web.app import create_app
-from scheduler.web.serve import EmbeddedWeb
 
 log = logging.getLogger("appreciate.run")
 MISFIRE_GRACE = 3600
@@ -84,11 +84,29 @@ class Totals:
         return f"{self.added} notes added, {outcomes or 'none sent'}"
 
 
+class Companion(Protocol):
+    """Something served beside the service in its event loop (the web service)."""
+
+    async def stop(self) -> None:
+        """Stop: finish what is under way, then let go of what it holds."""
+
+
+StartCompanion = Callable[[Engine, Settings, Clock], Companion | None]
+"""Starts a companion in the running event loop with the service's store, settings and clock;
+None when it is not wanted or cannot start (it logs why): the service runs on either way."""
+
+
 class Daemon:
     """One instance of the service; `serve()` runs it until a stop signal."""
 
     def __init__(
-        self, config_path: Path, service: Service, clock: Clock, notifier: Notifier, owner: str
+        self,
+        config_path: Path,
+        service: Service,
+        clock: Clock,
+        notifier: Notifier,
+        owner: str,
+        companion: StartCompanion | None = None,
     ) -> None:
         self.config_path = config_path
         self.service = service
@@ -106,7 +124,8 @@ class Daemon:
         self._timer: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task[object]] = set()
         """The jobs under way (waited for at stop)."""
-        self._web: EmbeddedWeb | None = None
+        self._start_companion = companion
+        self._companion: Companion | None = None
 
     # The timer -------------------------------------------------------------------------------
 
@@ -130,31 +149,14 @@ class Daemon:
             format_duration(settings.deliver_every),
         )
         log_template_findings(self.service, "at start")
-        self._web = self._start_web()
+        if self._start_companion is not None:
+            self._companion = self._start_companion(
+                self.service.engine, self.service.config.settings, self.clock
+            )
         await self._stop.wait()
         await self._shut_down()
         await watchdog
         return 0
-
-    def _start_web(self) -> EmbeddedWeb | None:
-        """With `[web] enabled`, the web service in this event loop; a port it cannot listen
-        on is logged, and the service runs on without it."""
-        settings = self.service.config.settings
-        if not settings.web.enabled:
-            return None
-        app = create_app(self.service.engine, settings, self.clock)
-        try:
-            web = EmbeddedWeb(app, settings.web.host, settings.web.port)
-        except OSError as error:
-            log.error(
-                "the unsubscribe page cannot listen on %s:%s (%s); running on without it",
-                settings.web.host,
-                settings.web.port,
-                error.strerror or error,
-            )
-            return None
-        log.info("serving the unsubscribe page on http://%s", web.address)
-        return web
 
     def _schedule(self) -> None:
         timer = self._timer
@@ -333,8 +335,8 @@ class Daemon:
         claim nothing more), then are stopped; this instance's leases are released."""
         if self._timer is not None:
             self._timer.pause()  # shutdown() would cancel the jobs under way at once
-        if self._web is not None:
-            await self._web.stop()
+        if self._companion is not None:
+            await self._companion.stop()
         if self._running:
             bound = _seconds(self.service.config.settings.schedule.stop_within)
             _, late = await asyncio.wait(set(self._running), timeout=bound)

@@ -5,6 +5,7 @@ the static files shipped inside the wheel, security headers); `unsubscribe` hold
 routes `GET`/`POST /u/{token}` (RFC 8058 one-click included); `serve` runs it under uvicorn,
 on its own (`appreciate web`) or inside the service's event loop (`[web] enabled`).
 
-May import delivery, detection, notes, the store, the core and config; never the service or
-the commands (the service imports it to serve it).
+May import the service, delivery, detection, notes, the store, the core and config; never the
+commands. The service does not import it: `appreciate run` hands the daemon `serve.start_embedded`
+to start beside it.
 """

@@ -11,12 +11,20 @@ keeps its own signal handling.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from sqlalchemy import Engine
 from starlette.applications import Starlette
+
+from scheduler.clock import Clock
+from scheduler.config.settings import Settings
+from scheduler.web.app import create_app
+
+log = logging.getLogger("appreciate.web")
 
 
 def server_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
@@ -61,6 +69,27 @@ class EmbeddedWeb:
             await self._task
         finally:
             self.listening.close()
+
+
+def start_embedded(engine: Engine, settings: Settings, clock: Clock) -> EmbeddedWeb | None:
+    """With `[web] enabled`, the web service in the running event loop (for `appreciate run`);
+    a port it cannot listen on is logged, and None lets the service run on without it."""
+    web = settings.web
+    if not web.enabled:
+        return None
+    app = create_app(engine, settings, clock)
+    try:
+        served = EmbeddedWeb(app, web.host, web.port)
+    except OSError as error:
+        log.error(
+            "the unsubscribe page cannot listen on %s:%s (%s); running on without it",
+            web.host,
+            web.port,
+            error.strerror or error,
+        )
+        return None
+    log.info("serving the unsubscribe page on http://%s", served.address)
+    return served
 
 
 def bind(host: str, port: int) -> socket.socket:
