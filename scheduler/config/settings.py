@@ -390,6 +390,16 @@ class WebSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str = ""
+    password_hash_env: str = ""
+    """An environment variable holding the owner's password hash (`appreciate web
+    hash-password`); or `password_hash_file`, a file holding it. Neither: nobody can log in."""
+    password_hash_file: str = ""
+
+    @model_validator(mode="after")
+    def _one_hash_source(self) -> WebSettings:
+        if self.password_hash_env and self.password_hash_file:
+            raise ValueError("set either password_hash_env or password_hash_file, not both")
+        return self
 
     @field_validator("host")
     @classmethod

@@ -14,13 +14,15 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.clock import Clock
 from scheduler.config.settings import Settings
-from scheduler.web import unsubscribe
+from scheduler.web import owner, unsubscribe
+from scheduler.web.login import FAILED_DELAY, SESSION_HOURS, session_secret
 from scheduler.web.pages import WebContext
 
 HEADERS = {
@@ -85,15 +87,39 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-def create_app(engine: Engine, settings: Settings, clock: Clock) -> Starlette:
-    """The application serving the unsubscribe routes and the static files."""
+def create_app(
+    engine: Engine,
+    settings: Settings,
+    clock: Clock,
+    password_hash: str | None = None,
+    failed_delay: float = FAILED_DELAY,
+) -> Starlette:
+    """The application: the public unsubscribe routes, the owner's (behind the login with
+    `password_hash`; None: nobody can log in; a failed login waits `failed_delay` seconds) and
+    the static files."""
+    secure = settings.web.public_url.startswith("https://")
     app = Starlette(
         routes=[
             Route("/u/{token}", unsubscribe.show, methods=["GET", "HEAD"]),
             Route("/u/{token}", unsubscribe.act, methods=["POST"]),
+            Route("/", owner.today, methods=["GET", "HEAD"]),
+            Route("/login", owner.login_page, methods=["GET", "HEAD"]),
+            Route("/login", owner.login, methods=["POST"]),
+            Route("/logout", owner.logout, methods=["POST"]),
             Mount("/static", StaticFiles(packages=[("scheduler.web", "static")]), name="static"),
         ],
-        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limit=unsubscribe.MAX_BODY)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(BodyLimit, limit=unsubscribe.MAX_BODY),
+            Middleware(
+                SessionMiddleware,
+                secret_key=session_secret(engine, clock.now()),
+                session_cookie="appreciate_session",
+                max_age=SESSION_HOURS * 3600,
+                same_site="strict",
+                https_only=secure,
+            ),
+        ],
     )
-    app.state.web = WebContext(engine=engine, settings=settings, clock=clock)
+    app.state.web = WebContext(engine, settings, clock, password_hash, failed_delay)
     return app

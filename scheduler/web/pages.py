@@ -6,7 +6,7 @@ them under a path (`[web] public_url = "https://example.com/thanks"`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -15,15 +15,20 @@ from starlette.responses import HTMLResponse
 
 from scheduler.clock import Clock
 from scheduler.config.settings import Settings
+from scheduler.web.login import FAILED_DELAY, LoginGuard
 
 
 @dataclass(frozen=True)
 class WebContext:
-    """What the routes work with: the store, the settings and the clock."""
+    """What the routes work with: the store, the settings, the clock, and the owner's password
+    hash (None: not set, so nobody can log in) with the guard against guessing it."""
 
     engine: Engine
     settings: Settings
     clock: Clock
+    password_hash: str | None = None
+    failed_delay: float = FAILED_DELAY
+    guard: LoginGuard = field(default_factory=LoginGuard)
 
 
 PAGES = Environment(
@@ -35,10 +40,10 @@ PAGES = Environment(
 
 
 def page(
-    context: WebContext, name: str, status: int = 200, static_url: str = "../static", **values: Any
+    context: WebContext, name: str, code: int = 200, static_url: str = "../static", **values: Any
 ) -> HTMLResponse:
     """The template `name` as an HTML answer, with the business's name in it."""
     text = PAGES.get_template(name).render(
         business=context.settings.business.name, static_url=static_url, **values
     )
-    return HTMLResponse(text, status_code=status)
+    return HTMLResponse(text, status_code=code)

@@ -71,13 +71,15 @@ class EmbeddedWeb:
             self.listening.close()
 
 
-def start_embedded(engine: Engine, settings: Settings, clock: Clock) -> EmbeddedWeb | None:
+def start_embedded(
+    engine: Engine, settings: Settings, clock: Clock, password_hash: str | None = None
+) -> EmbeddedWeb | None:
     """With `[web] enabled`, the web service in the running event loop (for `appreciate run`);
     a port it cannot listen on is logged, and None lets the service run on without it."""
     web = settings.web
     if not web.enabled:
         return None
-    app = create_app(engine, settings, clock)
+    app = create_app(engine, settings, clock, password_hash)
     try:
         served = EmbeddedWeb(app, web.host, web.port)
     except OSError as error:

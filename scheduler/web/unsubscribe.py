@@ -81,7 +81,7 @@ async def act(request: Request) -> Response:
         return page(
             context,
             "problem.html",
-            status=400,
+            code=400,
             heading="That did not work",
             text="Use the button on the page this link opens.",
         )
