@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from scheduler.cli.common import cli_state, err, out
+from scheduler.cli.common import cli_state, err
 
 web_app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
 MIN_PASSWORD = 12
@@ -84,12 +84,12 @@ def hash_password_command() -> None:
     """
     from scheduler.web.login import hash_password
 
-    password = typer.prompt("Owner password", hide_input=True)
+    password = typer.prompt("Owner password", hide_input=True, err=True)
     if len(password) < MIN_PASSWORD:
         err.print(f"Too short: use at least {MIN_PASSWORD} characters.", markup=False)
         raise typer.Exit(1)
-    again = typer.prompt("The same again", hide_input=True)
+    again = typer.prompt("The same again", hide_input=True, err=True)
     if again != password:
         err.print("The two did not match; nothing was made.", markup=False)
         raise typer.Exit(1)
-    out.print(hash_password(password), markup=False, highlight=False)
+    typer.echo(hash_password(password))  # plain: a terminal must not wrap it
