@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.clock import Clock
 from scheduler.config.settings import Settings
-from scheduler.web import owner, unsubscribe
+from scheduler.web import log_pages, owner, unsubscribe
 from scheduler.web.login import FAILED_DELAY, SESSION_HOURS, session_secret
 from scheduler.web.pages import WebContext
 
@@ -106,6 +106,8 @@ def create_app(
             Route("/login", owner.login_page, methods=["GET", "HEAD"]),
             Route("/login", owner.login, methods=["POST"]),
             Route("/logout", owner.logout, methods=["POST"]),
+            Route("/log", log_pages.log_page, methods=["GET", "HEAD"]),
+            Route("/log.csv", log_pages.log_csv, methods=["GET"]),
             Mount("/static", StaticFiles(packages=[("scheduler.web", "static")]), name="static"),
         ],
         middleware=[
