@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.clock import Clock
 from scheduler.config.settings import Settings
-from scheduler.web import log_pages, owner, unsubscribe
+from scheduler.web import log_pages, note_pages, owner, unsubscribe
 from scheduler.web.login import FAILED_DELAY, SESSION_HOURS, session_secret
 from scheduler.web.pages import WebContext
 
@@ -108,6 +108,9 @@ def create_app(
             Route("/logout", owner.logout, methods=["POST"]),
             Route("/log", log_pages.log_page, methods=["GET", "HEAD"]),
             Route("/log.csv", log_pages.log_csv, methods=["GET"]),
+            Route("/notes/{touch_id:int}", note_pages.note_page, methods=["GET", "HEAD"]),
+            Route("/notes/{touch_id:int}/html", note_pages.note_html, methods=["GET"]),
+            Route("/notes/{touch_id:int}/retry", note_pages.retry, methods=["POST"]),
             Mount("/static", StaticFiles(packages=[("scheduler.web", "static")]), name="static"),
         ],
         middleware=[

@@ -144,7 +144,7 @@ def _page(
         context,
         "log.html",
         code,
-        static_url="static",
+        root="",
         csrf=csrf_token(request),
         rows=shown,
         older=older,

@@ -79,7 +79,7 @@ async def today(request: Request) -> Response:
     if not is_owner(request):
         return RedirectResponse("login", status_code=303)
     status = await run_in_threadpool(_status, context)
-    return page(context, "today.html", static_url="static", status=status, csrf=csrf_token(request))
+    return page(context, "today.html", root="", status=status, csrf=csrf_token(request))
 
 
 async def _refused_post(request: Request) -> Response | None:
@@ -100,7 +100,7 @@ def _login(request: Request, context: WebContext, problem: str = "", status: int
         context,
         "login.html",
         status,
-        static_url="static",
+        root="",
         configured=context.password_hash is not None,
         problem=problem,
         csrf=csrf_token(request),

@@ -40,10 +40,11 @@ PAGES = Environment(
 
 
 def page(
-    context: WebContext, name: str, code: int = 200, static_url: str = "../static", **values: Any
+    context: WebContext, name: str, code: int = 200, root: str = "../", **values: Any
 ) -> HTMLResponse:
-    """The template `name` as an HTML answer, with the business's name in it."""
+    """The template `name` as an HTML answer, with the business's name in it; `root` is the way
+    from the page's address up to the site's top ("" for /login, "../" for /u/TOKEN)."""
     text = PAGES.get_template(name).render(
-        business=context.settings.business.name, static_url=static_url, **values
+        business=context.settings.business.name, root=root, **values
     )
     return HTMLResponse(text, status_code=code)
