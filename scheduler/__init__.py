@@ -4,6 +4,7 @@ The packages, each importing only those below it (import-linter checks this: `li
 with the contracts in pyproject.toml):
 
     cli                   the commands
+    web                   the web service: the unsubscribe page
     service               the daemon, its cycle, plan, status, the local sink
     delivery | detection  sending due notes | finding occasions (independent of each other)
     notes | importer      writing notes from templates | reading CSV exports

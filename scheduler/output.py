@@ -65,7 +65,17 @@ def to_json(value: Any) -> str:
     return _CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet runs as a formula at the start of a cell."""
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """`cell` as a spreadsheet shows it but never runs it: a formula start gets a leading `'`."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
 def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A CSV of `rows`: printable cells, none of which a spreadsheet would run as a formula."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -76,7 +86,7 @@ def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
 
 def _cell(value: Any) -> Any:
     shown = plain(value)
-    return printable(shown) if isinstance(shown, str) else shown
+    return spreadsheet_safe(printable(shown)) if isinstance(shown, str) else shown
 
 
 def table(title: str | None, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Table:

@@ -155,11 +155,18 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str | Path, env: dict[str, str | None] | None = None) -> CliResult:
+def run_cli(
+    *args: str | Path, env: dict[str, str | None] | None = None, input: str | None = None
+) -> CliResult:
     """Run `appreciate ARGS` in-process, with stdout and stderr kept apart (`env`: variables to
-    set, or with None to unset)."""
+    set, or with None to unset; `input`: what is typed at its prompts)."""
     runner = CliRunner()
     result = runner.invoke(
-        app, [str(arg) for arg in args], env=env, catch_exceptions=False, prog_name="appreciate"
+        app,
+        [str(arg) for arg in args],
+        input=input,
+        env=env,
+        catch_exceptions=False,
+        prog_name="appreciate",
     )
     return CliResult(result.exit_code, result.stdout, result.stderr)

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from typer.main import get_command
 
 from scheduler.cli.app import app
+from scheduler.config.file import load_config
 from scheduler.progress import file_progress
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
@@ -133,13 +134,69 @@ def test_config_check_warns_about_what_works_but_should_not_stay(tmp_path: Path)
         'network in the clear; use "starttls" or "tls"',
         f"warning: smtp.password_file: {secret} (the SMTP password) can be read by every user "
         f"of this machine; run `chmod 600 {secret}`",
+        NO_OPT_OUT,
     ]
     assert "hunter2" not in result.stdout + result.stderr
     secret.chmod(0o600)
     calm = write_config(
-        tmp_path, '\n[smtp]\nusername = "ada"\npassword_env = ""\npassword_file = "smtp-password"\n'
+        tmp_path,
+        '\n[smtp]\nusername = "ada"\npassword_env = ""\npassword_file = "smtp-password"\n'
+        '[web]\npublic_url = "https://thanks.example.com"\n',
     )
     assert run_cli("--config", calm, "config", "check").stderr == ""
+
+
+NO_OPT_OUT = (
+    "warning: notes would go out with no way to unsubscribe: set [web] public_url to the https "
+    "address where `appreciate web` (or `run` with [web] enabled) is reached, or "
+    "business.unsubscribe_url to your own page, or business.unsubscribe_email"
+)
+
+
+@pytest.mark.parametrize(
+    "way_out",
+    [
+        '[web]\npublic_url = "https://thanks.example.com/"\n',
+        'unsubscribe_url = "https://ada.example/stop/{token}"\n',
+        'unsubscribe_email = "stop@ada.example"\n',
+    ],
+)
+def test_config_check_warns_when_notes_would_have_no_way_to_unsubscribe(
+    tmp_path: Path, way_out: str
+) -> None:
+    assert NO_OPT_OUT in run_cli("--config", write_config(tmp_path, ""), "config", "check").stderr
+    path = write_config(tmp_path, way_out)
+    result = run_cli("--config", path, "config", "check")
+    assert (result.exit_code, result.stderr) == (0, "")
+
+
+def test_the_unsubscribe_link_is_the_page_appreciate_serves_unless_the_owner_names_another(
+    tmp_path: Path,
+) -> None:
+    served = load_config(write_config(tmp_path, '[web]\npublic_url = "https://t.example/x/"\n'))
+    assert served.settings.unsubscribe_url == "https://t.example/x/u/{token}"
+    own = load_config(
+        write_config(
+            tmp_path,
+            'unsubscribe_url = "https://ada.example/stop/{token}"\n'
+            '[web]\npublic_url = "https://t.example"\n',
+        )
+    )
+    assert own.settings.unsubscribe_url == "https://ada.example/stop/{token}"
+    assert load_config(write_config(tmp_path, "")).settings.unsubscribe_url == ""
+
+
+@pytest.mark.parametrize(
+    "public_url", ["http://thanks.example.com", "thanks.example.com", "https://t.example/?a=1"]
+)
+def test_a_public_url_that_is_not_https_is_refused_with_its_key(
+    tmp_path: Path, public_url: str
+) -> None:
+    path = write_config(tmp_path, f'[web]\npublic_url = "{public_url}"\n')
+    result = run_cli("--config", path, "config", "check")
+    assert result.exit_code != 0
+    assert "web.public_url" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_config_check_wants_no_password_without_a_username(tmp_path: Path) -> None:

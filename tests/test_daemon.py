@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,20 +23,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 
 from scheduler.service.cycle import CycleReport
 from scheduler.service.last_cycle import save_cycle
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade
+from scheduler.web.serve import bind
 from tests.conftest import CONFIG_TEMPLATE, Workspace, run_cli
 from tests.smtp_servers import Faulty, Recorder, free_port, running
 from tests.test_delivery import add_due
+from tests.test_detection import add_customer
+from tests.test_unsubscribe_page import token_of
 
 STARTERS = Path(__file__).parent.parent / "templates"
 NOW = "2027-06-15T10:00:00+00:00"
 touches = metadata.tables["touches"]
+customers = metadata.tables["customers"]
 WAIT = 60.0
 """Upper bound for anything the daemon is expected to do (never a measured duration)."""
 
@@ -608,3 +614,158 @@ def test_after_a_restart_the_notes_due_go_at_once(migrated_workspace: Workspace)
     finally:
         engine.dispose()
     assert code == 0, log
+
+
+def _serve_web(workspace: Workspace, port: int) -> None:
+    with workspace.path.open("a", encoding="utf-8") as config:
+        config.write(f'\n[web]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n')
+
+
+def _one_click(url: str) -> int:
+    request = urllib.request.Request(  # noqa: S310 - http on loopback
+        url, data=b"List-Unsubscribe=One-Click", method="POST"
+    )
+    request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    with urllib.request.urlopen(request, timeout=WAIT) as answer:  # noqa: S310 - http on loopback
+        status: int = answer.status
+    return status
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=WAIT):  # noqa: S310 - http on loopback
+            return True
+    except OSError:
+        return False
+
+
+def test_the_service_serves_the_unsubscribe_page_when_enabled(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    engine = create_store_engine(migrated_workspace.database_url)
+    recorder = Recorder()
+    web_port = free_port()
+    try:
+        with running(recorder) as port:
+            configure(migrated_workspace, port)
+            _serve_web(migrated_workspace, web_port)
+            customer_id = add_customer(engine, "C-9", email="nine@example.com")
+            token = token_of(engine, customer_id)
+            service = start_service(migrated_workspace, notify)
+            try:
+                notify.expect("READY=1")
+                url = f"http://127.0.0.1:{web_port}/u/{token}"
+                wait_until(lambda: _answers(url), "the page to answer")
+                assert _one_click(url) == 200
+                with engine.connect() as connection:
+                    opted_out = connection.execute(
+                        select(customers.c.opted_out_at).where(customers.c.id == customer_id)
+                    ).scalar_one()
+                assert opted_out is not None
+            finally:
+                code, stderr = stop(service)
+    finally:
+        engine.dispose()
+    assert code == 0, stderr
+    assert f"serving the unsubscribe page on http://127.0.0.1:{web_port}" in stderr
+    assert "customer C-9 opted out (one-click): 0 open notes suppressed" in stderr
+    assert token not in stderr
+    assert not _answers(url)  # stopped with the service
+
+
+def test_a_web_port_already_taken_is_logged_and_the_service_runs_on(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    engine = create_store_engine(migrated_workspace.database_url)
+    recorder = Recorder()
+    taken = bind("127.0.0.1", 0)
+    try:
+        with running(recorder) as port:
+            configure(migrated_workspace, port)
+            _serve_web(migrated_workspace, taken.getsockname()[1])
+            add_due_now(engine, 2)
+            service = start_service(migrated_workspace, notify)
+            try:
+                notify.expect("READY=1")
+                wait_until(lambda: statuses(engine) == {"sent": 2}, "the notes to go")
+            finally:
+                code, stderr = stop(service)
+    finally:
+        taken.close()
+        engine.dispose()
+    assert code == 0, stderr
+    assert "the unsubscribe page cannot listen on 127.0.0.1:" in stderr
+    assert "running on without it" in stderr
+
+
+def test_a_one_click_from_a_delivered_note_stops_that_customers_next_note(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    """End to end: the service delivers a note, the customer's mail app posts to the URL in its
+    List-Unsubscribe header, and the next delivery sends that customer nothing."""
+    engine = create_store_engine(migrated_workspace.database_url)
+    recorder = Recorder()
+    web_port = free_port()
+    try:
+        with running(recorder) as port:
+            configure(migrated_workspace, port)
+            _serve_web(migrated_workspace, web_port)
+            with migrated_workspace.path.open("a", encoding="utf-8") as config:
+                config.write('public_url = "https://thanks.example.com"\n')
+            [first] = add_due_now(engine, 1)
+            customer_id = _customer_of(engine, first)
+            service = start_service(migrated_workspace, notify)
+            try:
+                notify.expect("READY=1")
+                wait_until(lambda: statuses(engine) == {"sent": 1}, "the first note to go")
+                [delivered] = recorder.received
+                header = str(delivered.message["List-Unsubscribe"])
+                one_click = str(delivered.message["List-Unsubscribe-Post"])
+                assert one_click == "List-Unsubscribe=One-Click"
+                link = header.split("<", 1)[1].split(">", 1)[0]
+                assert link.startswith("https://thanks.example.com/u/")
+                path = urllib.parse.urlsplit(link).path
+                url = f"http://127.0.0.1:{web_port}{path}"
+                wait_until(lambda: _answers(url), "the page to answer")
+                assert _one_click(url) == 200
+                later = _add_note(engine, customer_id, "birthday:2099")
+                wait_until(
+                    lambda: _status_of(engine, later) == "suppressed", "the next note to stop"
+                )
+            finally:
+                code, stderr = stop(service)
+    finally:
+        engine.dispose()
+    assert code == 0, stderr
+    assert len(recorder.received) == 1  # nothing more went to that customer
+
+
+def _customer_of(engine: Engine, touch_id: int) -> int:
+    with engine.connect() as connection:
+        found: int = connection.execute(
+            select(touches.c.customer_id).where(touches.c.id == touch_id)
+        ).scalar_one()
+    return found
+
+
+def _add_note(engine: Engine, customer_id: int, key: str) -> int:
+    with engine.begin() as connection:
+        touch_id: int = connection.execute(
+            insert(touches).values(
+                customer_id=customer_id,
+                kind="birthday",
+                occasion_key=key,
+                status="pending",
+                due_at=datetime.now(UTC) - timedelta(minutes=1),
+                expires_at=datetime.now(UTC) + timedelta(days=1),
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+    return touch_id
+
+
+def _status_of(engine: Engine, touch_id: int) -> str:
+    with engine.connect() as connection:
+        found: str = connection.execute(
+            select(touches.c.status).where(touches.c.id == touch_id)
+        ).scalar_one()
+    return found

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from scheduler.errors import ImportRejected
 from scheduler.importer import ImportReport, import_csv
@@ -22,6 +22,8 @@ from tests.conftest import NOW
 
 LONDON = ZoneInfo("Europe/London")
 customers = metadata.tables["customers"]
+touches = metadata.tables["touches"]
+opt_outs = metadata.tables["opt_outs"]
 HEADER = ["id", "name", "email", "birthday", "timezone", "first_met_on", "customer_since"]
 GOOD = ["ann@example.com", "1990-05-17", "Europe/Paris", "2019-03-02", "2020-01-15"]
 
@@ -396,3 +398,59 @@ def test_attributes_merge_across_imports(engine: Engine, tmp_path: Path) -> None
         "pet_name": "Tom",
         "favourite_cake": "Lemon drizzle",
     }
+
+
+def test_an_opt_out_the_file_would_undo_is_kept_and_the_report_says_so(
+    engine: Engine, tmp_path: Path
+) -> None:
+    assert opt_out(engine, tmp_path, {"opted_out": "yes"}) == NOW
+    report = run(
+        engine, write(tmp_path, csv_text(["id", "name", "opted_out"], ["C-1", "Ann", "no"]))
+    )
+    assert stored(engine)["C-1"]["opted_out_at"] == NOW
+    [warning] = report.warnings
+    assert warning.line == 2
+    assert warning.reason == (
+        "opted_out: kept the opt-out of 2026-11-23; an import never opts a customer back in "
+        "(they can, from their unsubscribe page)"
+    )
+    quiet = run(engine, write(tmp_path, csv_text(["id", "name", "opted_out"], ["C-1", "Ann", ""])))
+    assert quiet.warnings == []
+    never_out = run(
+        engine, write(tmp_path, csv_text(["id", "name", "opted_out"], ["C-2", "Bo", "no"]))
+    )
+    assert never_out.warnings == []
+
+
+def test_an_import_that_opts_a_customer_out_records_it_and_stops_their_open_notes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    header = ["id", "name", "email", "opted_out"]
+    run(engine, write(tmp_path, csv_text(header, ["C-1", "Ann", "ann@example.com", ""])))
+    customer_id = stored(engine)["C-1"]["id"]
+    with engine.begin() as connection:
+        connection.execute(
+            insert(touches).values(
+                customer_id=customer_id,
+                kind="birthday",
+                occasion_key="birthday:2026",
+                status="pending",
+                due_at=NOW + timedelta(hours=1),
+            )
+        )
+    later = NOW + timedelta(minutes=5)
+    opted = csv_text(header, ["C-1", "Ann", "ann@example.com", "yes"], ["C-2", "Bo", "", "yes"])
+    run(engine, write(tmp_path, opted, name="opt-outs.csv"), now=later)
+    with engine.connect() as connection:
+        note = connection.execute(select(touches.c.status, touches.c.reason)).one()
+        audit = connection.execute(
+            select(opt_outs.c.customer_id, opt_outs.c.source, opt_outs.c.detail, opt_outs.c.at)
+        ).all()
+    assert tuple(note) == ("suppressed", "opted out on 2026-11-23 (import)")
+    c2 = stored(engine)["C-2"]["id"]
+    assert sorted(audit) == sorted(
+        [(customer_id, "import", "opt-outs.csv", later), (c2, "import", "opt-outs.csv", later)]
+    )
+    run(engine, write(tmp_path, opted, name="opt-outs.csv"), now=later + timedelta(days=1))
+    with engine.connect() as connection:  # the same file again: nothing new to record
+        assert len(connection.execute(select(opt_outs.c.id)).all()) == 2

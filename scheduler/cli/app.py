@@ -33,6 +33,7 @@ from scheduler.cli.delivery import log, retry, send, show
 from scheduler.cli.ltv import ltv_app
 from scheduler.cli.notes import preview, templates_app
 from scheduler.cli.sink import sink
+from scheduler.cli.web import web_app
 from scheduler.output import OutputFormat, printable, table, to_csv, to_json
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(ltv_app, name="ltv")
 app.add_typer(templates_app, name="templates")
+app.add_typer(web_app, name="web")
 
 
 def _version(value: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -89,11 +90,13 @@ def run(
     from scheduler.service.daemon import Daemon
     from scheduler.service.interruption import Interruption, release_held, stopped_line
     from scheduler.service.systemd_notify import Notifier
+    from scheduler.web.serve import start_embedded
 
     state = cli_state(ctx)
     config_path = find_config(state.config_option, os.environ, Path.cwd())
     if now is not None and not once:
         raise typer.BadParameter("--now goes with --once (the service runs on the real clock)")
+    password_hash = None if once else _web_password_hash(config_path)
     setup_logging()
     service = open_service(config_path)
     if once:
@@ -122,9 +125,30 @@ def run(
             raise typer.Exit(1)
         return
     with Notifier.from_environ(os.environ) as notifier:
-        daemon = Daemon(config_path, service, SystemClock(), notifier, instance_name())
+        companion = partial(start_embedded, password_hash=password_hash)
+        daemon = Daemon(config_path, service, SystemClock(), notifier, instance_name(), companion)
         code = asyncio.run(daemon.serve())
     raise typer.Exit(code)
+
+
+def _web_password_hash(config_path: Path) -> str | None:
+    """The owner's password hash for the web the service serves; exits when `[web] enabled`
+    would serve beyond this machine without one (before the store is opened)."""
+    from scheduler.config.file import load_config
+    from scheduler.web.login import needs_password
+
+    config = load_config(config_path)
+    password_hash = config.web_password_hash()
+    web = config.settings.web
+    if web.enabled and password_hash is None and needs_password(web.host):
+        err.print(
+            f"Refusing to serve the web on {web.host}, beyond this machine, without an owner "
+            "password: make one with `appreciate web hash-password` and name it as [web] "
+            'password_hash_file (or password_hash_env), or set [web] host = "127.0.0.1".',
+            markup=False,
+        )
+        raise typer.Exit(1)
+    return password_hash
 
 
 def _print_cycle(report: CycleReport, output_format: OutputFormat) -> None:

@@ -5,6 +5,7 @@ Rules:
 - the sender is still the example config's (`alex@example.com`): notes would go out in its name;
 - an SMTP login over `security = "none"`: the password would cross the network in the clear;
 - a password file, or the SQLite store, that other users of the machine can read;
+- notes that would go out with no working way to opt out (no unsubscribe page and no address);
 - what the config needs from outside the file and cannot find (`Config.environment_problems`:
   the store's URL, and the SMTP password when a username is set).
 """
@@ -39,6 +40,12 @@ def config_warnings(config: Config) -> list[str]:
     if smtp.username and smtp.password_file:
         warnings += _readable_by_others(
             config.base_dir / smtp.password_file, "smtp.password_file", "the SMTP password"
+        )
+    if not settings.unsubscribe_url and not settings.business.unsubscribe_email:
+        warnings.append(
+            "notes would go out with no way to unsubscribe: set [web] public_url to the https "
+            "address where `appreciate web` (or `run` with [web] enabled) is reached, or "
+            "business.unsubscribe_url to your own page, or business.unsubscribe_email"
         )
     problems = config.environment_problems()
     warnings += problems

@@ -108,6 +108,42 @@ class Config:
                 ) from None
         return None
 
+    def web_password_hash(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The owner's password hash from its environment variable or file, or None when none
+        is set. Never the password: `appreciate web hash-password` makes the hash."""
+        env = os.environ if environ is None else environ
+        web = self.settings.web
+        if web.password_hash_env:
+            value = env.get(web.password_hash_env)
+            if not value:
+                raise self._problem(
+                    "web.password_hash_env",
+                    f"environment variable {web.password_hash_env} is not set",
+                )
+            return self._checked_hash("web.password_hash_env", value.strip())
+        if web.password_hash_file:
+            path = self.base_dir / web.password_hash_file
+            try:
+                text = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or "not UTF-8 text"
+                raise self._problem(
+                    "web.password_hash_file", f"cannot read {path}: {reason}"
+                ) from None
+            return self._checked_hash("web.password_hash_file", text)
+        return None
+
+    def _checked_hash(self, key: str, text: str) -> str:
+        """`text` if it looks like an argon2 hash; a password put there by mistake is refused
+        without being shown."""
+        if not text.startswith("$argon2"):
+            raise self._problem(
+                key,
+                "does not hold a password hash (one starts with $argon2): make one with "
+                "`appreciate web hash-password`",
+            )
+        return text
+
     def line_of(self, key: Sequence[str]) -> int | None:
         """The line of the config file where `key` is set (or its table begins), if found."""
         try:
@@ -118,11 +154,13 @@ class Config:
 
     def environment_problems(self, environ: Mapping[str, str] | None = None) -> list[str]:
         """What the config needs from outside the file and cannot find (for `config check`):
-        the store's URL, and the SMTP password when a username is set."""
+        the store's URL, the SMTP password when a username is set, and the owner's password
+        hash when one is named."""
         problems: list[str] = []
         checks: list[Callable[[Mapping[str, str] | None], str | None]] = [self.database_url]
         if self.settings.smtp.username:
             checks.append(self.smtp_password)
+        checks.append(self.web_password_hash)
         for check in checks:
             try:
                 check(environ)

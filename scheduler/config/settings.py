@@ -11,6 +11,7 @@ import re
 from datetime import time, timedelta
 from functools import cache
 from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -377,6 +378,50 @@ class ImportSettings(Section):
         return found.columns
 
 
+class WebSettings(Section):
+    """The web service: the unsubscribe page customers reach, and (later) the owner's console.
+
+    `public_url` is where customers reach it (behind a reverse proxy, say); with it set, notes
+    link `{public_url}/u/{token}` unless `[business] unsubscribe_url` names another page.
+    """
+
+    enabled: bool = False
+    """Serve it inside `appreciate run` (one service); `appreciate web` serves it on its own."""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str = ""
+    password_hash_env: str = ""
+    """An environment variable holding the owner's password hash (`appreciate web
+    hash-password`); or `password_hash_file`, a file holding it. Neither: nobody can log in."""
+    password_hash_file: str = ""
+
+    @model_validator(mode="after")
+    def _one_hash_source(self) -> WebSettings:
+        if self.password_hash_env and self.password_hash_file:
+            raise ValueError("set either password_hash_env or password_hash_file, not both")
+        return self
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value):
+            raise ValueError(f'expected a host name or address, got "{value}"')
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                f'expected the https:// address customers reach, e.g. "https://thanks.example.com",'
+                f' got "{value}"'
+            )
+        return value.rstrip("/")
+
+
 class Settings(Section):
     """The whole config file."""
 
@@ -389,3 +434,14 @@ class Settings(Section):
     templates: TemplatesSettings = TemplatesSettings()
     imports: ImportSettings = Field(default=ImportSettings(), alias="import")
     """`[import]` in the file (`import` is a Python keyword)."""
+    web: WebSettings = WebSettings()
+
+    @property
+    def unsubscribe_url(self) -> str:
+        """The unsubscribe link with `{token}` in it: `[business] unsubscribe_url`, else the
+        page appreciate serves at `[web] public_url`, else empty (no link)."""
+        if self.business.unsubscribe_url:
+            return self.business.unsubscribe_url
+        if self.web.public_url:
+            return f"{self.web.public_url}/u/{{token}}"
+        return ""

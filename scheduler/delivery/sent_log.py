@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, select, true, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, or_, select, true, update
 
 from scheduler.delivery.claims import record_events
 from scheduler.errors import AppreciateError
@@ -59,6 +59,9 @@ class LogFilter:
     limit: int = 50
     touch_ids: tuple[int, ...] | None = None
     """These notes alone."""
+    after: tuple[datetime, int] | None = None
+    """Keyset paging: only notes after this (updated_at, id) in the log's order (older
+    activity), so a page costs the same at any depth."""
 
 
 def _columns() -> list[Any]:
@@ -94,6 +97,14 @@ def _conditions(wanted: LogFilter) -> list[ColumnElement[bool]]:
     if wanted.until:
         end = datetime.combine(wanted.until + timedelta(days=1), time(0), UTC)
         conditions.append(touches.c.due_at < end)
+    if wanted.after:
+        at, touch_id = wanted.after
+        conditions.append(
+            or_(
+                touches.c.updated_at < at,
+                and_(touches.c.updated_at == at, touches.c.id < touch_id),
+            )
+        )
     return conditions
 
 

@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Table
 
-from scheduler.importer.fields import FieldError, LocalTime, OptOut, zone
+from scheduler.importer.fields import FieldError, LocalTime, OptOut, StaysIn, zone
 from scheduler.importer.kinds import Candidate
 from scheduler.store.bulk import BulkWriter, rows_where_in, select_where_in
 from scheduler.store.models import metadata
+from scheduler.store.opt_outs import opted_out_elsewhere
 
 
 @dataclass(slots=True)
@@ -55,6 +56,8 @@ class BatchOutcome:
 class WriteContext:
     now: datetime
     business_zone: ZoneInfo
+    source: str = ""
+    """What the opt-out audit says of this import (e.g. "customers.csv")."""
 
 
 State = dict[str, Any]
@@ -82,6 +85,18 @@ class _Spec:
         state = dict(current) if current else dict.fromkeys(self.stored)
         state.update(values)
         return state
+
+    def warnings(self, current: State | None, values: State) -> list[str]:
+        """What the report should say of a row written as `merge` wrote it."""
+        return []
+
+    def written(
+        self,
+        connection: Connection,
+        changes: list[tuple[State | None, State]],
+        context: WriteContext,
+    ) -> None:
+        """After the batch is written: what else follows from its (before, after) states."""
 
     def _select(self, connection: Connection, key: str, keys: Iterable[Any]) -> list[State]:
         return select_where_in(connection, self.table, ("id", *self.stored), key, keys)
@@ -126,15 +141,57 @@ class _Customers(_ByExternalId):
         )
         return state
 
+    def warnings(self, current: State | None, values: State) -> list[str]:
+        """A row that says a customer is not opted out, for one who is: the opt-out is kept."""
+        stored = current["opted_out_at"] if current else None
+        if isinstance(values.get("opted_out_at"), StaysIn) and stored is not None:
+            return [
+                f"opted_out: kept the opt-out of {stored.date().isoformat()}; an import never "
+                "opts a customer back in (they can, from their unsubscribe page)"
+            ]
+        return []
+
+    def written(
+        self,
+        connection: Connection,
+        changes: list[tuple[State | None, State]],
+        context: WriteContext,
+    ) -> None:
+        """Customers this batch opted out: audited, and their open notes stopped at once."""
+        newly = [
+            after
+            for before, after in changes
+            if after["opted_out_at"] is not None
+            and (before is None or before["opted_out_at"] is None)
+        ]
+        if not newly:
+            return
+        ids = dict(
+            rows_where_in(
+                connection,
+                self.table,
+                ("external_id", "id"),
+                "external_id",
+                sorted(state["external_id"] for state in newly),
+            )
+        )
+        opted_out_elsewhere(
+            connection,
+            [ids[state["external_id"]] for state in newly],
+            context.now,
+            "import",
+            context.source,
+        )
+
 
 def _opted_out(
     stored: datetime | None,
-    given: datetime | LocalTime | OptOut | None,
+    given: datetime | LocalTime | OptOut | StaysIn | None,
     state: State,
     context: WriteContext,
 ) -> datetime | None:
     """An import can opt a customer out or correct when, never opt them back in."""
-    if given is None:
+    if given is None or isinstance(given, StaysIn):
         return stored
     if isinstance(given, OptOut):
         return stored or context.now
@@ -216,9 +273,10 @@ def write_batch(
             outcome.updated += 1
         else:
             outcome.unchanged += 1
-        if row.candidate.warnings:
-            reason = "; ".join(str(warning) for warning in row.candidate.warnings)
-            outcome.warned.append(Rejection(row.line, row.raw, reason))
+        warnings = [str(warning) for warning in row.candidate.warnings]
+        warnings += spec.warnings(current, values)
+        if warnings:
+            outcome.warned.append(Rejection(row.line, row.raw, "; ".join(warnings)))
     now = context.now
     columns = itemgetter(*spec.stored)
     BulkWriter(connection, spec.table, spec.stored, {"created_at": now, "updated_at": now}).insert(
@@ -227,6 +285,8 @@ def write_batch(
     BulkWriter(connection, spec.table, spec.stored, {"updated_at": now}).update(
         (state["id"], columns(state)) for state in updates.values()
     )
+    changes = [(existing.get(key), state) for key, state in (*inserts.items(), *updates.items())]
+    spec.written(connection, changes, context)
     return outcome
 
 

@@ -102,6 +102,13 @@ class OptOut:
 OPT_OUT_NOW = OptOut()
 
 
+class StaysIn:
+    """`opted_out = no`: not opted out by this file; a stored opt-out is kept all the same."""
+
+
+STAYS_IN = StaysIn()
+
+
 def _outside_years(column: str, text: str) -> FieldError:
     return FieldError(column, f"{quoted(text)} is outside the years {MIN_YEAR} to {MAX_YEAR}")
 
@@ -183,12 +190,13 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def parse_opt_out(column: str, text: str) -> datetime | LocalTime | OptOut | None:
+def parse_opt_out(column: str, text: str) -> datetime | LocalTime | OptOut | StaysIn | None:
     """yes/true/1 -> opted out now (or when already stored); a date or datetime -> then;
-    no/false/0 -> None, which never clears a stored opt-out (an import never re-subscribes)."""
+    no/false/0 -> STAYS_IN, which never clears a stored opt-out (an import never re-subscribes:
+    the report warns instead)."""
     lowered = text.lower()
     if lowered in _TRUE:
         return OPT_OUT_NOW
     if lowered in _FALSE:
-        return None
+        return STAYS_IN
     return parse_datetime(column, text)

@@ -26,7 +26,8 @@ from typing import IO
 
 from scheduler.errors import AppreciateError
 from scheduler.importer.batch import Rejection
-from scheduler.importer.source import FORMULA_STARTS, RESERVED_COLUMNS
+from scheduler.importer.source import RESERVED_COLUMNS
+from scheduler.output import spreadsheet_safe
 
 WARNING = "warning: "
 """How a warned row's reason starts: it was imported, all but the cells the reason names."""
@@ -74,7 +75,7 @@ class RejectsWriter:
             i for i, name in enumerate(header) if name.strip().lower() not in RESERVED_COLUMNS
         ]
         self._width = len(header)
-        self._writer.writerow([*(_escaped(header[i]) for i in self._keep), "reason"])
+        self._writer.writerow([*(spreadsheet_safe(header[i]) for i in self._keep), "reason"])
 
     def rejected(self, rejection: Rejection) -> None:
         self._write(rejection, f"line {rejection.line}: {rejection.reason}")
@@ -91,11 +92,7 @@ class RejectsWriter:
         cells = [raw[i] if i < len(raw) else "" for i in self._keep]
         if len(raw) > self._width:  # keep what does not fit a column, in the reason
             reason += " (extra cells: " + " | ".join(raw[self._width :]) + ")"
-        self._writer.writerow([*map(_escaped, cells), _escaped(reason)])
-
-
-def _escaped(cell: str) -> str:
-    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+        self._writer.writerow([*map(spreadsheet_safe, cells), spreadsheet_safe(reason)])
 
 
 @contextmanager

@@ -130,7 +130,7 @@ def import_csv(
     if rejects_path is not None:
         check_rejects_path(rejects_path, {"the file being imported": path, **(protected or {})})
     spec = KINDS[kind]
-    context = WriteContext(now=now, business_zone=business_zone)
+    context = WriteContext(now=now, business_zone=business_zone, source=path.name)
     report = ImportReport(kind=kind, path=path, dry_run=dry_run)
     rows = RowContext(now.astimezone(business_zone).date(), amounts or amount_format())
     with CsvSource(path, mapping) as source:

@@ -22,13 +22,11 @@ from pathlib import Path
 from scheduler.config.import_columns import RESERVED_COLUMNS, column_name
 from scheduler.errors import ImportRejected
 from scheduler.importer.mapping import NO_MAPPING, ColumnMapping
-from scheduler.output import printable
+from scheduler.output import FORMULA_STARTS, printable
 
 __all__ = ["RESERVED_COLUMNS", "CsvSource", "SourceRow", "column_name", "unescape_formula"]
 
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that did not decode, kept as surrogates
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-"""What a spreadsheet runs as a formula at the start of a cell (the rejects file escapes it)."""
 _ESCAPED_FORMULA = tuple("'" + start for start in FORMULA_STARTS)
 # Python's csv module refuses fields over 128 KiB by default; a notes column can be long.
 csv.field_size_limit(16 * 1024 * 1024)

@@ -20,7 +20,8 @@ per touch. Keys of a context:
 - occasion: kind, key, due_date and sent_on (the customer's local dates of the due moment and
   of `now`); for anniversary `years` (the n of `anniversary:<n>`), for birthday `age` (None
   without a year of birth).
-- unsubscribe_url: `[business] unsubscribe_url` with the customer's token, or None.
+- unsubscribe_url: the unsubscribe page (`[business] unsubscribe_url`, else `[web] public_url`
+  + `/u/{token}`) with the customer's token, or None.
 Dates follow the customer's zone, else the business's. Touches whose customer is gone are
 left out. A date or time outside 1900-2200 (a placeholder such as 9999-12-31 written by another
 application) is not on record: None, as if it were unknown. The business's own values (the
@@ -296,7 +297,7 @@ class _Reader:
         return {row.customer_id: row for row in rows}
 
     def _links(self, customer_ids: Iterable[int]) -> dict[int, str | None]:
-        if not self.settings.business.unsubscribe_url:
+        if not self.settings.unsubscribe_url:
             return {}
         ids = list(customer_ids)
         if self.create_tokens:

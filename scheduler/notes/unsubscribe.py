@@ -8,8 +8,9 @@ Rules:
 - The ids must be existing customers'. On SQLite, call `tokens_for` in a transaction that
   holds the write lock (`scheduler.store.db.write_transaction`) when it may create tokens: a
   transaction that has read cannot start writing once another connection has committed.
-- The link is `[business] unsubscribe_url` with `{token}` replaced by the URL-quoted token;
-  without that setting there is no link.
+- The link is `Settings.unsubscribe_url` (`[business] unsubscribe_url`, else the page at
+  `[web] public_url`) with `{token}` replaced by the URL-quoted token; without either there is
+  no link.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from collections.abc import Iterable
 from urllib.parse import quote
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.config.settings import Settings
 from scheduler.errors import StoreError
 from scheduler.store.bulk import chunked
+from scheduler.store.db import conflict_insert
 from scheduler.store.models import metadata
 
 unsubscribe_tokens = metadata.tables["unsubscribe_tokens"]
 TOKEN_BYTES = 24
+MAX_TOKEN_LENGTH = 64
+"""The column's width: a longer token is never looked up (the unsubscribe page)."""
 ATTEMPTS = 3
 """Rounds of creating: a new token equal to a stored one (never seen) is simply made again."""
 
@@ -37,7 +40,7 @@ def tokens_for(connection: Connection, customer_ids: Iterable[int]) -> dict[int,
     wanted = sorted(set(customer_ids))
     found = read_tokens(connection, wanted)
     missing = [customer_id for customer_id in wanted if customer_id not in found]
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    insert = conflict_insert(connection.dialect.name)
     for _ in range(ATTEMPTS):
         if not missing:
             return found
@@ -70,8 +73,8 @@ def new_token() -> str:
 
 
 def unsubscribe_link(settings: Settings, token: str) -> str | None:
-    """The customer's unsubscribe URL, or None when `[business] unsubscribe_url` is not set."""
-    template = settings.business.unsubscribe_url
+    """The customer's unsubscribe URL, or None when there is no unsubscribe page."""
+    template = settings.unsubscribe_url
     if not template:
         return None
     return template.replace("{token}", quote(token, safe=""))

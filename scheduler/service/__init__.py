@@ -6,6 +6,7 @@ stop), `nightly` and `valuation` (lifetime values recomputed), `last_cycle` and 
 (what `appreciate status` reads), `planning` (`appreciate plan`: the cycle simulated in a
 rolled-back transaction) and `sink` (a local SMTP server that keeps what it is sent).
 
-May import delivery, detection, notes, the importer, the store, the core and config; never
-`scheduler.cli`.
+May import delivery, detection, notes, the importer, the store, the core and config; never the
+web service or the commands (the daemon serves the web beside it through a companion the
+command hands it).
 """

@@ -37,9 +37,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
 
 from scheduler.clock import Clock
 from scheduler.config.occasion_settings import format_duration
@@ -82,11 +84,29 @@ class Totals:
         return f"{self.added} notes added, {outcomes or 'none sent'}"
 
 
+class Companion(Protocol):
+    """Something served beside the service in its event loop (the web service)."""
+
+    async def stop(self) -> None:
+        """Stop: finish what is under way, then let go of what it holds."""
+
+
+StartCompanion = Callable[[Engine, Settings, Clock], Companion | None]
+"""Starts a companion in the running event loop with the service's store, settings and clock;
+None when it is not wanted or cannot start (it logs why): the service runs on either way."""
+
+
 class Daemon:
     """One instance of the service; `serve()` runs it until a stop signal."""
 
     def __init__(
-        self, config_path: Path, service: Service, clock: Clock, notifier: Notifier, owner: str
+        self,
+        config_path: Path,
+        service: Service,
+        clock: Clock,
+        notifier: Notifier,
+        owner: str,
+        companion: StartCompanion | None = None,
     ) -> None:
         self.config_path = config_path
         self.service = service
@@ -104,6 +124,8 @@ class Daemon:
         self._timer: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task[object]] = set()
         """The jobs under way (waited for at stop)."""
+        self._start_companion = companion
+        self._companion: Companion | None = None
 
     # The timer -------------------------------------------------------------------------------
 
@@ -127,6 +149,10 @@ class Daemon:
             format_duration(settings.deliver_every),
         )
         log_template_findings(self.service, "at start")
+        if self._start_companion is not None:
+            self._companion = self._start_companion(
+                self.service.engine, self.service.config.settings, self.clock
+            )
         await self._stop.wait()
         await self._shut_down()
         await watchdog
@@ -309,6 +335,8 @@ class Daemon:
         claim nothing more), then are stopped; this instance's leases are released."""
         if self._timer is not None:
             self._timer.pause()  # shutdown() would cancel the jobs under way at once
+        if self._companion is not None:
+            await self._companion.stop()
         if self._running:
             bound = _seconds(self.service.config.settings.schedule.stop_within)
             _, late = await asyncio.wait(set(self._running), timeout=bound)

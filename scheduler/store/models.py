@@ -230,6 +230,26 @@ class UnsubscribeToken(SQLModel, table=True):
     created_at: datetime | None = _created()
 
 
+class OptOut(SQLModel, table=True):
+    """Who opted out or back in, when and how: the audit behind `customers.opted_out_at`.
+
+    `action` is `opt_out` or `resubscribe`; `source` says how (see
+    `scheduler.store.opt_outs.SOURCES`); `detail` what else is known (a file, a page).
+    """
+
+    __tablename__ = "opt_outs"
+    __table_args__ = (Index("ix_opt_outs_customer", "customer_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False)
+    )
+    at: datetime = Field(sa_type=UtcDateTime)
+    action: str = Field(max_length=16)
+    source: str = Field(max_length=16)
+    detail: str | None = Field(default=None, sa_type=Text)
+
+
 class AppState(SQLModel, table=True):
     """Small facts every instance shares, by name (such as why sending is paused)."""
 

@@ -1,0 +1,130 @@
+"""The web application: its routes, its pages and the headers every answer carries.
+
+Rules:
+- Pages (see `scheduler.web.pages`) link only the static files shipped inside the package:
+  nothing is fetched from elsewhere, and no page needs JavaScript.
+- Every answer says: no caching (a token is in the address), no referrer (so the token never
+  leaves in one), no framing, no sniffing, and a content security policy that allows only this
+  site's style sheet and forms posting back to it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from scheduler.clock import Clock
+from scheduler.config.settings import Settings
+from scheduler.web import log_pages, note_pages, owner, unsubscribe
+from scheduler.web.login import FAILED_DELAY, SESSION_HOURS, session_secret
+from scheduler.web.pages import WebContext
+
+HEADERS = {
+    "cache-control": "no-store",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": (
+        "default-src 'none'; style-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware: HEADERS on every answer (see the module's rules)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [
+                    (name.encode(), value.encode())
+                    for name, value in HEADERS.items()
+                    if name.encode() not in present
+                ]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body longer than `limit` bytes ends in a 413, however it
+    arrives (with or without a declared length)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, "The request is too large.")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def create_app(
+    engine: Engine,
+    settings: Settings,
+    clock: Clock,
+    password_hash: str | None = None,
+    failed_delay: float = FAILED_DELAY,
+) -> Starlette:
+    """The application: the public unsubscribe routes, the owner's (behind the login with
+    `password_hash`; None: nobody can log in; a failed login waits `failed_delay` seconds) and
+    the static files."""
+    secure = settings.web.public_url.startswith("https://")
+    app = Starlette(
+        routes=[
+            Route("/u/{token}", unsubscribe.show, methods=["GET", "HEAD"]),
+            Route("/u/{token}", unsubscribe.act, methods=["POST"]),
+            Route("/", owner.today, methods=["GET", "HEAD"]),
+            Route("/login", owner.login_page, methods=["GET", "HEAD"]),
+            Route("/login", owner.login, methods=["POST"]),
+            Route("/logout", owner.logout, methods=["POST"]),
+            Route("/log", log_pages.log_page, methods=["GET", "HEAD"]),
+            Route("/log.csv", log_pages.log_csv, methods=["GET"]),
+            Route("/notes/{touch_id:int}", note_pages.note_page, methods=["GET", "HEAD"]),
+            Route("/notes/{touch_id:int}/html", note_pages.note_html, methods=["GET"]),
+            Route("/notes/{touch_id:int}/retry", note_pages.retry, methods=["POST"]),
+            Mount("/static", StaticFiles(packages=[("scheduler.web", "static")]), name="static"),
+        ],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(BodyLimit, limit=unsubscribe.MAX_BODY),
+            Middleware(
+                SessionMiddleware,
+                secret_key=session_secret(engine, clock.now()),
+                session_cookie="appreciate_session",
+                max_age=SESSION_HOURS * 3600,
+                same_site="strict",
+                https_only=secure,
+            ),
+        ],
+    )
+    app.state.web = WebContext(engine, settings, clock, password_hash, failed_delay)
+    return app

@@ -1,0 +1,112 @@
+"""The owner's routes: logging in and out, and the pages behind the login (today, so far).
+
+Rules (see `scheduler.web.login` for the password, the session and the lockout):
+- Without a session, an owner page redirects to the login page (303) and an owner POST is
+  refused (401); a POST without the session's CSRF token is refused (403).
+- A failed login answers 401 after `failed_delay` (FAILED_DELAY); while logins are locked it
+  answers 429 with when they open again, and does not even look at the password.
+- Logging in starts a fresh session (a new CSRF token); logging out ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from scheduler.service.queue_status import QueueStatus, queue_status
+from scheduler.web.login import csrf_ok, csrf_token, is_owner, password_matches
+from scheduler.web.pages import WebContext, page
+
+log = logging.getLogger("appreciate.web")
+MAX_FORM = 4_096
+
+
+async def login_page(request: Request) -> Response:
+    """`GET /login`."""
+    context: WebContext = request.app.state.web
+    if is_owner(request):
+        return RedirectResponse("./", status_code=303)
+    return _login(request, context)
+
+
+async def login(request: Request) -> Response:
+    """`POST /login` (see the module's rules)."""
+    context: WebContext = request.app.state.web
+    form = await request.form(max_files=0, max_fields=4, max_part_size=MAX_FORM)
+    if not csrf_ok(request, form.get("csrf")):
+        return _login(request, context, "The page was out of date: please try again.", 403)
+    now = context.clock.now()
+    locked = context.guard.locked_until(now)
+    if locked is not None:
+        wait = max(1, round((locked - now).total_seconds() / 60))
+        text = f"Too many wrong passwords: try again in {wait} minute{'s' if wait != 1 else ''}."
+        return _login(request, context, text, 429)
+    password = form.get("password")
+    stored = context.password_hash
+    if (
+        stored is None
+        or not isinstance(password, str)
+        or not await run_in_threadpool(password_matches, stored, password)
+    ):
+        context.guard.failed(now)
+        log.warning("a failed owner login")
+        await asyncio.sleep(context.failed_delay)
+        return _login(request, context, "That password is not right.", 401)
+    context.guard.succeeded()
+    request.session.clear()
+    request.session["owner"] = True
+    csrf_token(request)
+    log.info("the owner logged in")
+    return RedirectResponse("./", status_code=303)
+
+
+async def logout(request: Request) -> Response:
+    """`POST /logout`: the session ends."""
+    refused = await _refused_post(request)
+    if refused is not None:
+        return refused
+    request.session.clear()
+    return RedirectResponse("login", status_code=303)
+
+
+async def today(request: Request) -> Response:
+    """`GET /`: the queue by status, the last cycle, what needs the owner."""
+    context: WebContext = request.app.state.web
+    if not is_owner(request):
+        return RedirectResponse("login", status_code=303)
+    status = await run_in_threadpool(_status, context)
+    return page(context, "today.html", root="", status=status, csrf=csrf_token(request))
+
+
+async def _refused_post(request: Request) -> Response | None:
+    """Why an owner POST may not go on (no session: 401; a wrong CSRF token: 403), or None."""
+    context: WebContext = request.app.state.web
+    if not is_owner(request):
+        return page(context, "problem.html", 401, heading="Log in first", text="Not logged in.")
+    form = await request.form(max_files=0, max_fields=16, max_part_size=MAX_FORM)
+    if not csrf_ok(request, form.get("csrf")):
+        return page(
+            context, "problem.html", 403, heading="Refused", text="The page was out of date."
+        )
+    return None
+
+
+def _login(request: Request, context: WebContext, problem: str = "", status: int = 200) -> Response:
+    return page(
+        context,
+        "login.html",
+        status,
+        root="",
+        configured=context.password_hash is not None,
+        problem=problem,
+        csrf=csrf_token(request),
+    )
+
+
+def _status(context: WebContext) -> QueueStatus:
+    with context.engine.connect() as connection:
+        return queue_status(connection)

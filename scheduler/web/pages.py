@@ -1,0 +1,50 @@
+"""The pages: the package's own templates (autoescaped; not the owner's note templates).
+
+Links to the static files are relative, so the pages work behind a reverse proxy that serves
+them under a path (`[web] public_url = "https://example.com/thanks"`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from sqlalchemy import Engine
+from starlette.responses import HTMLResponse
+
+from scheduler.clock import Clock
+from scheduler.config.settings import Settings
+from scheduler.web.login import FAILED_DELAY, LoginGuard
+
+
+@dataclass(frozen=True)
+class WebContext:
+    """What the routes work with: the store, the settings, the clock, and the owner's password
+    hash (None: not set, so nobody can log in) with the guard against guessing it."""
+
+    engine: Engine
+    settings: Settings
+    clock: Clock
+    password_hash: str | None = None
+    failed_delay: float = FAILED_DELAY
+    guard: LoginGuard = field(default_factory=LoginGuard)
+
+
+PAGES = Environment(
+    loader=PackageLoader("scheduler.web", "templates"),
+    autoescape=select_autoescape(default=True),
+    undefined=StrictUndefined,
+    auto_reload=False,
+)
+
+
+def page(
+    context: WebContext, name: str, code: int = 200, root: str = "../", **values: Any
+) -> HTMLResponse:
+    """The template `name` as an HTML answer, with the business's name in it; `root` is the way
+    from the page's address up to the site's top ("" for /login, "../" for /u/TOKEN)."""
+    text = PAGES.get_template(name).render(
+        business=context.settings.business.name, root=root, **values
+    )
+    return HTMLResponse(text, status_code=code)

@@ -1,0 +1,154 @@
+"""The public unsubscribe routes, the only ones a reverse proxy needs to expose.
+
+Rules:
+- `GET /u/{token}` never changes anything (mail scanners follow links): for a customer who is
+  not opted out it shows the business and a masked address (`d***@example.org`) with a button
+  that confirms; otherwise it shows the plain "you are unsubscribed" page.
+- `POST /u/{token}` with `List-Unsubscribe=One-Click` in its body (RFC 8058; form-encoded or
+  multipart, no cookie needed) opts the customer out and answers 200 with a short text, no
+  redirect. The page's own form posts `action=unsubscribe` (the same, source "page") or
+  `action=resubscribe` (the "changed my mind" button). Anything else is a 400.
+- Every request is idempotent, and an unknown token gets exactly the page and status a known
+  one gets once it was used, so tokens cannot be probed.
+- Bodies are small: over MAX_BODY bytes is refused (413), by its declared length before it is
+  read, and by what arrives (`scheduler.web.app.BodyLimit`) when it declares none.
+- The log names the customer by the business's own id, never the token.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import Connection, select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from scheduler.notes.unsubscribe import MAX_TOKEN_LENGTH
+from scheduler.store.db import write_transaction
+from scheduler.store.models import metadata
+from scheduler.store.opt_outs import Source, opt_out, resubscribe
+from scheduler.web.pages import WebContext, page
+
+log = logging.getLogger("appreciate.web")
+customers = metadata.tables["customers"]
+tokens = metadata.tables["unsubscribe_tokens"]
+MAX_BODY = 16_384
+"""The largest request body read (a one-click POST is 26 bytes; the page's form about 20)."""
+ONE_CLICK_TEXT = "You are unsubscribed: no more notes will be sent to this address.\n"
+
+Action = Literal["unsubscribe", "resubscribe"]
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What the pages may say of a token's customer."""
+
+    external_id: str
+    masked: str
+    opted_out: bool
+
+
+def mask_address(address: str | None) -> str:
+    """`dana@example.org` -> `d***@example.org`: enough to recognise, too little to harvest."""
+    if not address or "@" not in address:
+        return "this address"
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+async def show(request: Request) -> Response:
+    """`GET /u/{token}` (see the module's rules)."""
+    context: WebContext = request.app.state.web
+    recipient = await run_in_threadpool(_recipient, context, request.path_params["token"])
+    if recipient is None or recipient.opted_out:
+        return page(context, "unsubscribe_done.html")
+    return page(context, "unsubscribe_confirm.html", masked=recipient.masked)
+
+
+async def act(request: Request) -> Response:
+    """`POST /u/{token}` (see the module's rules)."""
+    context: WebContext = request.app.state.web
+    form = await _small_form(request)
+    one_click = form.get("List-Unsubscribe") == "One-Click"
+    asked = "unsubscribe" if one_click else form.get("action")
+    if asked not in ("unsubscribe", "resubscribe"):
+        return page(
+            context,
+            "problem.html",
+            code=400,
+            heading="That did not work",
+            text="Use the button on the page this link opens.",
+        )
+    action: Action = "unsubscribe" if asked == "unsubscribe" else "resubscribe"
+    source: Source = "one_click" if one_click else "page"
+    token = request.path_params["token"]
+    await run_in_threadpool(_record, context, token, action, source)
+    if one_click:
+        return PlainTextResponse(ONE_CLICK_TEXT)
+    if action == "unsubscribe":
+        return page(context, "unsubscribe_done.html")
+    return page(context, "unsubscribe_back.html")
+
+
+async def _small_form(request: Request) -> FormData:
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > MAX_BODY:
+        raise HTTPException(413, "The request is too large.")
+    return await request.form(max_files=0, max_fields=16, max_part_size=MAX_BODY)
+
+
+@dataclass(frozen=True)
+class _Customer:
+    id: int
+    external_id: str
+    email: str | None
+    opted_out_at: datetime | None
+
+
+def _customer(connection: Connection, token: str) -> _Customer | None:
+    """The token's customer, or None: unknown, or too long to be a token."""
+    if not 0 < len(token) <= MAX_TOKEN_LENGTH:
+        return None
+    row = connection.execute(
+        select(customers.c.id, customers.c.external_id, customers.c.email, customers.c.opted_out_at)
+        .join(tokens, tokens.c.customer_id == customers.c.id)
+        .where(tokens.c.token == token)
+    ).first()
+    return None if row is None else _Customer(*row)
+
+
+def _recipient(context: WebContext, token: str) -> Recipient | None:
+    with context.engine.connect() as connection:
+        row = _customer(connection, token)
+    if row is None:
+        return None
+    return Recipient(row.external_id, mask_address(row.email), row.opted_out_at is not None)
+
+
+def _record(context: WebContext, token: str, action: Action, source: Source) -> None:
+    with write_transaction(context.engine) as connection:
+        customer = _customer(connection, token)
+        if customer is None:
+            return
+        change = opt_out if action == "unsubscribe" else resubscribe
+        choice = change(connection, customer.id, context.clock.now(), source)
+    if choice.changed and action == "unsubscribe":
+        log.info(
+            "customer %s opted out (%s): %d open notes suppressed",
+            customer.external_id,
+            source.replace("_", "-"),
+            choice.notes,
+        )
+    elif choice.changed:
+        log.info(
+            "customer %s opted back in (%s): %d notes back in the queue",
+            customer.external_id,
+            source,
+            choice.notes,
+        )

@@ -1,0 +1,201 @@
+"""The owner's login, on both databases: nothing behind it without a session, a password kept
+only as a hash, CSRF on every owner POST, a delay and a lockout against guessing, and the
+refusal to serve beyond this machine without a password."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
+
+from scheduler.config.settings import Settings, WebSettings
+from scheduler.web.app import create_app
+from scheduler.web.login import (
+    LOCKOUT,
+    MAX_FAILURES,
+    hash_password,
+    needs_password,
+    password_matches,
+)
+from tests.conftest import adas_bakery, run_cli
+from tests.test_cli import write_config
+
+NOW = datetime(2027, 6, 15, 9, 0, tzinfo=UTC)
+PASSWORD = "correct horse battery staple"  # noqa: S105 - the tests' own
+HASH = hash_password(PASSWORD)
+SETTINGS = Settings(business=adas_bakery())
+
+
+class MovableClock:
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+def site(
+    engine: Engine,
+    clock: MovableClock | None = None,
+    settings: Settings = SETTINGS,
+    delay: float = 0.0,
+    password_hash: str | None = HASH,
+) -> TestClient:
+    app = create_app(engine, settings, clock or MovableClock(NOW), password_hash, delay)
+    return TestClient(app, follow_redirects=False)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def log_in(client: TestClient, password: str = PASSWORD) -> tuple[int, str]:
+    csrf = csrf_of(client.get("/login").text)
+    answer = client.post("/login", data={"csrf": csrf, "password": password})
+    return answer.status_code, answer.text
+
+
+def test_the_console_is_behind_the_login(engine: Engine) -> None:
+    client = site(engine)
+    answer = client.get("/")
+    assert (answer.status_code, answer.headers["location"]) == (303, "login")
+    assert client.post("/logout", data={"csrf": "x"}).status_code == 401
+
+
+def test_the_right_password_opens_a_session_with_a_safe_cookie(engine: Engine) -> None:
+    client = site(engine)
+    csrf = csrf_of(client.get("/login").text)
+    answer = client.post("/login", data={"csrf": csrf, "password": PASSWORD})
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"].lower()
+    assert cookie.startswith("appreciate_session=")
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert "secure" not in cookie  # no https public address
+    today = client.get("/")
+    assert today.status_code == 200
+    assert "<h1>Today</h1>" in today.text
+    assert "The service has not run a cycle yet." in today.text
+
+
+def test_the_cookie_is_secure_when_the_public_address_is_https(engine: Engine) -> None:
+    public = Settings(
+        business=adas_bakery(), web=WebSettings(public_url="https://thanks.example.com")
+    )
+    client = site(engine, settings=public)
+    csrf = csrf_of(client.get("/login").text)
+    answer = client.post("/login", data={"csrf": csrf, "password": PASSWORD})
+    assert "secure" in answer.headers["set-cookie"].lower()
+
+
+def test_a_wrong_password_is_refused_after_a_delay(engine: Engine) -> None:
+    client = site(engine, delay=0.5)
+    started = time.monotonic()
+    status, text = log_in(client, "hunter2")
+    assert time.monotonic() - started >= 0.5
+    assert status == 401
+    assert "That password is not right." in text
+    assert client.get("/").status_code == 303
+
+
+def test_a_login_without_the_pages_token_is_refused(engine: Engine) -> None:
+    client = site(engine)
+    client.get("/login")
+    answer = client.post("/login", data={"csrf": "forged", "password": PASSWORD})
+    assert answer.status_code == 403
+    assert client.get("/").status_code == 303
+
+
+def test_logging_out_needs_the_token_and_ends_the_session(engine: Engine) -> None:
+    client = site(engine)
+    log_in(client)
+    assert client.post("/logout", data={"csrf": "forged"}).status_code == 403
+    assert client.get("/").status_code == 200
+    csrf = csrf_of(client.get("/").text)
+    assert client.post("/logout", data={"csrf": csrf}).status_code == 303
+    assert client.get("/").status_code == 303
+
+
+def test_many_wrong_passwords_lock_the_login_for_a_while(engine: Engine) -> None:
+    clock = MovableClock(NOW)
+    client = site(engine, clock)
+    for _ in range(MAX_FAILURES):
+        assert log_in(client, "guess")[0] == 401
+    status, text = log_in(client)  # the right one, too late
+    assert status == 429
+    assert "Too many wrong passwords: try again in 15 minutes." in text
+    clock.moment = NOW + LOCKOUT - timedelta(seconds=1)
+    assert log_in(client)[0] == 429
+    clock.moment = NOW + LOCKOUT
+    assert log_in(client)[0] == 303
+
+
+def test_without_a_password_set_nobody_can_log_in(engine: Engine) -> None:
+    unset = site(engine, password_hash=None)
+    page = unset.get("/login").text
+    assert "appreciate web hash-password" in page
+    assert 'type="password"' not in page
+    # a script with a valid session and token (sessions are signed by the store's key)
+    scripted = site(engine, password_hash=None)
+    helper = site(engine)
+    csrf = csrf_of(helper.get("/login").text)
+    scripted.cookies = helper.cookies
+    assert scripted.post("/login", data={"csrf": csrf, "password": PASSWORD}).status_code == 401
+    assert scripted.get("/").status_code == 303
+
+
+def test_the_public_pages_set_no_cookie(engine: Engine) -> None:
+    client = site(engine)
+    assert "set-cookie" not in client.get("/u/unknown-token").headers
+
+
+@pytest.mark.parametrize(
+    ("host", "needed"),
+    [("127.0.0.1", False), ("::1", False), ("localhost", False), ("0.0.0.0", True)],  # noqa: S104
+)
+def test_a_password_is_needed_beyond_this_machine(host: str, needed: bool) -> None:
+    assert needs_password(host) is needed
+
+
+def test_serving_beyond_this_machine_without_a_password_is_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "")
+    result = run_cli("--config", path, "web", "--host", "0.0.0.0")  # noqa: S104
+    assert result.exit_code == 1
+    assert "without an owner password" in result.stderr
+    assert "appreciate web hash-password" in result.stderr
+    enabled = write_config(tmp_path, '[web]\nenabled = true\nhost = "0.0.0.0"\n')
+    result = run_cli("--config", enabled, "run")
+    assert result.exit_code == 1
+    assert "without an owner password" in result.stderr
+
+
+def test_hash_password_asks_twice_and_prints_only_the_hash() -> None:
+    result = run_cli("web", "hash-password", input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 0, result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("$argon2")]
+    assert PASSWORD not in result.stdout + result.stderr
+    assert create_hash_matches(line)
+    short = run_cli("web", "hash-password", input="short\nshort\n")
+    assert (short.exit_code, "Too short" in short.stderr) == (1, True)
+    different = run_cli("web", "hash-password", input=f"{PASSWORD}\n{PASSWORD}x\n")
+    assert (different.exit_code, "did not match" in different.stderr) == (1, True)
+
+
+def create_hash_matches(line: str) -> bool:
+    return password_matches(line, PASSWORD) and not password_matches(line, "other")
+
+
+def test_a_password_put_where_its_hash_belongs_is_refused_unshown(tmp_path: Path) -> None:
+    (tmp_path / "owner.hash").write_text(PASSWORD + "\n", encoding="utf-8")
+    path = write_config(tmp_path, '[web]\npassword_hash_file = "owner.hash"\n')
+    result = run_cli("--config", path, "config", "check")
+    assert "web.password_hash_file" in result.stderr
+    assert "does not hold a password hash" in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
