@@ -235,3 +235,26 @@ def test_a_stop_still_stops_a_replayed_note(templates: Path) -> None:
     stop.set()
     with pytest.raises(RenderStopped):
         renderer.render("birthday", None, context, stop=stop)
+
+
+def test_a_top_level_that_does_more_than_extend_still_runs(templates: Path) -> None:
+    """A `{% set %}` or an error at the top level: the top level runs as before."""
+    (templates / "birthday.j2").write_text(
+        '{% extends "_layout.j2" %}{% set cake = "lemon <cake>" %}\n'
+        "{% block subject %}Hi{% endblock %}\n"
+        "{% block message %}A {{ cake }} for {{ customer.name }}{% endblock %}\n",
+        encoding="utf-8",
+    )
+    context = contexts("birthday")[3]
+    note = twice(templates, "birthday", None, context)
+    assert note == full(templates, "birthday", None, context)
+    assert "A lemon &lt;cake&gt; for &lt;b&gt;Sam" in (note.html or "")
+    (templates / "order_thanks.j2").write_text(
+        '{% extends "_layout.j2" %}{{ not_there.at_all }}\n'
+        "{% block subject %}Hi{% endblock %}{% block message %}Thanks{% endblock %}\n",
+        encoding="utf-8",
+    )
+    renderer = NoteRenderer(templates)
+    for _ in range(2):
+        note = renderer.render("order_thanks", None, sample_context("order_thanks", SETTINGS))
+        assert "Thanks" in note.text

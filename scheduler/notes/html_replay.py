@@ -118,10 +118,12 @@ class Printed(str):
 @dataclass(frozen=True)
 class Shape:
     """What `shape` found in one file: whether its code allows replaying (outside the html
-    block) and the file it extends, if any."""
+    block), the file it extends, if any, and whether its top level is bare: nothing but
+    `{% extends %}`, blocks and template text (running it only registers the blocks)."""
 
     plain: bool
     parent: str | None
+    bare: bool = False
 
 
 def shape(template: nodes.Template, environment: Environment) -> Shape:
@@ -140,7 +142,15 @@ def shape(template: nodes.Template, environment: Environment) -> Shape:
     if len(extends) > 1 or (extends and extends[0] not in template.body):
         return Shape(plain=False, parent=None)
     plain = all(_plain_statement(node, environment) for node in template.body)
-    return Shape(plain=plain, parent=parent)
+    bare = all(
+        isinstance(node, nodes.Extends | nodes.Block)
+        or (
+            isinstance(node, nodes.Output)
+            and all(isinstance(child, nodes.TemplateData) for child in node.nodes)
+        )
+        for node in template.body
+    )
+    return Shape(plain=plain, parent=parent, bare=bare)
 
 
 def _plain_statement(node: nodes.Node, environment: Environment) -> bool:

@@ -148,7 +148,8 @@ class NoteRenderer:
             recorder = None
             if self._plain_chain(name) is not False:
                 recorder = BlockRecorder(self._asked.get(name))
-            plain = self._blocks(self._text, name, context, ("subject", "text"), output, recorder)
+            values = dict(context)
+            plain = self._blocks(self._text, name, values, ("subject", "text"), output, recorder)
             for block in ("subject", "text"):
                 if block not in plain:
                     raise TemplateProblem(name, None, f"there is no {{% block {block} %}}")
@@ -161,7 +162,7 @@ class NoteRenderer:
                 }
             asked: set[str] = set()
             rich = self._blocks(
-                self._html, name, context, ("html",), output, written=written, asked=asked
+                self._html, name, values, ("html",), output, written=written, asked=asked
             )
             self._asked[name] = frozenset(asked)
         subject = " ".join(plain["subject"].split())
@@ -193,8 +194,14 @@ class NoteRenderer:
             run = template.new_context(dict(context))
             table = _BlockTable(run.blocks)
             run.blocks = table
-            # Top-level code runs (extends, imports, sets); the blocks it reaches stay silent.
-            _Output(self.max_chars).collect(_generator(template.root_render_func(run)))
+            parents = self._bare_parents(name)
+            if parents is None:
+                # Top-level code runs (extends, imports, sets); the blocks it reaches stay silent.
+                _Output(self.max_chars).collect(_generator(template.root_render_func(run)))
+            else:  # it would only register the blocks of the files extended, as here
+                for parent in parents:
+                    for block, function in environment.get_template(parent, name).blocks.items():
+                        table.setdefault(block, []).append(function)
             table.silent = False
             table.recorder = recorder
             table.written = written or {}
@@ -230,6 +237,22 @@ class NoteRenderer:
                 return False
             file = found.parent
         return False
+
+    def _bare_parents(self, name: str) -> list[str] | None:
+        """The files `name` extends (its parent first) when every file of its chain is plain
+        and has a bare top level (see `html_replay.Shape`), else None: then running the top
+        level only registers the blocks, which the renderer does itself."""
+        shapes = self._text.shapes
+        parents: list[str] = []
+        found = shapes.get(name)
+        while found is not None and found.plain and found.bare:
+            if found.parent is None:
+                return parents
+            if len(parents) >= _MAX_CHAIN:
+                return None
+            parents.append(found.parent)
+            found = shapes.get(found.parent)
+        return None
 
     def _load(self, environment: NoteSandbox, name: str) -> Template:
         try:
