@@ -178,7 +178,7 @@ class NoteRenderer:
         self,
         environment: NoteSandbox,
         name: str,
-        context: Mapping[str, Any],
+        context: dict[str, Any],
         wanted: tuple[str, ...],
         output: _Output,
         recorder: BlockRecorder | None = None,
@@ -191,7 +191,7 @@ class NoteRenderer:
         noting in `asked` the blocks looked up once the top level has run)."""
         try:
             template = self._load(environment, name)
-            run = template.new_context(dict(context))
+            run = template.new_context(context)  # copies the values
             table = _BlockTable(run.blocks)
             run.blocks = table
             parents = self._bare_parents(name)
