@@ -28,6 +28,11 @@ Rules:
   line when known.
 - In HTML, what templates print from the context never becomes a link; the business's own
   addresses and the template's own text do (see `scheduler.notes.note_links`).
+- Each block is written once: the HTML pass replays, as HTML, what the text pass wrote for the
+  blocks it calls (`self.message()`...), when every file of the template allows it; otherwise
+  it writes them again (see `scheduler.notes.html_replay`). The note is the same either way.
+  A chain of files whose top level holds only `{% extends %}`, blocks and text has its blocks
+  registered directly instead of running its top level in each pass.
 - Compiled templates are cached by Jinja (400 per environment), and recompiled when the file
   changes, so edits apply to a running daemon.
 """

@@ -20,6 +20,8 @@ attribute such as a function's globals, no changing a dict, list or set):
 - `{{ ... }}` may not print None (an optional fact not on record): the note would say "None".
 - In HTML, what `{{ ... }}` prints from the context is defused for `links` (see
   `scheduler.notes.note_links`), and so is what `e`, `forceescape` and `safe` make of it.
+- In the text environment, what `{{ ... }}` prints keeps the value it was printed from
+  (`html_replay.Printed`), so that the HTML pass can replay a block instead of writing it again.
 - `lipsum`, `tojson` and `urlize` are gone: a note has no use for filler text or JSON, and
   `urlize` would link what customers wrote (`links` links the business's addresses only).
 
