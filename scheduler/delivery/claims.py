@@ -280,44 +280,114 @@ _RESULT = (
 )
 
 
+_HELD = select(touches.c.id).where(touches.c.lease_owner == bindparam("owner"))
+_EVENT = (
+    touch_events.insert()
+    .inline()
+    .values(
+        touch_id=bindparam("touch_id"),
+        at=bindparam("at"),
+        status=bindparam("status"),
+        reason=bindparam("reason"),
+    )
+)
+
+
 def record_results(
     connection: Connection, owner: str, results: Sequence[Result], now: datetime
 ) -> int:
     """Write each outcome (only where `owner` still holds the lease) and its event; returns how
-    many were written."""
+    many were written. In the caller's transaction: one query for the leases still held, one
+    executemany for the outcomes and one for the events, each compiled once per dialect and
+    handed to the driver as it is (see `_ResultWrites`)."""
     if not results:
         return 0
-    held = set(
-        connection.execute(
-            select(touches.c.id).where(
-                and_(
-                    touches.c.id.in_([r.touch_id for r in results]),
-                    touches.c.lease_owner == owner,
-                )
-            )
-        ).scalars()
-    )
-    mine = [r for r in results if r.touch_id in held]
-    if mine:
-        connection.execute(
-            _RESULT,
+    return _result_writes(connection.dialect).record(connection, owner, results, now)
+
+
+class _Compiled:
+    """A statement compiled once for a dialect: its SQL, and its parameters in the driver's
+    form (positional or named), with `moments` (datetime parameters) converted as the column
+    type would."""
+
+    def __init__(self, statement: Any, dialect: Dialect, moments: Sequence[str] = ()) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self._order = compiled.positiontup  # None: the driver takes named parameters
+        self._fixed = compiled.construct_params(_check=False)  # values fixed in the statement
+        moment = touches.c.lease_until.type.bind_processor(dialect)
+        convert: Callable[[datetime], object] = moment or (lambda value: value)
+        self._moments = dict.fromkeys(moments, convert)
+
+    def args(self, values: dict[str, Any]) -> Any:
+        params = {**self._fixed, **values}
+        for name, convert in self._moments.items():
+            value = params[name]
+            if value is not None:
+                params[name] = convert(value)
+        return tuple(params[name] for name in self._order) if self._order else params
+
+
+class _ResultWrites:
+    """What `record_results` runs, compiled once for a dialect (the send loop records every
+    note's outcome, and SQLAlchemy's per-statement work was most of the cost)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._result = _Compiled(_RESULT, dialect, ("new_sent_at", "new_retry_at", "now"))
+        self._event = _Compiled(_EVENT, dialect, ("at",))
+
+    def record(
+        self, connection: Connection, owner: str, results: Sequence[Result], now: datetime
+    ) -> int:
+        held = _held_query(self._dialect, len(results))
+        ids = {f"id_{n}": r.touch_id for n, r in enumerate(results)}
+        found = connection.exec_driver_sql(held.sql, held.args({**ids, "owner": owner}))
+        mine_ids = {row[0] for row in found}
+        mine = [r for r in results if r.touch_id in mine_ids]
+        if not mine:
+            return 0
+        connection.exec_driver_sql(
+            self._result.sql,
             [
-                {
-                    "touch_id": r.touch_id,
-                    "owner": owner,
-                    "new_status": r.status,
-                    "new_reason": r.reason,
-                    "new_reply": r.reply,
-                    "new_sent_at": r.sent_at,
-                    "new_retry_at": r.retry_at,
-                    "attempted": 1 if r.attempted else 0,
-                    "now": now,
-                }
+                self._result.args(
+                    {
+                        "touch_id": r.touch_id,
+                        "owner": owner,
+                        "new_status": r.status,
+                        "new_reason": r.reason,
+                        "new_reply": r.reply,
+                        "new_sent_at": r.sent_at,
+                        "new_retry_at": r.retry_at,
+                        "attempted": 1 if r.attempted else 0,
+                        "now": now,
+                    }
+                )
                 for r in mine
             ],
         )
-        record_events(connection, [(r.touch_id, r.status, r.reason) for r in mine], now)
-    return len(mine)
+        connection.exec_driver_sql(
+            self._event.sql,
+            [
+                self._event.args(
+                    {"touch_id": r.touch_id, "at": now, "status": r.status, "reason": r.reason}
+                )
+                for r in mine
+            ],
+        )
+        return len(mine)
+
+
+@functools.lru_cache(maxsize=8)
+def _result_writes(dialect: Dialect) -> _ResultWrites:
+    return _ResultWrites(dialect)
+
+
+@functools.lru_cache(maxsize=256)
+def _held_query(dialect: Dialect, count: int) -> _Compiled:
+    """Which of `count` notes (`id_0`..) `owner` still holds the lease of."""
+    ids: list[Any] = [bindparam(f"id_{n}") for n in range(count)]
+    return _Compiled(_HELD.where(touches.c.id.in_(ids)), dialect)
 
 
 def release(connection: Connection, owner: str, now: datetime) -> tuple[int, int]:

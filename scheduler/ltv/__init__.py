@@ -7,8 +7,9 @@
 - `referral`: credit for the customers a customer referred.
 - `value`: everything combined, the model choice and the tiers.
 
-May import only numpy, scipy and the leaf modules (`scheduler.tiers`); reading values from the
-store and storing them is `scheduler.service.valuation`.
+May import only numpy, scipy, threadpoolctl (`blas_threads`: the fits' BLAS threads) and the
+leaf modules (`scheduler.tiers`); reading values from the store and storing them is
+`scheduler.service.valuation`.
 """
 
 from __future__ import annotations

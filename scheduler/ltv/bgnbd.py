@@ -34,6 +34,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import betaln, expit, gammaln, hyp2f1, psi
 
+from scheduler.ltv.blas_threads import one_blas_thread
+
 WEEKS_PER_MONTH = 365.25 / 12 / 7
 LOG_BOUND = 18.0  # each parameter is kept within exp(-18)..exp(18) (1.5e-8..6.6e7)
 GRADIENT_TOLERANCE = 1e-6  # on the mean log-likelihood per customer, log parameters
@@ -186,14 +188,15 @@ def fit_bgnbd(
     if initial is None:
         mean_T = float(rows.T_weights @ rows.T_values) / scale
         initial = BgNbdParams(r=1.0, alpha=max(mean_T, 1.0), a=1.0, b=1.0)
-    result = minimize(
-        objective,
-        initial.log_array(),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(-LOG_BOUND, LOG_BOUND)] * 4,
-        options={"maxiter": max_iterations, "ftol": 1e-14, "gtol": 1e-9},
-    )
+    with one_blas_thread():  # small fits: BLAS threads only get in the way
+        result = minimize(
+            objective,
+            initial.log_array(),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-LOG_BOUND, LOG_BOUND)] * 4,
+            options={"maxiter": max_iterations, "ftol": 1e-14, "gtol": 1e-9},
+        )
     theta = np.asarray(result.x, dtype=np.float64)
     params = BgNbdParams.from_log(theta)
     ll = float(-result.fun * scale)

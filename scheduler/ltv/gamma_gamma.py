@@ -24,6 +24,7 @@ from scipy.optimize import minimize
 from scipy.special import gammaln, psi
 
 from scheduler.ltv.bgnbd import LOG_BOUND, fit_verdict
+from scheduler.ltv.blas_threads import one_blas_thread
 
 
 @dataclass(frozen=True)
@@ -150,14 +151,15 @@ def fit_gamma_gamma(
     if initial is None:
         # Start at p = 1, q = 2: a mean spend gamma p / (q - 1) equal to the observed one.
         initial = GammaGammaParams(p=1.0, q=2.0, gamma=max(float(ws @ zs) / total, 1e-6))
-    result = minimize(
-        objective,
-        initial.log_array(),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(-LOG_BOUND, LOG_BOUND)] * 3,
-        options={"maxiter": max_iterations, "ftol": 1e-14, "gtol": 1e-9},
-    )
+    with one_blas_thread():  # small fits: BLAS threads only get in the way
+        result = minimize(
+            objective,
+            initial.log_array(),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-LOG_BOUND, LOG_BOUND)] * 3,
+            options={"maxiter": max_iterations, "ftol": 1e-14, "gtol": 1e-9},
+        )
     theta = np.asarray(result.x, dtype=np.float64)
     ll = float(-result.fun * total)
     converged, message = fit_verdict(result, ll, ("p", "q", "gamma"))

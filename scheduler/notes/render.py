@@ -28,6 +28,11 @@ Rules:
   line when known.
 - In HTML, what templates print from the context never becomes a link; the business's own
   addresses and the template's own text do (see `scheduler.notes.note_links`).
+- Each block is written once: the HTML pass replays, as HTML, what the text pass wrote for the
+  blocks it calls (`self.message()`...), when every file of the template allows it; otherwise
+  it writes them again (see `scheduler.notes.html_replay`). The note is the same either way.
+  A chain of files whose top level holds only `{% extends %}`, blocks and text has its blocks
+  registered directly instead of running its top level in each pass.
 - Compiled templates are cached by Jinja (400 per environment), and recompiled when the file
   changes, so edits apply to a running daemon.
 """
@@ -39,6 +44,7 @@ import threading
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, cast
 
 from jinja2 import FileSystemLoader, Template, TemplateNotFound, TemplateSyntaxError
@@ -47,6 +53,7 @@ from markupsafe import Markup, escape
 
 from scheduler.config.settings import Settings
 from scheduler.errors import AppreciateError
+from scheduler.notes.html_replay import HTML_BLOCK, BlockRecorder, replay
 from scheduler.notes.note_links import links
 from scheduler.notes.render_limits import (
     CHECK_EVERY,
@@ -66,6 +73,8 @@ RENDER_TIMEOUT = 2.0
 """Seconds one note may take to write, unless `[templates] render_timeout` says otherwise."""
 _BLANK_LINES = re.compile(r"\n{3,}")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_MAX_CHAIN = 64
+"""Files an `{% extends %}` chain may have for its blocks to be replayed in HTML."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,9 @@ class NoteRenderer:
         self._html = NoteSandbox(loader, autoescape=True, limit=max_chars)
         for environment in (self._text, self._html):  # both compile every block
             environment.filters["paragraphs"] = paragraphs
+        self._asked: dict[str, frozenset[str]] = {}
+        """For each template, the blocks its HTML pass looked up last time: the text pass
+        keeps what those write (see `scheduler.notes.html_replay`)."""
 
     @classmethod
     def configured(cls, directory: Path, settings: Settings) -> NoteRenderer:
@@ -136,11 +148,28 @@ class NoteRenderer:
         name = self.template_name(kind, tier)
         output = _Output(self.max_chars)  # one limit for subject, text and HTML together
         with note_limits(self.timeout, stop):
-            plain = self._blocks(self._text, name, context, ("subject", "text"), output)
+            # The blocks the text pass writes are kept for the HTML pass to replay, when the
+            # template allows it (see `scheduler.notes.html_replay`): each is written once.
+            recorder = None
+            if self._plain_chain(name) is not False:
+                recorder = BlockRecorder(self._asked.get(name))
+            values = dict(context)
+            plain = self._blocks(self._text, name, values, ("subject", "text"), output, recorder)
             for block in ("subject", "text"):
                 if block not in plain:
                     raise TemplateProblem(name, None, f"there is no {{% block {block} %}}")
-            rich = self._blocks(self._html, name, context, ("html",), output)
+            written = {}
+            if recorder is not None and self._plain_chain(name):
+                written = {
+                    block: pieces
+                    for block, pieces in recorder.written.items()
+                    if pieces is not None and block != HTML_BLOCK
+                }
+            asked: set[str] = set()
+            rich = self._blocks(
+                self._html, name, values, ("html",), output, written=written, asked=asked
+            )
+            self._asked[name] = frozenset(asked)
         subject = " ".join(plain["subject"].split())
         text = _tidy_text(plain["text"])
         if not subject:
@@ -154,19 +183,35 @@ class NoteRenderer:
         self,
         environment: NoteSandbox,
         name: str,
-        context: Mapping[str, Any],
+        context: dict[str, Any],
         wanted: tuple[str, ...],
         output: _Output,
+        recorder: BlockRecorder | None = None,
+        *,
+        written: Mapping[str, list[str]] | None = None,
+        asked: set[str] | None = None,
     ) -> dict[str, str]:
-        """Render the `wanted` blocks that the template (with its parents) has."""
+        """Render the `wanted` blocks that the template (with its parents) has, keeping what
+        each block writes in `recorder`, or replaying the `written` blocks' HTML (and
+        noting in `asked` the blocks looked up once the top level has run)."""
         try:
             template = self._load(environment, name)
-            run = template.new_context(dict(context))
+            run = template.new_context(context)  # copies the values
             table = _BlockTable(run.blocks)
             run.blocks = table
-            # Top-level code runs (extends, imports, sets); the blocks it reaches stay silent.
-            _Output(self.max_chars).collect(_generator(template.root_render_func(run)))
+            parents = self._bare_parents(name)
+            if parents is None:
+                # Top-level code runs (extends, imports, sets); the blocks it reaches stay silent.
+                _Output(self.max_chars).collect(_generator(template.root_render_func(run)))
+            else:  # it would only register the blocks of the files extended, as here
+                for parent in parents:
+                    for block, function in environment.get_template(parent, name).blocks.items():
+                        table.setdefault(block, []).append(function)
             table.silent = False
+            table.recorder = recorder
+            table.written = written or {}
+            if asked is not None:
+                table.asked = asked
             return {
                 block: output.collect(_generator(table[block][0](run)))
                 for block in wanted
@@ -180,6 +225,39 @@ class NoteRenderer:
         except Exception as error:  # anything a template did: report it where it happened
             file, line = _where(error, name)
             raise TemplateProblem(file, line, _describe(error, self.max_chars)) from None
+
+    def _plain_chain(self, name: str) -> bool | None:
+        """Whether the text pass's blocks can be replayed in HTML for `name` (every file of
+        its chain of `{% extends %}` has a plain shape: see `scheduler.notes.html_replay`);
+        None while a file of it is not compiled yet."""
+        shapes = self._text.shapes
+        file: str | None = name
+        for _ in range(_MAX_CHAIN):
+            if file is None:
+                return True
+            found = shapes.get(file)
+            if found is None:
+                return None
+            if not found.plain:
+                return False
+            file = found.parent
+        return False
+
+    def _bare_parents(self, name: str) -> list[str] | None:
+        """The files `name` extends (its parent first) when every file of its chain is plain
+        and has a bare top level (see `html_replay.Shape`), else None: then running the top
+        level only registers the blocks, which the renderer does itself."""
+        shapes = self._text.shapes
+        parents: list[str] = []
+        found = shapes.get(name)
+        while found is not None and found.plain and found.bare:
+            if found.parent is None:
+                return parents
+            if len(parents) >= _MAX_CHAIN:
+                return None
+            parents.append(found.parent)
+            found = shapes.get(found.parent)
+        return None
 
     def _load(self, environment: NoteSandbox, name: str) -> Template:
         try:
@@ -240,14 +318,43 @@ class _BlockTable(dict[str, list[Any]]):
     The root of a template renders its top-level blocks by looking them up here; the setup
     pass wants the root's side effects on the context, not the blocks' output. Registering
     blocks (`setdefault`, used by `{% extends %}`) is untouched, and the real blocks stay
-    behind the silent one (so a `required` block's check still sees its overrides)."""
+    behind the silent one (so a `required` block's check still sees its overrides).
+
+    Once not silent, the block a lookup finds (the first: the override) is kept by `recorder`
+    as it writes, or replaced by what the text pass wrote when its name is in `written`."""
 
     silent = True
+    recorder: BlockRecorder | None = None
+    written: Mapping[str, list[str]] = MappingProxyType({})
+    asked: set[str] | None = None
 
     def __getitem__(self, name: str) -> list[Any]:
         if self.silent:
             return [_silent_block, *self.get(name, ())]
-        return super().__getitem__(name)
+        blocks = super().__getitem__(name)
+        if self.asked is not None:
+            self.asked.add(name)
+        if self.recorder is not None and self.recorder.wants(name):
+            return _Blocks(blocks, self.recorder.wrap(name, blocks[0]))
+        pieces = self.written.get(name)
+        if pieces is not None:
+            return _Blocks(blocks, replay(pieces, blocks[0]))
+        return blocks
+
+
+class _Blocks(list[Any]):
+    """A block's overrides with the first one wrapped; `index` still finds the original (as
+    `super()` looks it up: a replayed block calls no `super()`, a recorded one may)."""
+
+    def __init__(self, blocks: list[Any], first: Any) -> None:
+        super().__init__(blocks)
+        self.original = blocks[0]
+        self[0] = first
+
+    def index(self, value: Any, *args: Any) -> int:
+        if value is self.original:
+            return 0
+        return super().index(value, *args)
 
 
 def _silent_block(_context: Any) -> Iterator[str]:

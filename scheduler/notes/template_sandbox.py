@@ -20,6 +20,8 @@ attribute such as a function's globals, no changing a dict, list or set):
 - `{{ ... }}` may not print None (an optional fact not on record): the note would say "None".
 - In HTML, what `{{ ... }}` prints from the context is defused for `links` (see
   `scheduler.notes.note_links`), and so is what `e`, `forceescape` and `safe` make of it.
+- In the text environment, what `{{ ... }}` prints keeps the value it was printed from
+  (`html_replay.Printed`), so that the HTML pass can replay a block instead of writing it again.
 - `lipsum`, `tojson` and `urlize` are gone: a note has no use for filler text or JSON, and
   `urlize` would link what customers wrote (`links` links the business's addresses only).
 
@@ -46,6 +48,7 @@ from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
+from scheduler.notes.html_replay import Printed, Shape, shape
 from scheduler.notes.note_links import DEFUSED_SCHEME, BusinessText, defused, html_links, links
 from scheduler.notes.render_limits import CHECK_EVERY, RANGE_BUDGET, budgeted_range, check, spend
 
@@ -110,6 +113,16 @@ class _BoundedCodeGenerator(CodeGenerator):
             self.visit(part, frame)
             self.write("), ")
         self.write(")))")
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        """In the text environment, what `{{ ... }}` prints keeps the value it was printed
+        from (`html_replay.Printed`), so the HTML pass can replay the block."""
+        if frame.eval_ctx.volatile or frame.eval_ctx.autoescape:
+            super()._output_child_pre(node, frame, finalize)
+            return
+        self.write("environment.printed_text(")
+        if finalize.src is not None:
+            self.write(finalize.src)
 
     def buffer(self, frame: Frame) -> None:
         frame.buffer = self.temporary_identifier()
@@ -198,6 +211,8 @@ class NoteSandbox(ImmutableSandboxedEnvironment):
             finalize=self._printed_html if autoescape else self._printed,
         )
         self.limit = limit
+        self.shapes: dict[str | None, Shape] = {}
+        """Each compiled file's shape, for replaying blocks in HTML (text environment only)."""
         self.globals["range"] = budgeted_range
         self.globals.pop("lipsum", None)
         self.concat = self._bounded_concat  # type: ignore[method-assign]
@@ -224,7 +239,24 @@ class NoteSandbox(ImmutableSandboxedEnvironment):
         for name, function in filters.items():
             filters[name] = _counting_text(function)
 
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
+        if not self.autoescape:  # read before the code generator changes the tree
+            self.shapes[name] = shape(source, self)
+        return super()._generate(source, name, filename, defer_init)
+
     # What {{ ... }} prints --------------------------------------------------------------------
+
+    @staticmethod
+    def printed_text(value: Any) -> Printed:
+        """A printed value's text in the text environment, knowing its value (see
+        `scheduler.notes.html_replay`)."""
+        return Printed(value)
 
     def _printed(self, value: Any) -> Any:
         """What `{{ ... }}` prints, unless it is None (a note never says "None") or a list or
