@@ -21,7 +21,7 @@ from scheduler.cli.common import (
 from scheduler.output import OutputFormat, table, to_csv, to_json
 
 if TYPE_CHECKING:
-    from scheduler.cli.ltv_report import ValueReport
+    from scheduler.service.ltv_report import ValueReport
 
 ltv_app = typer.Typer(
     help="Customers' lifetime value: show it, or compute and store it again.",
@@ -50,8 +50,8 @@ def ltv(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from scheduler.cli.ltv_report import computed_report, stored_report
     from scheduler.progress import stage_progress
+    from scheduler.service.ltv_report import computed_report, stored_report
     from scheduler.service.valuation import compute_values
 
     config = cli_state(ctx).config()
@@ -76,7 +76,7 @@ def ltv(
 
 
 def _print_values(report: ValueReport, output_format: OutputFormat) -> None:
-    from scheduler.cli.ltv_report import COLUMNS as VALUE_COLUMNS
+    from scheduler.service.ltv_report import COLUMNS as VALUE_COLUMNS
 
     rows = [row.as_dict() for row in report.customers]
     if output_format is OutputFormat.json:

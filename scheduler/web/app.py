@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.clock import Clock
 from scheduler.config.settings import Settings
-from scheduler.web import log_pages, note_pages, owner, unsubscribe
+from scheduler.web import customer_pages, log_pages, note_pages, owner, unsubscribe
 from scheduler.web.login import FAILED_DELAY, SESSION_HOURS, session_secret
 from scheduler.web.pages import WebContext
 
@@ -111,6 +111,9 @@ def create_app(
             Route("/notes/{touch_id:int}", note_pages.note_page, methods=["GET", "HEAD"]),
             Route("/notes/{touch_id:int}/html", note_pages.note_html, methods=["GET"]),
             Route("/notes/{touch_id:int}/retry", note_pages.retry, methods=["POST"]),
+            Route("/customer", customer_pages.customer_page, methods=["GET", "HEAD"]),
+            Route("/customer/opt-out", customer_pages.customer_opt_out, methods=["POST"]),
+            Route("/customer/resubscribe", customer_pages.customer_resubscribe, methods=["POST"]),
             Mount("/static", StaticFiles(packages=[("scheduler.web", "static")]), name="static"),
         ],
         middleware=[

@@ -1,0 +1,138 @@
+"""One customer in the console: their facts, whether they get notes, their lifetime value with
+each component and the model behind it, their timeline, and Opt out / Resubscribe.
+
+Rules:
+- `GET /customer?id=ID` names the customer by the business's own id (any characters); an
+  unknown id is a 404.
+- `POST /customer/opt-out` and `/customer/resubscribe` need the session's CSRF token and the
+  confirmation box; they act as the unsubscribe page does (`scheduler.store.opt_outs`, source
+  `console`: an opt-out stops the customer's open notes at once), then redirect to the
+  customer, which says what was done.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from scheduler.service.customer_story import CustomerStory, customer_story
+from scheduler.service.ltv_report import ValueReport, stored_report
+from scheduler.store.db import write_transaction
+from scheduler.store.models import metadata
+from scheduler.store.opt_outs import Choice, opt_out, resubscribe
+from scheduler.web.login import csrf_ok, csrf_token, is_owner
+from scheduler.web.pages import WebContext, page
+
+log = logging.getLogger("appreciate.web")
+customers = metadata.tables["customers"]
+TOLD = {
+    "opted-out": "Opted out: no note goes to them any more; their open notes were stopped.",
+    "resubscribed": "Subscribed again: notes still in time went back in the queue.",
+    "confirm": "Tick the box to confirm.",
+    "unchanged": "Nothing to change: it was already so.",
+}
+
+
+async def customer_page(request: Request) -> Response:
+    """`GET /customer?id=ID`."""
+    context: WebContext = request.app.state.web
+    if not is_owner(request):
+        return RedirectResponse("login", status_code=303)
+    external_id = request.query_params.get("id", "")
+    story, value = await run_in_threadpool(_read, context, external_id)
+    if story is None:
+        return _no_such(context, external_id, root="")
+    zone = ZoneInfo(context.settings.business.timezone)
+    facts = story.facts
+    row = value.customers[0] if value and value.customers else None
+    return page(
+        context,
+        "customer.html",
+        root="",
+        csrf=csrf_token(request),
+        facts=facts,
+        birthday=_birthday(facts),
+        opted_out=_when(story.opted_out_at, zone),
+        how=(story.opted_out_how or "").replace("_", "-"),
+        value=row,
+        model=value,
+        timeline=[{**vars(m), "when": _when(m.at, zone)} for m in story.timeline],
+        more=story.more,
+        done=TOLD.get(request.query_params.get("told", ""), ""),
+    )
+
+
+async def customer_opt_out(request: Request) -> Response:
+    """`POST /customer/opt-out`."""
+    return await _choose(request, opt_out, "opted-out")
+
+
+async def customer_resubscribe(request: Request) -> Response:
+    """`POST /customer/resubscribe`."""
+    return await _choose(request, resubscribe, "resubscribed")
+
+
+async def _choose(request: Request, change: Any, told: str) -> Response:
+    context: WebContext = request.app.state.web
+    if not is_owner(request):
+        return page(context, "problem.html", 401, heading="Log in first", text="Not logged in.")
+    form = await request.form(max_files=0, max_fields=4, max_part_size=1024)
+    if not csrf_ok(request, form.get("csrf")):
+        return page(
+            context, "problem.html", 403, heading="Refused", text="The page was out of date."
+        )
+    external_id = str(form.get("id", ""))
+    back = "../customer?" + urlencode({"id": external_id})
+    if form.get("confirm") != "yes":
+        return RedirectResponse(back + "&told=confirm", status_code=303)
+    choice = await run_in_threadpool(_record, context, external_id, change)
+    if choice is None:
+        return _no_such(context, external_id, root="../")
+    if choice.changed:
+        log.info("customer %s: %s by the owner (%d notes)", external_id, told, choice.notes)
+    return RedirectResponse(
+        back + "&told=" + (told if choice.changed else "unchanged"), status_code=303
+    )
+
+
+def _read(context: WebContext, external_id: str) -> tuple[CustomerStory | None, ValueReport | None]:
+    with context.engine.connect() as connection:
+        story = customer_story(connection, external_id)
+        if story is None:
+            return None, None
+        return story, stored_report(connection, 0, external_id)
+
+
+def _record(context: WebContext, external_id: str, change: Any) -> Choice | None:
+    with write_transaction(context.engine) as connection:
+        who = connection.execute(
+            select(customers.c.id).where(customers.c.external_id == external_id)
+        ).scalar()
+        if who is None:
+            return None
+        result: Choice = change(connection, who, context.clock.now(), "console")
+        return result
+
+
+def _no_such(context: WebContext, external_id: str, root: str) -> Response:
+    text = f"No customer has the id {external_id!r}."
+    return page(context, "problem.html", 404, root=root, heading="No such customer", text=text)
+
+
+def _birthday(facts: dict[str, Any]) -> str:
+    month, day, year = facts["birth_month"], facts["birth_day"], facts["birth_year"]
+    if not month or not day:
+        return ""
+    return f"{year}-{month:02d}-{day:02d}" if year else f"--{month:02d}-{day:02d}"
+
+
+def _when(moment: datetime | None, zone: ZoneInfo) -> str:
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}" if moment else ""

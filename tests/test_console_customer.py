@@ -1,0 +1,110 @@
+"""One customer in the console, on both databases: their facts and timeline escaped, their
+value when known, and Opt out / Resubscribe that act at once and are audited as the owner's."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from urllib.parse import quote
+
+from sqlalchemy import Engine, insert, select
+from starlette.testclient import TestClient
+
+from scheduler.config.settings import Settings
+from scheduler.store.models import metadata
+from scheduler.web.app import create_app
+from tests.conftest import adas_bakery
+from tests.test_detection import add_customer, add_order
+from tests.test_owner_login import HASH, MovableClock, csrf_of, log_in
+
+NOW = datetime(2027, 6, 15, 9, 0, tzinfo=UTC)
+touches = metadata.tables["touches"]
+customers = metadata.tables["customers"]
+opt_outs = metadata.tables["opt_outs"]
+referrals = metadata.tables["referrals"]
+SETTINGS = Settings(business=adas_bakery())
+HOSTILE = "<script>alert(1)</script>"
+
+
+def client(engine: Engine) -> TestClient:
+    site = TestClient(
+        create_app(engine, SETTINGS, MovableClock(NOW), HASH, 0), follow_redirects=False
+    )
+    assert log_in(site)[0] == 303
+    return site
+
+
+def story(engine: Engine) -> int:
+    """Ann (id `A/1 &x`, odd on purpose), who ordered, referred Bo, and has a note pending."""
+    ann = add_customer(engine, "A/1 &x", name=f"Ann {HOSTILE}", birth_month=2, birth_day=29)
+    bo = add_customer(engine, "B-2", name="Bo")
+    add_order(engine, "O-1", ann, NOW - timedelta(days=3), amount=Decimal("42.50"))
+    with engine.begin() as connection:
+        connection.execute(
+            insert(referrals).values(referrer_id=ann, referred_id=bo, referred_on=date(2027, 6, 1))
+        )
+        connection.execute(
+            insert(touches).values(
+                customer_id=ann,
+                kind="birthday",
+                occasion_key="birthday:2028",
+                status="pending",
+                due_at=NOW + timedelta(hours=1),
+                expires_at=NOW + timedelta(days=3),
+            )
+        )
+    return ann
+
+
+def test_a_customer_page_tells_their_story_escaped(engine: Engine) -> None:
+    story(engine)
+    page = client(engine).get("/customer?id=" + quote("A/1 &x"))
+    assert page.status_code == 200
+    assert HOSTILE not in page.text
+    assert "Ann &lt;script&gt;" in page.text
+    assert "--02-29" in page.text
+    assert "O-1: 42.50" in page.text
+    assert "referred Bo (B-2)" in page.text
+    assert "note: birthday" in page.text
+    assert "Not valued yet" in page.text
+    assert "gets notes" in page.text
+
+
+def test_an_unknown_customer_is_a_404(engine: Engine) -> None:
+    assert client(engine).get("/customer?id=nobody").status_code == 404
+
+
+def test_the_owner_opts_a_customer_out_and_back_in(engine: Engine) -> None:
+    ann = story(engine)
+    site = client(engine)
+    page = site.get("/customer?id=" + quote("A/1 &x")).text
+    csrf = csrf_of(page)
+    unticked = site.post("/customer/opt-out", data={"csrf": csrf, "id": "A/1 &x"})
+    assert unticked.headers["location"].endswith("&told=confirm")
+    done = site.post("/customer/opt-out", data={"csrf": csrf, "id": "A/1 &x", "confirm": "yes"})
+    assert done.status_code == 303
+    assert "Opted out" in site.get(done.headers["location"].replace("../", "/")).text
+    with engine.connect() as connection:
+        assert (
+            connection.execute(
+                select(customers.c.opted_out_at).where(customers.c.id == ann)
+            ).scalar_one()
+            == NOW
+        )
+        assert connection.execute(select(touches.c.status)).scalar_one() == "suppressed"
+        assert connection.execute(select(opt_outs.c.source)).scalars().all() == ["console"]
+    again = site.post(
+        "/customer/resubscribe", data={"csrf": csrf, "id": "A/1 &x", "confirm": "yes"}
+    )
+    assert again.headers["location"].endswith("&told=resubscribed")
+    with engine.connect() as connection:
+        assert connection.execute(select(touches.c.status)).scalar_one() == "pending"
+
+
+def test_the_choice_needs_the_pages_token(engine: Engine) -> None:
+    story(engine)
+    site = client(engine)
+    forged = site.post("/customer/opt-out", data={"csrf": "x", "id": "A/1 &x", "confirm": "yes"})
+    assert forged.status_code == 403
+    with engine.connect() as connection:
+        assert connection.execute(select(opt_outs.c.id)).all() == []
