@@ -21,6 +21,7 @@ from scheduler.notes.message import (
     UnsendableMessage,
     build_message,
     make_message_id,
+    unguessable_hex,
 )
 
 DATE = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
@@ -475,3 +476,12 @@ def test_a_name_that_just_misses_the_first_line_gets_a_line_of_its_own() -> None
     message = parse(built)
     assert message["From"].addresses[0].display_name == name
     assert message["To"].addresses[0].display_name == name
+
+
+def test_message_ids_and_boundaries_never_repeat_and_cannot_be_told_apart_from_random() -> None:
+    made = [unguessable_hex(16) for _ in range(20_000)]
+    assert len(set(made)) == len(made)
+    assert all(len(token) == 32 and int(token, 16) >= 0 for token in made)
+    ones = sum(bin(int(token, 16)).count("1") for token in made)
+    assert abs(ones / (len(made) * 128) - 0.5) < 0.01  # no bias a reader could use
+    assert len(unguessable_hex(12)) == 24
