@@ -148,15 +148,31 @@ def hammer(base: str, work: list[str], clients: int, post: bool) -> tuple[list[f
     return latencies, time.perf_counter() - started
 
 
-def report(what: str, latencies: list[float], wall: float) -> float:
+def cpu_seconds(pid: int) -> float:
+    """The CPU time process `pid` has used (Linux: /proc/PID/stat, user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def report(what: str, latencies: list[float], wall: float, server_cpu: float) -> float:
     ordered = sorted(latencies)
     rate = len(ordered) / wall
     p95 = ordered[int(len(ordered) * 0.95) - 1]
     print(
-        f"{what:28s} {len(ordered):6d} requests  median {statistics.median(ordered) * 1000:6.2f} ms"
-        f"  p95 {p95 * 1000:6.2f} ms  {rate:7.0f} /s"
+        f"{what:16s} {len(ordered):6d} requests  median {statistics.median(ordered) * 1000:6.2f} ms"
+        f"  p95 {p95 * 1000:6.2f} ms  {rate:6.0f} /s"
+        f"  server CPU {server_cpu / len(ordered) * 1000:5.2f} ms each"
     )
     return rate
+
+
+def measured(
+    what: str, server: subprocess.Popen[bytes], base: str, work: list[str], clients: int, post: bool
+) -> float:
+    """One phase: its latencies, rate, and the server's CPU time a request."""
+    before = cpu_seconds(server.pid)
+    latencies, wall = hammer(base, work, clients, post)
+    return report(what, latencies, wall, cpu_seconds(server.pid) - before)
 
 
 def open_database(database_url: str, folder: str) -> tuple[str, str]:
@@ -240,8 +256,8 @@ def main() -> int:
             try:
                 store = "PostgreSQL" if schema else "SQLite"
                 print(f"uvicorn, {options.clients} keep-alive clients, {store}")
-                report("GET /u/{token}", *hammer(base, pages, options.clients, post=False))
-                rate = report("POST one-click", *hammer(base, posts, options.clients, post=True))
+                measured("GET /u/{token}", server, base, pages, options.clients, post=False)
+                rate = measured("POST one-click", server, base, posts, options.clients, post=True)
             finally:
                 server.terminate()
                 server.wait(timeout=30)

@@ -25,7 +25,6 @@ from starlette.responses import RedirectResponse, Response
 
 from scheduler.service.customer_story import CustomerStory, customer_story
 from scheduler.service.ltv_report import ValueReport, stored_report
-from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
 from scheduler.store.opt_outs import Choice, opt_out, resubscribe
 from scheduler.web.login import csrf_ok, csrf_token, is_owner
@@ -112,7 +111,7 @@ def _read(context: WebContext, external_id: str) -> tuple[CustomerStory | None, 
 
 
 def _record(context: WebContext, external_id: str, change: Any) -> Choice | None:
-    with write_transaction(context.engine) as connection:
+    with context.writing() as connection:
         who = connection.execute(
             select(customers.c.id).where(customers.c.external_id == external_id)
         ).scalar()

@@ -23,7 +23,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from scheduler.delivery.sent_log import NoSuchTouch, TouchDetail, requeue, touch_detail
 from scheduler.errors import AppreciateError
-from scheduler.store.db import write_transaction
 from scheduler.vocabulary import RETRYABLE
 from scheduler.web.login import csrf_ok, csrf_token, is_owner
 from scheduler.web.pages import WebContext, page
@@ -152,7 +151,7 @@ def _detail(context: WebContext, touch_id: int) -> TouchDetail | None:
 
 
 def _requeue(context: WebContext, touch_id: int) -> dict[int, str]:
-    with write_transaction(context.engine) as connection:
+    with context.writing() as connection:
         return requeue(connection, [touch_id], context.clock.now())
 
 

@@ -6,15 +6,19 @@ them under a path (`[web] public_url = "https://example.com/thanks"`).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from starlette.responses import HTMLResponse
 
 from scheduler.clock import Clock
 from scheduler.config.settings import Settings
+from scheduler.store.db import write_transaction
 from scheduler.web.login import FAILED_DELAY, LoginGuard
 
 
@@ -29,6 +33,17 @@ class WebContext:
     password_hash: str | None = None
     failed_delay: float = FAILED_DELAY
     guard: LoginGuard = field(default_factory=LoginGuard)
+    writes: threading.Lock = field(default_factory=threading.Lock)
+    """On SQLite, taken around every write this web service makes: its requests queue for the
+    store here, at once, instead of in SQLite's busy handler, which sleeps between tries.
+    PostgreSQL takes concurrent writers as they come."""
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction (`write_transaction`); on SQLite one at a time in this process."""
+        queue = self.writes if self.engine.dialect.name == "sqlite" else nullcontext()
+        with queue, write_transaction(self.engine) as connection:
+            yield connection
 
 
 PAGES = Environment(

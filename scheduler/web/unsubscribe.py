@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -30,7 +30,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from scheduler.notes.unsubscribe import MAX_TOKEN_LENGTH
-from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
 from scheduler.store.opt_outs import Source, opt_out, resubscribe
 from scheduler.web.pages import WebContext, page
@@ -103,6 +102,13 @@ async def _small_form(request: Request) -> FormData:
     return await request.form(max_files=0, max_fields=16, max_part_size=MAX_BODY)
 
 
+_BY_TOKEN = (
+    select(customers.c.id, customers.c.external_id, customers.c.email, customers.c.opted_out_at)
+    .join(tokens, tokens.c.customer_id == customers.c.id)
+    .where(tokens.c.token == bindparam("token"))
+)
+
+
 @dataclass(frozen=True)
 class _Customer:
     id: int
@@ -115,11 +121,7 @@ def _customer(connection: Connection, token: str) -> _Customer | None:
     """The token's customer, or None: unknown, or too long to be a token."""
     if not 0 < len(token) <= MAX_TOKEN_LENGTH:
         return None
-    row = connection.execute(
-        select(customers.c.id, customers.c.external_id, customers.c.email, customers.c.opted_out_at)
-        .join(tokens, tokens.c.customer_id == customers.c.id)
-        .where(tokens.c.token == token)
-    ).first()
+    row = connection.execute(_BY_TOKEN, {"token": token}).first()
     return None if row is None else _Customer(*row)
 
 
@@ -132,7 +134,7 @@ def _recipient(context: WebContext, token: str) -> Recipient | None:
 
 
 def _record(context: WebContext, token: str, action: Action, source: Source) -> None:
-    with write_transaction(context.engine) as connection:
+    with context.writing() as connection:
         customer = _customer(connection, token)
         if customer is None:
             return
