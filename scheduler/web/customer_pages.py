@@ -13,10 +13,8 @@ Rules:
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -49,7 +47,6 @@ async def customer_page(request: Request) -> Response:
     story, value = await run_in_threadpool(_read, context, external_id)
     if story is None:
         return _no_such(context, external_id, root="")
-    zone = ZoneInfo(context.settings.business.timezone)
     facts = story.facts
     row = value.customers[0] if value and value.customers else None
     return page(
@@ -59,11 +56,11 @@ async def customer_page(request: Request) -> Response:
         csrf=csrf_token(request),
         facts=facts,
         birthday=_birthday(facts),
-        opted_out=_when(story.opted_out_at, zone),
+        opted_out=context.local(story.opted_out_at),
         how=(story.opted_out_how or "").replace("_", "-"),
         value=row,
         model=value,
-        timeline=[{**vars(m), "when": _when(m.at, zone)} for m in story.timeline],
+        timeline=[{**vars(m), "when": context.local(m.at)} for m in story.timeline],
         more=story.more,
         done=TOLD.get(request.query_params.get("told", ""), ""),
     )
@@ -131,7 +128,3 @@ def _birthday(facts: dict[str, Any]) -> str:
     if not month or not day:
         return ""
     return f"{year}-{month:02d}-{day:02d}" if year else f"--{month:02d}-{day:02d}"
-
-
-def _when(moment: datetime | None, zone: ZoneInfo) -> str:
-    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}" if moment else ""

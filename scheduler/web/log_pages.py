@@ -19,7 +19,6 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
@@ -136,10 +135,7 @@ def _page(
     problem: str = "",
     code: int = 200,
 ) -> Response:
-    zone = ZoneInfo(context.settings.business.timezone)
-    shown = [
-        {**row, "when": f"{row['updated_at'].astimezone(zone):%Y-%m-%d %H:%M}"} for row in rows
-    ]
+    shown = [{**row, "when": context.local(row["updated_at"])} for row in rows]
     return page(
         context,
         "log.html",

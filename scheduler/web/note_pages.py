@@ -13,10 +13,6 @@ Rules:
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -119,13 +115,12 @@ async def _shown(request: Request, context: WebContext, done: str, problem: str)
             heading="No such note",
             text=f"No note has the id {touch_id}.",
         )
-    zone = ZoneInfo(context.settings.business.timezone)
     note = {
         **detail.row,
-        "due": _when(detail.row["due_at"], zone),
-        "sent": _when(detail.row["sent_at"], zone),
+        "due": context.local(detail.row["due_at"]),
+        "sent": context.local(detail.row["sent_at"]),
     }
-    history = [{**event, "when": _when(event["at"], zone)} for event in detail.history]
+    history = [{**event, "when": context.local(event["at"])} for event in detail.history]
     return page(
         context,
         "note.html",
@@ -153,7 +148,3 @@ def _detail(context: WebContext, touch_id: int) -> TouchDetail | None:
 def _requeue(context: WebContext, touch_id: int) -> dict[int, str]:
     with context.writing() as connection:
         return requeue(connection, [touch_id], context.clock.now())
-
-
-def _when(moment: Any, zone: ZoneInfo) -> str:
-    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}" if isinstance(moment, datetime) else ""

@@ -10,7 +10,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Connection, Engine
@@ -37,6 +39,12 @@ class WebContext:
     """On SQLite, taken around every write this web service makes: its requests queue for the
     store here, at once, instead of in SQLite's busy handler, which sleeps between tries.
     PostgreSQL takes concurrent writers as they come."""
+
+    def local(self, moment: object) -> str:
+        """`moment` in the business's time zone to the minute ("" for no moment)."""
+        if not isinstance(moment, datetime):
+            return ""
+        return f"{moment.astimezone(ZoneInfo(self.settings.business.timezone)):%Y-%m-%d %H:%M}"
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
