@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from scheduler.config.settings import Settings, WebSettings
+from scheduler.delivery.claims import pause, paused_reason
 from scheduler.web.app import create_app
 from scheduler.web.login import (
     LOCKOUT,
@@ -199,3 +200,21 @@ def test_a_password_put_where_its_hash_belongs_is_refused_unshown(tmp_path: Path
     assert "web.password_hash_file" in result.stderr
     assert "does not hold a password hash" in result.stderr
     assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_a_paused_sender_is_shown_and_resumed_from_today(engine: Engine) -> None:
+    with engine.begin() as connection:
+        pause(connection, "535 5.7.8 authentication failed", NOW)
+    client = site(engine)
+    log_in(client)
+    today = client.get("/").text
+    assert "Sending is paused:" in today
+    assert "535 5.7.8 authentication failed" in today
+    assert client.post("/resume", data={"csrf": "forged"}).status_code == 403
+    answer = client.post("/resume", data={"csrf": csrf_of(today)})
+    assert (answer.status_code, answer.headers["location"]) == (303, "./?told=resumed")
+    after = client.get("/?told=resumed").text
+    assert "Sending resumed" in after
+    assert "Sending is paused:" not in after
+    with engine.connect() as connection:
+        assert paused_reason(connection) is None

@@ -106,6 +106,7 @@ def create_app(
             Route("/login", owner.login_page, methods=["GET", "HEAD"]),
             Route("/login", owner.login, methods=["POST"]),
             Route("/logout", owner.logout, methods=["POST"]),
+            Route("/resume", owner.resume_sending, methods=["POST"]),
             Route("/log", log_pages.log_page, methods=["GET", "HEAD"]),
             Route("/log.csv", log_pages.log_csv, methods=["GET"]),
             Route("/notes/{touch_id:int}", note_pages.note_page, methods=["GET", "HEAD"]),

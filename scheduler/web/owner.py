@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from scheduler.delivery.claims import resume
 from scheduler.service.queue_status import QueueStatus, queue_status
 from scheduler.web.login import csrf_ok, csrf_token, is_owner, password_matches
 from scheduler.web.pages import WebContext, page
@@ -79,7 +80,27 @@ async def today(request: Request) -> Response:
     if not is_owner(request):
         return RedirectResponse("login", status_code=303)
     status = await run_in_threadpool(_status, context)
-    return page(context, "today.html", root="", status=status, csrf=csrf_token(request))
+    resumed = request.query_params.get("told") == "resumed"
+    return page(
+        context, "today.html", root="", status=status, csrf=csrf_token(request), resumed=resumed
+    )
+
+
+async def resume_sending(request: Request) -> Response:
+    """`POST /resume`: lift a pause (as `appreciate send --resume`); the next delivery sends."""
+    refused = await _refused_post(request)
+    if refused is not None:
+        return refused
+    context: WebContext = request.app.state.web
+    reason = await run_in_threadpool(_resume, context)
+    if reason is not None:
+        log.info("sending resumed by the owner (it was paused: %s)", reason)
+    return RedirectResponse("./?told=resumed" if reason else "./", status_code=303)
+
+
+def _resume(context: WebContext) -> str | None:
+    with context.writing() as connection:
+        return resume(connection)
 
 
 async def _refused_post(request: Request) -> Response | None:
