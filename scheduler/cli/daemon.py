@@ -125,7 +125,11 @@ def run(
             raise typer.Exit(1)
         return
     with Notifier.from_environ(os.environ) as notifier:
-        companion = partial(start_embedded, password_hash=password_hash)
+        companion = partial(
+            start_embedded,
+            password_hash=password_hash,
+            templates_dir=service.config.templates_dir,
+        )
         daemon = Daemon(config_path, service, SystemClock(), notifier, instance_name(), companion)
         code = asyncio.run(daemon.serve())
     raise typer.Exit(code)

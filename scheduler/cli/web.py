@@ -55,7 +55,9 @@ def web(
         )
         raise typer.Exit(1)
     with opened_store(config) as engine:
-        app = create_app(engine, settings, SystemClock(), password_hash)
+        app = create_app(
+            engine, settings, SystemClock(), password_hash, templates_dir=config.templates_dir
+        )
         err.print(f"Serving on http://{bound_host}:{bound_port}", markup=False)
         if settings.web.public_url:
             err.print(f"Customers reach the unsubscribe page at {settings.web.public_url}/u/...")

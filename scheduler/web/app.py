@@ -10,6 +10,8 @@ Rules:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,7 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.clock import Clock
 from scheduler.config.settings import Settings
-from scheduler.web import customer_pages, log_pages, note_pages, owner, unsubscribe
+from scheduler.web import (
+    customer_pages,
+    log_pages,
+    note_pages,
+    owner,
+    templates_pages,
+    unsubscribe,
+)
 from scheduler.web.login import FAILED_DELAY, SESSION_HOURS, session_secret
 from scheduler.web.pages import WebContext
 
@@ -93,6 +102,7 @@ def create_app(
     clock: Clock,
     password_hash: str | None = None,
     failed_delay: float = FAILED_DELAY,
+    templates_dir: Path | None = None,
 ) -> Starlette:
     """The application: the public unsubscribe routes, the owner's (behind the login with
     `password_hash`; None: nobody can log in; a failed login waits `failed_delay` seconds) and
@@ -107,6 +117,8 @@ def create_app(
             Route("/login", owner.login, methods=["POST"]),
             Route("/logout", owner.logout, methods=["POST"]),
             Route("/resume", owner.resume_sending, methods=["POST"]),
+            Route("/templates", templates_pages.templates_page, methods=["GET", "HEAD"]),
+            Route("/templates/preview.html", templates_pages.preview_html, methods=["GET"]),
             Route("/log", log_pages.log_page, methods=["GET", "HEAD"]),
             Route("/log.csv", log_pages.log_csv, methods=["GET"]),
             Route("/notes/{touch_id:int}", note_pages.note_page, methods=["GET", "HEAD"]),
@@ -130,5 +142,7 @@ def create_app(
             ),
         ],
     )
-    app.state.web = WebContext(engine, settings, clock, password_hash, failed_delay)
+    app.state.web = WebContext(
+        engine, settings, clock, password_hash, failed_delay, templates_dir=templates_dir
+    )
     return app

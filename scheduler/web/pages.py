@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +35,8 @@ class WebContext:
     clock: Clock
     password_hash: str | None = None
     failed_delay: float = FAILED_DELAY
+    templates_dir: Path | None = None
+    """The owner's note templates (the templates page); None: not shown."""
     guard: LoginGuard = field(default_factory=LoginGuard)
     writes: threading.Lock = field(default_factory=threading.Lock)
     """On SQLite, taken around every write this web service makes: its requests queue for the

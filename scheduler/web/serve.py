@@ -15,6 +15,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 from sqlalchemy import Engine
@@ -72,14 +73,18 @@ class EmbeddedWeb:
 
 
 def start_embedded(
-    engine: Engine, settings: Settings, clock: Clock, password_hash: str | None = None
+    engine: Engine,
+    settings: Settings,
+    clock: Clock,
+    password_hash: str | None = None,
+    templates_dir: Path | None = None,
 ) -> EmbeddedWeb | None:
     """With `[web] enabled`, the web service in the running event loop (for `appreciate run`);
     a port it cannot listen on is logged, and None lets the service run on without it."""
     web = settings.web
     if not web.enabled:
         return None
-    app = create_app(engine, settings, clock, password_hash)
+    app = create_app(engine, settings, clock, password_hash, templates_dir=templates_dir)
     try:
         served = EmbeddedWeb(app, web.host, web.port)
     except OSError as error:
