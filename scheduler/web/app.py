@@ -5,7 +5,7 @@ Rules:
   nothing is fetched from elsewhere, and no page needs JavaScript.
 - Every answer says: no caching (a token is in the address), no referrer (so the token never
   leaves in one), no framing, no sniffing, and a content security policy that allows only this
-  site's style sheet and forms posting back to it.
+  site's style sheet, forms posting back to it, and frames of its own (a note's HTML).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ HEADERS = {
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
     "content-security-policy": (
-        "default-src 'none'; style-src 'self'; form-action 'self'; "
+        "default-src 'none'; style-src 'self'; form-action 'self'; frame-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
 }
