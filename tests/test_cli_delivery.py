@@ -103,6 +103,8 @@ def test_the_log_lists_every_note_with_its_fate(shop: tuple[Workspace, list[int]
     assert json.loads(stdout) == []
     _, stdout, _ = cli(workspace, "log", "--until", "2027-06-14", "--format", "json")
     assert json.loads(stdout) == []
+    code, stdout, _ = cli(workspace, "log", "--until", "9999-12-31", "--format", "json")
+    assert (code, len(json.loads(stdout))) == (0, 2)  # the calendar's last day: no end
 
 
 def test_the_log_refuses_an_unknown_status_by_name(shop: tuple[Workspace, list[int]]) -> None:

@@ -162,3 +162,10 @@ def test_the_csv_is_written_a_page_at_a_time_without_losing_a_row(
     monkeypatch.setattr(log_pages, "CSV_PAGE", 2)
     rows = list(csv.DictReader(io.StringIO(owner_site(engine).get("/log.csv").text)))
     assert sorted(row["subject"] for row in rows) == sorted(f"Note {n}" for n in range(11))
+
+
+def test_the_calendars_last_day_is_a_filter_like_any_other(engine: Engine) -> None:
+    add_notes(engine, 3)
+    page = owner_site(engine).get("/log?since=0001-01-01&until=9999-12-31")
+    assert page.status_code == 200
+    assert sorted(subjects(page.text)) == ["Note 0", "Note 1", "Note 2"]

@@ -94,7 +94,7 @@ def _conditions(wanted: LogFilter) -> list[ColumnElement[bool]]:
         conditions.append(customers.c.external_id == wanted.customer)
     if wanted.since:
         conditions.append(touches.c.due_at >= datetime.combine(wanted.since, time(0), UTC))
-    if wanted.until:
+    if wanted.until and wanted.until < date.max:  # the last day there is: no end at all
         end = datetime.combine(wanted.until + timedelta(days=1), time(0), UTC)
         conditions.append(touches.c.due_at < end)
     if wanted.after:
