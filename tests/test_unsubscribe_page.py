@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.request
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from scheduler.clock import FixedClock
 from scheduler.config.settings import Settings, WebSettings
 from scheduler.delivery.claims import claim, mark_sending
 from scheduler.notes.unsubscribe import tokens_for
-from scheduler.store.db import write_transaction
+from scheduler.store.db import create_store_engine, write_transaction
 from scheduler.store.models import metadata
 from scheduler.web.app import create_app
 from scheduler.web.serve import EmbeddedWeb, bind
@@ -305,3 +306,26 @@ def test_a_port_already_taken_is_an_error_the_caller_can_handle() -> None:
             bind("127.0.0.1", taken.getsockname()[1])
     finally:
         taken.close()
+
+
+def test_a_store_that_cannot_be_written_asks_to_try_again(
+    engine: Engine, due: tuple[int, int, str]
+) -> None:
+    _, customer_id, token = due
+    site = client(engine)
+    if engine.dialect.name == "sqlite":  # another writer holds the lock past the busy timeout
+        locked = create_store_engine(str(engine.url), busy_timeout=0.0)
+        web = TestClient(create_app(locked, SETTINGS, FixedClock(NOW)))
+        with write_transaction(engine):
+            answer = web.post(f"/u/{token}", data=ONE_CLICK)
+        locked.dispose()
+    else:  # the server is gone
+        gone = create_store_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+        app = create_app(engine, SETTINGS, FixedClock(NOW))
+        app.state.web = replace(app.state.web, engine=gone)
+        answer = TestClient(app).post(f"/u/{token}", data=ONE_CLICK)
+        gone.dispose()
+    assert answer.status_code == 503
+    assert "try again" in answer.text
+    assert opted_out_at(engine, customer_id) is None
+    assert site.post(f"/u/{token}", data=ONE_CLICK).status_code == 200  # and then it works

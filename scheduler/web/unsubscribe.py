@@ -13,6 +13,8 @@ Rules:
 - Bodies are small: over MAX_BODY bytes is refused (413), by its declared length before it is
   read, and by what arrives (`scheduler.web.app.BodyLimit`) when it declares none.
 - The log names the customer by the business's own id, never the token.
+- A store that cannot be written (down, or locked past its busy timeout) answers 503 with a
+  page asking to try again, so the request is never silently lost (mail apps retry a 503).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import Connection, bindparam, select
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -87,7 +90,17 @@ async def act(request: Request) -> Response:
     action: Action = "unsubscribe" if asked == "unsubscribe" else "resubscribe"
     source: Source = "one_click" if one_click else "page"
     token = request.path_params["token"]
-    await run_in_threadpool(_record, context, token, action, source)
+    try:
+        await run_in_threadpool(_record, context, token, action, source)
+    except SQLAlchemyError as error:  # the store is down or locked: say so, so they try again
+        log.error("an unsubscribe page request could not be recorded: %s", type(error).__name__)
+        return page(
+            context,
+            "problem.html",
+            code=503,
+            heading="Not recorded yet",
+            text="We could not record this just now. Please try again in a minute.",
+        )
     if one_click:
         return PlainTextResponse(ONE_CLICK_TEXT)
     if action == "unsubscribe":
