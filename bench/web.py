@@ -52,13 +52,26 @@ from scheduler.clock import FixedClock
 from scheduler.config.settings import BusinessSettings, Settings
 from scheduler.store.db import create_store_engine
 from scheduler.web.app import create_app
+from scheduler.web.login import hash_password
 from scheduler.web.serve import serve
 settings = Settings(business=BusinessSettings(
     name="Bright Smile Dental", sender_name="Dr. Lee", sender_email="lee@example.com"))
 engine = create_store_engine(sys.argv[1])
-serve(create_app(engine, settings, FixedClock(datetime(2027, 6, 15, 9, tzinfo=UTC))),
-      "127.0.0.1", int(sys.argv[2]))
+app = create_app(engine, settings, FixedClock(datetime(2027, 6, 15, 9, tzinfo=UTC)),
+                 hash_password(sys.argv[3]))
+serve(app, "127.0.0.1", int(sys.argv[2]))
 """
+OWNER_PASSWORD = "bench owner password"  # noqa: S105 - the benchmark's own server
+OWNER_PAGES = (
+    ("today (/)", "/"),
+    ("sent-log, first page", "/log"),
+    ("sent-log, one customer", "/log?customer=C-0050000"),
+    ("sent-log, status + month", "/log?status=pending&since=2020-06-01&until=2020-06-30"),
+    ("sent-log, page 200", ""),
+    ("one note", "/notes/500000"),
+    ("one customer", "/customer?id=C-0050000"),
+)
+OWNER_TARGET_MS = 100.0
 
 
 def log(message: str) -> None:
@@ -199,7 +212,7 @@ def serving(url: str) -> tuple[subprocess.Popen[bytes], str]:
     """The application under uvicorn in a process of its own, once it answers."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, url, str(port)],
+        [sys.executable, "-c", SERVER, url, str(port), OWNER_PASSWORD],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     base = f"http://127.0.0.1:{port}"
@@ -213,6 +226,30 @@ def serving(url: str) -> tuple[subprocess.Popen[bytes], str]:
                 server.terminate()
                 raise
             time.sleep(0.1)
+
+
+def owner_pages(base: str, repeat: int) -> None:
+    """The owner's pages, logged in: each asked `repeat` times; the median time to answer."""
+    with httpx.Client(base_url=base, timeout=60) as client:
+        login = client.get("/login").text
+        csrf = login.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        client.post("/login", data={"csrf": csrf, "password": OWNER_PASSWORD})
+        deep = "/log"
+        for _ in range(199):  # follow "older activity" 199 times: page 200
+            found = client.get(deep).text.split('<a href="log?', 1)
+            deep = "/log?" + found[1].split('"', 1)[0].replace("&amp;", "&")
+        for what, path in OWNER_PAGES:
+            times = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                answer = client.get(path or deep)
+                times.append(time.perf_counter() - started)
+                if answer.status_code != 200:
+                    raise SystemExit(f"{what}: {answer.status_code}")
+            median = statistics.median(times) * 1000
+            verdict = "met" if median < OWNER_TARGET_MS else "MISSED"
+            target = f"target < {OWNER_TARGET_MS:.0f} ms: {verdict}"
+            print(f"{what:28s} median {median:7.1f} ms  ({target})")
 
 
 def check(url: str) -> tuple[int, int]:
@@ -237,6 +274,7 @@ def main() -> int:
     parser.add_argument("--notes-each", type=int, default=10)
     parser.add_argument("--requests", type=int, default=3_000, help="of each kind")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--page-repeat", type=int, default=7, help="each owner page's repeats")
     parser.add_argument("--database-url", default="", help="PostgreSQL; default: a SQLite file")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="appreciate-web-bench-") as folder:
@@ -258,6 +296,7 @@ def main() -> int:
                 print(f"uvicorn, {options.clients} keep-alive clients, {store}")
                 measured("GET /u/{token}", server, base, pages, options.clients, post=False)
                 rate = measured("POST one-click", server, base, posts, options.clients, post=True)
+                owner_pages(base, options.page_repeat)
             finally:
                 server.terminate()
                 server.wait(timeout=30)
