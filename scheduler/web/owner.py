@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import date
 
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from scheduler.delivery.claims import resume
+from scheduler.service.activity import TierShare, notes_per_day, tier_shares
 from scheduler.service.queue_status import QueueStatus, queue_status
+from scheduler.web.charts import notes_per_day_svg, tier_shares_svg
 from scheduler.web.login import csrf_ok, csrf_token, is_owner, password_matches
 from scheduler.web.pages import WebContext, page
 
 log = logging.getLogger("appreciate.web")
 MAX_FORM = 4_096
+CHART_DAYS = 90
 
 
 async def login_page(request: Request) -> Response:
@@ -75,14 +80,21 @@ async def logout(request: Request) -> Response:
 
 
 async def today(request: Request) -> Response:
-    """`GET /`: the queue by status, the last cycle, what needs the owner."""
+    """`GET /`: the queue by status, the last cycle, what needs the owner, and the charts."""
     context: WebContext = request.app.state.web
     if not is_owner(request):
         return RedirectResponse("login", status_code=303)
-    status = await run_in_threadpool(_status, context)
-    resumed = request.query_params.get("told") == "resumed"
+    status, days, tiers = await run_in_threadpool(_status, context)
     return page(
-        context, "today.html", root="", status=status, csrf=csrf_token(request), resumed=resumed
+        context,
+        "today.html",
+        root="",
+        status=status,
+        csrf=csrf_token(request),
+        resumed=request.query_params.get("told") == "resumed",
+        days_chart=Markup(notes_per_day_svg(days)),  # noqa: S704 - drawn and escaped by charts
+        tiers_chart=Markup(tier_shares_svg(tiers)) if tiers else None,  # noqa: S704 - the same
+        chart_days=CHART_DAYS,
     )
 
 
@@ -128,6 +140,13 @@ def _login(request: Request, context: WebContext, problem: str = "", status: int
     )
 
 
-def _status(context: WebContext) -> QueueStatus:
+def _status(
+    context: WebContext,
+) -> tuple[QueueStatus, dict[date, dict[str, int]], list[TierShare]]:
+    today = context.clock.now().date()
     with context.engine.connect() as connection:
-        return queue_status(connection)
+        return (
+            queue_status(connection),
+            notes_per_day(connection, today, CHART_DAYS),
+            tier_shares(connection),
+        )
