@@ -80,11 +80,14 @@ def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(["" if row.get(c) is None else _cell(row.get(c)) for c in columns])
+        writer.writerow([csv_cell(row.get(c)) for c in columns])
     return buffer.getvalue()
 
 
-def _cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
+    """`value` as a CSV export writes it: empty for None, text printable and never a formula."""
+    if value is None:
+        return ""
     shown = plain(value)
     return spreadsheet_safe(printable(shown)) if isinstance(shown, str) else shown
 

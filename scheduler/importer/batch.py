@@ -10,7 +10,7 @@ nothing one row holds can fail its batch.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -93,10 +93,12 @@ class _Spec:
     def written(
         self,
         connection: Connection,
-        changes: list[tuple[State | None, State]],
+        existing: Mapping[Hashable, State],
+        written: Mapping[Hashable, State],
         context: WriteContext,
     ) -> None:
-        """After the batch is written: what else follows from its (before, after) states."""
+        """After the batch is written: what else follows from the states it wrote (`written`,
+        by key) and those they replaced (`existing`; a new row has none)."""
 
     def _select(self, connection: Connection, key: str, keys: Iterable[Any]) -> list[State]:
         return select_where_in(connection, self.table, ("id", *self.stored), key, keys)
@@ -154,15 +156,16 @@ class _Customers(_ByExternalId):
     def written(
         self,
         connection: Connection,
-        changes: list[tuple[State | None, State]],
+        existing: Mapping[Hashable, State],
+        written: Mapping[Hashable, State],
         context: WriteContext,
     ) -> None:
         """Customers this batch opted out: audited, and their open notes stopped at once."""
         newly = [
             after
-            for before, after in changes
+            for key, after in written.items()
             if after["opted_out_at"] is not None
-            and (before is None or before["opted_out_at"] is None)
+            and (key not in existing or existing[key]["opted_out_at"] is None)
         ]
         if not newly:
             return
@@ -285,8 +288,7 @@ def write_batch(
     BulkWriter(connection, spec.table, spec.stored, {"updated_at": now}).update(
         (state["id"], columns(state)) for state in updates.values()
     )
-    changes = [(existing.get(key), state) for key, state in (*inserts.items(), *updates.items())]
-    spec.written(connection, changes, context)
+    spec.written(connection, existing, inserts | updates, context)
     return outcome
 
 

@@ -25,8 +25,8 @@ from scheduler.service.customer_story import CustomerStory, customer_story
 from scheduler.service.ltv_report import ValueReport, stored_report
 from scheduler.store.models import metadata
 from scheduler.store.opt_outs import Choice, opt_out, resubscribe
-from scheduler.web.login import csrf_ok, csrf_token, is_owner
-from scheduler.web.pages import WebContext, page
+from scheduler.web.login import csrf_token, is_owner
+from scheduler.web.pages import WebContext, owner_form, page
 
 log = logging.getLogger("appreciate.web")
 customers = metadata.tables["customers"]
@@ -78,13 +78,9 @@ async def customer_resubscribe(request: Request) -> Response:
 
 async def _choose(request: Request, change: Any, told: str) -> Response:
     context: WebContext = request.app.state.web
-    if not is_owner(request):
-        return page(context, "problem.html", 401, heading="Log in first", text="Not logged in.")
-    form = await request.form(max_files=0, max_fields=4, max_part_size=1024)
-    if not csrf_ok(request, form.get("csrf")):
-        return page(
-            context, "problem.html", 403, heading="Refused", text="The page was out of date."
-        )
+    form = await owner_form(request, root="../")
+    if isinstance(form, Response):
+        return form
     external_id = str(form.get("id", ""))
     back = "../customer?" + urlencode({"id": external_id})
     if form.get("confirm") != "yes":

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from scheduler.delivery.sent_log import LOG_COLUMNS, LogFilter, log_rows
-from scheduler.output import plain, printable, spreadsheet_safe
+from scheduler.output import csv_cell
 from scheduler.vocabulary import OCCASION_KINDS, STATUSES
 from scheduler.web.login import csrf_token, is_owner
 from scheduler.web.pages import WebContext, page
@@ -102,7 +102,7 @@ def _csv_chunks(context: WebContext, wanted: LogFilter) -> Iterator[str]:
         rows = _rows(context, page_filter)
         if not rows:
             return
-        yield _csv_lines([[_csv_cell(row[column]) for column in LOG_COLUMNS] for row in rows])
+        yield _csv_lines([[csv_cell(row[column]) for column in LOG_COLUMNS] for row in rows])
         if len(rows) < CSV_PAGE:
             return
         page_filter = replace(page_filter, after=(rows[-1]["updated_at"], rows[-1]["id"]))
@@ -112,13 +112,6 @@ def _csv_lines(rows: list[Any]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue()
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    shown = plain(value)
-    return spreadsheet_safe(printable(shown)) if isinstance(shown, str) else shown
 
 
 def _rows(context: WebContext, wanted: LogFilter) -> list[dict[str, Any]]:

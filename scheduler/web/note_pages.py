@@ -20,8 +20,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from scheduler.delivery.sent_log import NoSuchTouch, TouchDetail, requeue, touch_detail
 from scheduler.errors import AppreciateError
 from scheduler.vocabulary import RETRYABLE
-from scheduler.web.login import csrf_ok, csrf_token, is_owner
-from scheduler.web.pages import WebContext, page
+from scheduler.web.login import csrf_token, is_owner
+from scheduler.web.pages import WebContext, owner_form, page
 
 NOTE_HTML_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; "
@@ -60,25 +60,9 @@ async def retry(request: Request) -> Response:
     which says what was done (so a reload does not post again)."""
     context: WebContext = request.app.state.web
     touch_id = request.path_params["touch_id"]
-    if not is_owner(request):
-        return page(
-            context,
-            "problem.html",
-            401,
-            root="../../",
-            heading="Log in first",
-            text="Not logged in.",
-        )
-    form = await request.form(max_files=0, max_fields=4, max_part_size=1024)
-    if not csrf_ok(request, form.get("csrf")):
-        return page(
-            context,
-            "problem.html",
-            403,
-            root="../../",
-            heading="Refused",
-            text="The page was out of date.",
-        )
+    form = await owner_form(request, root="../../")
+    if isinstance(form, Response):
+        return form
     if form.get("confirm") != "yes":
         return RedirectResponse(f"../{touch_id}?told=confirm", status_code=303)
     try:

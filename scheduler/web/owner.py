@@ -24,10 +24,9 @@ from scheduler.service.activity import TierShare, notes_per_day, tier_shares
 from scheduler.service.queue_status import QueueStatus, queue_status
 from scheduler.web.charts import notes_per_day_svg, tier_shares_svg
 from scheduler.web.login import csrf_ok, csrf_token, is_owner, password_matches
-from scheduler.web.pages import WebContext, page
+from scheduler.web.pages import MAX_OWNER_FORM, WebContext, owner_form, page
 
 log = logging.getLogger("appreciate.web")
-MAX_FORM = 4_096
 CHART_DAYS = 90
 
 
@@ -42,7 +41,7 @@ async def login_page(request: Request) -> Response:
 async def login(request: Request) -> Response:
     """`POST /login` (see the module's rules)."""
     context: WebContext = request.app.state.web
-    form = await request.form(max_files=0, max_fields=4, max_part_size=MAX_FORM)
+    form = await request.form(max_files=0, max_fields=4, max_part_size=MAX_OWNER_FORM)
     if not csrf_ok(request, form.get("csrf")):
         return _login(request, context, "The page was out of date: please try again.", 403)
     now = context.clock.now()
@@ -72,9 +71,9 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     """`POST /logout`: the session ends."""
-    refused = await _refused_post(request)
-    if refused is not None:
-        return refused
+    form = await owner_form(request, root="")
+    if isinstance(form, Response):
+        return form
     request.session.clear()
     return RedirectResponse("login", status_code=303)
 
@@ -100,9 +99,9 @@ async def today(request: Request) -> Response:
 
 async def resume_sending(request: Request) -> Response:
     """`POST /resume`: lift a pause (as `appreciate send --resume`); the next delivery sends."""
-    refused = await _refused_post(request)
-    if refused is not None:
-        return refused
+    form = await owner_form(request, root="")
+    if isinstance(form, Response):
+        return form
     context: WebContext = request.app.state.web
     reason = await run_in_threadpool(_resume, context)
     if reason is not None:
@@ -113,19 +112,6 @@ async def resume_sending(request: Request) -> Response:
 def _resume(context: WebContext) -> str | None:
     with context.writing() as connection:
         return resume(connection)
-
-
-async def _refused_post(request: Request) -> Response | None:
-    """Why an owner POST may not go on (no session: 401; a wrong CSRF token: 403), or None."""
-    context: WebContext = request.app.state.web
-    if not is_owner(request):
-        return page(context, "problem.html", 401, heading="Log in first", text="Not logged in.")
-    form = await request.form(max_files=0, max_fields=16, max_part_size=MAX_FORM)
-    if not csrf_ok(request, form.get("csrf")):
-        return page(
-            context, "problem.html", 403, heading="Refused", text="The page was out of date."
-        )
-    return None
 
 
 def _login(request: Request, context: WebContext, problem: str = "", status: int = 200) -> Response:

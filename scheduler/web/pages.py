@@ -17,12 +17,14 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Connection, Engine
-from starlette.responses import HTMLResponse
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
 
 from scheduler.clock import Clock
 from scheduler.config.settings import Settings
 from scheduler.store.db import write_transaction
-from scheduler.web.login import FAILED_DELAY, LoginGuard
+from scheduler.web.login import FAILED_DELAY, LoginGuard, csrf_ok, is_owner
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,25 @@ PAGES = Environment(
     undefined=StrictUndefined,
     auto_reload=False,
 )
+
+
+MAX_OWNER_FORM = 4_096
+"""The largest field an owner form carries (a CSRF token, an id, a password)."""
+
+
+async def owner_form(request: Request, root: str) -> FormData | Response:
+    """The form of an owner POST, or the answer refusing it: no session, 401; not this
+    session's CSRF token, 403 (`root` as for `page`, for the refusal's page)."""
+    context: WebContext = request.app.state.web
+    if not is_owner(request):
+        return page(
+            context, "problem.html", 401, root, heading="Log in first", text="Not logged in."
+        )
+    form = await request.form(max_files=0, max_fields=16, max_part_size=MAX_OWNER_FORM)
+    if not csrf_ok(request, form.get("csrf")):
+        text = "The page was out of date."
+        return page(context, "problem.html", 403, root, heading="Refused", text=text)
+    return form
 
 
 def page(
