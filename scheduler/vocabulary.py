@@ -31,7 +31,18 @@ STATUSES = (
     "suppressed",
     "expired",
     "skipped",
+    "bounced",
 )
 """Every status a note (a touch) can have; see `scheduler.store.models.Touch`."""
 RETRYABLE = ("failed", "unknown", "held")
 """Statuses a person may send again (`appreciate retry`)."""
+INBOUND_KINDS = (
+    "bounce",
+    "soft_bounce",
+    "complaint",
+    "opt_out",
+    "auto_reply",
+    "reply",
+    "unmatched",
+)
+"""What was done with a message that came back (`scheduler.inbound.record`)."""

@@ -30,6 +30,7 @@ from scheduler.cli.common import (
 )
 from scheduler.cli.daemon import run, status
 from scheduler.cli.delivery import log, retry, send, show
+from scheduler.cli.inbound import inbound_app
 from scheduler.cli.ltv import ltv_app
 from scheduler.cli.notes import preview, templates_app
 from scheduler.cli.sink import sink
@@ -63,6 +64,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(ltv_app, name="ltv")
 app.add_typer(templates_app, name="templates")
 app.add_typer(web_app, name="web")
+app.add_typer(inbound_app, name="inbound")
 
 
 def _version(value: bool) -> None:

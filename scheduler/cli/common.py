@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -110,6 +110,17 @@ def cli_state(ctx: typer.Context) -> CliState:
     if not isinstance(state, CliState):  # pragma: no cover - the root callback always sets it
         raise RuntimeError("the root command did not run")
     return state
+
+
+def one_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:
+    """An option callback that accepts only `choices` (or nothing)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f'"{value}" is not one of: {", ".join(choices)}')
+        return value
+
+    return check
 
 
 def parse_now(value: str | None) -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +15,7 @@ from scheduler.cli.common import (
     NowOption,
     cli_state,
     err,
+    one_of,
     opened_store,
     out,
     parse_date,
@@ -32,19 +33,10 @@ if TYPE_CHECKING:
     from scheduler.delivery.deliver import SendReport
 
 
-def _one_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:
-    def check(value: str | None) -> str | None:
-        if value is not None and value not in choices:
-            raise typer.BadParameter(f'"{value}" is not one of: {", ".join(choices)}')
-        return value
-
-    return check
-
-
 # The filters `log` and `retry` share.
 KindOption = Annotated[
     str | None,
-    typer.Option("--kind", callback=_one_of(OCCASION_KINDS), help="Only this occasion kind."),
+    typer.Option("--kind", callback=one_of(OCCASION_KINDS), help="Only this occasion kind."),
 ]
 CustomerOption = Annotated[
     str | None, typer.Option("--customer", metavar="ID", help="Only this customer.")
@@ -149,7 +141,7 @@ def log(
     status: Annotated[
         str | None,
         typer.Option(
-            "--status", callback=_one_of(STATUSES), help=f"Only notes in this status: {STATUSES}."
+            "--status", callback=one_of(STATUSES), help=f"Only notes in this status: {STATUSES}."
         ),
     ] = None,
     kind: KindOption = None,
@@ -220,7 +212,7 @@ def retry(
         str | None,
         typer.Option(
             "--status",
-            callback=_one_of(RETRYABLE),
+            callback=one_of(RETRYABLE),
             help=f"Every note in this status: {', '.join(RETRYABLE)}.",
         ),
     ] = None,

@@ -422,6 +422,34 @@ class WebSettings(Section):
         return value.rstrip("/")
 
 
+class InboundSettings(Section):
+    """What comes back: bounces, complaints and replies.
+
+    `bounce_address` is the return path of every note, with `{tag}` where each note's own
+    tag goes (VERP): `bounces+{tag}@example.com`. The mail server must deliver every
+    `bounces+...` address to one mailbox (most do: "subaddressing", "plus addressing"). Empty:
+    notes go out with the business's address as return path, and bounces are matched by the
+    Message-ID they quote. `keep_raw_for`: how long each inbound message is kept whole.
+    """
+
+    bounce_address: str = ""
+    keep_raw_for: Duration = timedelta(days=30)
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _check_bounce_address(cls, value: str) -> str:
+        if not value:
+            return value
+        local, _, domain = value.rpartition("@")
+        if local.count("{tag}") != 1 or "{tag}" in domain or value.count("{") != 1:
+            raise ValueError(
+                f"expected an address with {{tag}} once in its local part, such as "
+                f'"bounces+{{tag}}@example.com", got "{value}"'
+            )
+        _address(value.replace("{tag}", "t" * 26))
+        return value
+
+
 class Settings(Section):
     """The whole config file."""
 
@@ -435,6 +463,7 @@ class Settings(Section):
     imports: ImportSettings = Field(default=ImportSettings(), alias="import")
     """`[import]` in the file (`import` is a Python keyword)."""
     web: WebSettings = WebSettings()
+    inbound: InboundSettings = InboundSettings()
 
     @property
     def unsubscribe_url(self) -> str:

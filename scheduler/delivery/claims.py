@@ -43,6 +43,7 @@ from sqlalchemy import (
 
 from scheduler.store.db import conflict_insert
 from scheduler.store.models import metadata
+from scheduler.store.touch_history import record_events
 from scheduler.vocabulary import OccasionKind
 
 touches = metadata.tables["touches"]
@@ -81,17 +82,6 @@ class Result:
     retry_at: datetime | None = None
     attempted: bool = True
     """Whether this counts as an attempt (a paused or released note's does not)."""
-
-
-def record_events(
-    connection: Connection, events: Sequence[tuple[int, str, str | None]], at: datetime
-) -> None:
-    """Append (touch id, status, reason) to each note's history."""
-    if events:
-        connection.execute(
-            touch_events.insert(),
-            [{"touch_id": t, "at": at, "status": s, "reason": r} for t, s, r in events],
-        )
 
 
 def reap(connection: Connection, now: datetime) -> tuple[int, int]:

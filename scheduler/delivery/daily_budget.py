@@ -26,11 +26,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, and_, bindparam, func, select, update
 
 from scheduler.config.settings import Settings
-from scheduler.delivery.claims import record_events
 from scheduler.occasions.budget import BudgetNote, plan_budget
 from scheduler.occasions.timing import SendWindow, local_moment
 from scheduler.store.models import metadata
 from scheduler.store.outbox import OPEN, TAKEN, touches
+from scheduler.store.touch_history import record_events
 from scheduler.store.types import aware_utc, aware_utc_or_none
 from scheduler.zones import ZoneBook
 

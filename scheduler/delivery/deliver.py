@@ -48,13 +48,13 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from scheduler.clock import Clock
@@ -79,6 +79,7 @@ from scheduler.delivery.daily_budget import apply_budget
 from scheduler.delivery.smtp_client import Outcome, ServerSettings, SmtpConnection
 from scheduler.delivery.store_gate import StoreGate, StoreUnavailable
 from scheduler.errors import AppreciateError
+from scheduler.notes.bounce_tag import bounce_address_for, tag_key
 from scheduler.notes.message import BuiltMessage
 from scheduler.notes.note_context import TouchRef, build_contexts
 from scheduler.notes.note_message import note_message
@@ -86,7 +87,7 @@ from scheduler.notes.render import NoteRenderer, RenderStopped, TemplateProblem
 from scheduler.notes.template_failures import failure_reason
 from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
-from scheduler.store.outbox import Contact, suppression_reason
+from scheduler.store.outbox import Contact, contact_of, contacts_query, suppression_reason
 from scheduler.zones import ZoneBook
 
 log = logging.getLogger("appreciate.send")
@@ -226,6 +227,8 @@ class Sender:
         """Set by `stop`: a note being written (in the worker thread) is abandoned at once."""
         self.template_problems: Counter[str] = Counter()
         """Notes failed in this run, by template problem (`FILE:LINE: MESSAGE`)."""
+        self._tag_key = b""
+        """The key of the return path's tags (`[inbound] bounce_address`), read by `run`."""
 
     def stop(self, reason: str) -> None:
         """Claim nothing more, write no more notes (one being written is abandoned at once) and
@@ -257,6 +260,8 @@ class Sender:
                 self.report.counts["unknown"] += unknown
             if self.only is None:
                 apply_budget(connection, self.settings, now)
+            if self.settings.inbound.bounce_address:
+                self._tag_key = tag_key(connection, now)
         pool = [SmtpConnection(self.server) for _ in range(self.settings.smtp.connections)]
         try:
             await self._deliver(pool)
@@ -373,6 +378,11 @@ class Sender:
         message = note_message(
             self.settings.business, note, context, message_id=touch.message_id, date=now
         )
+        if self._tag_key:  # the return path names the note (VERP), for its bounces
+            bounces_to = bounce_address_for(
+                self.settings.inbound.bounce_address, self._tag_key, touch.id
+            )
+            message = replace(message, mail_from=bounces_to)
         row = {
             "touch_id": touch.id,
             "new_message_id": message.message_id,
@@ -389,18 +399,8 @@ class Sender:
         """Each customer's contact, and their own id (external_id: what the log names them by,
         never our row id)."""
         zones = ZoneBook(ZoneInfo(self.settings.business.timezone))
-        rows = connection.execute(
-            select(
-                customers.c.id,
-                customers.c.external_id,
-                customers.c.email,
-                customers.c.opted_out_at,
-                customers.c.timezone,
-            ).where(customers.c.id.in_(sorted(set(ids))))
-        ).all()
-        contacts = {
-            row.id: Contact(row.email, row.opted_out_at, zones(row.timezone)) for row in rows
-        }
+        rows = connection.execute(contacts_query(ids)).all()
+        contacts = {row.id: contact_of(row, zones) for row in rows}
         return contacts, {row.id: row.external_id for row in rows}
 
     # Sending ----------------------------------------------------------------------------

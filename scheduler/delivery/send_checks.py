@@ -2,8 +2,8 @@
 
 Rules, in order:
 - a note whose customer is gone (deleted since it was recorded) fails;
-- a note to a customer who opted out, or whose address cannot be used, since it was recorded is
-  `suppressed`, with the reason;
+- a note to a customer who opted out, or whose address cannot be used or bounced for good,
+  since it was recorded is `suppressed`, with the reason;
 - a note past its `expires_at` (it waited too long: a stopped service, a full budget) expires.
 A note that passes is written and sent.
 """
@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from scheduler.config.settings import Settings
 from scheduler.delivery.claims import ClaimedTouch, Result
 from scheduler.store.bulk import chunked
 from scheduler.store.models import metadata
-from scheduler.store.outbox import Contact, suppression_reason
+from scheduler.store.outbox import Contact, contact_of, contacts_query, suppression_reason
 from scheduler.zones import ZoneBook
 
 customers = metadata.tables["customers"]
@@ -48,11 +48,6 @@ def contacts_of(
     zones = ZoneBook(ZoneInfo(settings.business.timezone))
     found: dict[int, Contact] = {}
     for part in chunked(sorted(set(customer_ids))):
-        rows = connection.execute(
-            select(
-                customers.c.id, customers.c.email, customers.c.opted_out_at, customers.c.timezone
-            ).where(customers.c.id.in_(part))
-        )
-        for row in rows:
-            found[row.id] = Contact(row.email, row.opted_out_at, zones(row.timezone))
+        for row in connection.execute(contacts_query(part)):
+            found[row.id] = contact_of(row, zones)
     return found

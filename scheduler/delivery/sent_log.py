@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, or_, select, true, update
 
-from scheduler.delivery.claims import record_events
 from scheduler.errors import AppreciateError
 from scheduler.store.bulk import chunked
 from scheduler.store.models import metadata
+from scheduler.store.touch_history import record_events
 from scheduler.vocabulary import RETRYABLE
 
 touches = metadata.tables["touches"]

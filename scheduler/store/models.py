@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     Text,
     UniqueConstraint,
@@ -163,7 +164,8 @@ class Touch(SQLModel, table=True):
     `status` is one of pending, deferred, claimed (taken by a sender), sending (being handed to
     the server), sent, failed, unknown (may have gone: the line was lost after the message),
     held (the server cannot take the address), suppressed, expired, skipped (an order thanks
-    replaced by a later order's).
+    replaced by a later order's), bounced (sent, then returned for good by the customer's
+    mail server).
     """
 
     __tablename__ = "touches"
@@ -171,6 +173,7 @@ class Touch(SQLModel, table=True):
         UniqueConstraint("customer_id", "occasion_key", name="uq_touches_customer_occasion"),
         Index("ix_touches_status_due_at", "status", "due_at"),
         Index("ix_touches_updated_at", "updated_at", "id"),
+        Index("ix_touches_message_id", "message_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
@@ -199,6 +202,8 @@ class Touch(SQLModel, table=True):
     the occasion's own time)."""
     headers: str | None = Field(default=None, sa_type=Text)
     """The message's header block as sent (with the stored bodies: the whole note)."""
+    replied_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    """When the customer first answered the note (a person's reply, not a machine's)."""
     created_at: datetime | None = _created()
     updated_at: datetime | None = _created()
 
@@ -248,6 +253,56 @@ class OptOut(SQLModel, table=True):
     action: str = Field(max_length=16)
     source: str = Field(max_length=16)
     detail: str | None = Field(default=None, sa_type=Text)
+
+
+class InboundMessage(SQLModel, table=True):
+    """A message that came back (a bounce, a complaint, a reply...), stored once, with what it
+    was taken for and the note it answers.
+
+    `kind` is what was done: bounce, soft_bounce, complaint, opt_out, auto_reply, reply, or
+    unmatched (nothing done: `detail` says why); `seen_as` what it looked like (the same, or
+    for an unmatched message what it would have been). `digest` (SHA-256 of the raw bytes) and
+    `message_id` each let a message in only once. `raw` is kept until `keep_raw_until`.
+    """
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        Index("ix_inbound_messages_kind", "kind", "id"),
+        Index("ix_inbound_messages_customer", "customer_id", "received_at"),
+        Index("ix_inbound_messages_touch", "touch_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    received_at: datetime = Field(sa_type=UtcDateTime)
+    digest: str = Field(max_length=64, unique=True)
+    message_id: str | None = Field(default=None, max_length=255, unique=True)
+    kind: str = Field(max_length=16)
+    seen_as: str = Field(max_length=16)
+    touch_id: int | None = Field(
+        default=None,
+        sa_column=Column(BIG_ID, ForeignKey("touches.id", ondelete="SET NULL"), nullable=True),
+    )
+    customer_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("customers.id", ondelete="SET NULL"), nullable=True),
+    )
+    sender: str | None = Field(default=None, max_length=320)
+    subject: str | None = Field(default=None, sa_type=Text)
+    detail: str | None = Field(default=None, sa_type=Text)
+    raw: bytes | None = Field(default=None, sa_type=LargeBinary)
+    keep_raw_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class UndeliverableAddress(SQLModel, table=True):
+    """An address that bounced for good: no note goes to it. Keyed by the address (lower
+    case), so a customer given another address by an import or the console is written to
+    again, and the owner may clear it by hand."""
+
+    __tablename__ = "undeliverable_addresses"
+
+    address: str = Field(max_length=320, primary_key=True)
+    since: datetime = Field(sa_type=UtcDateTime)
+    reason: str = Field(sa_type=Text)
 
 
 class AppState(SQLModel, table=True):

@@ -28,10 +28,10 @@ from sqlalchemy import Connection, bindparam, or_, select, update
 from scheduler.store.bulk import chunked
 from scheduler.store.models import metadata
 from scheduler.store.outbox import OPEN
+from scheduler.store.touch_history import record_events
 
 customers = metadata.tables["customers"]
 touches = metadata.tables["touches"]
-touch_events = metadata.tables["touch_events"]
 opt_outs = metadata.tables["opt_outs"]
 
 Source = Literal["one_click", "page", "email", "reply", "complaint", "import", "console"]
@@ -159,7 +159,7 @@ def resubscribe(
         .values(status="pending", reason=None, updated_at=now)
         .returning(touches.c.id)
     ).all()
-    _history(connection, [row.id for row in given_back], now, "pending", "resubscribed")
+    record_events(connection, [(row.id, "pending", "resubscribed") for row in given_back], now)
     return Choice(changed=True, notes=len(given_back))
 
 
@@ -170,7 +170,7 @@ def _stop_open_notes(
     suppressed = connection.execute(
         _STOP_NOTES, {"who": list(customer_ids), "reason": reason, "now": now}
     ).all()
-    _history(connection, [row.id for row in suppressed], now, "suppressed", reason)
+    record_events(connection, [(row.id, "suppressed", reason) for row in suppressed], now)
     return len(suppressed)
 
 
@@ -192,13 +192,3 @@ def _audit(
             "detail": detail or None,
         },
     )
-
-
-def _history(
-    connection: Connection, touch_ids: list[int], now: datetime, status: str, reason: str
-) -> None:
-    if touch_ids:
-        connection.execute(
-            touch_events.insert(),
-            [{"touch_id": t, "at": now, "status": status, "reason": reason} for t in touch_ids],
-        )

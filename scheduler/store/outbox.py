@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, tzinfo
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, select, update
 
 from scheduler.addresses import InvalidAddress, normalize_address
 from scheduler.config.settings import ScheduleSettings
@@ -32,8 +32,11 @@ from scheduler.store.bulk import BulkWriter, chunked
 from scheduler.store.models import metadata
 from scheduler.store.types import aware_utc_or_none
 from scheduler.vocabulary import OccasionKind
+from scheduler.zones import ZoneBook
 
 touches = metadata.tables["touches"]
+customers = metadata.tables["customers"]
+undeliverable = metadata.tables["undeliverable_addresses"]
 OPEN = ("pending", "deferred")
 """Touches not yet handed to the sender: their due time may still move."""
 TAKEN = ("claimed", "sending", "sent", "unknown")
@@ -49,6 +52,8 @@ class Contact:
     email: str | None
     opted_out_at: datetime | None
     zone: tzinfo
+    bounced_since: datetime | None = None
+    """When the address bounced for good (`undeliverable_addresses`); known at send time."""
 
 
 def suppression_reason(contact: Contact) -> str | None:
@@ -57,11 +62,36 @@ def suppression_reason(contact: Contact) -> str | None:
         return f"opted out on {contact.opted_out_at.date().isoformat()}"
     if not contact.email:
         return "no email address"
+    if contact.bounced_since is not None:
+        since = contact.bounced_since.date().isoformat()
+        return f"the address {contact.email} bounced on {since}"
     try:
         normalize_address(contact.email)
     except InvalidAddress as error:
         return f'the email address "{contact.email}" cannot be used: {error}'
     return None
+
+
+def contacts_query(customer_ids: Iterable[int]) -> Select[Any]:
+    """The contact of each of these customers, with their own id (`external_id`) and when
+    their address bounced for good (addresses are compared without regard to case)."""
+    return (
+        select(
+            customers.c.id,
+            customers.c.external_id,
+            customers.c.email,
+            customers.c.opted_out_at,
+            customers.c.timezone,
+            undeliverable.c.since.label("bounced_since"),
+        )
+        .outerjoin(undeliverable, undeliverable.c.address == func.lower(customers.c.email))
+        .where(customers.c.id.in_(sorted(set(customer_ids))))
+    )
+
+
+def contact_of(row: Any, zones: ZoneBook) -> Contact:
+    """A row of `contacts_query` as a Contact."""
+    return Contact(row.email, row.opted_out_at, zones(row.timezone), row.bounced_since)
 
 
 RecordCounts = Counter[tuple[OccasionKind, str]]

@@ -1,0 +1,100 @@
+"""`appreciate inbound`, as a mail server runs it (a file or standard input, exit 0 once
+recorded, 75 when it must try again) and as the owner reads what came back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from scheduler.store.db import create_store_engine
+from tests.conftest import Workspace, run_cli
+from tests.test_delivery import state
+from tests.test_inbound import SentNote, send_one
+from tests.test_inbound_reading import RECIPIENT, corpus
+
+LATER = "2027-06-15T12:00:00+00:00"
+
+
+@pytest.fixture
+def tagged(migrated_workspace: Workspace) -> Workspace:
+    with migrated_workspace.path.open("a", encoding="utf-8") as config:
+        config.write('unsubscribe_email = "unsubscribe@example.com"\n')
+        config.write('\n[inbound]\nbounce_address = "bounces+{tag}@example.com"\n')
+    return migrated_workspace
+
+
+@pytest.fixture
+def store(tagged: Workspace) -> Iterator[Engine]:
+    engine = create_store_engine(tagged.database_url)
+    yield engine
+    engine.dispose()
+
+
+def message_file(folder: Path, name: str, sent: SentNote) -> Path:
+    raw = corpus(name, tag=sent.tag, message_id=sent.message_id)
+    path = folder / name
+    path.write_bytes(raw.replace(RECIPIENT.encode(), sent.address.encode()))
+    return path
+
+
+def test_a_bounce_given_as_a_file_is_recorded_and_reading_it_again_changes_nothing(
+    tagged: Workspace, store: Engine
+) -> None:
+    sent = send_one(store)
+    bounce = message_file(tagged.folder, "postfix_dsn_user_unknown.eml", sent)
+    first = run_cli("--config", tagged.path, "inbound", bounce, "--now", LATER)
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout.startswith(f"bounce (note {sent.touch_id}): 5.1.1 550 5.1.1")
+    again = run_cli("--config", tagged.path, "inbound", bounce, "--now", LATER, "-f", "json")
+    assert again.exit_code == 0
+    assert json.loads(again.stdout)["kind"] == "duplicate"
+    assert state(store, sent.touch_id)["status"] == "bounced"
+
+
+def test_a_message_piped_on_standard_input_is_recorded(tagged: Workspace, store: Engine) -> None:
+    sent = send_one(store)
+    reply = message_file(tagged.folder, "reply_english.eml", sent).read_text(encoding="utf-8")
+    done = run_cli("--config", tagged.path, "inbound", "--now", LATER, input=reply)
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout.startswith(f"reply (note {sent.touch_id}): Thank you so much")
+    assert state(store, sent.touch_id)["replied_at"] is not None
+
+
+def test_unmatched_messages_are_listed_for_the_owner(tagged: Workspace, store: Engine) -> None:
+    sent = send_one(store)
+    run_cli("--config", tagged.path, "inbound", "-", "--now", LATER, input="not a message")
+    reply = message_file(tagged.folder, "reply_english.eml", sent)
+    run_cli("--config", tagged.path, "inbound", reply, "--now", LATER)
+    listed = run_cli("--config", tagged.path, "inbound", "list", "--unmatched", "-f", "json")
+    assert listed.exit_code == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert (row["kind"], row["seen_as"]) == ("unmatched", "unreadable")
+    everything = run_cli("--config", tagged.path, "inbound", "list")
+    assert "Inbound: 2 messages" in everything.stdout
+    assert "reply" in everything.stdout
+
+
+def test_a_store_that_cannot_be_used_exits_75_so_the_mail_server_tries_again(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    message = tmp_path / "reply.eml"
+    message.write_bytes(b"From: a@b.example\r\nSubject: hi\r\n\r\nhello\r\n")
+    done = run_cli("--config", workspace.path, "inbound", message)  # never migrated
+    assert done.exit_code == 75
+    assert done.stderr.startswith("error: not recorded")
+
+
+def test_a_missing_file_exits_75_and_names_it(tagged: Workspace) -> None:
+    done = run_cli("--config", tagged.path, "inbound", tagged.folder / "nowhere.eml")
+    assert done.exit_code == 75
+    assert "nowhere.eml" in done.stderr
+
+
+def test_list_refuses_a_kind_it_does_not_know(tagged: Workspace) -> None:
+    done = run_cli("--config", tagged.path, "inbound", "list", "--kind", "spam")
+    assert done.exit_code == 2
+    assert "is not one of" in done.stderr

@@ -1,0 +1,177 @@
+"""Reading what comes back, without a store: a corpus of real-format messages (DSNs as Postfix,
+Exim, Microsoft 365 and Gmail send them, an ARF complaint, auto-replies, replies in English and
+German, opt-outs, malformed mail) each taken for what it is; the return path's tag; and no
+input, however broken, makes reading fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scheduler.inbound.classify import classify
+from scheduler.inbound.reading import MAX_TEXT, read_message
+from scheduler.inbound.reply_text import asks_to_stop, excerpt, fresh_text
+from scheduler.notes.bounce_tag import FORGED, TAG_LENGTH, make_tag, read_tag
+
+CORPUS = Path(__file__).parent / "data" / "inbound"
+NOTE_ID = "<0123456789abcdef0123456789abcdef@example.com>"
+RECIPIENT = "dana@customer.example"
+KEY = bytes(range(32))
+BOUNCES = "bounces+{tag}@example.com"
+
+
+def corpus(name: str, *, tag: str = "a" * TAG_LENGTH, message_id: str = NOTE_ID) -> bytes:
+    """A corpus message with its placeholders filled in."""
+    raw = (CORPUS / name).read_bytes()
+    for placeholder, value in (
+        ("{{TAG}}", tag),
+        ("{{MESSAGE_ID}}", message_id),
+        ("{{RECIPIENT}}", RECIPIENT),
+    ):
+        raw = raw.replace(placeholder.encode(), value.encode())
+    return raw
+
+
+EXPECTED = [
+    ("postfix_dsn_user_unknown.eml", "bounce", "5.1.1 550 5.1.1"),
+    ("exim_text_bounce.eml", "bounce", "550 5.1.1 No such user here"),
+    ("microsoft365_ndr.eml", "bounce", "5.1.10 550 5.1.10 RESOLVER.ADR.RecipientNotFound"),
+    ("gmail_dsn_failure.eml", "bounce", "5.1.1 550-5.1.1 The email account"),
+    ("gmail_dsn_delay.eml", "soft_bounce", "4.4.1 421 4.4.1 Connection timed out"),
+    ("arf_complaint.eml", "complaint", "feedback type: abuse"),
+    ("outlook_out_of_office.eml", "auto_reply", "Automatic reply: Happy birthday, Dana!"),
+    ("german_abwesenheit.eml", "auto_reply", "Abwesenheitsnotiz: Alles Gute zum Geburtstag!"),
+    ("reply_english.eml", "reply", "Thank you so much, that made my day!"),
+    ("reply_outlook_html.eml", "reply", "Very kind of you \u2013 the new brushes are great.\nSam"),
+    ("reply_german.eml", "reply", "Vielen Dank für die lieben Grüße!"),
+    ("optout_reply_english.eml", "opt_out", "Please unsubscribe me."),
+    ("optout_reply_german.eml", "opt_out", "Bitte abmelden, danke."),
+    ("keep_going_reply.eml", "reply", "Don't stop sending these, I love them!"),
+    ("mailto_unsubscribe.eml", "opt_out", "an email to unsubscribe@example.com"),
+    ("malformed_mime.eml", "reply", "Thanks!"),
+    ("raw_8bit_headers.eml", "reply", "Thanks"),
+]
+
+
+@pytest.mark.parametrize(("name", "kind", "detail"), EXPECTED, ids=[e[0] for e in EXPECTED])
+def test_each_message_of_the_corpus_is_taken_for_what_it_is(
+    name: str, kind: str, detail: str
+) -> None:
+    language = "de" if "german" in name else "en"
+    facts = read_message(corpus(name))
+    verdict = classify(facts, unsubscribe_address="unsubscribe@example.com", language=language)
+    assert verdict.kind == kind
+    assert verdict.detail.startswith(detail)
+
+
+def test_the_corpus_covers_every_file_in_it() -> None:
+    assert {path.name for path in CORPUS.glob("*.eml")} == {name for name, _, _ in EXPECTED}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "postfix_dsn_user_unknown.eml",
+        "exim_text_bounce.eml",
+        "microsoft365_ndr.eml",
+        "gmail_dsn_failure.eml",
+        "arf_complaint.eml",
+        "reply_english.eml",
+        "reply_german.eml",
+    ],
+)
+def test_the_note_a_message_is_about_is_found_by_its_message_id(name: str) -> None:
+    assert NOTE_ID in read_message(corpus(name)).refers_to
+
+
+def test_a_report_names_the_address_that_failed() -> None:
+    facts = read_message(corpus("postfix_dsn_user_unknown.eml"))
+    (status,) = facts.statuses
+    assert (status.recipient, status.action, status.status) == (RECIPIENT, "failed", "5.1.1")
+
+
+def test_a_german_opt_out_counts_only_for_a_german_business() -> None:
+    facts = read_message(corpus("optout_reply_german.eml"))
+    assert classify(facts, unsubscribe_address="", language="en").kind == "reply"
+    assert classify(facts, unsubscribe_address="", language="de").kind == "opt_out"
+
+
+@pytest.mark.parametrize(
+    ("text", "stops"),
+    [
+        ("STOP", True),
+        ("unsubscribe", True),
+        ("Please remove me from your list.", True),
+        ("No more emails please", True),
+        ("Don't stop, these are lovely!", False),
+        ("Please do not unsubscribe me", False),
+        (
+            "Thank you so much for remembering my birthday. My daughter said I should never "
+            "stop going to your practice, and honestly she is right, you are all wonderful "
+            "and the new chairs are very comfortable. See you in March for the check-up, and "
+            "say hello to Ada from me. Unsubscribe? Never!",
+            False,
+        ),
+    ],
+)
+def test_only_a_plain_request_to_stop_is_an_opt_out(text: str, stops: bool) -> None:
+    assert asks_to_stop("Re: Happy birthday", text, "en") is stops
+
+
+def test_a_reply_is_cut_before_what_it_quotes_and_its_signature() -> None:
+    text = "Lovely, thanks!\n-- \nDana Whitfield\nCEO\n\nOn Mon, Ada wrote:\n> hello"
+    assert fresh_text(text) == "Lovely, thanks!"
+    assert excerpt("a\n\nb\nc\nd\ne\nf\ng") == "a\nb\nc\nd\ne"
+    assert excerpt("bell\x07 and escape\x1b[31m") == "bell and escape[31m"
+
+
+def test_a_20_mb_message_is_read_as_far_as_it_matters() -> None:
+    raw = (
+        b"From: dana@customer.example\r\nTo: hello@example.com\r\nSubject: Re: thanks\r\n"
+        b"In-Reply-To: " + NOTE_ID.encode() + b"\r\nContent-Type: text/plain\r\n\r\n"
+        b"Thank you!\r\n" + b"x" * (20 * 1024 * 1024)
+    )
+    facts = read_message(raw)
+    assert facts.refers_to == (NOTE_ID,)
+    assert len(facts.text) == MAX_TEXT
+    assert classify(facts, unsubscribe_address="", language="en").kind == "reply"
+
+
+@given(st.binary(max_size=2000))
+def test_no_bytes_make_reading_fail(raw: bytes) -> None:
+    facts = read_message(raw)
+    classify(facts, unsubscribe_address="unsubscribe@example.com", language="en")
+
+
+@given(st.text(max_size=500))
+def test_no_text_makes_reading_fail(text: str) -> None:
+    raw = ("Content-Type: multipart/report; report-type=delivery-status\n\n" + text).encode(
+        "utf-8", "surrogatepass"
+    )
+    read_message(raw)
+
+
+def test_a_message_without_headers_is_unreadable() -> None:
+    verdict = classify(read_message(b""), unsubscribe_address="", language="en")
+    assert verdict.kind == "unreadable"
+
+
+@given(st.integers(min_value=1, max_value=2**63 - 1))
+def test_a_tag_names_its_note_and_nothing_else(touch_id: int) -> None:
+    tag = make_tag(KEY, touch_id)
+    assert len(tag) == TAG_LENGTH
+    assert tag != make_tag(bytes(32), touch_id)
+    assert tag[:13] != make_tag(KEY, touch_id + 1)[:13]
+    address = BOUNCES.replace("{tag}", tag)
+    assert read_tag(BOUNCES, KEY, ["hello@example.com", address.upper()]) == touch_id
+    assert read_tag(BOUNCES, bytes(32), [address]) == FORGED
+    for position in range(TAG_LENGTH):
+        changed = tag[:position] + ("b" if tag[position] != "b" else "c") + tag[position + 1 :]
+        assert read_tag(BOUNCES, KEY, [BOUNCES.replace("{tag}", changed)]) == FORGED
+
+
+def test_an_address_without_a_tag_names_no_note() -> None:
+    assert read_tag(BOUNCES, KEY, ["bounces@example.com", "dana@customer.example"]) is None
