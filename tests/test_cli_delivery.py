@@ -86,6 +86,7 @@ def test_the_log_lists_every_note_with_its_fate(shop: tuple[Workspace, list[int]
         "sent_at",
         "attempts",
         "last_reply",
+        "replied_at",
         "updated_at",
     }
     assert {row["status"] for row in rows} == {"sent"}

@@ -98,3 +98,19 @@ def test_list_refuses_a_kind_it_does_not_know(tagged: Workspace) -> None:
     done = run_cli("--config", tagged.path, "inbound", "list", "--kind", "spam")
     assert done.exit_code == 2
     assert "is not one of" in done.stderr
+
+
+def test_a_reply_shows_in_show_log_and_status(tagged: Workspace, store: Engine) -> None:
+    answered = send_one(store, "C-1")
+    send_one(store, "C-2")
+    reply = message_file(tagged.folder, "reply_english.eml", answered)
+    run_cli("--config", tagged.path, "inbound", reply, "--now", LATER)
+    shown = run_cli("--config", tagged.path, "show", str(answered.touch_id))
+    assert "What came back:" in shown.stdout
+    assert "reply: Thank you so much, that made my day!" in shown.stdout
+    logged = run_cli("--config", tagged.path, "log", "--replied", "-f", "json")
+    assert [row["id"] for row in json.loads(logged.stdout)] == [answered.touch_id]
+    status = run_cli("--config", tagged.path, "status", "-f", "json")
+    assert json.loads(status.stdout)["replies"] == {"birthday": 1}
+    table = run_cli("--config", tagged.path, "status")
+    assert "Notes customers answered: 1 birthday" in table.stdout

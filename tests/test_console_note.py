@@ -11,6 +11,7 @@ from sqlalchemy import Engine, insert, select
 from starlette.testclient import TestClient
 
 from scheduler.config.settings import Settings
+from scheduler.inbound.record import InboundRules, record_message
 from scheduler.store.models import metadata
 from scheduler.web.app import create_app
 from tests.conftest import adas_bakery
@@ -133,3 +134,17 @@ def test_a_sent_note_offers_no_retry_and_refuses_one(engine: Engine) -> None:
     answer = site.post(f"/notes/{touch_id}/retry", data={"csrf": csrf, "confirm": "yes"})
     assert answer.headers["location"] == f"../{touch_id}?told=not-retryable"
     assert status_of(engine, touch_id) == "sent"
+
+
+def test_a_note_shows_what_came_back_about_it_escaped(engine: Engine) -> None:
+    touch_id = add_note(engine, "sent", message_id="<n1@example.com>")
+    reply = (
+        b"From: c@example.com\r\nSubject: Re: hi\r\nIn-Reply-To: <n1@example.com>\r\n\r\n"
+        + HOSTILE.encode()
+        + b" thanks!\r\n"
+    )
+    record_message(engine, reply, InboundRules(), NOW + timedelta(hours=2))
+    answer = client(engine).get(f"/notes/{touch_id}")
+    assert "What came back" in answer.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; thanks!" in answer.text
+    assert HOSTILE not in answer.text

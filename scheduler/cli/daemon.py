@@ -209,6 +209,7 @@ def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table)
             "paused": found.paused,
             "template_failures": [failures.as_dict() for failures in found.template_failures],
             "throttled": found.throttled.as_dict() if found.throttled else None,
+            "replies": found.replies,
         }
         out.file.write(to_json(payload) + "\n")
         return
@@ -228,6 +229,9 @@ def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table)
     if found.template_failures:
         _print_template_failures(found.template_failures)
     out.print(table("Queue", rows, ["status", "notes"]))
+    if found.replies:
+        answered = ", ".join(f"{n} {kind}" for kind, n in found.replies.items())
+        out.print(f"Notes customers answered: {answered}", markup=False)
     if found.attention:
         out.print(
             f"{found.attention} notes need you ({', '.join(ATTENTION)}): see "

@@ -149,6 +149,9 @@ def log(
     since: SinceOption = None,
     until: UntilOption = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many (0: all).")] = 50,
+    replied: Annotated[
+        bool, typer.Option("--replied", help="Only notes a customer answered (a person's reply).")
+    ] = False,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """The sent-log: every note with its status and why, the latest activity first.
@@ -159,7 +162,13 @@ def log(
 
     config = cli_state(ctx).config()
     wanted = LogFilter(
-        status, kind, customer, parse_date(since, "--since"), parse_date(until, "--until"), limit
+        status,
+        kind,
+        customer,
+        parse_date(since, "--since"),
+        parse_date(until, "--until"),
+        limit,
+        replied=replied,
     )
     with opened_store(config) as engine, engine.connect() as connection:
         rows = log_rows(connection, wanted)
@@ -199,6 +208,12 @@ def show(
     for event in detail.history:
         reason = f": {event['reason']}" if event["reason"] else ""
         line = f"  {event['at']:%Y-%m-%d %H:%M:%S} UTC  {event['status']}{reason}"
+        out.print(printable(line), markup=False)
+    if detail.came_back:
+        out.print("\nWhat came back:", markup=False)
+    for message in detail.came_back:
+        said = (message["detail"] or "").replace("\n", "\n" + " " * 30)
+        line = f"  {message['received_at']:%Y-%m-%d %H:%M:%S} UTC  {message['kind']}: {said}"
         out.print(printable(line), markup=False)
 
 

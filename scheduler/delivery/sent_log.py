@@ -24,6 +24,7 @@ from scheduler.vocabulary import RETRYABLE
 touches = metadata.tables["touches"]
 customers = metadata.tables["customers"]
 touch_events = metadata.tables["touch_events"]
+inbound_messages = metadata.tables["inbound_messages"]
 LOG_COLUMNS = (
     "id",
     "customer_id",
@@ -37,6 +38,7 @@ LOG_COLUMNS = (
     "sent_at",
     "attempts",
     "last_reply",
+    "replied_at",
     "updated_at",
 )
 
@@ -59,6 +61,8 @@ class LogFilter:
     limit: int = 50
     touch_ids: tuple[int, ...] | None = None
     """These notes alone."""
+    replied: bool = False
+    """Only notes a customer answered (a person's reply)."""
     after: tuple[datetime, int] | None = None
     """Keyset paging: only notes after this (updated_at, id) in the log's order (older
     activity), so a page costs the same at any depth."""
@@ -78,6 +82,7 @@ def _columns() -> list[Any]:
         touches.c.sent_at,
         touches.c.attempts,
         touches.c.last_reply,
+        touches.c.replied_at,
         touches.c.updated_at,
     ]
 
@@ -90,6 +95,8 @@ def _conditions(wanted: LogFilter) -> list[ColumnElement[bool]]:
         conditions.append(touches.c.status == wanted.status)
     if wanted.kind:
         conditions.append(touches.c.kind == wanted.kind)
+    if wanted.replied:
+        conditions.append(touches.c.replied_at.is_not(None))
     if wanted.customer:
         conditions.append(customers.c.external_id == wanted.customer)
     if wanted.since:
@@ -128,6 +135,8 @@ class TouchDetail:
     body_text: str | None
     body_html: str | None
     history: list[dict[str, Any]]
+    came_back: list[dict[str, Any]]
+    """What came back about the note (bounces, replies...), oldest first."""
 
 
 def touch_detail(connection: Connection, touch_id: int) -> TouchDetail:
@@ -145,12 +154,22 @@ def touch_detail(connection: Connection, touch_id: int) -> TouchDetail:
         .where(touch_events.c.touch_id == touch_id)
         .order_by(touch_events.c.id)
     )
+    came_back = connection.execute(
+        select(
+            inbound_messages.c.received_at,
+            inbound_messages.c.kind,
+            inbound_messages.c.detail,
+        )
+        .where(inbound_messages.c.touch_id == touch_id)
+        .order_by(inbound_messages.c.id)
+    )
     return TouchDetail(
         row={key: values[key] for key in LOG_COLUMNS},
         headers=values["headers"],
         body_text=values["body_text"],
         body_html=values["body_html"],
         history=[dict(event._mapping) for event in history],
+        came_back=[dict(message._mapping) for message in came_back],
     )
 
 

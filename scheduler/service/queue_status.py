@@ -1,8 +1,8 @@
 """What `appreciate status` reports: the last cycle, the queue by status, the oldest note due,
-the notes that need a person, the notes that failed on a template (see
-`scheduler.notes.template_failures`: still failed, in the week up to the last cycle, grouped by
-problem), and whether sending is paused or slowed down (the back-off of a throttling mail
-server). Reads only."""
+the notes that need a person, the notes customers answered (by occasion), the notes that failed
+on a template (see `scheduler.notes.template_failures`: still failed, in the week up to the last
+cycle, grouped by problem), and whether sending is paused or slowed down (the back-off of a
+throttling mail server). Reads only."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from scheduler.service.last_cycle import last_cycle
 from scheduler.store.models import metadata
 
 touches = metadata.tables["touches"]
+inbound_messages = metadata.tables["inbound_messages"]
 ATTENTION = ("failed", "unknown", "held")
 """Statuses a person should look at (`appreciate log --status ...`, `appreciate retry ID`)."""
 
@@ -34,6 +35,8 @@ class QueueStatus:
     message forgets it)."""
     template_failures: list[TemplateFailures] = field(default_factory=list)
     """Notes still failed on a template, by problem, the most first."""
+    replies: dict[str, int] = field(default_factory=dict)
+    """Notes a customer answered (a person's reply), by occasion kind: whether notes land."""
 
     @property
     def attention(self) -> int:
@@ -56,4 +59,17 @@ def queue_status(connection: Connection) -> QueueStatus:
         paused=paused_reason(connection),
         throttled=throttled(connection),
         template_failures=template_failures(connection, until),
+        replies=replies_by_kind(connection),
     )
+
+
+def replies_by_kind(connection: Connection) -> dict[str, int]:
+    """How many notes of each occasion kind a customer answered, from what came back (a small
+    table), not by reading every note."""
+    answered = (
+        select(touches.c.kind, func.count(func.distinct(inbound_messages.c.touch_id)))
+        .join(touches, touches.c.id == inbound_messages.c.touch_id)
+        .where(inbound_messages.c.kind == "reply")
+        .group_by(touches.c.kind)
+    )
+    return dict(sorted((kind, count) for kind, count in connection.execute(answered)))

@@ -105,6 +105,10 @@ async def _shown(request: Request, context: WebContext, done: str, problem: str)
         "sent": context.local(detail.row["sent_at"]),
     }
     history = [{**event, "when": context.local(event["at"])} for event in detail.history]
+    came_back = [
+        {**message, "when": context.local(message["received_at"])}
+        for message in detail.came_back
+    ]
     return page(
         context,
         "note.html",
@@ -115,6 +119,7 @@ async def _shown(request: Request, context: WebContext, done: str, problem: str)
         text=detail.body_text,
         has_html=bool(detail.body_html),
         history=history,
+        came_back=came_back,
         retryable=note["status"] in RETRYABLE,
         done=done,
         problem=problem,
