@@ -114,15 +114,8 @@ def _record(ctx: typer.Context, raw: bytes, now: Any) -> dict[str, Any]:
     from scheduler.inbound.record import InboundRules, record_message
 
     config = cli_state(ctx).config()
-    settings = config.settings
-    rules = InboundRules(
-        bounce_address=settings.inbound.bounce_address,
-        unsubscribe_address=settings.business.unsubscribe_email,
-        language=settings.business.locale.split("_")[0].lower(),
-        keep_raw_for=settings.inbound.keep_raw_for,
-    )
     with opened_store(config) as engine:
-        done = record_message(engine, raw, rules, now)
+        done = record_message(engine, raw, InboundRules.of(config.settings), now)
     return {
         "kind": done.kind,
         "seen_as": done.seen_as,

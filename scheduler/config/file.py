@@ -82,30 +82,35 @@ class Config:
 
     def smtp_password(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The SMTP password from its environment variable or file, or None when none is set."""
-        env = os.environ if environ is None else environ
         smtp = self.settings.smtp
-        if smtp.password_env:
-            value = env.get(smtp.password_env)
+        return self._secret("smtp.password", smtp.password_env, smtp.password_file, environ)
+
+    def imap_password(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The IMAP password ([inbound] imap_password_env or imap_password_file), or None."""
+        inbound = self.settings.inbound
+        return self._secret(
+            "inbound.imap_password", inbound.imap_password_env, inbound.imap_password_file, environ
+        )
+
+    def _secret(
+        self, key: str, env_name: str, file_name: str, environ: Mapping[str, str] | None
+    ) -> str | None:
+        """A secret from the environment variable `env_name` (config key `{key}_env`) or the
+        file `file_name` (`{key}_file`, relative to the config), or None when neither is set.
+        The message of a problem names the key, the variable or the file, never the secret."""
+        env = os.environ if environ is None else environ
+        if env_name:
+            value = env.get(env_name)
             if value is None:
-                raise ConfigError(
-                    self.path,
-                    [
-                        ConfigProblem(
-                            "smtp.password_env",
-                            f"environment variable {smtp.password_env} is not set",
-                        )
-                    ],
-                )
+                raise self._problem(f"{key}_env", f"environment variable {env_name} is not set")
             return value
-        if smtp.password_file:
-            path = self.base_dir / smtp.password_file
+        if file_name:
+            path = self.base_dir / file_name
             try:
                 return path.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as error:
-                raise ConfigError(
-                    self.path,
-                    [ConfigProblem("smtp.password_file", f"cannot read {path}: {error.strerror}")],
-                ) from None
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or "not UTF-8 text"
+                raise self._problem(f"{key}_file", f"cannot read {path}: {reason}") from None
         return None
 
     def web_password_hash(self, environ: Mapping[str, str] | None = None) -> str | None:
@@ -160,6 +165,8 @@ class Config:
         checks: list[Callable[[Mapping[str, str] | None], str | None]] = [self.database_url]
         if self.settings.smtp.username:
             checks.append(self.smtp_password)
+        if self.settings.inbound.imap_host:
+            checks.append(self.imap_password)
         checks.append(self.web_password_hash)
         for check in checks:
             try:
@@ -273,17 +280,18 @@ def _syntax_problem(error: tomllib.TOMLDecodeError) -> ConfigProblem:
 def _secret_problems(raw: dict[str, Any], text: str) -> list[ConfigProblem]:
     """Secrets written inline are refused outright, with the safe way to give them."""
     problems: list[ConfigProblem] = []
-    smtp = raw.get("smtp")
-    if isinstance(smtp, dict) and "password" in smtp:
-        del smtp["password"]
-        problems.append(
-            ConfigProblem(
-                "smtp.password",
-                "passwords never go in the config file; put it in an environment variable named by "
-                "smtp.password_env, or in a file named by smtp.password_file",
-                _find_line(text, ("smtp", "password")),
+    for section, key in (("smtp", "password"), ("inbound", "imap_password")):
+        table = raw.get(section)
+        if isinstance(table, dict) and key in table:
+            del table[key]
+            problems.append(
+                ConfigProblem(
+                    f"{section}.{key}",
+                    "passwords never go in the config file; put it in an environment variable "
+                    f"named by {section}.{key}_env, or in a file named by {section}.{key}_file",
+                    _find_line(text, (section, key)),
+                )
             )
-        )
     database = raw.get("database")
     if isinstance(database, dict) and isinstance(database.get("url"), str):
         try:

@@ -434,6 +434,36 @@ class InboundSettings(Section):
 
     bounce_address: str = ""
     keep_raw_for: Duration = timedelta(days=30)
+    imap_host: str = ""
+    """The mailbox the daemon reads what came back from; empty: none (use the pipe)."""
+    imap_port: int = Field(default=0, ge=0, le=65535)
+    """0 picks the standard port for the security mode: 993 tls, 143 starttls or none."""
+    imap_security: Literal["tls", "starttls", "none"] = "tls"
+    imap_user: str = ""
+    imap_password_env: str = ""
+    imap_password_file: str = ""
+    imap_ca_file: str = ""
+    """A file of CA certificates to trust for this server (relative to the config)."""
+    folder: str = Field(default="INBOX", min_length=1)
+    processed_folder: str = Field(default="processed", min_length=1)
+    """Where each message goes once recorded (made when missing); mail is never deleted."""
+    poll_every: Duration = timedelta(minutes=5)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _imap_complete(self) -> InboundSettings:
+        if self.imap_host and not self.imap_user:
+            raise ValueError("imap_host is set, so imap_user must be too")
+        if self.imap_password_env and self.imap_password_file:
+            raise ValueError("set either imap_password_env or imap_password_file, not both")
+        if self.folder == self.processed_folder:
+            raise ValueError("processed_folder must differ from folder")
+        return self
+
+    @property
+    def port(self) -> int:
+        """The IMAP port: as set, else the security mode's standard one."""
+        return self.imap_port or (993 if self.imap_security == "tls" else 143)
 
     @field_validator("bounce_address")
     @classmethod

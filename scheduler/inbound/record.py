@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, func, or_, select, update
 
+from scheduler.config.settings import Settings
 from scheduler.inbound.classify import Verdict, classify
 from scheduler.inbound.reading import MessageFacts, read_message
 from scheduler.notes.bounce_tag import FORGED, read_tag, tag_key
@@ -61,6 +62,16 @@ class InboundRules:
     unsubscribe_address: str = ""
     language: str = "en"
     keep_raw_for: timedelta = timedelta(days=30)
+
+    @classmethod
+    def of(cls, settings: Settings) -> InboundRules:
+        """The rules a config sets (the language is its locale's: `de_DE` reads German)."""
+        return cls(
+            bounce_address=settings.inbound.bounce_address,
+            unsubscribe_address=settings.business.unsubscribe_email,
+            language=settings.business.locale.split("_")[0].lower(),
+            keep_raw_for=settings.inbound.keep_raw_for,
+        )
 
 
 @dataclass(frozen=True)

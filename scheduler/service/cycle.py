@@ -31,6 +31,8 @@ from scheduler.delivery.claims import Throttle
 from scheduler.delivery.deliver import Sender, SendReport, server_settings
 from scheduler.delivery.smtp_client import ServerSettings
 from scheduler.detection.detect import detect
+from scheduler.inbound.imap_poll import Mailbox, poll_mailbox
+from scheduler.inbound.record import InboundRules
 from scheduler.notes.render import NoteRenderer
 from scheduler.notes.template_check import Finding, check_templates
 from scheduler.service.last_cycle import save_cycle
@@ -56,6 +58,8 @@ class Service:
     server: ServerSettings
     template_findings: list[Finding] = field(default_factory=list)
     """What `appreciate templates check` would report, found when the service was opened."""
+    mailbox: Mailbox | None = None
+    """Where what comes back is read from (`[inbound] imap_host`), if anywhere."""
 
     def close(self) -> None:
         self.engine.dispose()
@@ -68,6 +72,7 @@ def open_service(config_path: Path) -> Service:
     are kept in `template_findings` (for `log_template_findings`), never raised."""
     config = load_config(config_path)
     server = server_settings(config)
+    mailbox = Mailbox.of(config)
     engine = open_store(config.database_url())
     try:
         with engine.connect() as connection:
@@ -77,7 +82,7 @@ def open_service(config_path: Path) -> Service:
         engine.dispose()
         raise
     renderer = NoteRenderer.configured(config.templates_dir, config.settings)
-    return Service(config, engine, renderer, server, findings)
+    return Service(config, engine, renderer, server, findings, mailbox)
 
 
 def log_template_findings(service: Service, when: str) -> None:
@@ -116,12 +121,17 @@ class CycleReport:
     outcomes: Counter[str] = field(default_factory=Counter)
     paused: str | None = None
     throttled: Throttle | None = None
+    came_back: Counter[str] = field(default_factory=Counter)
+    """Messages read from the mailbox, by what was done (`[inbound] imap_host`)."""
 
     def line(self) -> str:
         """One line for the log and systemd's STATUS."""
         added = sum(self.added.values())
         outcomes = ", ".join(f"{n} {status}" for status, n in sorted(self.outcomes.items()))
         text = f"{self.at:%Y-%m-%d %H:%M:%S} UTC: {added} notes added; sent: {outcomes or 'none'}"
+        if self.came_back:
+            back = ", ".join(f"{n} {kind}" for kind, n in sorted(self.came_back.items()))
+            text += f"; came back: {back}"
         if self.throttled:
             text += f"; SENDING SLOWED DOWN: {self.throttled.line()}"
         return f"{text}; SENDING PAUSED: {self.paused}" if self.paused else text
@@ -133,6 +143,7 @@ class CycleReport:
             "outcomes": dict(self.outcomes),
             "paused": self.paused,
             "throttled": self.throttled.as_dict() if self.throttled else None,
+            "came_back": dict(self.came_back),
         }
 
 
@@ -147,6 +158,18 @@ async def detect_once(service: Service, now: datetime) -> Counter[str]:
             if report.count(kind, "pending")
         }
     )
+
+
+async def read_mailbox(service: Service, clock: Clock) -> Counter[str]:
+    """What came back, read from the mailbox (in a worker thread), by what was done; a poll
+    that ended early is logged with why (what it did not read is read next time)."""
+    if service.mailbox is None:
+        return Counter()
+    rules = InboundRules.of(service.config.settings)
+    polled = await asyncio.to_thread(poll_mailbox, service.engine, service.mailbox, rules, clock)
+    if polled.read or polled.problem:
+        log.log(logging.WARNING if polled.problem else logging.INFO, "%s", polled.line())
+    return polled.recorded
 
 
 def new_sender(service: Service, clock: Clock, owner: str) -> Sender:
@@ -166,9 +189,11 @@ async def run_cycle(
     owner: str,
     watch: Callable[[Sender], Sender] | None = None,
 ) -> CycleReport:
-    """Detect, then send everything due (most valuable first within the day's budget); `watch`
-    sees the sender before it starts (to stop it on a signal)."""
+    """Read what came back (when there is a mailbox), detect, then send everything due (most
+    valuable first within the day's budget); `watch` sees the sender before it starts (to
+    stop it on a signal)."""
     report = CycleReport(clock.now())
+    report.came_back = await read_mailbox(service, clock)
     report.added = await detect_once(service, clock.now())
     sender = new_sender(service, clock, owner)
     if watch is not None:

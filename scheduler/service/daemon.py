@@ -58,6 +58,7 @@ from scheduler.service.cycle import (
     log_template_problems,
     new_sender,
     open_service,
+    read_mailbox,
 )
 from scheduler.service.interruption import release_held
 from scheduler.service.last_cycle import save_cycle
@@ -172,8 +173,11 @@ class Daemon:
             ("ltv", self._refresh_values, refresh_trigger(settings)),
             ("reap", self._reap, IntervalTrigger(seconds=_seconds(reap_every(settings)))),
         ]
+        if self.service.mailbox is not None:
+            every_poll = IntervalTrigger(seconds=_seconds(settings.inbound.poll_every))
+            jobs.append(("inbound", self._read_mailbox, every_poll))
         for name, job, trigger in jobs:
-            first = now if name in ("detect", "deliver", "reap") else None
+            first = now if name in ("detect", "deliver", "reap", "inbound") else None
             timer.add_job(
                 job,
                 trigger,
@@ -266,6 +270,12 @@ class Daemon:
             await self._guarded("deliver", work)
         finally:
             self._delivery = None
+
+    async def _read_mailbox(self) -> None:
+        async def work() -> None:
+            await read_mailbox(self.service, self.clock)
+
+        await self._guarded("inbound", work)
 
     async def _refresh_values(self) -> None:
         async def work() -> None:

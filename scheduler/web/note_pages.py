@@ -106,8 +106,7 @@ async def _shown(request: Request, context: WebContext, done: str, problem: str)
     }
     history = [{**event, "when": context.local(event["at"])} for event in detail.history]
     came_back = [
-        {**message, "when": context.local(message["received_at"])}
-        for message in detail.came_back
+        {**message, "when": context.local(message["received_at"])} for message in detail.came_back
     ]
     return page(
         context,

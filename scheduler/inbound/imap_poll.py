@@ -1,0 +1,177 @@
+"""Reading what came back from an IMAP mailbox: every message in `[inbound] folder` is
+recorded (`record.record_message`) and then moved to `processed_folder`.
+
+Rules:
+- Mail is never deleted. With the server's MOVE (RFC 6851) each recorded message moves to
+  the processed folder (made when missing); a server without MOVE gets the message flagged
+  \\Seen and `$Appreciated` instead, and such messages are not read again.
+- Nothing is lost and nothing is acted on twice: a message is moved only after it is
+  recorded; a connection lost mid-read, or a store that cannot be written, ends the poll with
+  the reason, and what was not moved is read again next time (and what was recorded but not
+  moved is then a duplicate, which changes nothing, and is moved).
+- Messages are fetched BATCH at a time with BODY.PEEK[] (the bytes as the server holds them;
+  nothing is marked seen by reading). One message that cannot be read is kept as `unmatched`,
+  as every other path does.
+- TLS as for SMTP: `tls` (implicit, 993) or `starttls` (required, never a plaintext
+  fallback), certificates always checked (the system's authorities, or `imap_ca_file`);
+  `none` only for a server on this machine.
+- Synchronous (imapclient): the daemon runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections import Counter
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from scheduler.clock import Clock
+from scheduler.config.file import Config
+from scheduler.inbound.record import InboundRules, record_message
+
+BATCH = 50
+DONE_KEYWORD = "$Appreciated"
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """Where to read: from `[inbound]`, with the password from its variable or file."""
+
+    host: str
+    port: int
+    security: Literal["tls", "starttls", "none"]
+    user: str
+    password: str = field(repr=False)
+    folder: str = "INBOX"
+    processed_folder: str = "processed"
+    ca_file: str | None = None
+    timeout: timedelta = timedelta(seconds=30)
+
+    @classmethod
+    def of(cls, config: Config) -> Mailbox | None:
+        """The mailbox `[inbound]` names, or None without `imap_host`. Reads the password
+        (a ConfigError naming the key when its variable or file is missing)."""
+        inbound = config.settings.inbound
+        if not inbound.imap_host:
+            return None
+        return cls(
+            host=inbound.imap_host,
+            port=inbound.port,
+            security=inbound.imap_security,
+            user=inbound.imap_user,
+            password=config.imap_password() or "",
+            folder=inbound.folder,
+            processed_folder=inbound.processed_folder,
+            ca_file=str(config.base_dir / inbound.imap_ca_file) if inbound.imap_ca_file else None,
+            timeout=timedelta(seconds=inbound.timeout_seconds),
+        )
+
+
+@dataclass
+class PollReport:
+    """What one poll did."""
+
+    read: int = 0
+    recorded: Counter[str] = field(default_factory=Counter)
+    """By what was done (bounce, reply, unmatched...; `duplicate` for a message seen before)."""
+    moved: int = 0
+    problem: str | None = None
+    """Why the poll ended early (the server, the store); None when it read everything."""
+
+    def line(self) -> str:
+        done = ", ".join(f"{n} {kind}" for kind, n in sorted(self.recorded.items())) or "nothing"
+        line = f"inbound: {self.read} messages read ({done})"
+        return f"{line}; stopped early: {self.problem}" if self.problem else line
+
+
+def poll_mailbox(engine: Engine, mailbox: Mailbox, rules: InboundRules, clock: Clock) -> PollReport:
+    """Record every message waiting in the mailbox (see the module's rules)."""
+    report = PollReport()
+    try:
+        client = _connect(mailbox)
+    except (OSError, IMAPClientError, ssl.SSLError) as error:
+        report.problem = f"cannot reach {mailbox.host}:{mailbox.port}: {_said(error)}"
+        return report
+    try:
+        _read_all(client, engine, mailbox, rules, clock, report)
+    except (OSError, IMAPClientError, ssl.SSLError) as error:
+        report.problem = f"the mail server: {_said(error)}"
+    except SQLAlchemyError as error:
+        report.problem = f"the store: {_said(getattr(error, 'orig', None) or error)}"
+    finally:
+        _close(client)
+    return report
+
+
+def _connect(mailbox: Mailbox) -> IMAPClient:
+    timeout = mailbox.timeout.total_seconds()
+    context = ssl.create_default_context(cafile=mailbox.ca_file)
+    if mailbox.security == "tls":
+        client = IMAPClient(
+            mailbox.host, port=mailbox.port, ssl=True, ssl_context=context, timeout=timeout
+        )
+    else:
+        client = IMAPClient(mailbox.host, port=mailbox.port, ssl=False, timeout=timeout)
+    try:
+        if mailbox.security == "starttls":
+            client.starttls(context)  # raises when not offered: never a plaintext fallback
+        client.login(mailbox.user, mailbox.password)
+    except BaseException:
+        _close(client)
+        raise
+    return client
+
+
+def _read_all(
+    client: IMAPClient,
+    engine: Engine,
+    mailbox: Mailbox,
+    rules: InboundRules,
+    clock: Clock,
+    report: PollReport,
+) -> None:
+    can_move = client.has_capability("MOVE")
+    if can_move and not client.folder_exists(mailbox.processed_folder):
+        client.create_folder(mailbox.processed_folder)
+    client.select_folder(mailbox.folder)
+    waiting = client.search(["ALL"] if can_move else ["NOT", "KEYWORD", DONE_KEYWORD])
+    for start in range(0, len(waiting), BATCH):
+        chunk = waiting[start : start + BATCH]
+        fetched = client.fetch(chunk, [b"BODY.PEEK[]"])
+        done = []
+        for uid in chunk:
+            raw = fetched.get(uid, {}).get(b"BODY[]")
+            if not isinstance(raw, bytes):  # gone meanwhile (another reader moved it)
+                continue
+            report.read += 1
+            recorded = record_message(engine, raw, rules, clock.now())
+            report.recorded[recorded.kind] += 1
+            done.append(uid)
+        if done and can_move:
+            client.move(done, mailbox.processed_folder)
+        elif done:
+            client.add_flags(done, [b"\\Seen", DONE_KEYWORD.encode()])
+        report.moved += len(done)
+
+
+def _close(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except (OSError, IMAPClientError, ssl.SSLError):
+        with suppress(OSError, IMAPClientError):
+            client.shutdown()
+
+
+def _said(error: BaseException) -> str:
+    if isinstance(error, socket.timeout | TimeoutError):
+        return "no answer in time"
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]

@@ -1,0 +1,219 @@
+"""Reading what came back from a real IMAP server (a private Dovecot on loopback), on both
+databases: every message recorded once and moved to the processed folder, never deleted; a
+line dropped mid-read, a store that is locked and a message delivered twice leave exactly one
+record each."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, select
+
+from scheduler.clock import FixedClock
+from scheduler.inbound.imap_poll import Mailbox, PollReport, poll_mailbox
+from scheduler.store.db import create_store_engine
+from scheduler.store.models import metadata
+from tests.dovecot_server import PASSWORD, Dovecot, DovecotUnavailable, private_dovecot
+from tests.test_delivery import state
+from tests.test_inbound import LATER, RULES, SentNote, send_one
+from tests.test_inbound_reading import RECIPIENT, corpus
+from tests.test_locked_store import Blocker
+
+inbound_messages = metadata.tables["inbound_messages"]
+USER = "bounces"
+CLOCK = FixedClock(LATER)
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[Dovecot]:
+    try:
+        with private_dovecot() as server:
+            yield server
+    except DovecotUnavailable as error:
+        pytest.skip(f"no IMAP server for these tests: {error}")
+
+
+@pytest.fixture
+def mailbox(dovecot: Dovecot, request: pytest.FixtureRequest) -> Mailbox:
+    """A mailbox of this test's own on the shared server."""
+    user = f"u{abs(hash(request.node.nodeid)) % 10**9}"
+    dovecot.maildir(user)
+    return Mailbox("127.0.0.1", dovecot.port, "none", user, PASSWORD)
+
+
+def answer(name: str, sent: SentNote, message_id: str = "") -> bytes:
+    raw = corpus(name, tag=sent.tag, message_id=sent.message_id)
+    raw = raw.replace(RECIPIENT.encode(), sent.address.encode())
+    if message_id:  # a message of its own (its Message-ID), about the same note
+        raw = raw.replace(
+            b"Message-ID: <CAF=reply-english-0001@mail.gmail.example>", message_id.encode()
+        )
+    return raw
+
+
+def recorded(engine: Engine) -> list[tuple[str, int | None]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(inbound_messages.c.kind, inbound_messages.c.touch_id).order_by(
+                inbound_messages.c.id
+            )
+        ).all()
+    return [(row.kind, row.touch_id) for row in rows]
+
+
+def test_every_message_is_recorded_once_and_moved_never_deleted(
+    engine: Engine, dovecot: Dovecot, mailbox: Mailbox
+) -> None:
+    sent = send_one(engine, "C-1")
+    other = send_one(engine, "C-2")
+    dovecot.deliver(mailbox.user, answer("postfix_dsn_user_unknown.eml", sent))
+    dovecot.deliver(mailbox.user, answer("reply_english.eml", other))
+    dovecot.deliver(mailbox.user, b"garbage that is no message")
+    report = poll_mailbox(engine, mailbox, RULES, CLOCK)
+    assert (report.read, report.moved, report.problem) == (3, 3, None)
+    assert report.recorded == {"bounce": 1, "reply": 1, "unmatched": 1}
+    assert state(engine, sent.touch_id)["status"] == "bounced"
+    assert state(engine, other.touch_id)["replied_at"] == LATER
+    assert dovecot.messages(mailbox.user) == []
+    assert len(dovecot.messages(mailbox.user, "processed")) == 3
+    again = poll_mailbox(engine, mailbox, RULES, CLOCK)
+    assert (again.read, again.problem) == (0, None)
+    assert len(recorded(engine)) == 3
+
+
+def test_a_message_delivered_twice_is_recorded_once(
+    engine: Engine, dovecot: Dovecot, mailbox: Mailbox
+) -> None:
+    sent = send_one(engine)
+    reply = answer("reply_english.eml", sent)
+    dovecot.deliver(mailbox.user, reply)
+    dovecot.deliver(mailbox.user, reply)
+    report = poll_mailbox(engine, mailbox, RULES, CLOCK)
+    assert report.recorded == {"reply": 1, "duplicate": 1}
+    assert recorded(engine) == [("reply", sent.touch_id)]
+    assert len(dovecot.messages(mailbox.user, "processed")) == 2
+
+
+class CuttingProxy:
+    """A loopback proxy to the IMAP server that drops both lines as soon as the client sends
+    a command containing `cut_at` (once), as a network or a crash would."""
+
+    def __init__(self, port: int, cut_at: bytes) -> None:
+        self.target = port
+        self.cut_at = cut_at
+        self.cut = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+
+    def serve(self) -> None:
+        with self.listener:
+            while not self.cut.is_set():
+                try:
+                    client, _ = self.listener.accept()
+                except OSError:
+                    return
+                server = socket.create_connection(("127.0.0.1", self.target))
+                threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
+                threading.Thread(
+                    target=self._pipe, args=(client, server, True), daemon=True
+                ).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, watch: bool = False) -> None:
+        with suppress(OSError):
+            while chunk := source.recv(65536):
+                if watch and not self.cut.is_set() and self.cut_at in chunk.upper():
+                    self.cut.set()
+                    break
+                sink.sendall(chunk)
+        for end in (source, sink):
+            with suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    @contextmanager
+    def running(self) -> Iterator[int]:
+        thread = threading.Thread(target=self.serve, daemon=True)
+        thread.start()
+        try:
+            yield self.port
+        finally:
+            self.cut.set()
+            self.listener.close()
+            thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("cut_at", [b" FETCH ", b" MOVE "], ids=["before-reading", "before-moving"])
+def test_a_line_dropped_mid_poll_loses_nothing_and_records_nothing_twice(
+    engine: Engine, dovecot: Dovecot, mailbox: Mailbox, cut_at: bytes
+) -> None:
+    sent = send_one(engine)
+    dovecot.deliver(mailbox.user, answer("reply_english.eml", sent))
+    dovecot.deliver(mailbox.user, answer("postfix_dsn_user_unknown.eml", sent))
+    proxy = CuttingProxy(dovecot.port, cut_at)
+    with proxy.running() as port:
+        cut = poll_mailbox(engine, replace(mailbox, port=port), RULES, CLOCK)
+    assert cut.problem is not None
+    assert cut.problem.startswith("the mail server")
+    assert len(dovecot.messages(mailbox.user)) == 2  # still there, to be read again
+    again = poll_mailbox(engine, mailbox, RULES, CLOCK)
+    assert again.problem is None
+    assert sorted(kind for kind, _ in recorded(engine)) == ["bounce", "reply"]
+    assert dovecot.messages(mailbox.user) == []
+
+
+def test_a_locked_store_ends_the_poll_and_the_next_one_records_each_message_once(
+    engine: Engine, dovecot: Dovecot, mailbox: Mailbox, database_url: str
+) -> None:
+    sent = send_one(engine)
+    dovecot.deliver(mailbox.user, answer("reply_english.eml", sent))
+    impatient = create_store_engine(database_url, busy_timeout=0.3)
+    blocker = Blocker(database_url)
+    try:
+        blocker.hold()
+        locked = poll_mailbox(impatient, mailbox, RULES, CLOCK)
+        blocker.let_go()
+        assert locked.problem is not None
+        assert locked.problem.startswith("the store")
+        assert locked.recorded == {}
+        assert len(dovecot.messages(mailbox.user)) == 1
+        freed = poll_mailbox(impatient, mailbox, RULES, CLOCK)
+    finally:
+        blocker.close()
+        impatient.dispose()
+    assert freed.recorded == {"reply": 1}
+    assert recorded(engine) == [("reply", sent.touch_id)]
+
+
+def test_a_server_that_cannot_be_reached_or_refuses_the_login_says_so(
+    engine: Engine, dovecot: Dovecot, mailbox: Mailbox
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    unreachable = poll_mailbox(
+        engine,
+        Mailbox("127.0.0.1", closed, "none", "x", "y", timeout=timedelta(seconds=2)),
+        RULES,
+        CLOCK,
+    )
+    assert unreachable.problem is not None
+    assert unreachable.problem.startswith(f"cannot reach 127.0.0.1:{closed}")
+    refused = poll_mailbox(
+        engine, Mailbox("127.0.0.1", dovecot.port, "none", mailbox.user, "wrong"), RULES, CLOCK
+    )
+    assert refused.problem is not None
+    assert "wrong" not in refused.problem  # the password never shows
+
+
+def test_starttls_required_but_not_offered_is_never_a_plaintext_login(
+    engine: Engine, dovecot: Dovecot, mailbox: Mailbox
+) -> None:
+    report: PollReport = poll_mailbox(engine, replace(mailbox, security="starttls"), RULES, CLOCK)
+    assert report.problem is not None
+    assert report.read == 0
