@@ -93,6 +93,21 @@ def test_an_inline_password_is_refused_with_the_safe_alternative(tmp_path: Path)
     assert "hunter2" not in lines[0]
 
 
+def test_an_inline_imap_password_is_refused_and_the_file_is_read(tmp_path: Path) -> None:
+    lines = problems(tmp_path, MINIMAL + '\n[inbound]\nimap_password = "hunter2"\n')
+    assert len(lines) == 1
+    assert "inbound.imap_password" in lines[0]
+    assert "hunter2" not in lines[0]
+    (tmp_path / "imap-secret").write_text("pw-from-file\n", encoding="utf-8")
+    config = load_config(
+        write(tmp_path, MINIMAL + '[inbound]\nimap_password_file = "imap-secret"\n', "i.toml")
+    )
+    assert config.imap_password({}) == "pw-from-file"
+    missing = load_config(write(tmp_path, MINIMAL + '[inbound]\nimap_password_env = "X"\n'))
+    with pytest.raises(ConfigError, match=r"inbound\.imap_password_env"):
+        missing.imap_password({})
+
+
 def test_a_database_url_with_a_password_is_refused(tmp_path: Path) -> None:
     lines = problems(tmp_path, MINIMAL + '\n[database]\nurl = "postgresql://ada:s3cret@db/x"\n')
     assert len(lines) == 1
@@ -140,6 +155,12 @@ def test_both_password_sources_at_once_is_an_error(tmp_path: Path) -> None:
         ("[occasions.check_in]\nquiet_days = 3", "greater than or equal to 7"),
         ('[templates]\nrender_timeout = "0s"', "expected a duration longer than zero"),
         ('[templates]\nrender_timeout = "2"', 'such as "2h", "90m"'),
+        ('[inbound]\nbounce_address = "bounces@example.com"', "with {tag} once in its local part"),
+        ('[inbound]\nbounce_address = "b+{tag}{tag}@example.com"', "with {tag} once"),
+        ('[inbound]\nbounce_address = "b+{tag}@exa mple.com"', "not a valid email address"),
+        ('[inbound]\nimap_host = "imap.example.com"', "imap_user must be too"),
+        ('[inbound]\nfolder = "x"\nprocessed_folder = "x"', "must differ from folder"),
+        ('[inbound]\nimap_security = "ssl"', 'expected one of "tls", "starttls" or "none"'),
     ],
 )
 def test_values_are_checked(tmp_path: Path, table: str, message: str) -> None:
