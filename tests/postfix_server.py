@@ -110,9 +110,9 @@ biff = no
 """
 
 
-def _configure(folder: Path, port: int, settings: Mapping[str, str]) -> Path:
-    """Writes the instance's configuration in `folder` (`settings` added to main.cf); its
-    `conf` folder."""
+def _configure(folder: Path, port: int, settings: Mapping[str, str], services: str) -> Path:
+    """Writes the instance's configuration in `folder` (`settings` added to main.cf,
+    `services` to master.cf); its `conf` folder."""
     conf = folder / "conf"
     for name in ("conf", "queue", "data"):
         (folder / name).mkdir()
@@ -120,7 +120,7 @@ def _configure(folder: Path, port: int, settings: Mapping[str, str]) -> Path:
     added = "".join(f"{name} = {value}\n" for name, value in settings.items())
     (conf / "main.cf").write_text(_main_cf(folder) + added, encoding="utf-8")
     listener = f"127.0.0.1:{port} inet n - n - - smtpd\n"
-    (conf / "master.cf").write_text(listener + _SERVICES, encoding="utf-8")
+    (conf / "master.cf").write_text(listener + _SERVICES + services, encoding="utf-8")
     return conf
 
 
@@ -151,12 +151,13 @@ def _stop(folder: Path, conf: Path) -> None:
 
 @contextmanager
 def private_postfix(
-    port: int | None = None, settings: Mapping[str, str] | None = None
+    port: int | None = None, settings: Mapping[str, str] | None = None, services: str = ""
 ) -> Iterator[Postfix]:
     """A private Postfix listening on 127.0.0.1:`port` (a free port if None) for the block
     (see the module's rules), with `settings` added to its main.cf (such as
-    `smtpd_discard_ehlo_keywords = pipelining`); raises `PostfixUnavailable` if it cannot
-    start."""
+    `smtpd_discard_ehlo_keywords = pipelining`; a setting given twice, the later wins) and
+    `services` to its master.cf (such as `local unix - n n - - local`, for an instance that
+    delivers); raises `PostfixUnavailable` if it cannot start."""
     reason = why_unavailable()
     if reason is not None:
         raise PostfixUnavailable(reason)
@@ -165,7 +166,7 @@ def private_postfix(
     folder.chmod(0o755)  # the postfix user reads its queue and data folders below it
     conf = folder / "conf"
     try:
-        conf = _configure(folder, port, settings or {})
+        conf = _configure(folder, port, settings or {}, services)
         started = _postfix(conf, "start")
         instance = Postfix(port, folder)
         if started.returncode != 0:

@@ -161,6 +161,9 @@ def _print_cycle(report: CycleReport, output_format: OutputFormat) -> None:
         return
     rows = [{"what": f"added {kind}", "notes": n} for kind, n in sorted(report.added.items())]
     rows += [{"what": status, "notes": n} for status, n in sorted(report.outcomes.items())]
+    rows += [
+        {"what": f"came back: {kind}", "notes": n} for kind, n in sorted(report.came_back.items())
+    ]
     if output_format is OutputFormat.csv:
         out.file.write(to_csv(rows, ["what", "notes"]))
     else:

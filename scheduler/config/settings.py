@@ -476,7 +476,10 @@ class InboundSettings(Section):
                 f"expected an address with {{tag}} once in its local part, such as "
                 f'"bounces+{{tag}}@example.com", got "{value}"'
             )
-        _address(value.replace("{tag}", "t" * 26))
+        try:
+            normalize_address(value.replace("{tag}", "t" * 26))
+        except InvalidAddress as error:
+            raise ValueError(f'"{value}" is not a valid address: {error}') from None
         return value
 
 
