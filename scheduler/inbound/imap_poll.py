@@ -10,8 +10,8 @@ Rules:
   the reason, and what was not moved is read again next time (and what was recorded but not
   moved is then a duplicate, which changes nothing, and is moved).
 - Messages are fetched BATCH at a time with BODY.PEEK[] (the bytes as the server holds them;
-  nothing is marked seen by reading). One message that cannot be read is kept as `unmatched`,
-  as every other path does.
+  nothing is marked seen by reading) and each batch is recorded in one transaction. A message
+  that cannot be read is kept as `unmatched`, as every other path does.
 - TLS as for SMTP: `tls` (implicit, 993) or `starttls` (required, never a plaintext
   fallback), certificates always checked (the system's authorities, or `imap_ca_file`);
   `none` only for a server on this machine.
@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.clock import Clock
 from scheduler.config.file import Config
-from scheduler.inbound.record import InboundRules, record_message
+from scheduler.inbound.record import InboundRecorder, InboundRules
 
 BATCH = 50
 DONE_KEYWORD = "$Appreciated"
@@ -95,13 +95,14 @@ class PollReport:
 def poll_mailbox(engine: Engine, mailbox: Mailbox, rules: InboundRules, clock: Clock) -> PollReport:
     """Record every message waiting in the mailbox (see the module's rules)."""
     report = PollReport()
+    recorder = InboundRecorder(engine, rules)
     try:
         client = _connect(mailbox)
     except (OSError, IMAPClientError, ssl.SSLError) as error:
         report.problem = f"cannot reach {mailbox.host}:{mailbox.port}: {_said(error)}"
         return report
     try:
-        _read_all(client, engine, mailbox, rules, clock, report)
+        _read_all(client, recorder, mailbox, clock, report)
     except (OSError, IMAPClientError, ssl.SSLError) as error:
         report.problem = f"the mail server: {_said(error)}"
     except SQLAlchemyError as error:
@@ -132,9 +133,8 @@ def _connect(mailbox: Mailbox) -> IMAPClient:
 
 def _read_all(
     client: IMAPClient,
-    engine: Engine,
+    recorder: InboundRecorder,
     mailbox: Mailbox,
-    rules: InboundRules,
     clock: Clock,
     report: PollReport,
 ) -> None:
@@ -146,15 +146,12 @@ def _read_all(
     for start in range(0, len(waiting), BATCH):
         chunk = waiting[start : start + BATCH]
         fetched = client.fetch(chunk, [b"BODY.PEEK[]"])
-        done = []
-        for uid in chunk:
-            raw = fetched.get(uid, {}).get(b"BODY[]")
-            if not isinstance(raw, bytes):  # gone meanwhile (another reader moved it)
-                continue
-            report.read += 1
-            recorded = record_message(engine, raw, rules, clock.now())
+        # A message missing from the answer was taken meanwhile, by another reader.
+        done = [uid for uid in chunk if isinstance(fetched.get(uid, {}).get(b"BODY[]"), bytes)]
+        raws = [fetched[uid][b"BODY[]"] for uid in done]
+        for recorded in recorder.record_many(raws, clock.now()):
             report.recorded[recorded.kind] += 1
-            done.append(uid)
+        report.read += len(done)
         if done and can_move:
             client.move(done, mailbox.processed_folder)
         elif done:

@@ -31,8 +31,9 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Literal
 
-from sqlalchemy import Connection, Engine, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 
 from scheduler.config.settings import Settings
 from scheduler.inbound.classify import Verdict, classify
@@ -52,6 +53,29 @@ SOFT_BOUNCES_FOR_GOOD = 3
 BOUNCEABLE = ("sent", "unknown")
 """A note in these statuses becomes `bounced` when its bounce comes."""
 MACHINE_KINDS = ("bounce", "soft_bounce", "complaint")
+
+# Built once: a poll runs them for every message (SQLAlchemy then reuses their compiled form).
+_ALREADY_STORED = (
+    select(inbound_messages.c.id)
+    .where(
+        or_(
+            inbound_messages.c.digest == bindparam("digest"),
+            inbound_messages.c.message_id == bindparam("message_id"),
+        )
+    )
+    .limit(1)
+)
+_STORE = inbound_messages.insert().returning(inbound_messages.c.id)
+_NOTE_COLUMNS = (touches.c.id, touches.c.customer_id, touches.c.status, touches.c.message_id)
+_NOTE_BY_ID = select(*_NOTE_COLUMNS).where(touches.c.id == bindparam("touch_id"))
+_NOTES_BY_MESSAGE_ID = select(*_NOTE_COLUMNS).where(
+    touches.c.message_id.in_(bindparam("ids", expanding=True))
+)
+_FIRST_REPLY = (
+    update(touches)
+    .where(touches.c.id == bindparam("touch_id"), touches.c.replied_at.is_(None))
+    .values(replied_at=bindparam("now"))
+)
 
 
 @dataclass(frozen=True)
@@ -88,36 +112,82 @@ class Recorded:
     notes_suppressed: int = 0
 
 
-def record_message(engine: Engine, raw: bytes, rules: InboundRules, now: datetime) -> Recorded:
-    """Read, store once, match and act on one raw message (see the module's rules)."""
-    facts = read_message(raw)
-    verdict = classify(
-        facts, unsubscribe_address=rules.unsubscribe_address, language=rules.language
-    )
-    digest = hashlib.sha256(raw).hexdigest()
-    with write_transaction(engine) as connection:
-        if _already_stored(connection, digest, facts.message_id):
-            return Recorded("duplicate", verdict.kind, "this message was recorded before")
-        recorded = _act(connection, facts, verdict, rules, now)
-        inbound_id = connection.execute(
-            inbound_messages.insert()
-            .values(
-                received_at=now,
-                digest=digest,
-                message_id=facts.message_id,
-                kind=recorded.kind,
-                seen_as=recorded.seen_as,
-                touch_id=recorded.touch_id,
-                customer_id=recorded.customer_ids[0] if recorded.customer_ids else None,
-                sender=facts.sender[:320] or None,
-                subject=facts.subject or None,
-                detail=recorded.detail or None,
-                raw=raw,
-                keep_raw_until=now + rules.keep_raw_for,
+class InboundRecorder:
+    """Records messages into one store under one set of rules (a poll of a mailbox, one pipe
+    call); the tagging key is read once, at the first message."""
+
+    def __init__(self, engine: Engine, rules: InboundRules) -> None:
+        self.engine = engine
+        self.rules = rules
+        self._key: bytes | None = None
+
+    def record(self, raw: bytes, now: datetime) -> Recorded:
+        """Read, store once, match and act on one raw message (see the module's rules)."""
+        (recorded,) = self.record_many([raw], now)
+        return recorded
+
+    def record_many(self, raws: Sequence[bytes], now: datetime) -> list[Recorded]:
+        """`record` for several messages in one transaction (a batch fetched from a mailbox):
+        all are recorded, or none (and each is read again, the same, next time)."""
+        rules = self.rules
+        read = []
+        for raw in raws:  # outside the transaction: reading takes longer than writing
+            facts = read_message(raw)
+            verdict = classify(
+                facts, unsubscribe_address=rules.unsubscribe_address, language=rules.language
             )
-            .returning(inbound_messages.c.id)
+            read.append((raw, facts, verdict, hashlib.sha256(raw).hexdigest()))
+        with write_transaction(self.engine) as connection:
+            return [self._store(connection, *message, now) for message in read]
+
+    def _store(
+        self,
+        connection: Connection,
+        raw: bytes,
+        facts: MessageFacts,
+        verdict: Verdict,
+        digest: str,
+        now: datetime,
+    ) -> Recorded:
+        seen = connection.execute(
+            _ALREADY_STORED, {"digest": digest, "message_id": facts.message_id}
+        ).first()
+        if seen is not None:
+            return Recorded("duplicate", verdict.kind, "this message was recorded before")
+        recorded = _act(connection, facts, verdict, self._tagged(connection, facts, now), now)
+        inbound_id = connection.execute(
+            _STORE,
+            {
+                "received_at": now,
+                "digest": digest,
+                "message_id": facts.message_id,
+                "kind": recorded.kind,
+                "seen_as": recorded.seen_as,
+                "touch_id": recorded.touch_id,
+                "customer_id": recorded.customer_ids[0] if recorded.customer_ids else None,
+                "sender": facts.sender[:320] or None,
+                "subject": facts.subject or None,
+                "detail": recorded.detail or None,
+                "raw": raw,
+                "keep_raw_until": now + self.rules.keep_raw_for,
+            },
         ).scalar_one()
-    return replace(recorded, inbound_id=inbound_id)
+        return replace(recorded, inbound_id=inbound_id)
+
+    def _tagged(
+        self, connection: Connection, facts: MessageFacts, now: datetime
+    ) -> int | Literal["forged"] | None:
+        """The note the return path's tag names (see `bounce_tag.read_tag`)."""
+        if not self.rules.bounce_address:
+            return None
+        if self._key is None:
+            self._key = tag_key(connection, now)
+        return read_tag(self.rules.bounce_address, self._key, facts.recipients)
+
+
+def record_message(engine: Engine, raw: bytes, rules: InboundRules, now: datetime) -> Recorded:
+    """Read, store once, match and act on one raw message (see `InboundRecorder`)."""
+    return InboundRecorder(engine, rules).record(raw, now)
 
 
 def forget_raw(connection: Connection, now: datetime) -> int:
@@ -130,28 +200,15 @@ def forget_raw(connection: Connection, now: datetime) -> int:
     return done.rowcount or 0
 
 
-def _already_stored(connection: Connection, digest: str, message_id: str | None) -> bool:
-    same = inbound_messages.c.digest == digest
-    if message_id is not None:
-        same = or_(same, inbound_messages.c.message_id == message_id)
-    found = connection.execute(select(inbound_messages.c.id).where(same).limit(1)).first()
-    return found is not None
-
-
 def _act(  # noqa: PLR0911 - one return per kind, as the module's rules list them
     connection: Connection,
     facts: MessageFacts,
     verdict: Verdict,
-    rules: InboundRules,
+    tagged: int | Literal["forged"] | None,
     now: datetime,
 ) -> Recorded:
     if verdict.kind == "unreadable":
         return Recorded("unmatched", verdict.kind, verdict.detail)
-    tagged = (
-        read_tag(rules.bounce_address, tag_key(connection, now), facts.recipients)
-        if rules.bounce_address
-        else None
-    )
     if tagged == FORGED and verdict.kind in MACHINE_KINDS:
         return Recorded("unmatched", verdict.kind, "forged or damaged tag in the return path")
     note = _note(connection, tagged if isinstance(tagged, int) else None, facts.refers_to)
@@ -179,11 +236,7 @@ def _act(  # noqa: PLR0911 - one return per kind, as the module's rules list the
                 notes_suppressed=choice.notes,
             )
         case "reply":
-            connection.execute(
-                update(touches)
-                .where(touches.c.id == touch_id, touches.c.replied_at.is_(None))
-                .values(replied_at=now)
-            )
+            connection.execute(_FIRST_REPLY, {"touch_id": touch_id, "now": now})
     return Recorded(verdict.kind, verdict.kind, verdict.detail, touch_id, (customer_id,))
 
 
@@ -191,14 +244,13 @@ def _note(
     connection: Connection, tagged: int | None, refers_to: Sequence[str]
 ) -> tuple[int, int, str] | None:
     """(note id, customer id, status) of the note the message is about, or None."""
-    columns = (touches.c.id, touches.c.customer_id, touches.c.status, touches.c.message_id)
     if tagged is not None:
-        row = connection.execute(select(*columns).where(touches.c.id == tagged)).first()
+        row = connection.execute(_NOTE_BY_ID, {"touch_id": tagged}).first()
         if row is not None:
             return row.id, row.customer_id, row.status
     if not refers_to:
         return None
-    rows = connection.execute(select(*columns).where(touches.c.message_id.in_(refers_to))).all()
+    rows = connection.execute(_NOTES_BY_MESSAGE_ID, {"ids": list(refers_to)}).all()
     by_id = {row.message_id: row for row in rows}
     for message_id in refers_to:
         if message_id in by_id:
