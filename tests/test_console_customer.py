@@ -11,10 +11,12 @@ from sqlalchemy import Engine, insert, select
 from starlette.testclient import TestClient
 
 from scheduler.config.settings import Settings
+from scheduler.inbound.record import InboundRules, record_message
 from scheduler.store.models import metadata
 from scheduler.web.app import create_app
 from tests.conftest import adas_bakery
 from tests.test_detection import add_customer, add_order
+from tests.test_inbound_reading import RECIPIENT, corpus
 from tests.test_owner_login import HASH, MovableClock, csrf_of, log_in
 
 NOW = datetime(2027, 6, 15, 9, 0, tzinfo=UTC)
@@ -108,3 +110,43 @@ def test_the_choice_needs_the_pages_token(engine: Engine) -> None:
     assert forged.status_code == 403
     with engine.connect() as connection:
         assert connection.execute(select(opt_outs.c.id)).all() == []
+
+
+def test_what_came_back_shows_and_a_bounced_address_can_be_sent_to_again(
+    engine: Engine,
+) -> None:
+    ann = story(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(touches).values(
+                customer_id=ann,
+                kind="order_thanks",
+                occasion_key="order:O-1",
+                status="sent",
+                message_id="<sent-1@example.com>",
+                due_at=NOW - timedelta(days=2),
+            )
+        )
+    reply = (
+        b"From: a-1@example.com\r\nSubject: Re: thanks\r\nIn-Reply-To: <sent-1@example.com>\r\n"
+        b"Message-ID: <r1@x.example>\r\n\r\nLovely " + HOSTILE.encode() + b"\r\n"
+    )
+    bounce = corpus("exim_text_bounce.eml", message_id="<sent-1@example.com>").replace(
+        RECIPIENT.encode(), b"a/1 &x@example.com"
+    )
+    record_message(engine, reply, InboundRules(), NOW - timedelta(days=1))
+    record_message(engine, bounce, InboundRules(), NOW - timedelta(hours=5))
+    site = client(engine)
+    page = site.get("/customer?id=" + quote("A/1 &x")).text
+    assert "came back: reply" in page
+    assert "Lovely &lt;script&gt;" in page
+    assert HOSTILE not in page
+    assert "came back: bounce" in page
+    assert "address bounced" in page
+    done = site.post(
+        "/customer/works-again", data={"csrf": csrf_of(page), "id": "A/1 &x", "confirm": "yes"}
+    )
+    assert done.headers["location"].endswith("&told=works-again")
+    after = site.get("/customer?id=" + quote("A/1 &x")).text
+    assert "address bounced" not in after
+    assert "gets notes" in after

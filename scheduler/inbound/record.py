@@ -39,15 +39,15 @@ from scheduler.config.settings import Settings
 from scheduler.inbound.classify import Verdict, classify
 from scheduler.inbound.reading import MessageFacts, read_message
 from scheduler.notes.bounce_tag import FORGED, read_tag, tag_key
-from scheduler.store.db import conflict_insert, write_transaction
+from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
 from scheduler.store.opt_outs import SUPPRESSIBLE, Source, opt_out
 from scheduler.store.touch_history import record_events
+from scheduler.store.undeliverable import mark_undeliverable
 
 inbound_messages = metadata.tables["inbound_messages"]
 touches = metadata.tables["touches"]
 customers = metadata.tables["customers"]
-undeliverable = metadata.tables["undeliverable_addresses"]
 SOFT_BOUNCE_WINDOW = timedelta(days=30)
 SOFT_BOUNCES_FOR_GOOD = 3
 BOUNCEABLE = ("sent", "unknown")
@@ -299,12 +299,7 @@ def _bounce(
     address = _bounced_address(connection, facts, customer_id)
     suppressed = 0
     if address:
-        insert = conflict_insert(connection.dialect.name)
-        connection.execute(
-            insert(undeliverable)
-            .values(address=address, since=now, reason=verdict.detail[:2000])
-            .on_conflict_do_nothing()
-        )
+        mark_undeliverable(connection, address, now, verdict.detail)
         suppressed = _suppress_open_notes(connection, customer_id, address, now)
     return Recorded(
         "bounce",

@@ -4,7 +4,8 @@ that happened between them and the business, the latest first.
 Rules:
 - The customer is named by the business's own id (`external_id`); an unknown id is None.
 - The timeline holds orders, referrals (made and received), meetings, notes (by their due time,
-  with status and reason) and opt-out choices (who, when, how), at most `limit` entries, the
+  with status and reason), opt-out choices (who, when, how) and what came back from the
+  customer (replies, bounces, complaints: `scheduler.inbound`), at most `limit` entries, the
   latest first; `more` says whether older ones were left out.
 - Reads only.
 """
@@ -19,6 +20,7 @@ from sqlalchemy import Connection, select
 
 from scheduler.store.models import metadata
 from scheduler.store.types import aware_utc
+from scheduler.store.undeliverable import bounced_since
 
 customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
@@ -26,6 +28,7 @@ referrals = metadata.tables["referrals"]
 meetings = metadata.tables["meetings"]
 touches = metadata.tables["touches"]
 opt_outs = metadata.tables["opt_outs"]
+inbound_messages = metadata.tables["inbound_messages"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class CustomerStory:
     """The latest opt-out's source (one_click, page, import, ...), when opted out."""
     timeline: list[Moment]
     more: bool
+    bounced: tuple[datetime, str] | None = None
+    """When their address bounced for good, and why (no note goes to it)."""
 
 
 def customer_story(
@@ -64,7 +69,7 @@ def customer_story(
     timeline = _orders(connection, who, limit) + _referrals(connection, who, limit)
     timeline += _meetings(connection, who, limit) + _notes(connection, who, limit)
     choices = _choices(connection, who, limit)
-    timeline += choices
+    timeline += choices + _came_back(connection, who, limit)
     timeline.sort(key=lambda moment: moment.at, reverse=True)
     latest_opt_out = [moment for moment in choices if moment.what.startswith("opt-out")][-1:]
     return CustomerStory(
@@ -78,6 +83,7 @@ def customer_story(
         ),
         timeline=timeline[:limit],
         more=len(timeline) > limit,
+        bounced=bounced_since(connection, facts["email"]),
     )
 
 
@@ -171,6 +177,29 @@ def _choices(connection: Connection, who: int, limit: int) -> list[Moment]:
             aware_utc(r.at),
             f"{'opt-out' if r.action == 'opt_out' else 'resubscribed'} via {r.source}",
             r.detail or "",
+        )
+        for r in rows
+    ]
+
+
+def _came_back(connection: Connection, who: int, limit: int) -> list[Moment]:
+    rows = connection.execute(
+        select(
+            inbound_messages.c.received_at,
+            inbound_messages.c.kind,
+            inbound_messages.c.detail,
+            inbound_messages.c.touch_id,
+        )
+        .where(inbound_messages.c.customer_id == who)
+        .order_by(inbound_messages.c.received_at.desc())
+        .limit(limit + 1)
+    )
+    return [
+        Moment(
+            aware_utc(r.received_at),
+            f"came back: {r.kind.replace('_', ' ')}",
+            r.detail or "",
+            touch_id=r.touch_id,
         )
         for r in rows
     ]

@@ -127,6 +127,7 @@ def create_app(
             Route("/customer", customer_pages.customer_page, methods=["GET", "HEAD"]),
             Route("/customer/opt-out", customer_pages.customer_opt_out, methods=["POST"]),
             Route("/customer/resubscribe", customer_pages.customer_resubscribe, methods=["POST"]),
+            Route("/customer/works-again", customer_pages.customer_works_again, methods=["POST"]),
             Mount("/static", StaticFiles(packages=[("scheduler.web", "static")]), name="static"),
         ],
         middleware=[

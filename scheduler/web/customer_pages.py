@@ -7,7 +7,8 @@ Rules:
 - `POST /customer/opt-out` and `/customer/resubscribe` need the session's CSRF token and the
   confirmation box; they act as the unsubscribe page does (`scheduler.store.opt_outs`, source
   `console`: an opt-out stops the customer's open notes at once), then redirect to the
-  customer, which says what was done.
+  customer, which says what was done. So does `POST /customer/works-again`, for an address
+  that bounced and works again (`scheduler.store.undeliverable`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from scheduler.service.customer_story import CustomerStory, customer_story
 from scheduler.service.ltv_report import ValueReport, stored_report
 from scheduler.store.models import metadata
 from scheduler.store.opt_outs import Choice, opt_out, resubscribe
+from scheduler.store.undeliverable import works_again
 from scheduler.web.login import csrf_token, is_owner
 from scheduler.web.pages import WebContext, owner_form, page
 
@@ -35,6 +37,7 @@ TOLD = {
     "resubscribed": "Subscribed again: notes still in time went back in the queue.",
     "confirm": "Tick the box to confirm.",
     "unchanged": "Nothing to change: it was already so.",
+    "works-again": "Their address is taken off the bounced list: the next notes go to it.",
 }
 
 
@@ -57,6 +60,7 @@ async def customer_page(request: Request) -> Response:
         facts=facts,
         birthday=_birthday(facts),
         opted_out=context.local(story.opted_out_at),
+        bounced=(context.local(story.bounced[0]), story.bounced[1]) if story.bounced else None,
         how=(story.opted_out_how or "").replace("_", "-"),
         value=row,
         model=value,
@@ -74,6 +78,11 @@ async def customer_opt_out(request: Request) -> Response:
 async def customer_resubscribe(request: Request) -> Response:
     """`POST /customer/resubscribe`."""
     return await _choose(request, resubscribe, "resubscribed")
+
+
+async def customer_works_again(request: Request) -> Response:
+    """`POST /customer/works-again`: the customer's address bounced, and works again."""
+    return await _choose(request, works_again, "works-again")
 
 
 async def _choose(request: Request, change: Any, told: str) -> Response:
