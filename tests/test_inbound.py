@@ -351,3 +351,18 @@ def test_the_raw_message_is_kept_for_its_time_and_then_forgotten(engine: Engine)
         row = connection.execute(select(inbound_messages.c.raw, inbound_messages.c.detail)).one()
     assert row.raw is None
     assert row.detail.startswith("Thank you so much")
+
+
+def test_recording_clears_the_raw_messages_kept_long_enough(engine: Engine) -> None:
+    sent = send_one(engine)
+    one_day = replace(RULES, keep_raw_for=timedelta(days=1))
+    came_back(engine, "reply_english.eml", sent, rules=one_day)
+    came_back(engine, "outlook_out_of_office.eml", sent, at=LATER + timedelta(days=2))
+    with engine.connect() as connection:
+        kept = connection.execute(
+            select(inbound_messages.c.kind, inbound_messages.c.raw).order_by(inbound_messages.c.id)
+        ).all()
+    assert [(row.kind, row.raw is None) for row in kept] == [
+        ("reply", True),
+        ("auto_reply", False),
+    ]

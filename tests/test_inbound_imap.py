@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import trustme
 from sqlalchemy import Engine, select
 
 from scheduler.clock import FixedClock
@@ -217,3 +219,24 @@ def test_starttls_required_but_not_offered_is_never_a_plaintext_login(
     report: PollReport = poll_mailbox(engine, replace(mailbox, security="starttls"), RULES, CLOCK)
     assert report.problem is not None
     assert report.read == 0
+
+
+def test_a_mailbox_over_tls_with_a_private_authority(engine: Engine, tmp_path: Path) -> None:
+    authority = trustme.CA()
+    issued = authority.issue_cert("127.0.0.1", "localhost")
+    cert, key, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    authority.cert_pem.write_to_path(str(ca_file))
+    try:
+        with private_dovecot(certificate=(cert, key)) as server:
+            sent = send_one(engine)
+            server.deliver(USER, answer("reply_english.eml", sent))
+            secure = Mailbox("127.0.0.1", server.port, "tls", USER, PASSWORD, ca_file=str(ca_file))
+            read = poll_mailbox(engine, secure, RULES, CLOCK)
+            untrusted = poll_mailbox(engine, replace(secure, ca_file=None), RULES, CLOCK)
+    except DovecotUnavailable as error:
+        pytest.skip(f"no IMAP server for this test: {error}")
+    assert (read.problem, read.recorded) == (None, {"reply": 1})
+    assert untrusted.problem is not None
+    assert "certificate" in untrusted.problem.lower()

@@ -22,7 +22,8 @@ Rules:
   - `auto_reply`: recorded, nothing else.
   - `reply`: the note's `replied_at` is set (the first reply's time is kept).
   - `unmatched`: nothing, with the reason; `seen_as` keeps what it looked like.
-- The raw message is kept until `keep_raw_for` has passed (`forget_raw` clears it).
+- The raw message is kept until `keep_raw_for` has passed: each recorder (a poll of the
+  mailbox, a pipe call) first clears what has been kept long enough (`forget_raw`).
 """
 
 from __future__ import annotations
@@ -120,6 +121,8 @@ class InboundRecorder:
         self.engine = engine
         self.rules = rules
         self._key: bytes | None = None
+        self._tidied = False
+        """Whether this recorder has dropped the raw messages kept long enough (once each)."""
 
     def record(self, raw: bytes, now: datetime) -> Recorded:
         """Read, store once, match and act on one raw message (see the module's rules)."""
@@ -138,6 +141,9 @@ class InboundRecorder:
             )
             read.append((raw, facts, verdict, hashlib.sha256(raw).hexdigest()))
         with write_transaction(self.engine) as connection:
+            if not self._tidied:
+                forget_raw(connection, now)
+                self._tidied = True
             return [self._store(connection, *message, now) for message in read]
 
     def _store(
