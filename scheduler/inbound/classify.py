@@ -23,15 +23,6 @@ from scheduler.inbound.reading import MessageFacts
 from scheduler.inbound.reply_text import asks_to_stop, excerpt
 
 Kind = Literal["bounce", "soft_bounce", "complaint", "opt_out", "auto_reply", "reply", "unreadable"]
-KINDS: tuple[Kind, ...] = (
-    "bounce",
-    "soft_bounce",
-    "complaint",
-    "opt_out",
-    "auto_reply",
-    "reply",
-    "unreadable",
-)
 _AUTO_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|out of (the )?office|"
     r"abwesenheit|automatische antwort|r[ée]ponse automatique|absence|"

@@ -32,7 +32,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 
@@ -97,6 +97,14 @@ class InboundRules:
             language=settings.business.locale.split("_")[0].lower(),
             keep_raw_for=settings.inbound.keep_raw_for,
         )
+
+
+class Note(NamedTuple):
+    """The note a message is about."""
+
+    touch_id: int
+    customer_id: int
+    status: str
 
 
 @dataclass(frozen=True)
@@ -224,12 +232,12 @@ def _act(  # noqa: PLR0911 - one return per kind, as the module's rules list the
         return Recorded(
             "unmatched", verdict.kind, f"no note matches it ({verdict.kind}: {verdict.detail})"
         )
-    touch_id, customer_id, status = note
+    touch_id, customer_id, _ = note
     match verdict.kind:
         case "bounce":
-            return _bounce(connection, facts, verdict, touch_id, customer_id, status, now)
+            return _bounce(connection, facts, verdict, note, now)
         case "soft_bounce":
-            return _soft_bounce(connection, facts, verdict, touch_id, customer_id, status, now)
+            return _soft_bounce(connection, facts, verdict, note, now)
         case "complaint" | "opt_out":
             source: Source = "complaint" if verdict.kind == "complaint" else "email"
             choice = opt_out(connection, customer_id, now, source, verdict.detail[:200])
@@ -246,14 +254,12 @@ def _act(  # noqa: PLR0911 - one return per kind, as the module's rules list the
     return Recorded(verdict.kind, verdict.kind, verdict.detail, touch_id, (customer_id,))
 
 
-def _note(
-    connection: Connection, tagged: int | None, refers_to: Sequence[str]
-) -> tuple[int, int, str] | None:
-    """(note id, customer id, status) of the note the message is about, or None."""
+def _note(connection: Connection, tagged: int | None, refers_to: Sequence[str]) -> Note | None:
+    """The note the message is about, or None."""
     if tagged is not None:
         row = connection.execute(_NOTE_BY_ID, {"touch_id": tagged}).first()
         if row is not None:
-            return row.id, row.customer_id, row.status
+            return Note(row.id, row.customer_id, row.status)
     if not refers_to:
         return None
     rows = connection.execute(_NOTES_BY_MESSAGE_ID, {"ids": list(refers_to)}).all()
@@ -261,7 +267,7 @@ def _note(
     for message_id in refers_to:
         if message_id in by_id:
             row = by_id[message_id]
-            return row.id, row.customer_id, row.status
+            return Note(row.id, row.customer_id, row.status)
     return None
 
 
@@ -286,14 +292,9 @@ def _opt_out_by_sender(
 
 
 def _bounce(
-    connection: Connection,
-    facts: MessageFacts,
-    verdict: Verdict,
-    touch_id: int,
-    customer_id: int,
-    status: str,
-    now: datetime,
+    connection: Connection, facts: MessageFacts, verdict: Verdict, note: Note, now: datetime
 ) -> Recorded:
+    touch_id, customer_id, status = note
     reason = f"bounced: {verdict.detail}"[:2000]
     if status in BOUNCEABLE:
         connection.execute(
@@ -318,14 +319,9 @@ def _bounce(
 
 
 def _soft_bounce(
-    connection: Connection,
-    facts: MessageFacts,
-    verdict: Verdict,
-    touch_id: int,
-    customer_id: int,
-    status: str,
-    now: datetime,
+    connection: Connection, facts: MessageFacts, verdict: Verdict, note: Note, now: datetime
 ) -> Recorded:
+    touch_id, customer_id, status = note
     earlier = connection.execute(
         select(func.count())
         .select_from(inbound_messages)
@@ -341,7 +337,7 @@ def _soft_bounce(
             "bounce",
             f"{earlier + 1} temporary failures in {days} days; the last: {verdict.detail}",
         )
-        found = _bounce(connection, facts, lasting, touch_id, customer_id, status, now)
+        found = _bounce(connection, facts, lasting, note, now)
         return Recorded(
             "bounce",
             "soft_bounce",
