@@ -31,6 +31,7 @@ from scheduler.delivery.claims import Throttle
 from scheduler.delivery.deliver import Sender, SendReport, server_settings
 from scheduler.delivery.smtp_client import ServerSettings
 from scheduler.detection.detect import detect
+from scheduler.notes.dkim_signing import DkimSigner
 from scheduler.notes.render import NoteRenderer
 from scheduler.notes.template_check import Finding, check_templates
 from scheduler.service.last_cycle import save_cycle
@@ -56,6 +57,8 @@ class Service:
     server: ServerSettings
     template_findings: list[Finding] = field(default_factory=list)
     """What `appreciate templates check` would report, found when the service was opened."""
+    signer: DkimSigner | None = None
+    """Signs every note (DKIM) when `[smtp]` asks for it, its key read once, at start."""
 
     def close(self) -> None:
         self.engine.dispose()
@@ -63,11 +66,13 @@ class Service:
 
 def open_service(config_path: Path) -> Service:
     """Load and check everything a cycle needs: the config, the store (up to date), the SMTP
-    password. Raises ConfigError or StoreError with every problem; nothing is left open when it
-    raises. The templates are checked against the store's customers too, but their problems
-    are kept in `template_findings` (for `log_template_findings`), never raised."""
+    password, the DKIM key (one that cannot sign stops the start). Raises ConfigError or
+    StoreError with every problem; nothing is left open when it raises. The templates are
+    checked against the store's customers too, but their problems are kept in
+    `template_findings` (for `log_template_findings`), never raised."""
     config = load_config(config_path)
     server = server_settings(config)
+    signer = DkimSigner.configured(config)
     engine = open_store(config.database_url())
     try:
         with engine.connect() as connection:
@@ -77,7 +82,7 @@ def open_service(config_path: Path) -> Service:
         engine.dispose()
         raise
     renderer = NoteRenderer.configured(config.templates_dir, config.settings)
-    return Service(config, engine, renderer, server, findings)
+    return Service(config, engine, renderer, server, findings, signer)
 
 
 def log_template_findings(service: Service, when: str) -> None:
@@ -157,6 +162,7 @@ def new_sender(service: Service, clock: Clock, owner: str) -> Sender:
         service.renderer,
         clock,
         owner=owner,
+        signer=service.signer,
     )
 
 
