@@ -112,7 +112,7 @@ class DkimSigner:
         cannot be signed."""
         try:
             header = self._signature(message.data)
-        except self._dkim.DKIMException as error:
+        except Exception as error:  # dkimpy's own, and the errors it lets through (binascii's)
             raise UnsendableMessage(f"it could not be signed with DKIM: {_reason(error)}") from None
         return replace(
             message, headers=header.decode("ascii") + message.headers, data=header + message.data
@@ -140,7 +140,7 @@ class DkimSigner:
         try:
             signed = self._signature(sample) + sample
             verified = self._dkim.verify(signed, dnsfunc=self._record, minkey=1024)
-        except self._dkim.DKIMException as error:
+        except Exception as error:  # as in `sign`
             raise ValueError(f"a sample message could not be signed: {_reason(error)}") from None
         if not verified:
             raise ValueError("a sample message signed with this key did not verify")
@@ -151,7 +151,11 @@ class DkimSigner:
 
 
 def _reason(error: Exception) -> str:
-    """What went wrong, without the words of a key-format error (they may quote key bytes)."""
-    if type(error).__name__ == "KeyFormatError":
+    """What went wrong: dkimpy's message for its own errors about the message, never the words
+    of one about the key or of any other error (they may quote bytes of the key)."""
+    kind = type(error)
+    if kind.__name__ == "KeyFormatError":
         return "the key could not be used"
-    return str(error) or type(error).__name__
+    if kind.__module__ == "dkim" and str(error):
+        return str(error)
+    return f"dkimpy failed ({kind.__module__}.{kind.__qualname__})"
