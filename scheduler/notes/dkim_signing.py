@@ -19,9 +19,9 @@ Rules:
   naming the key setting and file), never a note. A note that fails to sign anyway raises
   `UnsendableMessage` (that note fails, with the reason): a note is never sent unsigned when
   signing is configured. No message holds a byte of the private key.
-- Cost: dkimpy does RSA in pure Python, about 8-10 ms a note with a 2048-bit key on a 2-core
-  machine (`bench/dkim.py`), nearly all of it the RSA step; it has no way to hand that step to
-  OpenSSL. Delivery writes its notes in a worker thread (`Sender._prepare`), so signing happens
+- Cost: dkimpy does RSA in pure Python, about 9-11 ms of CPU a note with a 2048-bit key on a
+  2-core machine (`bench/dkim_signing.py`), nearly all of it the RSA step; it has no way to
+  hand that step to OpenSSL. Delivery writes its notes in a worker thread (`Sender._prepare`), so signing happens
   there, beside building the message, and the event loop keeps serving the connections.
 
 dkimpy (and dnspython, which it loads) is imported when a signer is made, not with this module:
