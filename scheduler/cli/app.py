@@ -132,10 +132,10 @@ def config_check(ctx: typer.Context) -> None:
     With DKIM signing set up ([smtp] dkim_key_file), the key is read and a sample message
     signed and verified with it, as `run` does at start (a key that cannot sign is an error; a
     file that cannot be read here, a warning); its type and size are shown, and the DNS record
-    to publish. Then warns about what works but should not stay so: the example's
-    sender address, a login sent in the clear, a password file, key or store other users can
-    read, a small DKIM key or one whose domain is not the sender's, and what the config needs
-    from the environment and cannot find."""
+    to publish. Then warns about what works but should not stay so: the example's sender
+    address, a login sent in the clear, a password file, key or store other users can read, a
+    small DKIM key or one whose domain is not the sender's, and what the config needs from the
+    environment and cannot find."""
     from scheduler.config.advice import config_warnings
     from scheduler.notes.dkim_signing import DkimSigner
     from scheduler.store.db import display_url

@@ -21,8 +21,9 @@ Rules:
   signing is configured. No message holds a byte of the private key.
 - Cost: dkimpy does RSA in pure Python, about 9-11 ms of CPU a note with a 2048-bit key on a
   2-core machine (`bench/dkim_signing.py`), nearly all of it the RSA step; it has no way to
-  hand that step to OpenSSL. Delivery writes its notes in a worker thread (`Sender._prepare`), so signing happens
-  there, beside building the message, and the event loop keeps serving the connections.
+  hand that step to OpenSSL. Delivery writes its notes in a worker thread (`Sender._prepare`),
+  so signing happens there, beside building the message, and the event loop keeps serving the
+  connections.
 
 dkimpy (and dnspython, which it loads) is imported when a signer is made, not with this module:
 only the commands that sign pay for it.
