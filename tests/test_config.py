@@ -157,7 +157,7 @@ def test_both_password_sources_at_once_is_an_error(tmp_path: Path) -> None:
         ('[templates]\nrender_timeout = "2"', 'such as "2h", "90m"'),
         ('[inbound]\nbounce_address = "bounces@example.com"', "with {tag} once in its local part"),
         ('[inbound]\nbounce_address = "b+{tag}{tag}@example.com"', "with {tag} once"),
-        ('[inbound]\nbounce_address = "b+{tag}@exa mple.com"', "not a valid email address"),
+        ('[inbound]\nbounce_address = "b+{tag}@exa mple.com"', "is not a valid address"),
         ('[inbound]\nimap_host = "imap.example.com"', "imap_user must be too"),
         ('[inbound]\nfolder = "x"\nprocessed_folder = "x"', "must differ from folder"),
         ('[inbound]\nimap_security = "ssl"', 'expected one of "tls", "starttls" or "none"'),

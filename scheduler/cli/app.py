@@ -7,6 +7,7 @@ a non-zero exit: 1 when some input was rejected, 2 for a config or file that can
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -38,6 +39,7 @@ from scheduler.cli.web import web_app
 from scheduler.output import OutputFormat, printable, table, to_csv, to_json
 
 if TYPE_CHECKING:
+    from scheduler.config.dkim_key import DkimKey
     from scheduler.config.file import Config
     from scheduler.importer import ImportReport, MappedColumn
     from scheduler.importer.batch import Rejection
@@ -129,13 +131,19 @@ def init(
 def config_check(ctx: typer.Context) -> None:
     """Validate the config file and print every problem in it, with file, line and key.
 
-    Then warns about what works but should not stay so: the example's sender address, a login
-    sent in the clear, a password file or store other users can read, and what the config
-    needs from the environment and cannot find."""
+    With DKIM signing set up ([smtp] dkim_key_file), the key is read and a sample message
+    signed and verified with it, as `run` does at start (a key that cannot sign is an error; a
+    file that cannot be read here, a warning); its type and size are shown, and the DNS record
+    to publish. Then warns about what works but should not stay so: the example's sender
+    address, a login sent in the clear, a password file, key or store other users can read, a
+    small DKIM key or one whose domain is not the sender's, and what the config needs from the
+    environment and cannot find."""
     from scheduler.config.advice import config_warnings
+    from scheduler.notes.dkim_signing import DkimSigner
     from scheduler.store.db import display_url
 
     config = cli_state(ctx).config()
+    signer = DkimSigner.configured(config, unreadable_ok=True)
     settings = config.settings
     out.print(f"{config.path}: ok")
     out.print(
@@ -144,12 +152,118 @@ def config_check(ctx: typer.Context) -> None:
     )
     smtp = settings.smtp
     out.print(f"  smtp      {smtp.host}:{smtp.effective_port} ({smtp.security})")
+    if not smtp.signs:
+        out.print("  dkim      off (notes go unsigned; fine when your mail provider signs them)")
+    elif signer is None:
+        out.print(
+            f"  dkim      signed as {smtp.dkim_domain}, selector {smtp.dkim_selector}: the key "
+            f"in {config.base_dir / smtp.dkim_key_file} cannot be read here (see below)",
+            markup=False,
+        )
+    else:
+        out.print(
+            f"  dkim      signed as {signer.domain}, selector {signer.selector}: "
+            f"RSA {signer.key.bits}-bit key in {signer.key.path}",
+            markup=False,
+        )
     out.print(f"  templates {config.templates_dir}")
     problems = config.environment_problems()
     if not problems:
         out.print(f"  database  {display_url(config.database_url())}")
+    if signer is not None:
+        _print_dkim_record(signer.key, signer.selector, signer.domain)
     for warning in config_warnings(config):
         err.print(f"warning: {warning}", markup=False)
+
+
+def _print_dkim_record(key: DkimKey, selector: str, domain: str) -> None:
+    out.print(
+        "\nPublish this DNS record, so receivers can verify the signatures (a DNS host's form "
+        "takes the name before TXT, and the value without its quotes):",
+        markup=False,
+    )
+    out.print(f"  {key.dns_record(selector, domain)}", markup=False)
+
+
+def _dkim_name(name: str) -> Callable[[str], str]:
+    """A callback checking a selector (`name` "selector") or domain as the config does."""
+
+    def parse(value: str) -> str:
+        from scheduler.config import settings
+
+        check = settings.check_dkim_selector if name == "selector" else settings.check_dkim_domain
+        try:
+            return check(value)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+
+    return parse
+
+
+@config_app.command("dkim-key")
+def config_dkim_key(
+    selector: Annotated[
+        str,
+        typer.Option(
+            "--selector",
+            metavar="NAME",
+            callback=_dkim_name("selector"),
+            help="A name for this key in DNS, e.g. mail2026 (a new one when you change keys).",
+        ),
+    ],
+    domain: Annotated[
+        str,
+        typer.Option(
+            "--domain",
+            metavar="DOMAIN",
+            callback=_dkim_name("domain"),
+            help="The domain that signs: your sender address's domain.",
+        ),
+    ],
+    key_file: Annotated[
+        Path,
+        typer.Option(
+            "--out", metavar="FILE", help="Where to write the private key (never over a file)."
+        ),
+    ],
+    bits: Annotated[
+        int,
+        typer.Option(
+            "--bits",
+            metavar="BITS",
+            callback=_one_size,
+            help="RSA key size: 2048 (the norm), 3072 or 4096.",
+        ),
+    ] = 2048,
+) -> None:
+    """Make a DKIM key: the private key in FILE (readable only by you), the DNS record printed.
+
+    Publish the record at your DNS host, give the key file to the service's user only, and set
+    dkim_key_file, dkim_selector and dkim_domain in [smtp]. Not needed when your mail provider
+    signs your mail already. No config file is read."""
+    from scheduler.config.dkim_key import make_dkim_key
+
+    key = make_dkim_key(key_file.absolute(), bits)
+    out.print(
+        f"Wrote a {key.bits}-bit RSA private key to {key.path} (mode 600: only you read it).",
+        markup=False,
+    )
+    _print_dkim_record(key, selector, domain)
+    out.print(
+        "\nThen set in [smtp] of your appreciate.toml, and run `appreciate config check`:",
+        markup=False,
+    )
+    out.print(
+        f'  dkim_key_file = "{key.path}"\n  dkim_selector = "{selector}"\n'
+        f'  dkim_domain = "{domain}"',
+        markup=False,
+    )
+
+
+def _one_size(bits: int) -> int:
+    if bits not in (2048, 3072, 4096):
+        raise typer.BadParameter(f"{bits} is not one of 2048, 3072, 4096")
+    return bits
 
 
 @db_app.command("upgrade")

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
     from scheduler.config.file import Config
     from scheduler.delivery.deliver import SendReport
+    from scheduler.delivery.smtp_client import ServerSettings
+    from scheduler.notes.dkim_signing import DkimSigner
 
 
 # The filters `log` and `retry` share.
@@ -71,13 +73,14 @@ def send(
     from scheduler.store.db import write_transaction
 
     config = cli_state(ctx).config()
+    sending = _sending(config)
     with opened_store(config) as engine:
         if resume_sending:
             with write_transaction(engine) as connection:
                 reason = resume(connection)
             if reason:
                 err.print(f"Sending resumed (it was paused: {reason}).", markup=False)
-        report = _deliver(config, engine, now)
+        report = _deliver(config, engine, now, sending)
     rows = [{"status": status, "notes": count} for status, count in sorted(report.counts.items())]
     if output_format is OutputFormat.json:
         out.file.write(to_json({"outcomes": dict(report.counts), "paused": report.paused}) + "\n")
@@ -88,14 +91,27 @@ def send(
     _exit_if_paused(report)
 
 
+def _sending(config: Config) -> tuple[ServerSettings, DkimSigner | None]:
+    """The server with its password, and the DKIM signer with its key: read before anything
+    changes, so a password or key that cannot be used stops the command first."""
+    from scheduler.delivery.deliver import server_settings
+    from scheduler.notes.dkim_signing import DkimSigner
+
+    return server_settings(config), DkimSigner.configured(config)
+
+
 def _deliver(
-    config: Config, engine: Engine, now: str | None, only: Sequence[int] | None = None
+    config: Config,
+    engine: Engine,
+    now: str | None,
+    sending: tuple[ServerSettings, DkimSigner | None],
+    only: Sequence[int] | None = None,
 ) -> SendReport:
     """One delivery run (of the notes `only` names, when given), stopped as the service stops on
     Ctrl-C or SIGTERM: then the notes held are given back and the command exits 130 (143)."""
     import asyncio
 
-    from scheduler.delivery.deliver import Sender, server_settings
+    from scheduler.delivery.deliver import Sender
     from scheduler.notes.render import NoteRenderer
     from scheduler.service.cycle import instance_name
     from scheduler.service.interruption import Interruption, release_held, stopped_line
@@ -103,14 +119,16 @@ def _deliver(
     clock = FixedClock(parse_now(now)) if now else SystemClock()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     owner = instance_name()
+    server, signer = sending
     sender = Sender(
         engine,
         config.settings,
-        server_settings(config),
+        server,
         NoteRenderer.configured(config.templates_dir, config.settings),
         clock,
         owner=owner,
         only=only,
+        signer=signer,
     )
     interruption = Interruption(config.settings.schedule.stop_within)
     report = asyncio.run(interruption.run(interruption.watch(sender).run()))
@@ -263,6 +281,7 @@ def retry(
         status, kind, customer, parse_date(since, "--since"), parse_date(until, "--until"), 0
     )
     moment = parse_now(now)
+    sending = None if queue_only else _sending(config)
     with opened_store(config) as engine:
         with write_transaction(engine) as connection:
             ids = ids or retryable(connection, wanted)
@@ -270,10 +289,10 @@ def retry(
         if not was:
             out.print("No note matches: nothing to send again.")
             return
-        if queue_only:
+        if sending is None:
             out.print(f"{len(was)} notes are queued again; the next delivery sends them.")
             return
-        report = _deliver(config, engine, now, only=list(was))
+        report = _deliver(config, engine, now, sending, only=list(was))
         with engine.connect() as connection:
             rows = log_rows(connection, LogFilter(limit=0, touch_ids=tuple(was)))
     for row in rows:

@@ -7,7 +7,11 @@ Rules:
 - a password file, or the SQLite store, that other users of the machine can read;
 - notes that would go out with no working way to opt out (no unsubscribe page and no address);
 - what the config needs from outside the file and cannot find (`Config.environment_problems`:
-  the store's URL, and the SMTP password when a username is set).
+  the store's URL, and the SMTP password when a username is set);
+- DKIM: a key file other users can read, a key smaller than 2048 bits or larger than 4096
+  (`DkimKey.size_warning`; one that cannot sign is an error, not a warning), and a signing
+  domain that is neither the sender's domain nor a parent of it (DMARC would not count the
+  signature: it must align with the From address).
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import make_url
 
 from scheduler.config.file import Config
+from scheduler.errors import ConfigError
 
 EXAMPLE_SENDER = "alex@example.com"
 
@@ -41,6 +47,8 @@ def config_warnings(config: Config) -> list[str]:
         warnings += _readable_by_others(
             config.base_dir / smtp.password_file, "smtp.password_file", "the SMTP password"
         )
+    if smtp.signs:
+        warnings += _dkim_warnings(config)
     if not settings.unsubscribe_url and not settings.business.unsubscribe_email:
         warnings.append(
             "notes would go out with no way to unsubscribe: set [web] public_url to the https "
@@ -54,6 +62,40 @@ def config_warnings(config: Config) -> list[str]:
         if store is not None:
             warnings += _readable_by_others(store, "database.url", "the customer store")
     return warnings
+
+
+def _dkim_warnings(config: Config) -> list[str]:
+    smtp = config.settings.smtp
+    sender = config.settings.business.sender_email
+    warnings = _readable_by_others(
+        config.base_dir / smtp.dkim_key_file, "smtp.dkim_key_file", "the DKIM private key"
+    )
+    try:
+        key = config.dkim_key(unreadable_ok=True)  # unreadable: an environment problem
+    except ConfigError:
+        key = None  # `config check` reports it as an error
+    size = key.size_warning() if key is not None else None
+    if size:
+        warnings.append(f"smtp.dkim_key_file: {size}")
+    domain = _ascii_domain(sender)
+    if domain != smtp.dkim_domain and not domain.endswith(f".{smtp.dkim_domain}"):
+        warnings.append(
+            f"smtp.dkim_domain {smtp.dkim_domain} is neither the domain of "
+            f"business.sender_email ({sender}) nor a parent of it: receivers would not count "
+            f"the signature for DMARC; sign as {domain} (or a domain it is part of)"
+        )
+    return warnings
+
+
+def _ascii_domain(address: str) -> str:
+    """The address's domain as DNS spells it (punycode for an internationalised one)."""
+    domain = address.rpartition("@")[2].lower()
+    if domain.isascii():
+        return domain
+    try:
+        return validate_email(address, check_deliverability=False).ascii_domain
+    except EmailNotValidError:  # pragma: no cover - the settings checked the address
+        return domain
 
 
 def _readable_by_others(path: Path, key: str, what: str) -> list[str]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -25,6 +25,9 @@ from sqlalchemy.exc import ArgumentError
 
 from scheduler.config.settings import Settings
 from scheduler.errors import ConfigError, ConfigNotFound, ConfigProblem
+
+if TYPE_CHECKING:
+    from scheduler.config.dkim_key import DkimKey
 
 CONFIG_ENV = "APPRECIATE_CONFIG"
 DEFAULT_CONFIG_NAME = "appreciate.toml"
@@ -138,6 +141,40 @@ class Config:
             return self._checked_hash("web.password_hash_file", text)
         return None
 
+    def dkim_key(self, *, unreadable_ok: bool = False) -> DkimKey | None:
+        """The DKIM signing key from `[smtp] dkim_key_file` (relative to the config's folder),
+        read and checked (see `scheduler.config.dkim_key`); None when notes are not signed, and
+        with `unreadable_ok` when the file cannot be read (`config check`: a systemd credential
+        exists only while the service runs; `environment_problems` reports it). Raises
+        ConfigError naming the key and the file, never quoting the file."""
+        smtp = self.settings.smtp
+        if not smtp.dkim_key_file:
+            return None
+        from scheduler.config.dkim_key import (  # noqa: PLC0415 - cryptography: only to sign
+            DkimKeyProblem,
+            DkimKeyUnreadable,
+            load_dkim_key,
+        )
+
+        try:
+            return load_dkim_key(self.base_dir / smtp.dkim_key_file)
+        except DkimKeyProblem as problem:
+            if unreadable_ok and isinstance(problem, DkimKeyUnreadable):
+                return None
+            raise self._problem("smtp.dkim_key_file", str(problem)) from None
+
+    def _dkim_key_readable(self, environ: Mapping[str, str] | None = None) -> None:
+        """Raise ConfigError when the DKIM key file cannot be read (for `environment_problems`;
+        what it holds is `dkim_key`'s to check)."""
+        path = self.base_dir / self.settings.smtp.dkim_key_file
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as error:
+            raise self._problem(
+                "smtp.dkim_key_file", f"cannot read {path}: {error.strerror}"
+            ) from None
+
     def _checked_hash(self, key: str, text: str) -> str:
         """`text` if it looks like an argon2 hash; a password put there by mistake is refused
         without being shown."""
@@ -159,14 +196,16 @@ class Config:
 
     def environment_problems(self, environ: Mapping[str, str] | None = None) -> list[str]:
         """What the config needs from outside the file and cannot find (for `config check`):
-        the store's URL, the SMTP password when a username is set, and the owner's password
-        hash when one is named."""
+        the store's URL, the SMTP password when a username is set, the DKIM key's file when
+        notes are signed, and the owner's password hash when one is named."""
         problems: list[str] = []
         checks: list[Callable[[Mapping[str, str] | None], str | None]] = [self.database_url]
         if self.settings.smtp.username:
             checks.append(self.smtp_password)
         if self.settings.inbound.imap_host:
             checks.append(self.imap_password)
+        if self.settings.smtp.signs:
+            checks.append(self._dkim_key_readable)
         checks.append(self.web_password_hash)
         for check in checks:
             try:

@@ -84,6 +84,45 @@ def known_locale(name: str) -> str:
     return name
 
 
+_DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _is_dns_name(value: str, *, labels: int) -> bool:
+    """Whether `value` is at least `labels` DNS labels joined by dots (letters, digits and
+    hyphens, 1-63 characters, no hyphen at either end), 253 characters at most. The value is
+    never quoted back in messages: a key pasted into the wrong place must not be echoed."""
+    parts = value.split(".")
+    return (
+        len(value) <= 253
+        and len(parts) >= labels
+        and all(_DNS_LABEL.fullmatch(part) for part in parts)
+    )
+
+
+def check_dkim_selector(value: str) -> str:
+    """`value` lower-cased if empty or a DKIM selector (one or more DNS labels, RFC 6376), else
+    ValueError. Never quotes the value (see `_is_dns_name`)."""
+    if value and not _is_dns_name(value, labels=1):
+        raise ValueError(
+            'expected a DKIM selector such as "mail2026": letters, digits and hyphens, '
+            "dots between parts"
+        )
+    return value.lower()
+
+
+def check_dkim_domain(value: str) -> str:
+    """`value` lower-cased, without a final dot, if empty or a domain name of two labels or
+    more in ASCII (an internationalised one as punycode, as DNS has it), else ValueError."""
+    value = value.removesuffix(".")
+    if value and not value.isascii():
+        raise ValueError(
+            "write an internationalised domain in its ASCII form (xn--...), as DNS has it"
+        )
+    if value and not _is_dns_name(value, labels=2):
+        raise ValueError('expected a domain name such as "example.com"')
+    return value.lower()
+
+
 def _address(value: str) -> str:
     try:
         return normalize_address(value)
@@ -175,12 +214,52 @@ class SmtpSettings(Section):
     retry_after: Duration = timedelta(minutes=5)
     lease: Duration = timedelta(minutes=10)
     ca_file: str = ""
+    dkim_key_file: str = ""
+    """A PEM file holding the RSA private key notes are signed with (DKIM); empty: no signing.
+    The key lives only in that file: never in this one, never in a message or a log."""
+    dkim_selector: str = ""
+    dkim_domain: str = ""
 
     @model_validator(mode="after")
     def _one_password_source(self) -> SmtpSettings:
         if self.password_env and self.password_file:
             raise ValueError("set either password_env or password_file, not both")
         return self
+
+    @field_validator("dkim_key_file")
+    @classmethod
+    def _check_key_file(cls, value: str) -> str:
+        if "-----BEGIN" in value or "\n" in value:  # never echoed: it may be the key itself
+            raise ValueError(
+                "this holds a key, not a file name: a private key never goes in the config; "
+                "put it in a file of its own and name that file here"
+            )
+        return value
+
+    _check_selector = field_validator("dkim_selector")(check_dkim_selector)
+    _check_domain = field_validator("dkim_domain")(check_dkim_domain)
+
+    @model_validator(mode="after")
+    def _dkim_all_or_nothing(self) -> SmtpSettings:
+        keys = {
+            "dkim_key_file": self.dkim_key_file,
+            "dkim_selector": self.dkim_selector,
+            "dkim_domain": self.dkim_domain,
+        }
+        missing = [key for key, value in keys.items() if not value]
+        if 0 < len(missing) < len(keys):
+            given = [key for key in keys if key not in missing]
+            raise ValueError(
+                f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} set but "
+                f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: DKIM "
+                "signing needs dkim_key_file, dkim_selector and dkim_domain together (or none)"
+            )
+        return self
+
+    @property
+    def signs(self) -> bool:
+        """Whether notes are signed with DKIM (the three dkim_ keys are set)."""
+        return bool(self.dkim_key_file)
 
     @property
     def effective_port(self) -> int:

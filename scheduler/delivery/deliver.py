@@ -6,8 +6,10 @@ A run, in order:
 3. Due notes are claimed a few at a time (see `Sender._claim_size`: a second instance always
    finds work); each is checked again (an opt-out since it was recorded suppresses it, a note
    past its lateness expires), rendered from the owner's templates, built into a message (the
-   Message-ID made once and kept, so a retry reuses it) and saved. The next claim is made
-   while the last one's notes are still going out.
+   Message-ID made once and kept, so a retry reuses it), signed with DKIM when `[smtp]` asks
+   for it (see `scheduler.notes.dkim_signing`: a note that cannot be signed fails, never goes
+   unsigned) and saved. The next claim is made while the last one's notes are still going
+   out.
 4. The messages go out over `[smtp] connections` reused connections, at most
    `max_per_minute` a minute in all. Outcomes (see `scheduler.delivery.smtp_client`) are recorded in
    groups; a temporary failure waits `retry_after`, doubling with each attempt (+-20%
@@ -80,6 +82,7 @@ from scheduler.delivery.smtp_client import Outcome, ServerSettings, SmtpConnecti
 from scheduler.delivery.store_gate import StoreGate, StoreUnavailable
 from scheduler.errors import AppreciateError
 from scheduler.notes.bounce_tag import bounce_address_for, tag_key
+from scheduler.notes.dkim_signing import DkimSigner
 from scheduler.notes.message import BuiltMessage
 from scheduler.notes.note_context import TouchRef, build_contexts
 from scheduler.notes.note_message import note_message
@@ -192,7 +195,10 @@ class Sender:
         owner: str,
         rng: random.Random | None = None,
         only: Sequence[int] | None = None,
+        signer: DkimSigner | None = None,
     ) -> None:
+        if settings.smtp.signs and signer is None:  # never send unsigned by mistake
+            raise ValueError("[smtp] signs with DKIM: give the Sender DkimSigner.configured()")
         self.engine = engine
         self.settings = settings
         self.server = server
@@ -202,6 +208,8 @@ class Sender:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self.only = only
         """Send these notes alone (a person's retry), outside the daily budget; None: all due."""
+        self.signer = signer
+        """Signs each message (DKIM) when `[smtp]` asks for it; required then."""
         self.limiter = RateLimiter(settings.smtp.max_per_minute)
         self.report = SendReport()
         self._stop: str | None = None
@@ -369,7 +377,8 @@ class Sender:
     def _write(
         self, touch: ClaimedTouch, context: dict[str, Any], now: datetime
     ) -> tuple[BuiltMessage, dict[str, object]]:
-        """The note's message and the row that saves it (subject, bodies, headers)."""
+        """The note's message (signed when `[smtp]` asks for it) and the row that saves it
+        (subject, bodies, headers)."""
         ltv = context.get("ltv")
         tier = ltv.get("tier") if isinstance(ltv, dict) else None
         note = self.renderer.render(
@@ -383,6 +392,8 @@ class Sender:
                 self.settings.inbound.bounce_address, self._tag_key, touch.id
             )
             message = replace(message, mail_from=bounces_to)
+        if self.signer is not None:
+            message = self.signer.sign(message)
         row = {
             "touch_id": touch.id,
             "new_message_id": message.message_id,

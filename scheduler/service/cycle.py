@@ -33,6 +33,7 @@ from scheduler.delivery.smtp_client import ServerSettings
 from scheduler.detection.detect import detect
 from scheduler.inbound.imap_poll import Mailbox, poll_mailbox
 from scheduler.inbound.record import InboundRules
+from scheduler.notes.dkim_signing import DkimSigner
 from scheduler.notes.render import NoteRenderer
 from scheduler.notes.template_check import Finding, check_templates
 from scheduler.service.last_cycle import save_cycle
@@ -60,6 +61,8 @@ class Service:
     """What `appreciate templates check` would report, found when the service was opened."""
     mailbox: Mailbox | None = None
     """Where what comes back is read from (`[inbound] imap_host`), if anywhere."""
+    signer: DkimSigner | None = None
+    """Signs every note (DKIM) when `[smtp]` asks for it, its key read once, at start."""
 
     def close(self) -> None:
         self.engine.dispose()
@@ -67,12 +70,14 @@ class Service:
 
 def open_service(config_path: Path) -> Service:
     """Load and check everything a cycle needs: the config, the store (up to date), the SMTP
-    password. Raises ConfigError or StoreError with every problem; nothing is left open when it
-    raises. The templates are checked against the store's customers too, but their problems
-    are kept in `template_findings` (for `log_template_findings`), never raised."""
+    password, the DKIM key (one that cannot sign stops the start). Raises ConfigError or
+    StoreError with every problem; nothing is left open when it raises. The templates are
+    checked against the store's customers too, but their problems are kept in
+    `template_findings` (for `log_template_findings`), never raised."""
     config = load_config(config_path)
     server = server_settings(config)
     mailbox = Mailbox.of(config)
+    signer = DkimSigner.configured(config)
     engine = open_store(config.database_url())
     try:
         with engine.connect() as connection:
@@ -82,7 +87,7 @@ def open_service(config_path: Path) -> Service:
         engine.dispose()
         raise
     renderer = NoteRenderer.configured(config.templates_dir, config.settings)
-    return Service(config, engine, renderer, server, findings, mailbox)
+    return Service(config, engine, renderer, server, findings, mailbox=mailbox, signer=signer)
 
 
 def log_template_findings(service: Service, when: str) -> None:
@@ -180,6 +185,7 @@ def new_sender(service: Service, clock: Clock, owner: str) -> Sender:
         service.renderer,
         clock,
         owner=owner,
+        signer=service.signer,
     )
 
 
