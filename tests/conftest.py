@@ -8,6 +8,7 @@ the PostgreSQL variants skip, saying why.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -170,3 +171,14 @@ def run_cli(
         prog_name="appreciate",
     )
     return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Where the browser tests saved their screenshots (tests/browser_site.py), if they ran."""
+    browser_site = sys.modules.get("tests.browser_site")
+    shots: list[Path] = getattr(browser_site, "SCREENSHOTS", [])
+    if shots:
+        folders = ", ".join(sorted({str(path.parent) for path in shots}))
+        terminalreporter.write_sep("-", "browser screenshots")
+        count = len(set(shots))
+        terminalreporter.write_line(f"{count} page{'s' * (count != 1)} saved as PNG in {folders}")

@@ -95,3 +95,12 @@ def test_the_readme_documents_every_store_table() -> None:
     )
     for table in tables:
         assert f"**{table}**" in README
+
+
+def test_every_image_in_the_readme_is_a_small_png_in_the_repository() -> None:
+    images = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", README)
+    assert images, "the README shows no screenshot of the console"
+    for image in images:
+        path = ROOT / image
+        assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), image
+        assert path.stat().st_size < 200_000, f"{image} is too large for a README"
