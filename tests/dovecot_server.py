@@ -54,15 +54,17 @@ class Dovecot:
             os.chown(here, owner.pw_uid, owner.pw_gid)
         return path
 
-    def deliver(self, user: str, raw: bytes) -> Path:
+    def deliver(self, user: str, raw: bytes, *, seen: bool = False) -> Path:
         """`raw` put in the user's INBOX as a new, unseen message (Maildir's own way: written
-        in tmp/, then moved to new/)."""
+        in tmp/, then moved to new/), or as one the owner has read (`seen`: in cur/, flag S)."""
         maildir = self.maildir(user)
         name = f"{time.time_ns()}.{uuid.uuid4().hex}.appreciate-test"
         staged = maildir / "tmp" / name
         staged.write_bytes(raw)
         owner = pwd.getpwnam(MAIL_USER)
         os.chown(staged, owner.pw_uid, owner.pw_gid)
+        if seen:
+            return staged.rename(maildir / "cur" / f"{name}:2,S")
         return staged.rename(maildir / "new" / name)
 
     def messages(self, user: str, folder: str = "") -> list[Path]:

@@ -1,7 +1,8 @@
 """Reading what came back from a real IMAP server (a private Dovecot on loopback), on both
-databases: every message recorded once and moved to the processed folder, never deleted; a
-line dropped mid-read, a store that is locked and a message delivered twice leave exactly one
-record each."""
+databases: every new message recorded once; what a mail system wrote moved to the processed
+folder, a person's words left where the owner reads mail, still unread, marked; nothing
+deleted, nothing the owner has read touched; a line dropped mid-read, a store that is locked and
+a message delivered twice leave exactly one record each."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from imapclient import IMAPClient
 from sqlalchemy import Engine, select
 
 from scheduler.clock import FixedClock
@@ -59,6 +61,15 @@ def answer(name: str, sent: SentNote, message_id: str = "") -> bytes:
     return raw
 
 
+def inbox_flags(dovecot: Dovecot, mailbox: Mailbox) -> list[set[bytes]]:
+    """The flags of each message left in the INBOX, as the owner's mail app sees them."""
+    with IMAPClient("127.0.0.1", port=dovecot.port, ssl=False, timeout=10) as client:
+        client.login(mailbox.user, PASSWORD)
+        client.select_folder("INBOX", readonly=True)
+        found = client.fetch(client.search(["ALL"]), [b"FLAGS"])
+    return [set(found[uid][b"FLAGS"]) - {b"\\Recent"} for uid in sorted(found)]
+
+
 def recorded(engine: Engine) -> list[tuple[str, int | None]]:
     with engine.connect() as connection:
         rows = connection.execute(
@@ -69,7 +80,7 @@ def recorded(engine: Engine) -> list[tuple[str, int | None]]:
     return [(row.kind, row.touch_id) for row in rows]
 
 
-def test_every_message_is_recorded_once_and_moved_never_deleted(
+def test_every_new_message_is_recorded_once_and_only_machine_mail_is_moved(
     engine: Engine, dovecot: Dovecot, mailbox: Mailbox
 ) -> None:
     sent = send_one(engine, "C-1")
@@ -78,15 +89,26 @@ def test_every_message_is_recorded_once_and_moved_never_deleted(
     dovecot.deliver(mailbox.user, answer("reply_english.eml", other))
     dovecot.deliver(mailbox.user, b"garbage that is no message")
     report = poll_mailbox(engine, mailbox, RULES, CLOCK)
-    assert (report.read, report.moved, report.problem) == (3, 3, None)
+    assert (report.read, report.moved, report.marked, report.problem) == (3, 1, 2, None)
     assert report.recorded == {"bounce": 1, "reply": 1, "unmatched": 1}
     assert state(engine, sent.touch_id)["status"] == "bounced"
     assert state(engine, other.touch_id)["replied_at"] == LATER
-    assert dovecot.messages(mailbox.user) == []
-    assert len(dovecot.messages(mailbox.user, "processed")) == 3
+    assert len(dovecot.messages(mailbox.user, "processed")) == 1
+    assert inbox_flags(dovecot, mailbox) == [{b"$Appreciated"}, {b"$Appreciated"}]  # unread
     again = poll_mailbox(engine, mailbox, RULES, CLOCK)
     assert (again.read, again.problem) == (0, None)
     assert len(recorded(engine)) == 3
+
+
+def test_mail_the_owner_has_already_read_is_left_alone(
+    engine: Engine, dovecot: Dovecot, mailbox: Mailbox
+) -> None:
+    sent = send_one(engine)
+    dovecot.deliver(mailbox.user, answer("postfix_dsn_user_unknown.eml", sent), seen=True)
+    report = poll_mailbox(engine, mailbox, RULES, CLOCK)
+    assert (report.read, report.problem) == (0, None)
+    assert state(engine, sent.touch_id)["status"] == "sent"
+    assert inbox_flags(dovecot, mailbox) == [{b"\\Seen"}]
 
 
 def test_a_message_delivered_twice_is_recorded_once(
@@ -99,7 +121,7 @@ def test_a_message_delivered_twice_is_recorded_once(
     report = poll_mailbox(engine, mailbox, RULES, CLOCK)
     assert report.recorded == {"reply": 1, "duplicate": 1}
     assert recorded(engine) == [("reply", sent.touch_id)]
-    assert len(dovecot.messages(mailbox.user, "processed")) == 2
+    assert inbox_flags(dovecot, mailbox) == [{b"$Appreciated"}, {b"$Appreciated"}]
 
 
 class CuttingProxy:
@@ -150,7 +172,9 @@ class CuttingProxy:
             thread.join(timeout=5)
 
 
-@pytest.mark.parametrize("cut_at", [b" FETCH ", b" MOVE "], ids=["before-reading", "before-moving"])
+@pytest.mark.parametrize(
+    "cut_at", [b" FETCH ", b" MOVE ", b" STORE "], ids=["reading", "moving", "marking"]
+)
 def test_a_line_dropped_mid_poll_loses_nothing_and_records_nothing_twice(
     engine: Engine, dovecot: Dovecot, mailbox: Mailbox, cut_at: bytes
 ) -> None:
@@ -162,11 +186,14 @@ def test_a_line_dropped_mid_poll_loses_nothing_and_records_nothing_twice(
         cut = poll_mailbox(engine, replace(mailbox, port=port), RULES, CLOCK)
     assert cut.problem is not None
     assert cut.problem.startswith("the mail server")
-    assert len(dovecot.messages(mailbox.user)) == 2  # still there, to be read again
+    left = inbox_flags(dovecot, mailbox)  # what was not finished: there, to be read again
+    assert left
+    assert all(b"$Appreciated" not in flags for flags in left)
     again = poll_mailbox(engine, mailbox, RULES, CLOCK)
     assert again.problem is None
     assert sorted(kind for kind, _ in recorded(engine)) == ["bounce", "reply"]
-    assert dovecot.messages(mailbox.user) == []
+    assert len(dovecot.messages(mailbox.user, "processed")) == 1  # the bounce
+    assert inbox_flags(dovecot, mailbox) == [{b"$Appreciated"}]  # the reply, still unread
 
 
 def test_a_locked_store_ends_the_poll_and_the_next_one_records_each_message_once(

@@ -1,14 +1,19 @@
-"""Reading what came back from an IMAP mailbox: every message in `[inbound] folder` is
-recorded (`record.record_message`) and then moved to `processed_folder`.
+"""Reading what came back from an IMAP mailbox: every new message in `[inbound] folder` is
+recorded (`record.InboundRecorder`), then put out of the way or marked as read by appreciate.
 
 Rules:
-- Mail is never deleted. With the server's MOVE (RFC 6851) each recorded message moves to
-  the processed folder (made when missing); a server without MOVE gets the message flagged
-  \\Seen and `$Appreciated` instead, and such messages are not read again.
-- Nothing is lost and nothing is acted on twice: a message is moved only after it is
-  recorded; a connection lost mid-read, or a store that cannot be written, ends the poll with
-  the reason, and what was not moved is read again next time (and what was recorded but not
-  moved is then a duplicate, which changes nothing, and is moved).
+- Only new mail is read: messages not \\Seen and not marked `$Appreciated`. The mailbox may
+  be a dedicated one (the return path's) or the business's own: nothing the owner has read,
+  and nothing appreciate has handled, is read again.
+- Mail is never deleted. What a mail system wrote and appreciate acted on (a bounce, a
+  complaint, an automatic reply: `MOVED`) is moved to `processed_folder` (made when missing;
+  with the server's MOVE, RFC 6851; a server without it gets them marked \\Seen and
+  `$Appreciated`). A person's words (a reply, a "please stop", a message that matched no note)
+  stay where the owner reads mail, marked `$Appreciated` but not \\Seen: still new to them.
+- Nothing is lost and nothing is acted on twice: a message is moved or marked only after it
+  is recorded; a connection lost mid-read, or a store that cannot be written, ends the poll
+  with the reason, and what was not moved or marked is read again next time (and what was
+  recorded already is then a duplicate, which changes nothing, and is moved or marked).
 - Messages are fetched BATCH at a time with BODY.PEEK[] (the bytes as the server holds them;
   nothing is marked seen by reading) and each batch is recorded in one transaction. A message
   that cannot be read is kept as `unmatched`, as every other path does.
@@ -39,6 +44,8 @@ from scheduler.inbound.record import InboundRecorder, InboundRules
 
 BATCH = 50
 DONE_KEYWORD = "$Appreciated"
+MOVED = frozenset({"bounce", "soft_bounce", "complaint", "auto_reply"})
+"""What a mail system wrote (by what it was taken for): moved out of the owner's way."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,9 @@ class PollReport:
     recorded: Counter[str] = field(default_factory=Counter)
     """By what was done (bounce, reply, unmatched...; `duplicate` for a message seen before)."""
     moved: int = 0
+    """Put in the processed folder (or marked read, without MOVE)."""
+    marked: int = 0
+    """Left in place, marked `$Appreciated`: a person's words, still new to the owner."""
     problem: str | None = None
     """Why the poll ended early (the server, the store); None when it read everything."""
 
@@ -141,22 +151,29 @@ def _read_all(
     can_move = client.has_capability("MOVE")
     if can_move and not client.folder_exists(mailbox.processed_folder):
         client.create_folder(mailbox.processed_folder)
-    client.select_folder(mailbox.folder)
-    waiting = client.search(["ALL"] if can_move else ["NOT", "KEYWORD", DONE_KEYWORD])
+    selected = client.select_folder(mailbox.folder)
+    keywords = b"\\*" in selected.get(b"PERMANENTFLAGS", ())
+    waiting = client.search(["UNSEEN", "UNKEYWORD", DONE_KEYWORD] if keywords else ["UNSEEN"])
     for start in range(0, len(waiting), BATCH):
         chunk = waiting[start : start + BATCH]
         fetched = client.fetch(chunk, [b"BODY.PEEK[]"])
         # A message missing from the answer was taken meanwhile, by another reader.
         done = [uid for uid in chunk if isinstance(fetched.get(uid, {}).get(b"BODY[]"), bytes)]
         raws = [fetched[uid][b"BODY[]"] for uid in done]
-        for recorded in recorder.record_many(raws, clock.now()):
+        machine: list[int] = []
+        person: list[int] = []
+        for uid, recorded in zip(done, recorder.record_many(raws, clock.now()), strict=True):
             report.recorded[recorded.kind] += 1
+            (machine if recorded.seen_as in MOVED else person).append(uid)
         report.read += len(done)
-        if done and can_move:
-            client.move(done, mailbox.processed_folder)
-        elif done:
-            client.add_flags(done, [b"\\Seen", DONE_KEYWORD.encode()])
-        report.moved += len(done)
+        if machine and can_move:
+            client.move(machine, mailbox.processed_folder)
+        elif machine:
+            client.add_flags(machine, [b"\\Seen", DONE_KEYWORD.encode()])
+        if person and keywords:
+            client.add_flags(person, [DONE_KEYWORD.encode()])
+        report.moved += len(machine)
+        report.marked += len(person) if keywords else 0
 
 
 def _close(client: IMAPClient) -> None:
