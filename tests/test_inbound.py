@@ -17,6 +17,7 @@ from scheduler.config.settings import InboundSettings, Settings
 from scheduler.delivery.deliver import Sender, SendReport
 from scheduler.inbound.record import InboundRules, Recorded, forget_raw, record_message
 from scheduler.notes.render import NoteRenderer
+from scheduler.service.daily_summary import daily_summary
 from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
 from tests.conftest import adas_bakery
@@ -366,3 +367,19 @@ def test_recording_clears_the_raw_messages_kept_long_enough(engine: Engine) -> N
         ("reply", True),
         ("auto_reply", False),
     ]
+
+
+def test_the_daily_summary_counts_what_went_out_and_the_replies_by_occasion(
+    engine: Engine,
+) -> None:
+    answered = send_one(engine, "C-1")
+    bounced = send_one(engine, "C-2")
+    came_back(engine, "reply_english.eml", answered)
+    came_back(engine, "postfix_dsn_user_unknown.eml", bounced)
+    with engine.connect() as connection:
+        line = daily_summary(connection, LATER + timedelta(hours=1))
+        later = daily_summary(connection, LATER + timedelta(days=2))
+    assert line == (
+        "the last day: 2 notes sent; came back: 1 bounce, 1 reply; replies by occasion: 1 birthday"
+    )
+    assert later == "the last day: 0 notes sent"

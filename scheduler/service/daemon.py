@@ -60,6 +60,7 @@ from scheduler.service.cycle import (
     open_service,
     read_mailbox,
 )
+from scheduler.service.daily_summary import daily_summary
 from scheduler.service.interruption import release_held
 from scheduler.service.last_cycle import save_cycle
 from scheduler.service.nightly import nightly_refresh, refresh_trigger
@@ -171,6 +172,7 @@ class Daemon:
             ("detect", self._detect, IntervalTrigger(seconds=_seconds(every.detect_every))),
             ("deliver", self._deliver, IntervalTrigger(seconds=_seconds(every.deliver_every))),
             ("ltv", self._refresh_values, refresh_trigger(settings)),
+            ("summary", self._summarise, refresh_trigger(settings)),
             ("reap", self._reap, IntervalTrigger(seconds=_seconds(reap_every(settings)))),
         ]
         if self.service.mailbox is not None:
@@ -276,6 +278,16 @@ class Daemon:
             await read_mailbox(self.service, self.clock)
 
         await self._guarded("inbound", work)
+
+    async def _summarise(self) -> None:
+        async def work() -> None:
+            def summary() -> str:
+                with self.service.engine.connect() as connection:
+                    return daily_summary(connection, self.clock.now())
+
+            log.info("%s", await asyncio.to_thread(summary))
+
+        await self._guarded("summary", work)
 
     async def _refresh_values(self) -> None:
         async def work() -> None:
