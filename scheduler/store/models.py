@@ -164,13 +164,17 @@ class Touch(SQLModel, table=True):
     the server), sent, failed, unknown (may have gone: the line was lost after the message),
     held (the server cannot take the address), suppressed, expired, skipped (an order thanks
     replaced by a later order's).
+
+    Its indexes (declared below the class) each answer one kind of question without reading
+    the table, as the sent-log lists notes by latest activity (`updated_at`, then `id`, both
+    descending): what is due, and one status in a span of due dates (status, due_at, ...); one
+    status (status, updated_at, id); a span of due dates (due_at, ...); the latest activity
+    and the console's charts (updated_at, id, status, kind).
     """
 
     __tablename__ = "touches"
     __table_args__ = (
         UniqueConstraint("customer_id", "occasion_key", name="uq_touches_customer_occasion"),
-        Index("ix_touches_status_due_at", "status", "due_at"),
-        Index("ix_touches_updated_at", "updated_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
@@ -201,6 +205,20 @@ class Touch(SQLModel, table=True):
     """The message's header block as sent (with the stored bodies: the whole note)."""
     created_at: datetime | None = _created()
     updated_at: datetime | None = _created()
+
+
+_touch = SQLModel.metadata.tables[Touch.__tablename__].c
+Index(
+    "ix_touches_status_due_at",
+    _touch.status,
+    _touch.due_at,
+    _touch.updated_at.desc(),
+    _touch.id.desc(),
+    _touch.kind,
+)
+Index("ix_touches_status_updated_at", _touch.status, _touch.updated_at, _touch.id)
+Index("ix_touches_due_at", _touch.due_at, _touch.updated_at.desc(), _touch.id.desc(), _touch.kind)
+Index("ix_touches_updated_at", _touch.updated_at, _touch.id, _touch.status, _touch.kind)
 
 
 class TouchEvent(SQLModel, table=True):
