@@ -56,8 +56,8 @@ class DailyNotes:
 
 
 def daily_notes(connection: Connection, today: date, days: int) -> DailyNotes:
-    """The last `days` days' notes by group and by kind, in one pass over their index entries
-    (`updated_at` with status and kind: the table itself is not read)."""
+    """The last `days` days' notes by group and by kind, in one pass over their entries in the
+    index on `updated_at`, which carries each note's status and kind."""
     first = today - timedelta(days=days - 1)
     start = datetime.combine(first, time(0), UTC)
     end = datetime.combine(today + timedelta(days=1), time(0), UTC)
