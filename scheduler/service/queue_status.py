@@ -16,7 +16,7 @@ from scheduler.delivery.claims import CLAIMABLE, Throttle, paused_reason, thrott
 from scheduler.notes.template_failures import TemplateFailures, template_failures
 from scheduler.service.last_cycle import last_cycle
 from scheduler.store.models import metadata
-from scheduler.store.tallies import status_counts
+from scheduler.store.queue_counts import status_counts
 
 touches = metadata.tables["touches"]
 ATTENTION = ("failed", "unknown", "held")

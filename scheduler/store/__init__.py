@@ -3,7 +3,7 @@
 `models` (the tables), `db` (engines for SQLite and PostgreSQL), `schema` and `migrations`
 (Alembic), `bulk` (the importer's fast inserts), `outbox` (occasions recorded as touches exactly
 once, suppressed or expired with a reason, spaced by the frequency cap: where detection and
-delivery meet), `tallies` (the queue by status, kept by triggers on SQLite), and the queries
+delivery meet), `queue_counts` (the queue by status), and the queries
 other packages share.
 
 May import the pure core (`scheduler.occasions`, `scheduler.ltv`) and config; never notes,

@@ -221,22 +221,6 @@ Index("ix_touches_due_at", _touch.due_at, _touch.updated_at.desc(), _touch.id.de
 Index("ix_touches_updated_at", _touch.updated_at, _touch.id, _touch.status, _touch.kind)
 
 
-class TouchTally(SQLModel, table=True):
-    """How many notes have each status, so that counting the queue does not read every note.
-
-    On SQLite, triggers on `touches` keep it (migration 0008): each insert, delete and change
-    of status adds or takes one, in the writer's own transaction, whatever writes the note. On
-    PostgreSQL it stays empty: several instances write notes at once there, and a shared row
-    per status would make each claim and each outcome wait for the others' commits (or
-    deadlock); PostgreSQL counts the notes instead (see `scheduler.store.tallies`).
-    """
-
-    __tablename__ = "touch_tallies"
-
-    status: str = Field(max_length=16, primary_key=True)
-    notes: int
-
-
 class TouchEvent(SQLModel, table=True):
     """A touch's history: every status change after it was recorded, with when and why."""
 
