@@ -13,6 +13,8 @@ from scheduler.service.activity import daily_notes, notes_per_day, tier_shares
 from scheduler.store.models import metadata
 from scheduler.vocabulary import OCCASION_KINDS
 from scheduler.web.charts import (
+    KIND_COLOURS,
+    KIND_LABELS,
     STATUS_SERIES,
     Series,
     legend_html,
@@ -165,6 +167,13 @@ def test_each_series_keeps_one_colour_in_bars_and_legend() -> None:
         assert f'fill="{colour}"' in drawn
         assert f'fill="{colour}"' in legend
     assert "needs you (failed, unknown, held)" in legend
+
+
+def test_every_kind_has_a_name_and_a_colour_of_its_own() -> None:
+    kinds = [*OCCASION_KINDS, "other"]
+    assert set(KIND_LABELS) == set(KIND_COLOURS) == set(kinds)
+    assert len(set(KIND_COLOURS.values())) == len(kinds)
+    assert len(set(KIND_LABELS.values())) == len(kinds)
 
 
 def test_today_draws_the_charts(engine: Engine) -> None:

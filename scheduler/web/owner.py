@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 from markupsafe import Markup
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from scheduler.delivery.claims import resume
-from scheduler.service.activity import DailyNotes, TierShare, daily_notes, tier_shares
-from scheduler.service.queue_status import QueueStatus, queue_status
+from scheduler.service.activity import daily_notes, tier_shares
+from scheduler.service.queue_status import queue_status
 from scheduler.web.charts import (
     STATUS_SERIES,
     kind_series,
@@ -35,6 +39,7 @@ from scheduler.web.pages import MAX_OWNER_FORM, WebContext, owner_form, page
 
 log = logging.getLogger("appreciate.web")
 CHART_DAYS = 90
+T = TypeVar("T")
 
 
 async def login_page(request: Request) -> Response:
@@ -90,7 +95,12 @@ async def today(request: Request) -> Response:
     context: WebContext = request.app.state.web
     if not is_owner(request):
         return RedirectResponse("login", status_code=303)
-    status, days, tiers = await run_in_threadpool(_status, context)
+    today = context.clock.now().date()
+    status, days, tiers = await asyncio.gather(
+        _read(context, queue_status),
+        _read(context, partial(daily_notes, today=today, days=CHART_DAYS)),
+        _read(context, tier_shares),
+    )
     return page(
         context,
         "today.html",
@@ -144,11 +154,13 @@ def _drawn(chart: str) -> Markup:
     return Markup(chart)  # noqa: S704 - drawn and escaped by charts
 
 
-def _status(context: WebContext) -> tuple[QueueStatus, DailyNotes, list[TierShare]]:
-    today = context.clock.now().date()
+async def _read(context: WebContext, query: Callable[[Connection], T]) -> T:
+    """`query` on a connection of its own in a worker thread, so that Today's reads (the queue
+    counted, the days' notes grouped) run side by side on two cores; on SQLite each reads its
+    own snapshot, so they may differ by a commit made meanwhile."""
+    return await run_in_threadpool(_on_connection, context, query)
+
+
+def _on_connection(context: WebContext, query: Callable[[Connection], T]) -> T:
     with context.engine.connect() as connection:
-        return (
-            queue_status(connection),
-            daily_notes(connection, today, CHART_DAYS),
-            tier_shares(connection),
-        )
+        return query(connection)
