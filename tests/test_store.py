@@ -116,7 +116,10 @@ def test_daily_question_columns_are_indexed(engine: Engine) -> None:
     assert ["external_id"] in indexed("customers")
     assert ["placed_at"] in indexed("orders")
     assert ["customer_id", "occasion_key"] in indexed("touches")
-    assert ["status", "due_at"] in indexed("touches")
+    assert leads("touches", ["status", "due_at", "updated_at", "id"])  # due; the log by status
+    assert leads("touches", ["status", "updated_at", "id"])
+    assert leads("touches", ["due_at", "updated_at", "id"])
+    assert leads("touches", ["updated_at", "id"])
 
 
 def test_an_empty_database_is_refused_with_the_command_to_run(database_url: str) -> None:

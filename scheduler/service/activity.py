@@ -1,10 +1,14 @@
-"""What the console's charts show: notes per day over the last days, by what became of them,
-and customers by tier with their share of lifetime value. Reads only.
+"""What the console's charts show: notes per day over the last days, by what became of them and
+by occasion, and customers by tier with their share of lifetime value. Reads only.
 
 Rules:
 - A note counts on the day (UTC) of its latest activity (`updated_at`), in one of three groups:
-  `sent`; `needs you` (failed, unknown, held); `not sent` (suppressed, expired, skipped). Notes
+  `sent`; `needs you` (failed, unknown, held); `not sent` (suppressed, expired, skipped, and
+  bounced: sent, but it never arrived). Notes
   still waiting (pending, deferred, claimed, sending) are not drawn.
+- The same notes count by occasion kind too, each kind of the vocabulary every day (0 when
+  none); a kind the vocabulary does not know (written by something else) counts as `other`,
+  which appears only when some day has one. So both views give each day the same total.
 - Days run from `days - 1` days before `today` to `today`, every day present (0 when quiet).
 - Tiers come from the latest stored values (`customer_values`), vip, regular then new; none
   yet: an empty list.
@@ -20,6 +24,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, func, select
 
 from scheduler.store.models import metadata
+from scheduler.vocabulary import OCCASION_KINDS
 
 touches = metadata.tables["touches"]
 customer_values = metadata.tables["customer_values"]
@@ -28,8 +33,10 @@ SHOWN_ORDER = {"vip": 0, "regular": 1, "new": 2}
 GROUPS = {
     "sent": ("sent",),
     "needs you": ("failed", "unknown", "held"),
-    "not sent": ("suppressed", "expired", "skipped"),
+    "not sent": ("suppressed", "expired", "skipped", "bounced"),
 }
+OTHER = "other"
+"""Where a kind the vocabulary does not know is counted."""
 
 
 @dataclass(frozen=True)
@@ -41,25 +48,50 @@ class TierShare:
     """This tier's part of all customers' lifetime value (0 to 1)."""
 
 
-def notes_per_day(connection: Connection, today: date, days: int) -> dict[date, dict[str, int]]:
-    """Each day's notes by group (see the module's rules)."""
+@dataclass(frozen=True)
+class DailyNotes:
+    """Each day's notes two ways (see the module's rules), oldest day first."""
+
+    by_group: dict[date, dict[str, int]]
+    by_kind: dict[date, dict[str, int]]
+
+
+def daily_notes(connection: Connection, today: date, days: int) -> DailyNotes:
+    """The last `days` days' notes by group and by kind, in one pass over their entries in the
+    index on `updated_at`, which carries each note's status and kind."""
     first = today - timedelta(days=days - 1)
     start = datetime.combine(first, time(0), UTC)
+    end = datetime.combine(today + timedelta(days=1), time(0), UTC)
     group_of = {status: group for group, statuses in GROUPS.items() for status in statuses}
-    found: dict[date, dict[str, int]] = {
-        first + timedelta(days=n): dict.fromkeys(GROUPS, 0) for n in range(days)
-    }
+    shown = [first + timedelta(days=n) for n in range(days)]
+    by_group = {day: dict.fromkeys(GROUPS, 0) for day in shown}
+    by_kind: dict[date, dict[str, int]] = {day: dict.fromkeys(OCCASION_KINDS, 0) for day in shown}
     day = _utc_day(connection)
     rows = connection.execute(
-        select(day, touches.c.status, func.count())
-        .where(touches.c.updated_at >= start, touches.c.status.in_(list(group_of)))
-        .group_by(day, touches.c.status)
+        select(day, touches.c.status, touches.c.kind, func.count())
+        .where(touches.c.updated_at >= start, touches.c.updated_at < end)
+        .group_by(day, touches.c.status, touches.c.kind)
     )
-    for when, status, count in rows:
+    others: dict[date, int] = {}
+    for when, status, kind, count in rows:
         moment = when if isinstance(when, date) else date.fromisoformat(str(when)[:10])
-        if moment in found:
-            found[moment][group_of[status]] += count
-    return found
+        group = group_of.get(status)
+        if group is None or moment not in by_group:
+            continue
+        by_group[moment][group] += count
+        if kind in by_kind[moment]:
+            by_kind[moment][kind] += count
+        else:
+            others[moment] = others.get(moment, 0) + count
+    if others:
+        for moment, counts in by_kind.items():
+            counts[OTHER] = others.get(moment, 0)
+    return DailyNotes(by_group, by_kind)
+
+
+def notes_per_day(connection: Connection, today: date, days: int) -> dict[date, dict[str, int]]:
+    """Each day's notes by group (see the module's rules)."""
+    return daily_notes(connection, today, days).by_group
 
 
 def _utc_day(connection: Connection) -> ColumnElement[Any]:

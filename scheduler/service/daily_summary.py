@@ -25,14 +25,12 @@ def daily_summary(connection: Connection, now: datetime) -> str:
     sent = connection.execute(
         select(func.count()).select_from(touches).where(touches.c.sent_at > since)
     ).scalar_one()
-    back: dict[str, int] = {
-        kind: count
-        for kind, count in connection.execute(
-            select(inbound_messages.c.kind, func.count())
-            .where(inbound_messages.c.received_at > since)
-            .group_by(inbound_messages.c.kind)
-        )
-    }
+    counted = connection.execute(
+        select(inbound_messages.c.kind, func.count())
+        .where(inbound_messages.c.received_at > since)
+        .group_by(inbound_messages.c.kind)
+    )
+    back: dict[str, int] = dict(counted.tuples().all())
     replies = connection.execute(
         select(touches.c.kind, func.count())
         .join(touches, touches.c.id == inbound_messages.c.touch_id)

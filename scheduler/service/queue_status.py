@@ -16,6 +16,7 @@ from scheduler.delivery.claims import CLAIMABLE, Throttle, paused_reason, thrott
 from scheduler.notes.template_failures import TemplateFailures, template_failures
 from scheduler.service.last_cycle import last_cycle
 from scheduler.store.models import metadata
+from scheduler.store.queue_counts import status_counts
 
 touches = metadata.tables["touches"]
 inbound_messages = metadata.tables["inbound_messages"]
@@ -44,9 +45,6 @@ class QueueStatus:
 
 
 def queue_status(connection: Connection) -> QueueStatus:
-    counts = connection.execute(
-        select(touches.c.status, func.count()).group_by(touches.c.status)
-    ).all()
     oldest = connection.execute(
         select(func.min(touches.c.due_at)).where(touches.c.status.in_(CLAIMABLE))
     ).scalar()
@@ -54,7 +52,7 @@ def queue_status(connection: Connection) -> QueueStatus:
     until = datetime.fromisoformat(cycle["at"]) if cycle else None
     return QueueStatus(
         last_cycle=cycle,
-        by_status=dict(sorted((status, count) for status, count in counts)),
+        by_status=status_counts(connection),
         oldest_due=oldest,
         paused=paused_reason(connection),
         throttled=throttled(connection),

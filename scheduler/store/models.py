@@ -166,13 +166,18 @@ class Touch(SQLModel, table=True):
     held (the server cannot take the address), suppressed, expired, skipped (an order thanks
     replaced by a later order's), bounced (sent, then returned for good by the customer's
     mail server).
+
+    Its indexes (declared below the class) each answer one kind of question without reading
+    the table, as the sent-log lists notes by latest activity (`updated_at`, then `id`, both
+    descending): what is due, and one status in a span of due dates (status, due_at, ...); one
+    status (status, updated_at, id); a span of due dates (due_at, ...); the latest activity
+    and the console's charts (updated_at, id, status, kind); and the note a message that came
+    back quotes (message_id).
     """
 
     __tablename__ = "touches"
     __table_args__ = (
         UniqueConstraint("customer_id", "occasion_key", name="uq_touches_customer_occasion"),
-        Index("ix_touches_status_due_at", "status", "due_at"),
-        Index("ix_touches_updated_at", "updated_at", "id"),
         Index("ix_touches_message_id", "message_id"),
     )
 
@@ -206,6 +211,20 @@ class Touch(SQLModel, table=True):
     """When the customer first answered the note (a person's reply, not a machine's)."""
     created_at: datetime | None = _created()
     updated_at: datetime | None = _created()
+
+
+_touch = SQLModel.metadata.tables[Touch.__tablename__].c
+Index(
+    "ix_touches_status_due_at",
+    _touch.status,
+    _touch.due_at,
+    _touch.updated_at.desc(),
+    _touch.id.desc(),
+    _touch.kind,
+)
+Index("ix_touches_status_updated_at", _touch.status, _touch.updated_at, _touch.id)
+Index("ix_touches_due_at", _touch.due_at, _touch.updated_at.desc(), _touch.id.desc(), _touch.kind)
+Index("ix_touches_updated_at", _touch.updated_at, _touch.id, _touch.status, _touch.kind)
 
 
 class TouchEvent(SQLModel, table=True):

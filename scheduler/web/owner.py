@@ -12,22 +12,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 from markupsafe import Markup
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from scheduler.delivery.claims import resume
-from scheduler.service.activity import TierShare, notes_per_day, tier_shares
-from scheduler.service.queue_status import QueueStatus, queue_status
-from scheduler.web.charts import notes_per_day_svg, tier_shares_svg
+from scheduler.service.activity import daily_notes, tier_shares
+from scheduler.service.queue_status import queue_status
+from scheduler.web.charts import (
+    STATUS_SERIES,
+    kind_series,
+    legend_html,
+    notes_by_kind_svg,
+    notes_per_day_svg,
+    tallest,
+    tier_shares_svg,
+)
 from scheduler.web.login import csrf_ok, csrf_token, is_owner, password_matches
 from scheduler.web.pages import MAX_OWNER_FORM, WebContext, owner_form, page
 
 log = logging.getLogger("appreciate.web")
 CHART_DAYS = 90
+T = TypeVar("T")
 
 
 async def login_page(request: Request) -> Response:
@@ -83,7 +95,12 @@ async def today(request: Request) -> Response:
     context: WebContext = request.app.state.web
     if not is_owner(request):
         return RedirectResponse("login", status_code=303)
-    status, days, tiers = await run_in_threadpool(_status, context)
+    today = context.clock.now().date()
+    status, days, tiers = await asyncio.gather(
+        _read(context, queue_status),
+        _read(context, partial(daily_notes, today=today, days=CHART_DAYS)),
+        _read(context, tier_shares),
+    )
     return page(
         context,
         "today.html",
@@ -91,9 +108,15 @@ async def today(request: Request) -> Response:
         status=status,
         csrf=csrf_token(request),
         resumed=request.query_params.get("told") == "resumed",
-        days_chart=Markup(notes_per_day_svg(days)),  # noqa: S704 - drawn and escaped by charts
-        tiers_chart=Markup(tier_shares_svg(tiers)) if tiers else None,  # noqa: S704 - the same
+        days_chart=_drawn(notes_per_day_svg(days.by_group)),
+        days_legend=_drawn(legend_html(STATUS_SERIES)),
+        kinds_chart=_drawn(notes_by_kind_svg(days.by_kind)),
+        kinds_legend=_drawn(legend_html(kind_series(days.by_kind))),
+        tiers_chart=_drawn(tier_shares_svg(tiers)) if tiers else None,
         chart_days=CHART_DAYS,
+        first_day=min(days.by_group),
+        last_day=max(days.by_group),
+        tallest=tallest(days.by_group),
     )
 
 
@@ -126,13 +149,18 @@ def _login(request: Request, context: WebContext, problem: str = "", status: int
     )
 
 
-def _status(
-    context: WebContext,
-) -> tuple[QueueStatus, dict[date, dict[str, int]], list[TierShare]]:
-    today = context.clock.now().date()
+def _drawn(chart: str) -> Markup:
+    """A chart or legend from `scheduler.web.charts`, which escapes every text in it."""
+    return Markup(chart)  # noqa: S704 - drawn and escaped by charts
+
+
+async def _read(context: WebContext, query: Callable[[Connection], T]) -> T:
+    """`query` on a connection of its own in a worker thread, so that Today's reads (the queue
+    counted, the days' notes grouped) run side by side on two cores; on SQLite each reads its
+    own snapshot, so they may differ by a commit made meanwhile."""
+    return await run_in_threadpool(_on_connection, context, query)
+
+
+def _on_connection(context: WebContext, query: Callable[[Connection], T]) -> T:
     with context.engine.connect() as connection:
-        return (
-            queue_status(connection),
-            notes_per_day(connection, today, CHART_DAYS),
-            tier_shares(connection),
-        )
+        return query(connection)
