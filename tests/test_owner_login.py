@@ -15,6 +15,8 @@ from starlette.testclient import TestClient
 
 from scheduler.config.settings import Settings, WebSettings
 from scheduler.delivery.claims import pause, paused_reason
+from scheduler.service.cycle import CycleReport
+from scheduler.service.last_cycle import save_cycle
 from scheduler.web.app import create_app
 from scheduler.web.login import (
     LOCKOUT,
@@ -218,3 +220,17 @@ def test_a_paused_sender_is_shown_and_resumed_from_today(engine: Engine) -> None
     assert "Sending is paused:" not in after
     with engine.connect() as connection:
         assert paused_reason(connection) is None
+
+
+def test_today_tells_the_last_cycle_in_the_business_time_with_what_came_back(
+    engine: Engine,
+) -> None:
+    report = CycleReport(NOW)  # 09:00 UTC: 10:00 in London (summer)
+    report.outcomes.update({"sent": 9})
+    report.came_back.update({"soft_bounce": 1, "reply": 2})
+    save_cycle(engine, report)
+    client = site(engine)
+    csrf = csrf_of(client.get("/login").text)
+    client.post("/login", data={"csrf": csrf, "password": PASSWORD})
+    today = client.get("/").text
+    assert "2027-06-15 10:00: 0 notes added;\n9 sent; came back: 2 reply, 1 soft bounce." in today

@@ -42,7 +42,7 @@ class Series:
 STATUS_SERIES = (
     Series("sent", "sent", "#2f6f4f"),
     Series("needs you", "needs you", "#a3261b", "failed, unknown, held"),
-    Series("not sent", "not sent", "#9a9a9a", "suppressed, expired, skipped"),
+    Series("not sent", "not sent", "#9a9a9a", "suppressed, expired, skipped, bounced"),
 )
 KIND_LABELS = {
     "birthday": "birthday",

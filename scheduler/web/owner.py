@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from markupsafe import Markup
 from sqlalchemy import Connection
@@ -117,7 +118,17 @@ async def today(request: Request) -> Response:
         first_day=min(days.by_group),
         last_day=max(days.by_group),
         tallest=tallest(days.by_group),
+        oldest_due=context.local(status.oldest_due),
+        cycle_at=context.local(_cycle_time(status.last_cycle)),
     )
+
+
+def _cycle_time(cycle: dict[str, Any] | None) -> datetime | None:
+    """When the last cycle ran (kept as ISO text), or None."""
+    try:
+        return datetime.fromisoformat(cycle["at"]) if cycle else None
+    except (KeyError, TypeError, ValueError):  # written by something else
+        return None
 
 
 async def resume_sending(request: Request) -> Response:
