@@ -80,8 +80,10 @@ class Config:
             raise self._problem("database.url", str(error)) from None
 
     def _problem(self, key: str, message: str) -> ConfigError:
-        """A problem with what `key` names outside the file (an environment variable, a file)."""
-        return ConfigError(self.path, [ConfigProblem(key, message)])
+        """A problem with what `key` names outside the file (an environment variable, a file),
+        with the line that sets the key."""
+        line = self.line_of(tuple(key.split(".")))
+        return ConfigError(self.path, [ConfigProblem(key, message, line)])
 
     def smtp_password(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The SMTP password from its environment variable or file, or None when none is set."""
