@@ -1,7 +1,7 @@
-"""The queue by status, on both databases: `sent` counted as every note less the others, it
-equals counting the notes one by one whatever writes them (inserts, changes of status, deletes,
-a customer deleted with their notes), with statuses sorting either side of `sent`, none sent,
-only sent, and none at all."""
+"""The queue by status, on both databases (on SQLite `sent` counted as every note less the
+others): it equals counting the notes one by one whatever writes them (inserts, changes of
+status, deletes, a customer deleted with their notes), with statuses sorting either side of
+`sent`, none sent, only sent, and none at all."""
 
 from __future__ import annotations
 
