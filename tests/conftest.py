@@ -7,6 +7,7 @@ the PostgreSQL variants skip, saying why.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -57,6 +58,19 @@ def _postgres_base_url() -> str | None:
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
+
+
+@pytest.fixture(autouse=True)
+def appreciate_logging_as_it_was() -> Iterator[None]:
+    """`appreciate run` in-process (`run_cli`) points the `appreciate` logger at the runner's
+    stderr, which closes when the command ends: put the logger back after each test, so later
+    tests' logs reach pytest (caplog) instead of a closed stream."""
+    logger = logging.getLogger("appreciate")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -265,7 +265,8 @@ def test_the_commands_that_send_refuse_to_start_with_a_key_that_cannot_sign(
         ):
             code, stdout, stderr = cli(workspace, *command)
             assert code == 2, (command, stdout, stderr)
-            assert f"{workspace.path}: smtp.dkim_key_file: " in stderr, command
+            line = key_line(workspace.path)
+            assert f"{workspace.path}:{line}: smtp.dkim_key_file: " in stderr, command
             assert expected.format(path=path) in stderr, command
             assert MARKER not in stdout + stderr
             assert "Traceback" not in stderr
@@ -341,6 +342,12 @@ def test_config_check_warns_about_a_weak_key_others_can_read_signing_for_another
     )
 
 
+def key_line(config: Path) -> int:
+    """The line of `config` that sets dkim_key_file (what a problem with the key names)."""
+    lines = config.read_text(encoding="utf-8").splitlines()
+    return next(n for n, text in enumerate(lines, 1) if text.startswith("dkim_key_file"))
+
+
 def test_config_check_fails_on_a_key_that_cannot_sign_and_warns_on_one_it_cannot_read(
     tmp_path: Path,
 ) -> None:
@@ -349,7 +356,8 @@ def test_config_check_fails_on_a_key_that_cannot_sign_and_warns_on_one_it_cannot
     )
     result = run_cli("--config", path, "config", "check")
     assert result.exit_code == 2
-    assert f"error: {path}: smtp.dkim_key_file: {tmp_path / 'dkim.pem'} is not a PEM" in (
+    line = key_line(path)
+    assert f"error: {path}:{line}: smtp.dkim_key_file: {tmp_path / 'dkim.pem'} is not a PEM" in (
         result.stderr
     )
     assert MARKER not in result.stdout + result.stderr

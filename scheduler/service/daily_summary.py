@@ -30,7 +30,7 @@ def daily_summary(connection: Connection, now: datetime) -> str:
         .where(inbound_messages.c.received_at > since)
         .group_by(inbound_messages.c.kind)
     )
-    back: dict[str, int] = dict(counted.tuples().all())
+    back: dict[str, int] = {row.kind: row[1] for row in counted}
     replies = connection.execute(
         select(touches.c.kind, func.count())
         .join(touches, touches.c.id == inbound_messages.c.touch_id)
