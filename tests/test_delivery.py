@@ -20,6 +20,7 @@ from scheduler.config.settings import Settings, SmtpSettings
 from scheduler.delivery.claims import claim, mark_sending
 from scheduler.delivery.deliver import Sender, SendReport
 from scheduler.delivery.smtp_client import ServerSettings
+from scheduler.notes.dkim_signing import DkimSigner
 from scheduler.notes.render import NoteRenderer
 from scheduler.store.db import create_store_engine, write_transaction
 from scheduler.store.models import metadata
@@ -90,6 +91,7 @@ def sender_for(
     config: Settings = SETTINGS,
     owner: str = "test-1",
     templates: Path = TEMPLATES,
+    signer: DkimSigner | None = None,
 ) -> Sender:
     return Sender(
         engine,
@@ -99,6 +101,7 @@ def sender_for(
         FixedClock(at),
         owner=owner,
         rng=random.Random(7),
+        signer=signer,
     )
 
 

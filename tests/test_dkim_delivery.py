@@ -5,11 +5,9 @@ sign, naming it and never quoting it; `config check` shows the key and the DNS r
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
-import random
 import re
 import shutil
 from dataclasses import replace
@@ -30,7 +28,7 @@ from tests.conftest import Workspace, adas_bakery, run_cli
 from tests.smtp_servers import Faulty, Recorder, running
 from tests.test_cli_delivery import LATER, NOW, STARTERS, point_at
 from tests.test_delivery import NOW as SEND_AT
-from tests.test_delivery import TEMPLATES, add_due, server, state
+from tests.test_delivery import TEMPLATES, add_due, run, server, state
 from tests.test_dkim import (
     DOMAIN,
     MARKER,
@@ -79,17 +77,7 @@ def test_a_delivered_note_arrives_signed_and_verifies(
     touch_id = add_due(engine, "C-1", name="Zoë Ångström", email="zoe@example.org")
     recorder = Recorder()
     with running(recorder) as port:
-        sender = Sender(
-            engine,
-            SIGNING,
-            server(port),
-            NoteRenderer(TEMPLATES),
-            FixedClock(SEND_AT),
-            owner="test-1",
-            rng=random.Random(7),
-            signer=signer,
-        )
-        report = asyncio.run(sender.run())
+        report = run(engine, server(port), SEND_AT, config=SIGNING, signer=signer)
     assert report.counts == {"sent": 1}
     (received,) = recorder.received
     assert received.data.startswith(b"DKIM-Signature: ")
@@ -112,17 +100,8 @@ def test_a_retry_is_signed_anew_with_the_same_message_id(engine: Engine, tmp_pat
     faulty = Faulty(step="data", reply="451 4.3.0 Try later", times=1)
     with running(faulty) as port:
         for minutes in (0, 10):
-            sender = Sender(
-                engine,
-                SIGNING,
-                server(port),
-                NoteRenderer(TEMPLATES),
-                FixedClock(SEND_AT.replace(minute=minutes)),
-                owner="test-1",
-                rng=random.Random(7),
-                signer=DkimSigner(key, SELECTOR, DOMAIN),
-            )
-            asyncio.run(sender.run())
+            at = SEND_AT.replace(minute=minutes)
+            run(engine, server(port), at, config=SIGNING, signer=DkimSigner(key, SELECTOR, DOMAIN))
     (received,) = faulty.received
     assert verifies(received.data, key)
     assert received.message["Message-ID"] == state(engine, touch_id)["message_id"]
@@ -149,16 +128,7 @@ def test_a_note_that_cannot_be_signed_fails_and_nothing_goes_unsigned(
     touch_id = add_due(engine, "C-1")
     recorder = Recorder()
     with running(recorder) as port:
-        sender = Sender(
-            engine,
-            SIGNING,
-            server(port),
-            NoteRenderer(TEMPLATES),
-            FixedClock(SEND_AT),
-            owner="test-1",
-            signer=signer,
-        )
-        report = asyncio.run(sender.run())
+        report = run(engine, server(port), SEND_AT, config=SIGNING, signer=signer)
     assert report.counts == {"failed": 1}
     assert recorder.received == []
     reason = state(engine, touch_id)["reason"]

@@ -4,25 +4,21 @@ finds it, does what it should, once, and nothing a forger sends can mark another
 
 from __future__ import annotations
 
-import asyncio
-import random
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 
-from scheduler.clock import FixedClock
 from scheduler.config.settings import InboundSettings, Settings
-from scheduler.delivery.deliver import Sender, SendReport
+from scheduler.delivery.deliver import SendReport
 from scheduler.inbound.record import InboundRules, Recorded, forget_raw, record_message
-from scheduler.notes.render import NoteRenderer
 from scheduler.service.daily_summary import daily_summary
 from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
 from tests.conftest import adas_bakery
 from tests.smtp_servers import Received, Recorder, running
-from tests.test_delivery import NOW, SETTINGS, TEMPLATES, add_due, history, server, state
+from tests.test_delivery import NOW, SETTINGS, add_due, history, run, server, state
 from tests.test_detection import add_customer
 from tests.test_inbound_reading import RECIPIENT, corpus
 
@@ -62,16 +58,7 @@ def deliver(
     """One delivery run through a real SMTP server; what it sent."""
     recorder = Recorder()
     with running(recorder) as port:
-        sender = Sender(
-            engine,
-            settings,
-            server(port),
-            NoteRenderer(TEMPLATES),
-            FixedClock(at),
-            owner="test-1",
-            rng=random.Random(7),
-        )
-        report = asyncio.run(sender.run())
+        report = run(engine, server(port), at, config=settings)
     return report, recorder.received
 
 
