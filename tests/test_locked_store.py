@@ -135,7 +135,9 @@ def blocker(database_url: str) -> Iterator[Blocker]:
 
 
 def deliver(engine: Engine, port: int, handler: logging.Handler, **smtp: Any) -> SendReport:
-    sender = sender_for(engine, server(port), config=with_smtp(connections=CONNECTIONS, **smtp))
+    sender = sender_for(
+        engine, server(port), config=with_smtp(**({"connections": CONNECTIONS} | smtp))
+    )
     sending = logging.getLogger("appreciate.send")
     sending.addHandler(handler)
     previous = sending.level
@@ -163,6 +165,26 @@ def test_outcomes_received_while_the_store_is_locked_are_written_once_it_is_free
     # while the outcomes could not be written, no note was handed over (only the one already
     # on its way over the other connection arrived)
     assert len(recorder.while_locked) <= CONNECTIONS - 1
+
+
+def test_notes_held_up_by_a_locked_store_keep_to_the_rate_limit_once_it_is_free(
+    locked_engine: Engine, blocker: Blocker
+) -> None:
+    """The notes that waited for the store go out at the configured pace afterwards, not all
+    at once: a provider's limit (`max_per_minute`) holds through a slow store too."""
+    for n in range(12):
+        add_due(locked_engine, f"C-{n}")
+    recorder = LockingRecorder(blocker=blocker, lock_at=3)
+    with running(recorder) as port:
+        report = deliver(
+            locked_engine, port, OnLog(3, blocker.let_go), max_per_minute=600, connections=4
+        )
+    assert report.counts == {"sent": 12}
+    arrivals = sorted(r.arrived for r in recorder.received)
+    # 600 a minute: one every 0.1 s; one note held up on its way may arrive close to the next,
+    # but never three within 0.15 s (before, the notes that waited all went out together)
+    spans_of_three = [arrivals[n + 2] - arrivals[n] for n in range(len(arrivals) - 2)]
+    assert min(spans_of_three) > 0.15, [round(a - arrivals[0], 3) for a in arrivals]
 
 
 def test_a_store_that_stays_locked_fails_the_run_and_says_what_it_could_not_write(

@@ -145,20 +145,44 @@ def server_settings(config: Config) -> ServerSettings:
 
 class RateLimiter:
     """At most `per_minute` sends a minute across every connection (0: no limit); spaced
-    evenly, by the event loop's monotonic clock."""
+    evenly, by the event loop's monotonic clock.
+
+    Two steps: `wait` before a note is marked `sending` takes the next turn; `hand_over`, once
+    it is marked, keeps the actual hand-overs an interval apart too, so notes held up between
+    the two (by a locked store) do not go out together once it is free."""
 
     def __init__(self, per_minute: int) -> None:
         self._interval = 60.0 / per_minute if per_minute else 0.0
         self._next = 0.0
+        self._next_hand_over = 0.0
+
+    @property
+    def limits(self) -> bool:
+        """Whether there is a limit at all."""
+        return bool(self._interval)
 
     async def wait(self) -> None:
-        if not self._interval:
+        """Until this send's turn."""
+        if not self.limits:
             return
-        now = asyncio.get_running_loop().time()
-        start = max(now, self._next)
-        self._next = start + self._interval
-        if start > now:
-            await asyncio.sleep(start - now)
+        start, self._next = self._turn(self._next)
+        await self._until(start)
+
+    async def hand_over(self) -> None:
+        """Until an interval after the last hand-over (at once, unless the store held it up)."""
+        start, self._next_hand_over = self._turn(self._next_hand_over)
+        await self._until(start)
+
+    def _turn(self, earliest: float) -> tuple[float, float]:
+        """When a turn taken now starts (now, or `earliest` if later), and the next one."""
+        start = max(asyncio.get_running_loop().time(), earliest)
+        return start, start + self._interval
+
+    @staticmethod
+    async def _until(start: float) -> None:
+        delay = start - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 @dataclass
@@ -528,6 +552,8 @@ class Sender:
                 queue.put_nowait(item)
         if taken is False:
             self.report.lost_leases += 1
+        if taken and self.limiter.limits:
+            await self.limiter.hand_over()
         return bool(taken)
 
     async def _send(self, smtp: SmtpConnection, item: _Prepared) -> Outcome:
