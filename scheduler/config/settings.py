@@ -271,8 +271,8 @@ class SmtpSettings(Section):
 
 LATER_KINDS = ("review_thanks",)
 """Kinds added after configs listed `precedence` in full: one missing from a configured list
-takes its default place (after the kind it follows in OCCASION_KINDS), so an upgrade does not
-make a working config invalid."""
+goes right after the kind it follows in OCCASION_KINDS (review_thanks after referral_thanks),
+wherever the owner put that one, so an upgrade does not make a working config invalid."""
 
 
 def _with_later_kinds(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -280,9 +280,8 @@ def _with_later_kinds(value: tuple[str, ...]) -> tuple[str, ...]:
     for kind in LATER_KINDS:
         if kind in placed:
             continue
-        before = OCCASION_KINDS[: OCCASION_KINDS.index(kind)]
-        at = max((placed.index(k) + 1 for k in before if k in placed), default=0)
-        placed.insert(at, kind)
+        before = [k for k in OCCASION_KINDS[: OCCASION_KINDS.index(kind)] if k in placed]
+        placed.insert(placed.index(before[-1]) + 1 if before else 0, kind)
     return tuple(placed)
 
 
