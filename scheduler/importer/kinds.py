@@ -250,7 +250,9 @@ def parse_review(cells: dict[str, str], context: RowContext) -> Candidate:
     customer = check.required_text("customer_id", EXTERNAL_ID_LENGTH)
     reviewed_at = check.required("reviewed_at", parse_datetime)
     if reviewed_at is not None and _written_day(reviewed_at) > context.today + timedelta(days=1):
-        check.errors.append(FieldError("reviewed_at", f'"{cells["reviewed_at"]}" is in the future'))
+        check.errors.append(
+            FieldError("reviewed_at", f"{quoted(cells['reviewed_at'])} is in the future")
+        )
     values: dict[str, Any] = {"reviewed_at": reviewed_at}
     check.warn(values, "where", _parse_site)
     if "where" in values:
@@ -278,11 +280,8 @@ def review_id(customer: str, reviewed_at: datetime | LocalTime, where: str) -> s
     """The id of a review given without one: `auto-` and a digest of the customer's id, the
     time as written (an exact time in UTC) and `where` (case and spacing ignored), so the same
     row imported again is the same review."""
-    moment = (
-        reviewed_at.wall.isoformat()
-        if isinstance(reviewed_at, LocalTime)
-        else (reviewed_at.isoformat())
-    )
+    written = reviewed_at.wall if isinstance(reviewed_at, LocalTime) else reviewed_at
+    moment = written.isoformat()
     site = " ".join(where.split()).casefold()
     digest = hashlib.sha256("\x1f".join((customer, moment, site)).encode()).hexdigest()
     return f"auto-{digest[:32]}"
