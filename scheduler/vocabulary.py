@@ -11,6 +11,7 @@ OccasionKind = Literal[
     "birthday",
     "order_thanks",
     "referral_thanks",
+    "review_thanks",
     "first_meeting",
     "follow_up",
     "anniversary",

@@ -65,6 +65,17 @@ def owner(migrated_workspace: Workspace) -> Workspace:
                     referrer_id=ann, referred_id=bob, referred_on=date(2027, 6, 10)
                 )
             )
+            connection.execute(
+                insert(metadata.tables["reviews"]).values(
+                    external_id="R-1",
+                    customer_id=ann,
+                    reviewed_at=datetime(2027, 6, 12, 18, tzinfo=UTC),
+                    site="Google",
+                    url="javascript:alert(1)",
+                    rating=5,
+                    text="The lemon cake was <b>perfect</b>; see https://spam.example/win",
+                )
+            )
     finally:
         engine.dispose()
     return migrated_workspace
@@ -121,6 +132,26 @@ def test_a_preview_in_html_is_escaped(owner: Workspace) -> None:
     assert "check_in.j2 has no html block: this note goes out as plain text only" in notice
 
 
+def test_a_review_thanks_quotes_the_review_safely_and_asks_for_nothing(owner: Workspace) -> None:
+    """The business's app wrote the review straight into the table, with markup, an address in
+    the text and a url that is no web address: the note quotes the words as text, links
+    nothing a customer wrote, and carries no request."""
+    code, shown, _ = preview(owner, "review_thanks", "--customer", "C-1")
+    assert code == 0
+    assert shown.startswith("Subject: Thank you for your kind words, Ann\n")
+    assert "on Google" in shown
+    assert '"The lemon cake was <b>perfect</b>; see https://spam.example/win"' in shown
+    code, html, _ = preview(owner, "review_thanks", "--customer", "C-1", "--format", "html")
+    assert code == 0
+    assert "&lt;b&gt;perfect&lt;/b&gt;" in html
+    assert "spam.example" in html
+    assert 'href="https://spam.example' not in html
+    assert "javascript" not in html
+    body = shown.split("Rather not get notes")[0]
+    for request in ("?", "please", "review_url", "g.page", "discount", "offer", "would you"):
+        assert request not in body.lower(), request
+
+
 def test_a_preview_as_eml_is_the_whole_message(owner: Workspace) -> None:
     code, shown, _ = preview(owner, "order_thanks", "--customer", "C-1", "--format", "eml")
     assert code == 0
@@ -156,6 +187,7 @@ def test_a_preview_writes_nothing(owner: Workspace) -> None:
             'customer C-2 has no order with id "A-1"',
         ),
         (["referral_thanks", "--customer", "C-2"], "customer C-2 has not referred anyone yet"),
+        (["review_thanks", "--customer", "C-2"], "customer C-2 has not written a review yet"),
         (["birthday", "--customer", "C-2"], "customer C-2 has no birthday on record"),
         (["anniversary", "--customer", "C-2"], "customer C-2 has no customer_since on record"),
         (["birthday", "--customer", "C-1", "--order", "A-1"], "--order applies to order_thanks"),
@@ -196,6 +228,7 @@ def test_the_starter_templates_pass_the_check(owner: Workspace) -> None:
         "birthday.vip.j2: ok",
         "order_thanks.j2: ok",
         "referral_thanks.j2: ok",
+        "review_thanks.j2: ok",
         "first_meeting.j2: ok",
         "follow_up.j2: ok",
         "anniversary.j2: ok",
@@ -240,16 +273,17 @@ def test_the_check_names_each_problem_with_file_and_line(owner: Workspace) -> No
         "details on record)"
     )
     assert lines[3] == "referral_thanks.j2: ok"
-    assert lines[4].startswith("first_meeting.j2:1: error: Unexpected end of template.")
-    assert lines[5].startswith(
+    assert lines[4] == "review_thanks.j2: ok"
+    assert lines[5].startswith("first_meeting.j2:1: error: Unexpected end of template.")
+    assert lines[6].startswith(
         "follow_up.j2:1: error: the subject is 201 characters long, over 200"
     )
-    assert lines[6].startswith(
+    assert lines[7].startswith(
         'anniversary.j2:3: warning: the subject is 89 characters long, over 78: "A very'
     )
-    assert lines[7] == "check_in.j2: error: missing, and check_in notes are switched on"
-    assert lines[8].startswith("birthday.gold.j2: warning: no note uses it")
-    assert len(lines) == 9
+    assert lines[8] == "check_in.j2: error: missing, and check_in notes are switched on"
+    assert lines[9].startswith("birthday.gold.j2: warning: no note uses it")
+    assert len(lines) == 10
 
 
 def test_an_error_in_the_layout_is_reported_in_the_layout(owner: Workspace) -> None:
@@ -265,7 +299,7 @@ def test_an_error_in_the_layout_is_reported_in_the_layout(owner: Workspace) -> N
         lines[0]
         == f"_layout.j2:{line}: error: 'dict object' has no attribute 'owner' (writing birthday.j2)"
     )
-    assert len(lines) == 8
+    assert len(lines) == 9
 
 
 def test_a_switched_off_kind_may_go_without_a_template(owner: Workspace) -> None:
@@ -321,7 +355,7 @@ def test_an_attribute_some_customers_lack_is_a_warning_naming_a_few(owner: Works
         "their birthday notes will fail; write `{% if customer.attributes.dentist is defined %}`"
     )
     assert lines[1] == "birthday.vip.j2: ok"  # its own message block does without
-    assert len(lines) == 8
+    assert len(lines) == 9
 
 
 def test_an_attribute_no_customer_has_is_an_error(owner: Workspace) -> None:

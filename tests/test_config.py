@@ -153,6 +153,9 @@ def test_both_password_sources_at_once_is_an_error(tmp_path: Path) -> None:
         ('[occasions.order_thanks]\ndelay = "2 hours"', 'such as "2h", "90m"'),
         ('[occasions.birthday]\nfeb29 = "mar01"', 'expected one of "feb28" or "mar1"'),
         ("[occasions.check_in]\nquiet_days = 3", "greater than or equal to 7"),
+        ("[occasions.review_thanks]\nmin_rating = 6", "less than or equal to 5"),
+        ('[occasions.review_thanks]\nmax_lateness = "two weeks"', 'such as "2h", "90m"'),
+        ('[import.reviews]\ncolumns = { "Stars" = "stars" }', "is not a column of reviews files"),
         ('[templates]\nrender_timeout = "0s"', "expected a duration longer than zero"),
         ('[templates]\nrender_timeout = "2"', 'such as "2h", "90m"'),
         ('[inbound]\nbounce_address = "bounces@example.com"', "with {tag} once in its local part"),
@@ -174,6 +177,24 @@ def test_values_are_checked(tmp_path: Path, table: str, message: str) -> None:
     lines = problems(tmp_path, text)
     assert len(lines) == 1
     assert message in lines[0]
+
+
+def test_a_precedence_written_before_review_thanks_still_loads(tmp_path: Path) -> None:
+    """Configs copied from an earlier example list seven kinds: review_thanks takes its default
+    place after referral_thanks, wherever the owner put that."""
+    older = '["check_in", "referral_thanks", "birthday", "first_meeting", "order_thanks", '
+    older += '"follow_up", "anniversary"]'
+    config = load_config(write(tmp_path, MINIMAL + f"[schedule]\nprecedence = {older}\n"))
+    assert config.settings.schedule.precedence == (
+        "check_in",
+        "referral_thanks",
+        "review_thanks",
+        "birthday",
+        "first_meeting",
+        "order_thanks",
+        "follow_up",
+        "anniversary",
+    )
 
 
 def test_relative_sqlite_paths_are_relative_to_the_config(tmp_path: Path) -> None:

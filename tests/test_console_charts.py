@@ -113,10 +113,10 @@ def test_each_day_counts_its_notes_by_occasion(engine: Engine) -> None:
     drawn = notes_by_kind_svg(days.by_kind)
     assert "<title>Notes per day by occasion</title>" in drawn
     assert (
-        "2027-06-15: 2 birthday, 1 order thanks, 0 referral thanks, 0 first meeting, "
-        "0 follow-up, 0 anniversary, 0 check-in</title>"
+        "2027-06-15: 2 birthday, 1 order thanks, 0 referral thanks, 0 review thanks, "
+        "0 first meeting, 0 follow-up, 0 anniversary, 0 check-in</title>"
     ) in drawn
-    assert "2027-06-13: 0 birthday, 0 order thanks, 0 referral thanks, 0 first meeting, " in drawn
+    assert "2027-06-13: 0 birthday, 0 order thanks, 0 referral thanks, 0 review thanks, " in drawn
     assert "other" not in drawn  # no kind outside the vocabulary: no such series
 
 
@@ -187,7 +187,7 @@ def test_today_draws_the_charts(engine: Engine) -> None:
     assert "The tallest day had 2 notes." in page
     assert "<title>2027-06-14: 1 sent, 1 needs you, 0 not sent</title>" in page
     assert (
-        "<title>2027-06-14: 1 birthday, 0 order thanks, 0 referral thanks, 0 first meeting" in page
+        "<title>2027-06-14: 1 birthday, 0 order thanks, 0 referral thanks, 0 review thanks" in page
     )
     assert "1 follow-up, 0 anniversary, 0 check-in</title>" in page
     assert "Not valued yet" in page

@@ -72,6 +72,26 @@ def test_a_customer_page_tells_their_story_escaped(engine: Engine) -> None:
     assert "gets notes" in page.text
 
 
+def test_a_customers_review_shows_in_their_timeline_as_text(engine: Engine) -> None:
+    ann = story(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(metadata.tables["reviews"]).values(
+                external_id="G-1",
+                customer_id=ann,
+                reviewed_at=NOW - timedelta(days=1),
+                site="Google",
+                rating=5,
+                text=f"Lovely {HOSTILE} see https://spam.example/x",
+                url="https://maps.example.com/r/G-1",
+            )
+        )
+    page = client(engine).get("/customer?id=" + quote("A/1 &x")).text
+    assert "on Google 5/5: Lovely &lt;script&gt;" in page
+    assert HOSTILE not in page
+    assert 'href="https://spam.example' not in page
+
+
 def test_an_unknown_customer_is_a_404(engine: Engine) -> None:
     assert client(engine).get("/customer?id=nobody").status_code == 404
 

@@ -124,6 +124,7 @@ def test_the_demo_runs_a_whole_cycle_and_exits_0(demo: DemoRun) -> None:
     # the import report, with the rows that are bad on purpose
     assert "is not a real calendar date" in out
     assert "a customer cannot refer themselves" in out
+    assert 'customer_id: no customer with id "C-404"' in out
     # the sent-log, with the reasons for what was not sent
     assert "The sent-log" in out
     assert "opted out on" in out
@@ -158,7 +159,8 @@ def test_birthdays_in_several_zones_order_referral_and_meeting_notes_are_sent(
     assert demo.sent("order_thanks")
     assert len(demo.sent("referral_thanks")) == 1
     assert len(demo.sent("first_meeting")) == 1
-    for kind in ("birthday", "order_thanks", "referral_thanks", "first_meeting"):
+    assert [note.external_id for note in demo.sent("review_thanks")] == ["C-020"]
+    for kind in ("birthday", "order_thanks", "referral_thanks", "review_thanks", "first_meeting"):
         assert kind in demo.result.stdout
     assert "Happy birthday" in demo.result.stdout
 

@@ -92,6 +92,33 @@ def test_the_follow_up_offers_the_review_link_only_when_there_is_one() -> None:
     assert "a few words" not in without.text
 
 
+def test_the_review_thanks_quotes_the_words_and_asks_for_nothing() -> None:
+    note = render(STARTERS, "review_thanks")
+    assert note.subject == "Thank you for your kind words, Sam"
+    assert "what you wrote about us on Google" in note.text
+    assert '"Dr. Rivera and the whole team made me feel at ease' in note.text
+    body = note.text.split("Rather not get notes")[0]
+    assert REVIEW not in body
+    assert "maps.example.com" not in body  # the review's own address is not repeated
+    assert "?" not in body
+    assert "<a " not in (note.html or "").split("Rather not get notes")[0]
+
+
+def test_a_low_rating_is_thanked_for_its_honesty_without_quoting_it() -> None:
+    context = sample_context("review_thanks", SETTINGS)
+    context["review"] = {**context["review"], "rating": 2, "excerpt": "Cold and slow."}
+    note = NoteRenderer(STARTERS).render("review_thanks", None, context)
+    assert "tell us honestly how it went on Google" in note.text
+    assert "Cold and slow." not in note.text
+    assert "made my day" not in note.text
+
+
+def test_a_review_gone_before_its_note_still_makes_a_kind_note() -> None:
+    note = render(STARTERS, "review_thanks", review=None)
+    assert "I just read what you wrote about us, and it made my day." in note.text
+    assert '"' not in note.text
+
+
 def test_the_referral_thanks_names_the_friend() -> None:
     note = render(STARTERS, "referral_thanks")
     assert note.subject == "Thank you for sending Jordan our way"

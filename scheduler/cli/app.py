@@ -124,7 +124,9 @@ def init(
     out.print("\nNext:")
     out.print(f"  1. Edit {config}: your business, sender and mail server.")
     out.print(f"  2. {prefix}config check")
-    out.print(f"  3. {prefix}import customers customers.csv   (then orders, referrals, meetings)")
+    out.print(
+        f"  3. {prefix}import customers customers.csv   (then orders, referrals, meetings, reviews)"
+    )
 
 
 @config_app.command("check")
@@ -310,6 +312,7 @@ class ImportKind(StrEnum):
     orders = "orders"
     referrals = "referrals"
     meetings = "meetings"
+    reviews = "reviews"
 
 
 @app.command("import")
@@ -341,10 +344,11 @@ def import_command(
     now: NowOption = None,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
-    """Import customers, orders, referrals or meetings from a CSV file.
+    """Import customers, orders, referrals, meetings or reviews from a CSV file.
 
     Rows are matched by id (referrals by the referred customer, meetings by customer and
-    time), so importing a file again changes nothing and a corrected file updates rows.
+    time, reviews without an id by customer, time and where), so importing a file again
+    changes nothing and a corrected file updates rows.
     Bad rows are reported with their line and reason, and the exit code is 1; rows imported
     with a warning (an invalid email left out) are reported too, and the exit code stays 0.
     """

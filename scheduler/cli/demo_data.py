@@ -4,7 +4,9 @@ Every occasion the demo shows falls due *today*, whenever it runs:
 - birthdays on each customer's own local date at `now`, in zones from UTC-11 to UTC+14 (one
   of them opted out, one of them the least valuable customer due: they never ordered);
 - orders placed three hours ago (their thanks are due two hours after the order);
-- a referral recorded today, and a first meeting a little over a day ago.
+- a referral recorded today, and a first meeting a little over a day ago;
+- a review written two hours ago (by a regular, who has nothing else due), and one written
+  long ago that is imported with the history and thanked by no note.
 Everyone else has a history that gives them a lifetime value but no occasion today: no
 birthday or customer anniversary within days of today, no order in the last three weeks (no
 thanks, no follow-up) and a last order well inside the check-in's quiet days.
@@ -22,8 +24,11 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-SAMPLE_KINDS = ("customers", "orders", "referrals", "meetings")
+SAMPLE_KINDS = ("customers", "orders", "referrals", "meetings", "reviews")
 FRESH_ORDER_AGE = timedelta(hours=3)
+REVIEW_AGE = timedelta(hours=2)
+REVIEWER = "C-020"
+"""A regular (Zara Ahmed) with no other occasion today: her review is thanked."""
 MEETING_AGE = timedelta(hours=26)
 NEAR_DAYS = 4
 """Past dates are kept at least this many days of the year away from today's month and day,
@@ -282,8 +287,8 @@ def _born(on: date, age: int) -> date:
 
 
 def write_samples(folder: Path, now: datetime, business: tzinfo) -> dict[str, Path]:
-    """Write customers.csv, orders.csv, referrals.csv and meetings.csv for `now` into `folder`
-    (`business`: the business's time zone); the files by kind."""
+    """Write customers.csv, orders.csv, referrals.csv, meetings.csv and reviews.csv for `now`
+    into `folder` (`business`: the business's time zone); the files by kind."""
     folder.mkdir(parents=True, exist_ok=True)
     today = now.astimezone(business).date()
     people = everyone()
@@ -329,7 +334,42 @@ def write_samples(folder: Path, now: datetime, business: tzinfo) -> dict[str, Pa
         ("customer_id", "met_at", "note"),
         [[newcomer.id, met_at.isoformat(timespec="minutes"), "Pottery workshop"]],
     )
+    _write_reviews(paths["reviews"], people, now, today, business)
     return paths
+
+
+def _write_reviews(
+    path: Path, people: Sequence[Person], now: datetime, today: date, business: tzinfo
+) -> None:
+    """Today's review, an old one (history: no note) and one naming no customer (rejected)."""
+    reviewer = next(person for person in people if person.id == REVIEWER)
+    written = (now - REVIEW_AGE).astimezone(_zone(reviewer, business))
+    _write(
+        path,
+        ("id", "customer_id", "reviewed_at", "where", "rating", "url", "text"),
+        [
+            [
+                "R-1",
+                reviewer.id,
+                written.isoformat(timespec="minutes"),
+                "Google",
+                "5",
+                "https://maps.example.com/reviews/R-1",
+                "I bought a serving bowl as a gift and ended up buying one for myself too. "
+                "Beautiful work, carefully wrapped, and Ada's handwritten card was a lovely touch.",
+            ],
+            [
+                "",
+                "C-001",
+                _local(today - timedelta(days=400)),
+                "Yelp",
+                "4",
+                "",
+                "A lovely little shop with a warm welcome.",
+            ],
+            ["R-3", "C-404", _local(today), "Google", "5", "", "Great mugs!"],
+        ],
+    )
 
 
 def _write(path: Path, header: Sequence[str], rows: list[list[str]]) -> None:

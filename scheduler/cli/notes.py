@@ -27,6 +27,7 @@ class Kind(StrEnum):
     birthday = "birthday"
     order_thanks = "order_thanks"
     referral_thanks = "referral_thanks"
+    review_thanks = "review_thanks"
     first_meeting = "first_meeting"
     follow_up = "follow_up"
     anniversary = "anniversary"

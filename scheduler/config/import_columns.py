@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 
-IMPORT_KINDS = ("customers", "orders", "referrals", "meetings")
+IMPORT_KINDS = ("customers", "orders", "referrals", "meetings", "reviews")
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("id", "name"),
     "orders": ("id", "customer_id", "placed_at", "amount"),
     "referrals": ("referrer_id", "referred_id", "referred_on"),
     "meetings": ("customer_id", "met_at"),
+    "reviews": ("customer_id", "reviewed_at"),
 }
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": (
@@ -27,6 +28,7 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "orders": ("margin", "description"),
     "referrals": (),
     "meetings": ("note",),
+    "reviews": ("id", "where", "url", "rating", "text"),
 }
 ATTRIBUTE_KINDS = frozenset({"customers"})
 """Kinds whose other columns are kept (as customer attributes) instead of ignored."""

@@ -94,6 +94,15 @@ class ReferralThanksSettings(_Occasion):
     max_lateness: Duration = timedelta(days=14)
 
 
+class ReviewThanksSettings(_Occasion):
+    """To a customer who wrote a review, on the review's local day; never for a review
+    written more than `max_lateness` before it was recorded (past reviews imported with the
+    history), nor for one rated below `min_rating` (a review without a rating always counts)."""
+
+    min_rating: int = Field(default=1, ge=1, le=5)
+    max_lateness: Duration = timedelta(days=14)
+
+
 class FirstMeetingSettings(_Occasion):
     """After the customer's first recorded meeting (or `first_met_on`), once `delay` passed."""
 
@@ -140,6 +149,7 @@ class OccasionsSettings(BaseModel):
     birthday: BirthdaySettings = BirthdaySettings()
     order_thanks: OrderThanksSettings = OrderThanksSettings()
     referral_thanks: ReferralThanksSettings = ReferralThanksSettings()
+    review_thanks: ReviewThanksSettings = ReviewThanksSettings()
     first_meeting: FirstMeetingSettings = FirstMeetingSettings()
     follow_up: FollowUpSettings = FollowUpSettings()
     anniversary: AnniversarySettings = AnniversarySettings()

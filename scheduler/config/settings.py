@@ -269,6 +269,22 @@ class SmtpSettings(Section):
         return {"starttls": 587, "tls": 465, "none": 25}[self.security]
 
 
+LATER_KINDS = ("review_thanks",)
+"""Kinds added after configs listed `precedence` in full: one missing from a configured list
+goes right after the kind it follows in OCCASION_KINDS (review_thanks after referral_thanks),
+wherever the owner put that one, so an upgrade does not make a working config invalid."""
+
+
+def _with_later_kinds(value: tuple[str, ...]) -> tuple[str, ...]:
+    placed = list(value)
+    for kind in LATER_KINDS:
+        if kind in placed:
+            continue
+        before = [k for k in OCCASION_KINDS[: OCCASION_KINDS.index(kind)] if k in placed]
+        placed.insert(placed.index(before[-1]) + 1 if before else 0, kind)
+    return tuple(placed)
+
+
 class ScheduleSettings(Section):
     """When notes may go out, in each customer's local time."""
 
@@ -295,6 +311,7 @@ class ScheduleSettings(Section):
     @field_validator("precedence")
     @classmethod
     def _every_kind_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        value = _with_later_kinds(value)
         missing = [kind for kind in OCCASION_KINDS if kind not in value]
         repeated = sorted({kind for kind in value if value.count(kind) > 1})
         if missing or repeated:
@@ -443,6 +460,10 @@ class MeetingColumns(ImportColumns):
     kind = "meetings"
 
 
+class ReviewColumns(ImportColumns):
+    kind = "reviews"
+
+
 class ImportSettings(Section):
     """Column mappings for `appreciate import`, per kind (`[import.customers]`, ...)."""
 
@@ -450,6 +471,7 @@ class ImportSettings(Section):
     orders: OrderColumns = OrderColumns()
     referrals: ReferralColumns = ReferralColumns()
     meetings: MeetingColumns = MeetingColumns()
+    reviews: ReviewColumns = ReviewColumns()
 
     def columns(self, kind: str) -> dict[str, str]:
         """The mapping configured for `kind`."""

@@ -1,7 +1,8 @@
 """One detection run: read what is new, ask the rules which notes are due, record them.
 
 What a run looks at (so a tick costs what is new, not the size of the store):
-- orders, referrals and meetings with an id above the watermark of the previous run (thanks);
+- orders, referrals, meetings and reviews with an id above the watermark of the previous run
+  (thanks);
 - orders placed `after_days` before a local day the run covers (follow-ups);
 - customers whose birthday, first-purchase day or `first_met_on` falls on a local day the run
   covers, through the indexed month-day and date columns;
@@ -45,6 +46,7 @@ from scheduler.occasions.rules import (
     Occasion,
     OrderFact,
     ReferralFact,
+    ReviewFact,
     Span,
     YearlyDate,
     anniversaries,
@@ -54,6 +56,8 @@ from scheduler.occasions.rules import (
     order_thanks,
     referral_is_history,
     referral_thanks,
+    review_is_history,
+    review_thanks,
     superseded_orders,
 )
 from scheduler.occasions.timing import SendWindow
@@ -89,8 +93,10 @@ customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
 referrals = metadata.tables["referrals"]
 meetings = metadata.tables["meetings"]
+reviews = metadata.tables["reviews"]
 
 RUN, ORDERS, REFERRALS, MEETINGS, CHECK_INS = "run", "orders", "referrals", "meetings", "check_ins"
+REVIEWS = "reviews"
 CHECK_IN_CHUNK = 500
 """Quiet customers are judged and recorded this many at a time, so memory stays flat."""
 BEHIND_UTC, AHEAD_OF_UTC = timedelta(hours=12), timedelta(hours=14)
@@ -100,10 +106,11 @@ DATED = {
     ORDERS: ((orders.c.placed_at, False), (orders.c.created_at, False)),
     REFERRALS: ((referrals.c.referred_on, True), (referrals.c.created_at, False)),
     MEETINGS: ((meetings.c.met_at, False), (meetings.c.created_at, False)),
+    REVIEWS: ((reviews.c.reviewed_at, False), (reviews.c.created_at, False)),
 }
 """The dates detection reads from each event table, (column, may be NULL): a row with one
 outside 1900-2200 is skipped (see the module's docstring)."""
-TABLES = {ORDERS: orders, REFERRALS: referrals, MEETINGS: meetings}
+TABLES = {ORDERS: orders, REFERRALS: referrals, MEETINGS: meetings, REVIEWS: reviews}
 COMPUTING_FAILED = (OverflowError, ValueError)
 """What a rule raises on a date it cannot compute with (past the calendar's end, say)."""
 
@@ -262,6 +269,8 @@ class _Detector:
             found += self.follow_ups()
         if self.occasions.referral_thanks.enabled:
             found += self.referrals(state.get(REFERRALS, (None, None))[1])
+        if self.occasions.review_thanks.enabled:
+            found += self.reviews(state.get(REVIEWS, (None, None))[1])
         if self.occasions.first_meeting.enabled:
             found += self.first_meetings(state.get(MEETINGS, (None, None))[1])
         return found
@@ -499,6 +508,48 @@ class _Detector:
         self.report.history += sum(1 for fact in facts if _is_history(fact, settings))
         return found
 
+    def reviews(self, last_id: int | None) -> list[Occasion]:
+        """Thanks for the reviews stored since the last run (those written long before they
+        were recorded are history; see `review_is_history`)."""
+        rows = self.connection.execute(
+            select(
+                reviews.c.id,
+                reviews.c.external_id,
+                reviews.c.customer_id,
+                reviews.c.reviewed_at,
+                reviews.c.created_at,
+                reviews.c.rating,
+                customers.c.timezone,
+                customers.c.email,
+                customers.c.opted_out_at,
+            )
+            .join(customers, customers.c.id == reviews.c.customer_id)
+            .where(reviews.c.id > (last_id or 0), all_plausible(DATED[REVIEWS]))
+            .order_by(reviews.c.id)
+        ).all()
+        self._mark_new(REVIEWS, last_id, rows[-1].id if rows else None)
+        if not rows:
+            return []
+        facts = [
+            ReviewFact(
+                row.customer_id,
+                row.external_id,
+                row.reviewed_at,
+                row.created_at,
+                self.contact_zone(row.customer_id, row),
+                row.rating if isinstance(row.rating, int) else None,
+            )
+            for row in rows
+        ]
+        settings = self.occasions.review_thanks
+        found = self._computed(
+            lambda chunk: review_thanks(chunk, settings, self.window),
+            facts,
+            lambda fact: SkippedRow("reviews", fact.review_id, ""),
+        )
+        self.report.history += sum(1 for fact in facts if _review_is_history(fact, settings))
+        return self._not_history(found, {fact.review_id: fact.recorded_at for fact in facts})
+
     def first_meetings(self, last_id: int | None) -> list[Occasion]:
         """New meetings that are their customer's first, and `first_met_on` days in the span."""
         rows = self.connection.execute(
@@ -612,6 +663,13 @@ def _plausible_year(year: int | None) -> int | None:
 def _is_history(referral: ReferralFact, settings: Any) -> bool:
     try:
         return referral_is_history(referral, settings)
+    except COMPUTING_FAILED:
+        return False  # skipped by `_computed` already
+
+
+def _review_is_history(review: ReviewFact, settings: Any) -> bool:
+    try:
+        return review_is_history(review, settings)
     except COMPUTING_FAILED:
         return False  # skipped by `_computed` already
 

@@ -1,4 +1,4 @@
-"""CSV import of customers, orders, referrals and meetings (see `import_csv`).
+"""CSV import of customers, orders, referrals, meetings and reviews (see `import_csv`).
 
 May import the store, the core and config; never notes, detection, delivery, the service or
 the commands.

@@ -1,6 +1,6 @@
 """Writing one batch of validated rows: resolve customer references, then upsert.
 
-Each kind has a natural key (customers and orders: their external id; referrals: the
+Each kind has a natural key (customers, orders and reviews: their external id; referrals: the
 referred customer; meetings: customer and time). A row whose key exists updates the stored row
 only if something differs, so importing the same file twice changes nothing. Within a batch a
 later row with the same key wins, as it would had the rows been applied one by one. A row that
@@ -236,11 +236,18 @@ class _Meetings(_Spec):
         return {(row["customer_id"], row["met_at"]): row for row in rows}
 
 
+class _Reviews(_ByExternalId):
+    table = metadata.tables["reviews"]
+    stored = ("external_id", "customer_id", "reviewed_at", "site", "url", "rating", "text")
+    local_times = ("reviewed_at",)
+
+
 SPECS: dict[str, _Spec] = {
     "customers": _Customers(),
     "orders": _Orders(),
     "referrals": _Referrals(),
     "meetings": _Meetings(),
+    "reviews": _Reviews(),
 }
 _CUSTOMERS = metadata.tables["customers"]
 

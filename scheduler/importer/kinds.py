@@ -11,9 +11,10 @@ warning. In a row rejected for another reason it is one more error.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from scheduler.config.import_columns import (
@@ -24,15 +25,18 @@ from scheduler.config.import_columns import (
 )
 from scheduler.importer.fields import (
     FieldError,
+    LocalTime,
     parse_birthday,
     parse_date,
     parse_datetime,
     parse_email,
     parse_opt_out,
     parse_time_zone,
+    quoted,
 )
 from scheduler.importer.money import AmountFormat, amount_format
-from scheduler.store.models import EXTERNAL_ID_LENGTH
+from scheduler.store.models import EXTERNAL_ID_LENGTH, REVIEW_SITE_LENGTH
+from scheduler.store.review_values import REVIEW_TEXT_LENGTH, read_rating, url_problem
 
 T = TypeVar("T")
 Parser = Callable[[str, str], Any]
@@ -237,11 +241,87 @@ def parse_meeting(cells: dict[str, str], context: RowContext) -> Candidate:
     return check.finish(Candidate(values, refs={"customer_id": customer}))
 
 
+def parse_review(cells: dict[str, str], context: RowContext) -> Candidate:
+    """A review: `id` (else one derived from customer, time and `where`: see `review_id`),
+    the customer, when (not after tomorrow), and what is known of it. A bad `where`, `url`
+    or `rating`, and a `text` that is too long, do not reject the review (it is still
+    thanked): the cell is left out (the text cut) with a warning."""
+    check = _Checker(cells)
+    customer = check.required_text("customer_id", EXTERNAL_ID_LENGTH)
+    reviewed_at = check.required("reviewed_at", parse_datetime)
+    if reviewed_at is not None and _written_day(reviewed_at) > context.today + timedelta(days=1):
+        check.errors.append(
+            FieldError("reviewed_at", f"{quoted(cells['reviewed_at'])} is in the future")
+        )
+    values: dict[str, Any] = {"reviewed_at": reviewed_at}
+    check.warn(values, "where", _parse_site)
+    if "where" in values:
+        values["site"] = values.pop("where")
+    check.warn(values, "url", _parse_url)
+    check.warn(values, "rating", _parse_rating)
+    if check.has("text"):
+        text = cells["text"]
+        if len(text) > REVIEW_TEXT_LENGTH:
+            cut = FieldError(
+                "text", f"is {len(text):,} characters long: kept the first {REVIEW_TEXT_LENGTH:,}"
+            )
+            check.warnings = (*check.warnings, cut)
+            text = text[:REVIEW_TEXT_LENGTH]
+        values["text"] = text or None
+    given = cells.get("id", "")
+    if len(given) > EXTERNAL_ID_LENGTH:
+        check.errors.append(FieldError("id", f"is longer than {EXTERNAL_ID_LENGTH} characters"))
+    if reviewed_at is not None:
+        values["external_id"] = given or review_id(customer, reviewed_at, cells.get("where", ""))
+    return check.finish(Candidate(values, refs={"customer_id": customer}))
+
+
+def review_id(customer: str, reviewed_at: datetime | LocalTime, where: str) -> str:
+    """The id of a review given without one: `auto-` and a digest of the customer's id, the
+    time as written (an exact time in UTC) and `where` (case and spacing ignored), so the same
+    row imported again is the same review."""
+    written = reviewed_at.wall if isinstance(reviewed_at, LocalTime) else reviewed_at
+    moment = written.isoformat()
+    site = " ".join(where.split()).casefold()
+    digest = hashlib.sha256("\x1f".join((customer, moment, site)).encode()).hexdigest()
+    return f"auto-{digest[:32]}"
+
+
+def _written_day(value: datetime | LocalTime) -> date:
+    return value.wall.date() if isinstance(value, LocalTime) else value.date()
+
+
+def _parse_site(column: str, text: str) -> str:
+    site = " ".join(text.split())
+    if len(site) > REVIEW_SITE_LENGTH:
+        raise FieldError(
+            column, f"is longer than {REVIEW_SITE_LENGTH} characters: left out of the review"
+        )
+    return site
+
+
+def _parse_url(column: str, text: str) -> str:
+    problem = url_problem(text)
+    if problem is not None:
+        raise FieldError(column, f"{quoted(text)} {problem}: left out of the review")
+    return text
+
+
+def _parse_rating(column: str, text: str) -> int:
+    stars = read_rating(text)
+    if stars is None:
+        raise FieldError(
+            column, f"{quoted(text)} is not whole stars from 1 to 5: left out of the review"
+        )
+    return stars
+
+
 _PARSERS: dict[str, RowParser] = {
     "customers": parse_customer,
     "orders": parse_order,
     "referrals": parse_referral,
     "meetings": parse_meeting,
+    "reviews": parse_review,
 }
 KINDS: dict[str, KindSpec] = {
     kind: KindSpec(

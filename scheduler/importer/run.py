@@ -109,7 +109,7 @@ def import_csv(
     amounts: AmountFormat | None = None,
     protected: dict[str, Path] | None = None,
 ) -> ImportReport:
-    """Import `path` as `kind` (customers, orders, referrals or meetings) into the store.
+    """Import `path` as `kind` (customers, orders, referrals, meetings or reviews) into the store.
 
     `mapping` names the file's columns (`scheduler.importer.mapping`); `amounts` says how
     amounts are written (default: en_US, no currency sign). A `rejects_path` that is the input

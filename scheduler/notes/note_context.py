@@ -1,7 +1,7 @@
 """What a note's template sees: plain dicts, lists, strings, numbers and dates, read in batches.
 
 `build_contexts` answers a batch of touches with a few queries per 500 (customers, the orders,
-referrals and first meetings the keys name, lifetime values, unsubscribe tokens), never one
+referrals, reviews and first meetings the keys name, lifetime values, unsubscribe tokens), never one
 per touch. Keys of a context:
 - customer: id (the business's own id), name, first_name (`attributes.preferred_name` when set,
   else the first word of the name), email, birthday (a date; None without a year of birth),
@@ -12,6 +12,11 @@ per touch. Keys of a context:
   order is gone or belongs to someone else.
 - referral (referral_thanks `referral:<referred id>`): referred {name, first_name,
   attributes}, referred_on. None when the referral is gone.
+- review (review_thanks `review_thanks:<review id>`): id, where (or None), rating (whole
+  stars 1-5, or None), url (an http(s) address, or None: anything else the store holds is
+  left out; plain text, never linked), text (or None; at most 5,000 characters), excerpt (its
+  start on one line, at most about 200 characters, "..." when cut; None without text),
+  reviewed_on (the local date). None when the review is gone or belongs to someone else.
 - meeting (first_meeting): met_on, the first meeting's local date or `first_met_on`, whichever
   is earlier (None when neither is known).
 - business: name, sender_name, sender_email, review_url (None when not set), timezone.
@@ -52,6 +57,7 @@ from scheduler.occasions.dates import (
 )
 from scheduler.store.bulk import chunked
 from scheduler.store.models import metadata
+from scheduler.store.review_values import REVIEW_TEXT_LENGTH, excerpt, safe_url, stored_rating
 from scheduler.store.types import aware_utc
 from scheduler.vocabulary import OccasionKind
 from scheduler.zones import ZoneBook
@@ -60,12 +66,14 @@ customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
 referrals = metadata.tables["referrals"]
 meetings = metadata.tables["meetings"]
+reviews = metadata.tables["reviews"]
 customer_values = metadata.tables["customer_values"]
 BATCH = 500
 """Touches answered per round of queries."""
 PREVIEW_TOKEN = "PREVIEW-TOKEN"  # noqa: S105 - a placeholder, not a secret
 """Stands in for a token not made yet when nothing may be written (see `build_contexts`)."""
 ORDER_PREFIXES = {"order_thanks": "order:", "follow_up": "follow_up:"}
+REVIEW_PREFIX = "review_thanks:"
 
 
 @dataclass(frozen=True)
@@ -164,8 +172,14 @@ class _Reader:
             for touch in touches
             if touch.kind == "referral_thanks"
         }
+        review_ids = {
+            touch.occasion_key.removeprefix(REVIEW_PREFIX)
+            for touch in touches
+            if touch.kind == "review_thanks"
+        }
         met = {touch.customer_id for touch in touches if touch.kind == "first_meeting"}
         found_orders = self._orders(order_ids)
+        found_reviews = self._reviews(review_ids)
         found_referrals = self._referrals(referred_ids)
         first_meetings = self._first_meetings(met)
         values = self._values(people.keys())
@@ -187,6 +201,10 @@ class _Reader:
                 referral = found_referrals.get(touch.occasion_key.removeprefix("referral:"))
                 owned = referral is not None and referral["referrer_id"] == touch.customer_id
                 context["referral"] = _referral_context(referral) if owned and referral else None
+            elif touch.kind == "review_thanks":
+                review = found_reviews.get(touch.occasion_key.removeprefix(REVIEW_PREFIX))
+                owned = review is not None and review["customer_id"] == touch.customer_id
+                context["review"] = _review_context(review, zone) if owned and review else None
             elif touch.kind == "first_meeting":
                 met_at = first_meetings.get(touch.customer_id)
                 dates = [
@@ -272,6 +290,22 @@ class _Reader:
             )
             .join_from(referrals, referred, referred.c.id == referrals.c.referred_id)
             .where(referred.c.external_id.in_(sorted(referred_ids)))
+        )
+        return {row.external_id: dict(row._mapping) for row in rows}
+
+    def _reviews(self, external_ids: set[str]) -> dict[str, dict[str, Any]]:
+        if not external_ids:
+            return {}
+        rows = self.connection.execute(
+            select(
+                reviews.c.external_id,
+                reviews.c.customer_id,
+                reviews.c.reviewed_at,
+                reviews.c.site,
+                reviews.c.url,
+                reviews.c.rating,
+                reviews.c.text,
+            ).where(reviews.c.external_id.in_(sorted(external_ids)))
         )
         return {row.external_id: dict(row._mapping) for row in rows}
 
@@ -368,6 +402,23 @@ def _referral_context(referral: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _review_context(review: Mapping[str, Any], zone: tzinfo) -> dict[str, Any]:
+    """A stored review as a template sees it: what the business's app may have written is
+    checked again (a bad url or rating is left out, the text is bounded)."""
+    text = review["text"] if isinstance(review["text"], str) and review["text"].strip() else None
+    text = text[:REVIEW_TEXT_LENGTH] if text else None
+    site = review["site"].strip() if isinstance(review["site"], str) else ""
+    return {
+        "id": review["external_id"],
+        "where": site or None,
+        "rating": stored_rating(review["rating"]),
+        "url": safe_url(review["url"]),
+        "text": text,
+        "excerpt": excerpt(text) if text else None,
+        "reviewed_on": _local_date(review["reviewed_at"], zone),
+    }
+
+
 def _local_date(moment: datetime | None, zone: tzinfo) -> date | None:
     return moment.astimezone(zone).date() if plausible(moment) else None
 
@@ -450,6 +501,20 @@ def sample_context(
             "referred": {"name": "Jordan Lee", "first_name": "Jordan", "attributes": dict(held)},
             "referred_on": date(2027, 6, 14),
         }
+    elif kind == "review_thanks":
+        text = (
+            "Dr. Rivera and the whole team made me feel at ease from the first minute. "
+            "I would not go anywhere else."
+        )
+        context["review"] = {
+            "id": "R-3001",
+            "where": None if sparse else "Google",
+            "rating": None if sparse else 5,
+            "url": None if sparse else "https://maps.example.com/reviews/R-3001",
+            "text": None if sparse else text,
+            "excerpt": None if sparse else text,
+            "reviewed_on": date(2027, 6, 14),
+        }
     elif kind == "first_meeting":
         context["meeting"] = {"met_on": None if sparse else date(2027, 6, 14)}
     return context
@@ -460,6 +525,7 @@ def _sample_key(kind: OccasionKind) -> str:
         "birthday": "birthday:2027",
         "order_thanks": "order:A-2042",
         "referral_thanks": "referral:C-1002",
+        "review_thanks": "review_thanks:R-3001",
         "first_meeting": "first_meeting",
         "follow_up": "follow_up:A-2042",
         "anniversary": "anniversary:6",

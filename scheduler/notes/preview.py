@@ -4,6 +4,7 @@ Which occasion (and so which context) a preview is for:
 - order_thanks, follow_up: the order given (it must be the customer's), else their latest (one
   dated outside 1900-2200, a placeholder, counts as older than any other);
 - referral_thanks: the latest referral the customer made;
+- review_thanks: the customer's latest review (one dated outside 1900-2200 counts as older);
 - birthday, anniversary: the next one on or after today (the customer's local date), which
   needs a birthday or a customer_since (from 1900 to 2200) on record;
 - first_meeting: their first meeting or first_met_on, when known (the note reads fine without);
@@ -23,7 +24,7 @@ from sqlalchemy import Connection, case, select
 
 from scheduler.config.settings import Settings
 from scheduler.errors import AppreciateError
-from scheduler.notes.note_context import ORDER_PREFIXES, TouchRef, build_contexts
+from scheduler.notes.note_context import ORDER_PREFIXES, REVIEW_PREFIX, TouchRef, build_contexts
 from scheduler.occasions.dates import EARLIEST_YEAR, LATEST_YEAR, occurrence, plausible
 from scheduler.store.calendar_edges import plausible as plausible_column
 from scheduler.store.models import metadata
@@ -33,6 +34,7 @@ from scheduler.zones import ZoneBook
 customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
 referrals = metadata.tables["referrals"]
+reviews = metadata.tables["reviews"]
 
 
 class PreviewUnavailable(AppreciateError):
@@ -89,10 +91,9 @@ def _occasion_key(
     today: date,
 ) -> str:
     feb29 = settings.occasions.birthday.feb29
-    if kind in ORDER_PREFIXES:
-        return ORDER_PREFIXES[kind] + _order(connection, customer_id, person.id, order_id)
-    if kind == "referral_thanks":
-        return "referral:" + _latest_referral(connection, customer_id, person.id)
+    event = _event_key(connection, kind, customer_id, person.id, order_id)
+    if event is not None:
+        return event
     if kind == "birthday":
         if person.birth_month is None or person.birth_day is None:
             raise PreviewUnavailable(f"customer {customer_id} has no birthday on record")
@@ -118,6 +119,23 @@ def _occasion_key(
     if kind == "check_in":
         return f"check_in:{today:%Y-%m}"
     return "first_meeting"
+
+
+def _event_key(
+    connection: Connection,
+    kind: OccasionKind,
+    customer_id: str,
+    person_id: int,
+    order_id: str | None,
+) -> str | None:
+    """The key of an occasion about an event (an order, a referral, a review), else None."""
+    if kind in ORDER_PREFIXES:
+        return ORDER_PREFIXES[kind] + _order(connection, customer_id, person_id, order_id)
+    if kind == "referral_thanks":
+        return "referral:" + _latest_referral(connection, customer_id, person_id)
+    if kind == "review_thanks":
+        return REVIEW_PREFIX + _latest_review(connection, customer_id, person_id)
+    return None
 
 
 def _order(connection: Connection, customer_id: str, person_id: int, order_id: str | None) -> str:
@@ -154,4 +172,20 @@ def _latest_referral(connection: Connection, customer_id: str, person_id: int) -
     ).scalar()
     if latest is None:
         raise PreviewUnavailable(f"customer {customer_id} has not referred anyone yet")
+    return str(latest)
+
+
+def _latest_review(connection: Connection, customer_id: str, person_id: int) -> str:
+    latest = connection.execute(
+        select(reviews.c.external_id)
+        .where(reviews.c.customer_id == person_id)
+        .order_by(
+            case((plausible_column(reviews.c.reviewed_at), 1), else_=0).desc(),
+            reviews.c.reviewed_at.desc(),
+            reviews.c.id.desc(),
+        )
+        .limit(1)
+    ).scalar()
+    if latest is None:
+        raise PreviewUnavailable(f"customer {customer_id} has not written a review yet")
     return str(latest)

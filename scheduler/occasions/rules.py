@@ -18,6 +18,10 @@ Rules, per kind (each has its own named test):
   for one per run of orders, as for the thanks.
 - referral_thanks: to the referrer, when the referral was recorded; key
   `referral:<referred customer id>`.
+- review_thanks: to the reviewer, at the first send moment on or after the review (its local
+  day's window, else the next one) and not before it was recorded; key
+  `review_thanks:<review id>`. None for a review made more than `max_lateness` before it was
+  recorded (`review_is_history`), nor for one rated below `min_rating`.
 - first_meeting: `delay` after the first meeting (or the morning of `first_met_on`); key
   `first_meeting`.
 - check_in: a customer quiet (no order, no note) for `quiet_days`, not checked in on for
@@ -46,6 +50,7 @@ from scheduler.config.occasion_settings import (
     FollowUpSettings,
     OrderThanksSettings,
     ReferralThanksSettings,
+    ReviewThanksSettings,
 )
 from scheduler.occasions.dates import Feb29Policy, occurrences_between
 from scheduler.occasions.timing import SendWindow, local_day, local_moment
@@ -268,6 +273,47 @@ def referral_thanks(
         )
         for referral in referrals
         if not referral_is_history(referral, settings)
+    ]
+
+
+@dataclass(frozen=True)
+class ReviewFact:
+    """A review: its customer, id, when it was written and recorded, and its stars."""
+
+    customer_id: int
+    review_id: str
+    reviewed_at: datetime
+    recorded_at: datetime
+    zone: tzinfo  # the reviewer's
+    rating: int | None = None
+
+
+def review_is_history(review: ReviewFact, settings: ReviewThanksSettings) -> bool:
+    """A review written more than `max_lateness` before it was recorded (past reviews imported
+    with the customer history): it gets no note. Counted from the end of the local day it was
+    written, as for referrals, so a review recorded a few days late is still thanked."""
+    day = local_day(review.reviewed_at, review.zone)
+    day_end = local_moment(day + timedelta(days=1), time(0), review.zone)
+    return review.recorded_at - day_end > settings.max_lateness
+
+
+def review_thanks(
+    reviews: Iterable[ReviewFact], settings: ReviewThanksSettings, window: SendWindow
+) -> list[Occasion]:
+    """A thank-you to the reviewer at the first send moment on or after the review and its
+    recording; none for a review that is history or rated below `min_rating` (a review without
+    stars always counts)."""
+    return [
+        _occasion(
+            review.customer_id,
+            "review_thanks",
+            f"review_thanks:{review.review_id}",
+            window.next_moment(max(review.reviewed_at, review.recorded_at), review.zone),
+            settings.max_lateness,
+        )
+        for review in reviews
+        if not review_is_history(review, settings)
+        and (review.rating is None or review.rating >= settings.min_rating)
     ]
 
 

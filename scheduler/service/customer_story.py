@@ -3,7 +3,8 @@ that happened between them and the business, the latest first.
 
 Rules:
 - The customer is named by the business's own id (`external_id`); an unknown id is None.
-- The timeline holds orders, referrals (made and received), meetings, notes (by their due time,
+- The timeline holds orders, referrals (made and received), meetings, reviews (where, stars and
+  the start of the words, escaped like every text), notes (by their due time,
   with status and reason), opt-out choices (who, when, how) and what came back from the
   customer (replies, bounces, complaints: `scheduler.inbound`), at most `limit` entries, the
   latest first; `more` says whether older ones were left out.
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from scheduler.store.models import metadata
+from scheduler.store.review_values import excerpt
 from scheduler.store.types import aware_utc
 from scheduler.store.undeliverable import bounced_since
 
@@ -26,6 +28,7 @@ customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
 referrals = metadata.tables["referrals"]
 meetings = metadata.tables["meetings"]
+reviews = metadata.tables["reviews"]
 touches = metadata.tables["touches"]
 opt_outs = metadata.tables["opt_outs"]
 inbound_messages = metadata.tables["inbound_messages"]
@@ -68,6 +71,7 @@ def customer_story(
     who: int = facts["id"]
     timeline = _orders(connection, who, limit) + _referrals(connection, who, limit)
     timeline += _meetings(connection, who, limit) + _notes(connection, who, limit)
+    timeline += _reviews(connection, who, limit)
     choices = _choices(connection, who, limit)
     timeline += choices + _came_back(connection, who, limit)
     timeline.sort(key=lambda moment: moment.at, reverse=True)
@@ -137,6 +141,23 @@ def _meetings(connection: Connection, who: int, limit: int) -> list[Moment]:
         .limit(limit + 1)
     )
     return [Moment(aware_utc(r.met_at), "meeting", r.note or "") for r in rows]
+
+
+def _reviews(connection: Connection, who: int, limit: int) -> list[Moment]:
+    rows = connection.execute(
+        select(reviews.c.reviewed_at, reviews.c.site, reviews.c.rating, reviews.c.text)
+        .where(reviews.c.customer_id == who)
+        .order_by(reviews.c.reviewed_at.desc())
+        .limit(limit + 1)
+    )
+    moments = []
+    for r in rows:
+        parts = [f"on {r.site}" if r.site else "", f"{r.rating}/5" if r.rating else ""]
+        said = " ".join(part for part in parts if part)
+        words = excerpt(r.text, 120) if r.text else ""
+        text = f"{said}: {words}" if said and words else said or words
+        moments.append(Moment(aware_utc(r.reviewed_at), "review", text))
+    return moments
 
 
 def _notes(connection: Connection, who: int, limit: int) -> list[Moment]:

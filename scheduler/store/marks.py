@@ -1,7 +1,7 @@
 """Detection's watermarks: how far it has got, moved forward only.
 
-One row per name: `run` (the moment of the last run), `orders`, `referrals`, `meetings` (the
-highest row id seen) and `check_ins` (the moment of the last check-in pass).
+One row per name: `run` (the moment of the last run), `orders`, `referrals`, `meetings`,
+`reviews` (the highest row id seen) and `check_ins` (the moment of the last check-in pass).
 """
 
 from __future__ import annotations

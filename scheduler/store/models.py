@@ -1,7 +1,7 @@
 """The tables of the customer store (and nothing else).
 
-The customer tables (customers, orders, referrals, meetings) are documented in the README so
-a business's own application may write them directly; appreciate owns touches and
+The customer tables (customers, orders, referrals, meetings, reviews) are documented in the
+README so a business's own application may write them directly; appreciate owns touches and
 customer_values (with ltv_runs). All timestamps are aware UTC; money is Decimal with two
 places.
 """
@@ -153,6 +153,39 @@ class Meeting(SQLModel, table=True):
     )
     met_at: datetime = Field(sa_type=UtcDateTime)
     note: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime | None = _created()
+    updated_at: datetime | None = _created()
+
+
+REVIEW_TEXT_LENGTH = 5000
+"""A review's text is at most this many characters (an import keeps the first ones)."""
+REVIEW_SITE_LENGTH = 64
+URL_LENGTH = 2048
+
+
+class Review(SQLModel, table=True):
+    """A review or testimonial a customer wrote. `site` is where (Google, Yelp; NULL: unknown
+    or in person), `url` an http(s) address of it, `rating` whole stars 1-5 (NULL: none)."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        Index("ix_reviews_customer_reviewed_at", "customer_id", "reviewed_at"),
+        CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="ck_reviews_rating"),
+        CheckConstraint(
+            f"text IS NULL OR length(text) <= {REVIEW_TEXT_LENGTH}", name="ck_reviews_text_length"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    external_id: str = Field(max_length=EXTERNAL_ID_LENGTH, unique=True)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False)
+    )
+    reviewed_at: datetime = Field(sa_type=UtcDateTime)
+    site: str | None = Field(default=None, max_length=REVIEW_SITE_LENGTH)
+    url: str | None = Field(default=None, max_length=URL_LENGTH)
+    rating: int | None = Field(default=None, sa_type=SmallInteger)
+    text: str | None = Field(default=None, sa_type=Text)
     created_at: datetime | None = _created()
     updated_at: datetime | None = _created()
 
