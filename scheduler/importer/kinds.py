@@ -24,15 +24,17 @@ from scheduler.config.import_columns import (
 )
 from scheduler.importer.fields import (
     FieldError,
+    contact_text,
     parse_birthday,
     parse_date,
     parse_datetime,
     parse_email,
     parse_opt_out,
     parse_time_zone,
+    phone_parser,
 )
 from scheduler.importer.money import AmountFormat, amount_format
-from scheduler.store.models import EXTERNAL_ID_LENGTH
+from scheduler.store.models import EXTERNAL_ID_LENGTH, POSTAL_LENGTHS
 
 T = TypeVar("T")
 Parser = Callable[[str, str], Any]
@@ -170,6 +172,12 @@ _CUSTOMER_PARSERS: tuple[tuple[str, Parser], ...] = (
     ("timezone", parse_time_zone),
     ("first_met_on", parse_date),
     ("customer_since", parse_date),
+    ("phone", phone_parser(POSTAL_LENGTHS["phone"])),
+    *(
+        (column, contact_text(length))
+        for column, length in POSTAL_LENGTHS.items()
+        if column != "phone"
+    ),
 )
 
 
