@@ -580,6 +580,11 @@ class ChannelsSettings(Section):
     card_and_email: bool = False
     card_lead_days: int = Field(default=5, ge=0, le=60)
 
+    @field_validator("cards", "call", mode="before")
+    @classmethod
+    def _list_as_tuple(cls, value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value
+
     @field_validator("cards", "call")
     @classmethod
     def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:

@@ -62,9 +62,6 @@ body { font-family: "DejaVu Serif", Georgia, serif; color: #222; }
         color: #777; }
 .inside { font-size: 12pt; line-height: 1.45; }
 .inside p { margin: 0 0 4mm 0; }
-.fold { position: absolute; border: 0 dashed #ccc; }
-.fold.h { left: 0; top: 148.5mm; width: 210mm; border-top-width: 0.2mm; }
-.fold.v { left: 105mm; top: 0; height: 297mm; border-left-width: 0.2mm; }
 """
 
 _LABEL_CSS = f"""
@@ -85,7 +82,6 @@ def cards_html(cards: Sequence[CardPage]) -> str:
     for card in cards:
         sheets.append(
             '<div class="sheet">'
-            '<div class="fold h"></div><div class="fold v"></div>'
             f'<div class="panel top left front">{card.front}</div>'
             f'<div class="panel top right back"><div>{escape(card.back)}</div></div>'
             '<div class="panel bottom left"></div>'
