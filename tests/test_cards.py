@@ -346,7 +346,11 @@ def test_the_call_list_shows_phone_and_what_to_say_and_done_is_a_sent_note(shop:
     code, stdout, _ = cli(workspace, "calls", "--now", done_at.isoformat(), "-f", "json")
     assert json.loads(stdout) == []
     code, stdout, _ = cli(workspace, "log", "--status", "sent", "-f", "json")
-    assert [row["id"] for row in json.loads(stdout)] == [call]
+    [logged] = json.loads(stdout)
+    assert (logged["id"], logged["channel"], logged["reason"]) == (call, "call", "left a message")
+    code, stdout, _ = cli(workspace, "show", str(call))
+    assert "channel: call" in stdout
+    assert "sent: left a message" in stdout
     # done twice, or for a note that is not a waiting call: refused, nothing marked
     code, _, stderr = cli(workspace, "calls", "done", str(call), str(tomorrow))
     assert code == 2
