@@ -33,8 +33,13 @@ STATUSES = (
     "expired",
     "skipped",
     "bounced",
+    "printed",
 )
 """Every status a note (a touch) can have; see `scheduler.store.models.Touch`."""
+CHANNELS = ("email", "card", "call")
+"""How a note reaches its customer: an email (sent by the daemon), a printed card the owner
+signs and posts (`appreciate cards`), or a call on the owner's list (`appreciate calls`)."""
+Channel = Literal["email", "card", "call"]
 RETRYABLE = ("failed", "unknown", "held")
 """Statuses a person may send again (`appreciate retry`)."""
 INBOUND_KINDS = (

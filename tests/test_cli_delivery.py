@@ -79,6 +79,7 @@ def test_the_log_lists_every_note_with_its_fate(shop: tuple[Workspace, list[int]
         "kind",
         "occasion_key",
         "status",
+        "channel",
         "reason",
         "subject",
         "message_id",

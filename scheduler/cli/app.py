@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from scheduler import __version__
+from scheduler.cli.channels import calls_app, cards
 from scheduler.cli.common import (
     AppreciateGroup,
     CliState,
@@ -67,6 +68,7 @@ app.add_typer(ltv_app, name="ltv")
 app.add_typer(templates_app, name="templates")
 app.add_typer(web_app, name="web")
 app.add_typer(inbound_app, name="inbound")
+app.add_typer(calls_app, name="calls")
 
 
 def _version(value: bool) -> None:
@@ -681,6 +683,7 @@ app.command("retry")(retry)
 app.command("run")(run)
 app.command("status")(status)
 app.command("sink")(sink)
+app.command("cards")(cards)
 
 PIPED_WIDTH = 160
 

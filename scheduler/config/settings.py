@@ -584,6 +584,41 @@ class InboundSettings(Section):
         return value
 
 
+TIER_NAMES = ("regular", "new", "vip")
+"""The tier labels of `scheduler.tiers.Tier` (a leaf test keeps the two the same)."""
+
+
+class ChannelsSettings(Section):
+    """Which notes become a printed card or a call instead of an email.
+
+    `cards` and `call` each list tiers (regular, new, vip) and occasion kinds: a note goes to
+    that channel when its customer's tier OR its kind is listed; a note listed in both is a
+    call. `card_and_email`: a card note's email goes too (a second note keyed `card:<key>`
+    holds the card). Cards are due `card_lead_days` before a dated occasion's day.
+    """
+
+    cards: tuple[str, ...] = ()
+    call: tuple[str, ...] = ()
+    card_and_email: bool = False
+    card_lead_days: int = Field(default=5, ge=0, le=60)
+
+    @field_validator("cards", "call", mode="before")
+    @classmethod
+    def _list_as_tuple(cls, value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("cards", "call")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = (*TIER_NAMES, *OCCASION_KINDS)
+        for name in value:
+            if name not in known:
+                raise ValueError(
+                    f'"{name}" is neither a tier nor an occasion kind ({", ".join(known)})'
+                )
+        return value
+
+
 class Settings(Section):
     """The whole config file."""
 
@@ -598,6 +633,7 @@ class Settings(Section):
     """`[import]` in the file (`import` is a Python keyword)."""
     web: WebSettings = WebSettings()
     inbound: InboundSettings = InboundSettings()
+    channels: ChannelsSettings = ChannelsSettings()
 
     @property
     def unsubscribe_url(self) -> str:

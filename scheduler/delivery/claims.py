@@ -149,7 +149,8 @@ def claim(
     only: Sequence[int] | None = None,
 ) -> list[ClaimedTouch]:
     """Take up to `limit` due notes (earliest due first) for `owner` until now + lease; with
-    `only`, due notes among those ids alone."""
+    `only`, due notes among those ids alone. Only email notes: cards and calls are the
+    owner's (`appreciate cards`, `appreciate calls`)."""
     among = touches.c.id.in_(only) if only is not None else true()
     due = (
         select(touches.c.id)
@@ -157,6 +158,7 @@ def claim(
             and_(
                 among,
                 touches.c.status.in_(CLAIMABLE),
+                touches.c.channel == "email",
                 touches.c.due_at <= now,
                 or_(touches.c.retry_at.is_(None), touches.c.retry_at <= now),
                 or_(touches.c.planned_at.is_(None), touches.c.planned_at <= now),

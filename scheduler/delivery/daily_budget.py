@@ -12,7 +12,7 @@ What the plan changes, in the caller's transaction, each with a reason and a his
 - a note the budget had moved and that now fits the day goes back to `pending`;
 - a note no day can hold in time becomes `expired`.
 A note's last day is the last business day on which its send moment is not past its
-`expires_at`.
+`expires_at`. Only email notes count, taken or due: cards and calls are not sent by mail.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ def apply_budget(connection: Connection, settings: Settings, now: datetime) -> B
             and_(
                 touches.c.updated_at >= start,  # never before the send: the index narrows it
                 touches.c.status.in_(TAKEN),
+                touches.c.channel == "email",
                 sent_or_touched >= start,
                 sent_or_touched < end,
             )
@@ -152,7 +153,9 @@ def _due(connection: Connection, settings: Settings, end: datetime) -> list[_Due
         )
         .join(customers, customers.c.id == touches.c.customer_id)
         .outerjoin(customer_values, customer_values.c.customer_id == touches.c.customer_id)
-        .where(and_(touches.c.status.in_(OPEN), touches.c.due_at < end))
+        .where(
+            and_(touches.c.status.in_(OPEN), touches.c.due_at < end, touches.c.channel == "email")
+        )
     )
     return [
         _Due(

@@ -40,6 +40,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select
 
 from scheduler.config.settings import Settings, time_zone_names
 from scheduler.detection.check_ins import QuietCustomers
+from scheduler.detection.routing import route
 from scheduler.occasions.dates import EARLIEST_YEAR, LATEST_YEAR, month_days_between
 from scheduler.occasions.rules import (
     FirstMeetingFact,
@@ -178,9 +179,17 @@ def _detect(
         return report, None
     detector = _Detector(connection, settings, Span(since, now), report)
     found = detector.all(state)
+    early = _early_cards(connection, settings, detector.span, report)
     contacts = detector.contacts
-    missing = {o.customer_id for o in found} - contacts.keys()
+    for customer_id, contact in early.contacts.items():
+        contacts.setdefault(customer_id, contact)
+    missing = {o.customer_id for o in [*found, *early.found]} - contacts.keys()
     contacts.update(_contacts(connection, missing, detector.zone))
+    business_zone = detector.zone.default
+    found = [
+        *route(connection, settings, found, contacts, business_zone),
+        *route(connection, settings, early.found, contacts, business_zone, cards_only=True),
+    ]
     report.recorded = record(connection, found, contacts, now=now, schedule=settings.schedule)
     quiet = None
     if detector.check_ins_due(state):
@@ -188,6 +197,31 @@ def _detect(
         quiet = finder.customers(state.get(CHECK_INS, (None, None))[0])
     write_marks(connection, {RUN: (now, None), **detector.new_marks}, now)
     return report, quiet
+
+
+@dataclass
+class _EarlyCards:
+    found: list[Occasion] = field(default_factory=list)
+    contacts: dict[int, Contact] = field(default_factory=dict)
+
+
+def _early_cards(
+    connection: Connection, settings: Settings, span: Span, report: DetectionReport
+) -> _EarlyCards:
+    """Birthdays and anniversaries `card_lead_days` ahead of the span, for the cards due that
+    much before their day. (The same occasion seen again on its day is the same key: recorded
+    once. A card the look-ahead missed, on a first run say, is recorded on the day, late.)"""
+    channels = settings.channels
+    lead = timedelta(days=channels.card_lead_days)
+    if not channels.cards or not lead:
+        return _EarlyCards()
+    ahead = _Detector(connection, settings, Span(span.since + lead, span.now + lead), report)
+    found: list[Occasion] = []
+    if ahead.occasions.birthday.enabled:
+        found += ahead.birthdays()
+    if ahead.occasions.anniversary.enabled:
+        found += ahead.anniversaries()
+    return _EarlyCards(found, ahead.contacts)
 
 
 def _check_in(
@@ -200,6 +234,7 @@ def _check_in(
     zone = ZoneBook(ZoneInfo(settings.business.timezone))
     finder = QuietCustomers(connection, settings, Span(report.since, report.now), zone)
     found, contacts = finder.judge(quiet)
+    found = route(connection, settings, found, contacts, zone.default)
     report.recorded += record(
         connection, found, contacts, now=report.now, schedule=settings.schedule
     )

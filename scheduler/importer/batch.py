@@ -127,6 +127,13 @@ class _Customers(_ByExternalId):
         "customer_since",
         "opted_out_at",
         "attributes",
+        "phone",
+        "address_line1",
+        "address_line2",
+        "city",
+        "postal_code",
+        "region",
+        "country",
     )
 
     def merge(self, current: State | None, values: State, context: WriteContext) -> State:

@@ -15,11 +15,14 @@ person can act on (quoting the cell, cut short when long). Rules:
   saying "unknown", and near them a change of offset leaves the calendar.
 - money: see `scheduler.importer.money` (the business's locale and currency).
 - time zone: an IANA name known to this machine's tz database.
+- phone and postal address lines: bounded lengths (`scheduler.store.models.POSTAL_LENGTHS`), no
+  control characters; a phone holds digits 0-9 and the usual punctuation.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, tzinfo
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -173,6 +176,38 @@ def parse_email(column: str, text: str) -> str:
         raise FieldError(
             column, f"{quoted(text)} is not a single valid email address: {error}"
         ) from None
+
+
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_PHONE = re.compile(r"\+?[0-9][0-9 ().\-/]*(?:\s*(?:x|ext\.?)\s*[0-9]+)?", re.IGNORECASE)
+
+
+def contact_text(max_length: int) -> Callable[[str, str], str]:
+    """A parser for a line of a postal address: at most `max_length` characters, and no
+    control characters (a line break, an escape, a bidi override) to garble a label."""
+
+    def parse(column: str, text: str) -> str:
+        if len(text) > max_length:
+            raise FieldError(column, f"is longer than {max_length} characters")
+        if _CONTROL_CHARACTER.search(text):
+            raise FieldError(column, f"{quoted(text)} holds a control character")
+        return text
+
+    return parse
+
+
+def phone_parser(max_length: int) -> Callable[[str, str], str]:
+    """A parser for a phone number: digits 0-9 with an optional leading `+`, spaces, `()`,
+    `.`, `-`, `/`, and an extension (`x12`, `ext. 12`); at most `max_length` characters."""
+    text_of = contact_text(max_length)
+
+    def parse(column: str, text: str) -> str:
+        text = text_of(column, text)
+        if not _PHONE.fullmatch(text):
+            raise FieldError(column, f"{quoted(text)} is not a phone number")
+        return text
+
+    return parse
 
 
 def parse_time_zone(column: str, text: str) -> str:

@@ -26,16 +26,18 @@ from scheduler.config.import_columns import (
 from scheduler.importer.fields import (
     FieldError,
     LocalTime,
+    contact_text,
     parse_birthday,
     parse_date,
     parse_datetime,
     parse_email,
     parse_opt_out,
     parse_time_zone,
+    phone_parser,
     quoted,
 )
 from scheduler.importer.money import AmountFormat, amount_format
-from scheduler.store.models import EXTERNAL_ID_LENGTH, REVIEW_SITE_LENGTH
+from scheduler.store.models import EXTERNAL_ID_LENGTH, POSTAL_LENGTHS, REVIEW_SITE_LENGTH
 from scheduler.store.review_values import REVIEW_TEXT_LENGTH, read_rating, url_problem
 
 T = TypeVar("T")
@@ -174,6 +176,12 @@ _CUSTOMER_PARSERS: tuple[tuple[str, Parser], ...] = (
     ("timezone", parse_time_zone),
     ("first_met_on", parse_date),
     ("customer_since", parse_date),
+    ("phone", phone_parser(POSTAL_LENGTHS["phone"])),
+    *(
+        (column, contact_text(length))
+        for column, length in POSTAL_LENGTHS.items()
+        if column != "phone"
+    ),
 )
 
 

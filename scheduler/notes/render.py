@@ -179,6 +179,23 @@ class NoteRenderer:
         html = rich.get("html", "").strip() or None
         return RenderedNote(subject=subject, text=text, html=html, template=name)
 
+    def render_blocks(
+        self,
+        name: str,
+        context: Mapping[str, Any],
+        wanted: tuple[str, ...],
+        *,
+        html: bool,
+        stop: threading.Event | None = None,
+    ) -> dict[str, str]:
+        """The `wanted` blocks the template `name` has (a card's or a call's), written in the
+        same sandbox, within the same limits, as a note; `html` escapes what is printed.
+        Raises TemplateProblem (no such file included), or RenderStopped."""
+        output = _Output(self.max_chars)
+        environment = self._html if html else self._text
+        with note_limits(self.timeout, stop):
+            return self._blocks(environment, name, dict(context), wanted, output)
+
     def _blocks(
         self,
         environment: NoteSandbox,

@@ -17,7 +17,8 @@ Rules:
   subject over SUBJECT_MAX characters, no `KIND.j2` for a kind that is switched on.
 - Warnings: a subject over SUBJECT_WARN characters (mail clients cut it short), a missing
   `KIND.j2` for a kind that is switched off, a `.j2` file no note uses (files starting with `_`
-  are shared parts, such as the layout, and are checked through the notes that use them).
+  are shared parts, such as the layout, and are checked through the notes that use them; those
+  starting with `card.` or `call.` write cards and calls).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from scheduler.notes.template_choice import TIERS
 from scheduler.store.attributes import AttributeCensus
 from scheduler.vocabulary import OCCASION_KINDS, OccasionKind
 
+CHANNEL_TEMPLATES = ("card.", "call.")
+"""Cards' and calls' templates (`card.KIND.j2`, `call.j2`...): not notes, so not "unused"."""
 SUBJECT_WARN = 78
 SUBJECT_MAX = 200
 Level = Literal["ok", "warning", "error"]
@@ -85,7 +88,11 @@ def check_templates(
             if (directory / variant).is_file():
                 findings += _check(renderer, kind, tier, variant, settings, census)
     for path in sorted(directory.glob("*.j2")):
-        if path.name not in used and not path.name.startswith("_"):
+        if (
+            path.name not in used
+            and not path.name.startswith("_")
+            and not path.name.startswith(CHANNEL_TEMPLATES)
+        ):
             findings.append(
                 Finding(
                     path.name,

@@ -54,7 +54,7 @@ from scheduler.config.occasion_settings import (
 )
 from scheduler.occasions.dates import Feb29Policy, occurrences_between
 from scheduler.occasions.timing import SendWindow, local_day, local_moment
-from scheduler.vocabulary import OccasionKind
+from scheduler.vocabulary import Channel, OccasionKind
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class Occasion:
     key: str
     due_at: datetime
     expires_at: datetime
+    channel: Channel = "email"
 
     def too_late(self, now: datetime) -> bool:
         return now > self.expires_at

@@ -3,9 +3,9 @@ by occasion, and customers by tier with their share of lifetime value. Reads onl
 
 Rules:
 - A note counts on the day (UTC) of its latest activity (`updated_at`), in one of three groups:
-  `sent`; `needs you` (failed, unknown, held); `not sent` (suppressed, expired, skipped, and
-  bounced: sent, but it never arrived). Notes
-  still waiting (pending, deferred, claimed, sending) are not drawn.
+  `sent` (printed cards too); `needs you` (failed, unknown, held); `not sent` (suppressed,
+  expired, skipped, and bounced: sent, but it never arrived). Notes still waiting (pending,
+  deferred, claimed, sending) are not drawn.
 - The same notes count by occasion kind too, each kind of the vocabulary every day (0 when
   none); a kind the vocabulary does not know (written by something else) counts as `other`,
   which appears only when some day has one. So both views give each day the same total.
@@ -31,7 +31,7 @@ customer_values = metadata.tables["customer_values"]
 SHOWN_ORDER = {"vip": 0, "regular": 1, "new": 2}
 """Tiers as a person reads them: the most valued first (an unknown name comes last)."""
 GROUPS = {
-    "sent": ("sent",),
+    "sent": ("sent", "printed"),
     "needs you": ("failed", "unknown", "held"),
     "not sent": ("suppressed", "expired", "skipped", "bounced"),
 }

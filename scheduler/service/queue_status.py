@@ -46,7 +46,9 @@ class QueueStatus:
 
 def queue_status(connection: Connection) -> QueueStatus:
     oldest = connection.execute(
-        select(func.min(touches.c.due_at)).where(touches.c.status.in_(CLAIMABLE))
+        select(func.min(touches.c.due_at)).where(
+            touches.c.status.in_(CLAIMABLE), touches.c.channel == "email"
+        )
     ).scalar()
     cycle = last_cycle(connection)
     until = datetime.fromisoformat(cycle["at"]) if cycle else None

@@ -31,6 +31,16 @@ from sqlmodel import Field, SQLModel
 from scheduler.store.types import Money, UtcDateTime
 
 EXTERNAL_ID_LENGTH = 128
+POSTAL_LENGTHS = {
+    "phone": 40,
+    "address_line1": 120,
+    "address_line2": 120,
+    "city": 80,
+    "postal_code": 20,
+    "region": 80,
+    "country": 80,
+}
+"""The longest each contact column may be (for cards' address labels and the call list)."""
 # SQLite only auto-numbers a column declared exactly INTEGER PRIMARY KEY.
 BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -48,7 +58,8 @@ class Customer(SQLModel, table=True):
     """A person the business may thank.
 
     `birth_month`/`birth_day` are set together (a birthday may have no year, and 02-29 is
-    valid); `timezone` is an IANA name or NULL for the business's own; `attributes` holds the
+    valid); `timezone` is an IANA name or NULL for the business's own; `phone` and the postal
+    address (`address_line1` ... `country`) serve cards and calls; `attributes` holds the
     extra columns of an import (a pet's name, a preferred first name) for templates.
     """
 
@@ -83,6 +94,13 @@ class Customer(SQLModel, table=True):
     birth_month: int | None = Field(default=None, sa_type=SmallInteger)
     birth_day: int | None = Field(default=None, sa_type=SmallInteger)
     timezone: str | None = Field(default=None, max_length=64)
+    phone: str | None = Field(default=None, max_length=POSTAL_LENGTHS["phone"])
+    address_line1: str | None = Field(default=None, max_length=POSTAL_LENGTHS["address_line1"])
+    address_line2: str | None = Field(default=None, max_length=POSTAL_LENGTHS["address_line2"])
+    city: str | None = Field(default=None, max_length=POSTAL_LENGTHS["city"])
+    postal_code: str | None = Field(default=None, max_length=POSTAL_LENGTHS["postal_code"])
+    region: str | None = Field(default=None, max_length=POSTAL_LENGTHS["region"])
+    country: str | None = Field(default=None, max_length=POSTAL_LENGTHS["country"])
     first_met_on: date | None = None
     customer_since: date | None = None
     opted_out_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
@@ -198,7 +216,7 @@ class Touch(SQLModel, table=True):
     the server), sent, failed, unknown (may have gone: the line was lost after the message),
     held (the server cannot take the address), suppressed, expired, skipped (an order thanks
     replaced by a later order's), bounced (sent, then returned for good by the customer's
-    mail server).
+    mail server), printed (a card, printed for the owner to sign and post).
 
     Its indexes (declared below the class) each answer one kind of question without reading
     the table, as the sent-log lists notes by latest activity (`updated_at`, then `id`, both
@@ -221,6 +239,12 @@ class Touch(SQLModel, table=True):
     kind: str = Field(max_length=32)
     occasion_key: str = Field(max_length=160)
     status: str = Field(max_length=16, default="pending")
+    channel: str = Field(
+        max_length=8, default="email", sa_column_kwargs={"server_default": "email"}
+    )
+    """email, card or call (`scheduler.vocabulary.CHANNELS`): only email notes are claimed."""
+    printed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    """When a card note was last printed by `appreciate cards`."""
     reason: str | None = Field(default=None, sa_type=Text)
     due_at: datetime = Field(sa_type=UtcDateTime)
     expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

@@ -7,6 +7,8 @@ Rules:
 - An occasion already past its lateness is recorded as `expired`; one for a customer who opted
   out or has no usable email as `suppressed`. Both say why, so the sent-log shows the moment was
   seen.
+- A card or a call (`channel`) is suppressed only by an opt-out (it needs no email address),
+  and the frequency cap spaces emails only.
 - After new touches arrive for a customer, that customer's open touches (pending, deferred) are
   planned again under the cap (`scheduler.occasions.cap`): due times move later, never earlier
   than each occasion's own, and what cannot fit expires.
@@ -121,13 +123,13 @@ def record(
         {"created_at": now, "updated_at": now},
         skip_conflicts_on=("customer_id", "occasion_key"),
     ).insert(
-        (o.customer_id, o.kind, o.key, status, reason, o.due_at, o.expires_at)
+        (o.customer_id, o.kind, o.key, status, reason, o.due_at, o.expires_at, o.channel)
         for o, status, reason in new.values()
     )
     counts: RecordCounts = Counter((o.kind, status) for o, status, _ in new.values())
     fresh: dict[int, list[datetime]] = {}
     for occasion, status, _ in new.values():
-        if status == "pending":
+        if status == "pending" and occasion.channel == "email":
             fresh.setdefault(occasion.customer_id, []).append(occasion.due_at)
     if fresh and schedule.min_days_between:
         gap = timedelta(days=schedule.min_days_between)
@@ -137,7 +139,16 @@ def record(
     return counts
 
 
-_COLUMNS = ("customer_id", "kind", "occasion_key", "status", "reason", "due_at", "expires_at")
+_COLUMNS = (
+    "customer_id",
+    "kind",
+    "occasion_key",
+    "status",
+    "reason",
+    "due_at",
+    "expires_at",
+    "channel",
+)
 
 
 def _existing(connection: Connection, customer_ids: list[int]) -> dict[int, dict[str, str]]:
@@ -174,8 +185,14 @@ def _crowded(
 
 
 def _status(occasion: Occasion, contact: Contact, now: datetime) -> tuple[str, str | None]:
-    """A new touch's status and reason: suppressed, expired, or pending."""
-    reason = suppression_reason(contact)
+    """A new touch's status and reason: suppressed, expired, or pending. A card or a call
+    needs no email address: only an opt-out suppresses it."""
+    if occasion.channel == "email":
+        reason = suppression_reason(contact)
+    elif contact.opted_out_at is not None:
+        reason = f"opted out on {contact.opted_out_at.date().isoformat()}"
+    else:
+        reason = None
     if reason is not None:
         return "suppressed", reason
     if occasion.too_late(now):
@@ -212,7 +229,13 @@ def _space(
                     touches.c.customer_id,
                     func.max(func.coalesce(touches.c.sent_at, touches.c.due_at)),
                 )
-                .where(and_(touches.c.customer_id.in_(chunk), touches.c.status.in_(TAKEN)))
+                .where(
+                    and_(
+                        touches.c.customer_id.in_(chunk),
+                        touches.c.status.in_(TAKEN),
+                        touches.c.channel == "email",
+                    )
+                )
                 .group_by(touches.c.customer_id)
             ).all()
         )
@@ -226,7 +249,13 @@ def _space(
                 touches.c.due_at,
                 touches.c.expires_at,
                 touches.c.status,
-            ).where(and_(touches.c.customer_id.in_(chunk), touches.c.status.in_(OPEN)))
+            ).where(
+                and_(
+                    touches.c.customer_id.in_(chunk),
+                    touches.c.status.in_(OPEN),
+                    touches.c.channel == "email",
+                )
+            )
         ):
             open_rows.setdefault(row.customer_id, []).append(row)
         changes: list[dict[str, Any]] = []

@@ -1,0 +1,236 @@
+"""`appreciate cards`: the day's card notes printed as one PDF of folded cards and one PDF of
+address labels, then marked `printed`.
+
+Rules:
+- The cards of local day D (the business's zone) are the card notes due before D ends that are
+  still open (pending or deferred) and not past their `expires_at` at `now`: the day's own and
+  overdue ones still within their occasion's `max_lateness`. Open card notes already past it
+  become `expired` first, with a reason. With `again`, the cards printed on D are printed again.
+- Each card is written from `card.KIND.j2`, else `card.j2`, in the notes' sandbox and limits,
+  with the same context as the note's email (`occasion.due_date` is the occasion's own day,
+  not the card's earlier due day). A template problem fails that card alone (it stays open, and
+  the problem names the file and line); the others print.
+- Customers without a postal address (no first line, or neither city nor postal code) still
+  get their card; the label sheet leaves them out and the run names them.
+- Printed cards become `printed` with `printed_at` = `now`, and a history event. Nothing is
+  marked when no PDF could be written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from markupsafe import Markup
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
+
+from scheduler.config.settings import Settings
+from scheduler.notes.card_pdf import CardPage, cards_html, labels_html, write_pdf
+from scheduler.notes.note_context import TouchRef, build_contexts
+from scheduler.notes.render import NoteRenderer, TemplateProblem
+from scheduler.occasions.channels import CARD_PREFIX, DATED
+from scheduler.occasions.timing import local_moment
+from scheduler.store.models import metadata
+from scheduler.store.types import aware_utc, aware_utc_or_none
+
+touches = metadata.tables["touches"]
+touch_events = metadata.tables["touch_events"]
+customers = metadata.tables["customers"]
+OPEN = ("pending", "deferred")
+ADDRESS_COLUMNS = ("address_line1", "address_line2", "city", "postal_code", "region", "country")
+
+
+@dataclass(frozen=True)
+class CardProblem:
+    touch_id: int
+    customer: str
+    problem: str
+
+
+@dataclass
+class CardsReport:
+    """What one run printed (touch ids and customer names), failed and left off the labels."""
+
+    day: date
+    printed: list[tuple[int, str]] = field(default_factory=list)
+    failed: list[CardProblem] = field(default_factory=list)
+    without_address: list[str] = field(default_factory=list)
+    expired: int = 0
+    cards_pdf: Path | None = None
+    labels_pdf: Path | None = None
+
+
+def day_span(day: date, settings: Settings) -> tuple[datetime, datetime]:
+    """The start and end of local `day` in the business's zone, in UTC."""
+    zone = ZoneInfo(settings.business.timezone)
+    return local_moment(day, time(0), zone), local_moment(day + timedelta(days=1), time(0), zone)
+
+
+def expire_overdue(connection: Connection, channel: str, now: datetime, why: str) -> int:
+    """Open notes of `channel` past their `expires_at` become expired (with an event)."""
+    rows = connection.execute(
+        select(touches.c.id).where(
+            and_(
+                touches.c.channel == channel,
+                touches.c.status.in_(OPEN),
+                touches.c.expires_at.is_not(None),
+                touches.c.expires_at < now,
+            )
+        )
+    ).all()
+    ids = [row.id for row in rows]
+    if ids:
+        set_status(connection, ids, "expired", why, now)
+    return len(ids)
+
+
+def set_status(
+    connection: Connection, ids: Sequence[int], status: str, reason: str | None, now: datetime
+) -> None:
+    """Move these touches to `status` with `reason`, recording an event for each."""
+    connection.execute(
+        update(touches)
+        .where(touches.c.id == bindparam("touch_id"))
+        .values(status=status, reason=reason, updated_at=now),
+        [{"touch_id": touch_id} for touch_id in ids],
+    )
+    connection.execute(
+        touch_events.insert(),
+        [{"touch_id": t, "at": now, "status": status, "reason": reason} for t in ids],
+    )
+
+
+def print_cards(
+    connection: Connection,
+    settings: Settings,
+    templates: Path,
+    out: Path,
+    *,
+    day: date,
+    now: datetime,
+    again: bool = False,
+) -> CardsReport:
+    """Print day `day`'s cards into `out` (see the module's rules), inside the caller's
+    transaction. The PDFs are `cards-D.pdf` and `labels-D.pdf`."""
+    report = CardsReport(day)
+    report.expired = expire_overdue(connection, "card", now, "the card was not printed in time")
+    start, end = day_span(day, settings)
+    rows = connection.execute(_due_query(start, end, now, again)).all()
+    if not rows:
+        return report
+    renderer = NoteRenderer.configured(templates, settings)
+    refs = [_ref(row, settings) for row in rows]
+    contexts = build_contexts(connection, refs, settings, now=now, create_tokens=False)
+    pages: list[CardPage] = []
+    labels: list[list[str]] = []
+    for row in rows:
+        context = contexts.get(row.id)
+        if context is None:
+            continue
+        try:
+            pages.append(_card(renderer, templates, row, context, settings))
+        except TemplateProblem as problem:
+            report.failed.append(CardProblem(row.id, row.name, str(problem)))
+            continue
+        report.printed.append((row.id, row.name))
+        address = address_lines(row)
+        if address:
+            labels.append([row.name, *address])
+        else:
+            report.without_address.append(row.name)
+    if not pages:
+        return report
+    out.mkdir(parents=True, exist_ok=True)
+    report.cards_pdf = out / f"cards-{day.isoformat()}.pdf"
+    write_pdf(cards_html(pages), report.cards_pdf)
+    if labels:
+        report.labels_pdf = out / f"labels-{day.isoformat()}.pdf"
+        write_pdf(labels_html(labels), report.labels_pdf)
+    ids = [touch_id for touch_id, _ in report.printed]
+    set_status(connection, ids, "printed", f"card printed for {day.isoformat()}", now)
+    connection.execute(
+        update(touches).where(touches.c.id == bindparam("touch_id")).values(printed_at=now),
+        [{"touch_id": touch_id} for touch_id in ids],
+    )
+    return report
+
+
+def address_lines(row: Any) -> list[str]:
+    """The postal address as label lines (city line: postal code and city), or [] when it is
+    not enough to post to."""
+    if not row.address_line1 or not (row.city or row.postal_code):
+        return []
+    town = " ".join(part for part in (row.postal_code, row.city) if part)
+    lines = [row.address_line1, row.address_line2, town, row.region, row.country]
+    return [line for line in lines if line]
+
+
+def _due_query(start: datetime, end: datetime, now: datetime, again: bool) -> Any:
+    wanted = and_(
+        touches.c.status.in_(OPEN),
+        touches.c.due_at < end,
+        or_(touches.c.expires_at.is_(None), touches.c.expires_at >= now),
+    )
+    if again:
+        wanted = or_(
+            wanted,
+            and_(
+                touches.c.status == "printed",
+                touches.c.printed_at >= start,
+                touches.c.printed_at < end,
+            ),
+        )
+    return (
+        select(
+            touches.c.id,
+            touches.c.customer_id,
+            touches.c.kind,
+            touches.c.occasion_key,
+            touches.c.due_at,
+            touches.c.expires_at,
+            customers.c.name,
+            *(customers.c[column] for column in ADDRESS_COLUMNS),
+        )
+        .join(customers, customers.c.id == touches.c.customer_id)
+        .where(and_(touches.c.channel == "card", wanted))
+        .order_by(customers.c.name, touches.c.id)
+    )
+
+
+def _ref(row: Any, settings: Settings) -> TouchRef:
+    """The touch as its note's context sees it: the occasion's own key and day."""
+    due = aware_utc(row.due_at)
+    expires = aware_utc_or_none(row.expires_at)
+    if row.kind in DATED and expires is not None:
+        due = expires - getattr(settings.occasions, row.kind).max_lateness
+    key = row.occasion_key.removeprefix(CARD_PREFIX)
+    return TouchRef(row.id, row.customer_id, row.kind, key, due)
+
+
+def card_template(templates: Path, kind: str) -> str:
+    """`card.KIND.j2` when it exists, else `card.j2`."""
+    own = f"card.{kind}.j2"
+    return own if (templates / own).is_file() else "card.j2"
+
+
+def _card(
+    renderer: NoteRenderer, templates: Path, row: Any, context: dict[str, Any], settings: Settings
+) -> CardPage:
+    name = card_template(templates, row.kind)
+    if not (templates / name).is_file():
+        raise TemplateProblem(name, None, f"no such template in {templates}")
+    blocks = renderer.render_blocks(name, context, ("front", "inside"), html=True)
+    inside = blocks.get("inside", "").strip()
+    if not inside:
+        raise TemplateProblem(name, None, "there is no {% block inside %}, or it is empty")
+    front = blocks.get("front", "").strip()
+    # The blocks were written by the HTML sandbox, which escaped what they print.
+    return CardPage(
+        Markup(front) if front else Markup("<h1>{}</h1>").format(row.name),  # noqa: S704
+        Markup(inside),  # noqa: S704 - escaped by the sandbox, as above
+        settings.business.name,
+    )
