@@ -145,7 +145,9 @@ READABLE = 4.5
 
 def readable(page: Page, *selectors: str) -> None:
     """The text of each selector's first element stands out from the page in light and in
-    dark mode (as the owner's system is set); the page is left in dark mode."""
+    dark mode (as the owner's system is set); the page is left in dark mode. Read once its
+    stylesheets have loaded (before, the body's background is still transparent: ratio 1)."""
+    page.wait_for_load_state("load")
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
         for selector in selectors:
