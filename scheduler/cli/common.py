@@ -86,8 +86,8 @@ class _LazyConsole:
         setattr(self._made(), name, value)
 
 
-out = cast("Console", _LazyConsole(highlight=False, soft_wrap=True))
-err = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True))
+out = cast("Console", _LazyConsole(highlight=False, soft_wrap=True, emoji=False))
+err = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False))
 
 
 def widen_when_piped(width: int) -> None:
