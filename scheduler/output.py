@@ -93,18 +93,22 @@ def csv_cell(value: Any) -> Any:
 
 
 def table(title: str | None, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Table:
-    """A rich table of `rows`; empty values show as a dash."""
+    """A rich table of `rows`; empty values show as a dash. Cells and the title are plain text:
+    brackets and colons in customer data show as written (never read as rich markup or
+    emoji codes, so `[/b]` in a name cannot break a command), and drawing skips the markup
+    parser."""
     from rich import box  # noqa: PLC0415 - rich loads only when a table is drawn
     from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
 
-    title = printable(title) if title else title
-    result = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    shown_title = Text(printable(title)) if title else None
+    result = Table(title=shown_title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in columns:
         result.add_column(column.replace("_", " "))
     for row in rows:
         result.add_row(
             *(
-                "-" if row.get(c) in (None, "") else printable(str(plain(row.get(c))))
+                Text("-" if row.get(c) in (None, "") else printable(str(plain(row.get(c)))))
                 for c in columns
             )
         )

@@ -40,6 +40,8 @@ CHANNELS = ("email", "card", "call")
 """How a note reaches its customer: an email (sent by the daemon), a printed card the owner
 signs and posts (`appreciate cards`), or a call on the owner's list (`appreciate calls`)."""
 Channel = Literal["email", "card", "call"]
+WAITING = ("pending", "deferred")
+"""Statuses of notes waiting to go (a sender claims them once due)."""
 RETRYABLE = ("failed", "unknown", "held")
 """Statuses a person may send again (`appreciate retry`)."""
 INBOUND_KINDS = (

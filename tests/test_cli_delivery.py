@@ -237,6 +237,29 @@ def test_no_command_prints_control_characters_from_customer_data(
     assert "Eve\\x1b]0;pwned" in stdout
 
 
+def test_brackets_and_colons_in_customer_data_show_as_written(
+    migrated_workspace: Workspace,
+) -> None:
+    """Rich markup and emoji codes in a name or id are text: `[/b]` once made `log` fail with
+    a traceback, `[red]` vanished and `:smile:` became an emoji."""
+    shutil.copytree(STARTERS, migrated_workspace.folder / "templates")
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        touch = add_due(engine, "C-[/b]", name="Ann [red]Lee[/red] :smile:", email="a@example.com")
+    finally:
+        engine.dispose()
+    with running(Recorder()) as port:
+        point_at(migrated_workspace, port)
+        cli(migrated_workspace, "send", "--now", NOW)
+    for command in (("log",), ("show", str(touch)), ("plan", "--now", NOW), ("status",)):
+        code, stdout, stderr = cli(migrated_workspace, *command)
+        assert code == 0, (command, stderr)
+    _, stdout, _ = cli(migrated_workspace, "log")
+    assert "C-[/b]" in stdout
+    _, stdout, _ = cli(migrated_workspace, "show", str(touch))
+    assert "[red]Lee[/red] :smile:" in stdout
+
+
 def test_a_refused_login_pauses_until_the_owner_resumes(
     shop: tuple[Workspace, list[int]],
 ) -> None:

@@ -19,6 +19,8 @@ from scheduler.errors import AppreciateError, StoreError
 from scheduler.output import OutputFormat, printable
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from rich.console import Console
     from sqlalchemy import Engine
 
@@ -84,8 +86,8 @@ class _LazyConsole:
         setattr(self._made(), name, value)
 
 
-out = cast("Console", _LazyConsole(highlight=False, soft_wrap=True))
-err = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True))
+out = cast("Console", _LazyConsole(highlight=False, soft_wrap=True, emoji=False))
+err = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False))
 
 
 def widen_when_piped(width: int) -> None:
@@ -183,3 +185,21 @@ def opened_store(config: Config) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@contextmanager
+def quick_store(ctx: typer.Context) -> Iterator[sqlite3.Connection | None]:
+    """A read-only sqlite3 connection to the config's store when `log` and `status` can read it
+    the quick way (a plain SQLite file at this version's schema: see
+    `scheduler.service.sqlite_reads`), else None: then load the config and open the store in
+    full (`opened_store`), which reports whatever is wrong."""
+    from scheduler.config.locate import find_config, sqlite_store
+    from scheduler.service.sqlite_reads import open_quick
+
+    config_path = find_config(cli_state(ctx).config_option, os.environ, Path.cwd())
+    store = sqlite_store(config_path)
+    if store is None:
+        yield None
+        return
+    with open_quick(store) as connection:
+        yield connection

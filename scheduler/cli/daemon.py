@@ -19,6 +19,7 @@ from scheduler.cli.common import (
     opened_store,
     out,
     parse_now,
+    quick_store,
 )
 from scheduler.clock import FixedClock, SystemClock
 from scheduler.output import OutputFormat, printable, table, to_csv, to_json
@@ -198,11 +199,18 @@ def _print_template_failures(failures: list[TemplateFailures]) -> None:
 
 def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table) -> None:
     """How the service is doing: the last cycle, the queue, what needs you, and any pause."""
-    from scheduler.service.queue_status import ATTENTION, queue_status
+    from scheduler.service.queue_report import ATTENTION
 
-    config = cli_state(ctx).config()
-    with opened_store(config) as engine, engine.connect() as connection:
-        found = queue_status(connection)
+    with quick_store(ctx) as quick:
+        if quick is not None:
+            from scheduler.service.sqlite_reads import queue_status as quick_status
+
+            found = quick_status(quick)
+    if quick is None:
+        from scheduler.service.queue_status import queue_status
+
+        with opened_store(cli_state(ctx).config()) as engine, engine.connect() as connection:
+            found = queue_status(connection)
     if output_format is OutputFormat.json:
         payload = {
             "last_cycle": found.last_cycle,

@@ -20,6 +20,7 @@ from scheduler.cli.common import (
     out,
     parse_date,
     parse_now,
+    quick_store,
     short_time,
 )
 from scheduler.clock import FixedClock, SystemClock
@@ -176,9 +177,8 @@ def log(
 
     The table shows when each note last changed (UTC) and fits a narrow terminal; json and csv
     have every column."""
-    from scheduler.delivery.sent_log import LOG_COLUMNS, LogFilter, log_rows
+    from scheduler.delivery.log_filter import LOG_COLUMNS, LogFilter
 
-    config = cli_state(ctx).config()
     wanted = LogFilter(
         status,
         kind,
@@ -188,8 +188,16 @@ def log(
         limit,
         replied=replied,
     )
-    with opened_store(config) as engine, engine.connect() as connection:
-        rows = log_rows(connection, wanted)
+    with quick_store(ctx) as quick:
+        if quick is not None:
+            from scheduler.service.sqlite_reads import log_rows as quick_log_rows
+
+            rows = quick_log_rows(quick, wanted)
+    if quick is None:
+        from scheduler.delivery.sent_log import log_rows
+
+        with opened_store(cli_state(ctx).config()) as engine, engine.connect() as connection:
+            rows = log_rows(connection, wanted)
     if output_format is OutputFormat.json:
         out.file.write(to_json(rows) + "\n")
     elif output_format is OutputFormat.csv:

@@ -23,15 +23,19 @@ from pydantic_core import ErrorDetails
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from scheduler.config.locate import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_NAME,
+    DEFAULT_DATABASE_NAME,
+    find_config,
+)
 from scheduler.config.settings import Settings
-from scheduler.errors import ConfigError, ConfigNotFound, ConfigProblem
+from scheduler.errors import ConfigError, ConfigProblem
 
 if TYPE_CHECKING:
     from scheduler.config.dkim_key import DkimKey
 
-CONFIG_ENV = "APPRECIATE_CONFIG"
-DEFAULT_CONFIG_NAME = "appreciate.toml"
-DEFAULT_DATABASE_NAME = "appreciate.db"
+__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_NAME", "Config", "find_config", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -237,33 +241,6 @@ def normalize_database_url(url: str, base_dir: Path | None = None) -> str:
         if parsed.database != ":memory:" and not path.is_absolute():
             parsed = parsed.set(database=str(base_dir / path))
     return parsed.render_as_string(hide_password=False)
-
-
-def find_config(option: str | Path | None, environ: Mapping[str, str], cwd: Path) -> Path:
-    """Locate the config: `--config`, else `$APPRECIATE_CONFIG`, else `./appreciate.toml`.
-
-    The first place that is given is the one used: a `--config` that does not exist is an error
-    even if `./appreciate.toml` does, so a typo never silently loads another file.
-    """
-    tried: list[str] = []
-    if option:
-        path = Path(option)
-        if path.is_file():
-            return path.resolve()
-        tried.append(f"--config {option} (not found)")
-    elif environ.get(CONFIG_ENV):
-        path = Path(environ[CONFIG_ENV])
-        if path.is_file():
-            return path.resolve()
-        tried.append(f"${CONFIG_ENV}={environ[CONFIG_ENV]} (not found)")
-    else:
-        tried.append("--config (not given)")
-        tried.append(f"${CONFIG_ENV} (not set)")
-        path = cwd / DEFAULT_CONFIG_NAME
-        if path.is_file():
-            return path.resolve()
-        tried.append(f"{path} (not found)")
-    raise ConfigNotFound(tried)
 
 
 def load_config(path: Path) -> Config:

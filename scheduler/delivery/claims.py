@@ -41,17 +41,16 @@ from sqlalchemy import (
     update,
 )
 
+from scheduler.delivery.throttle import PAUSED, THROTTLED, Throttle, throttle_from_json
 from scheduler.store.db import conflict_insert
 from scheduler.store.models import metadata
 from scheduler.store.touch_history import record_events
-from scheduler.vocabulary import OccasionKind
+from scheduler.vocabulary import WAITING, OccasionKind
 
 touches = metadata.tables["touches"]
 touch_events = metadata.tables["touch_events"]
 app_state = metadata.tables["app_state"]
-PAUSED = "sending_paused"
-THROTTLED = "sending_throttled"
-CLAIMABLE = ("pending", "deferred")
+CLAIMABLE = WAITING
 _HELD_BY_OWNER = and_(
     touches.c.id == bindparam("touch_id"), touches.c.lease_owner == bindparam("owner")
 )
@@ -415,36 +414,12 @@ def resume(connection: Connection) -> str | None:
     return reason
 
 
-@dataclass(frozen=True)
-class Throttle:
-    """The mail server asked to slow down: no instance starts a send before `until`."""
-
-    until: datetime
-    reason: str
-    in_a_row: int
-    """Throttles with no accepted message between them (the back-off doubles with each)."""
-
-    def as_dict(self) -> dict[str, object]:
-        return {"until": self.until.isoformat(), "reason": self.reason, "in_a_row": self.in_a_row}
-
-    def line(self) -> str:
-        """For a person: why, and until when."""
-        times = "once" if self.in_a_row == 1 else f"{self.in_a_row} times in a row"
-        return (
-            f"the mail server is throttling ({self.reason}); no send starts before "
-            f"{self.until:%Y-%m-%d %H:%M} UTC (throttled {times})"
-        )
-
-
 def throttled(connection: Connection, *, lock: bool = False) -> Throttle | None:
     """The last back-off recorded (it may have run out), or None; `lock`: held until the
     transaction ends (PostgreSQL; on SQLite the write transaction holds the whole store)."""
     query = select(app_state.c.value).where(app_state.c.name == THROTTLED)
     value = connection.execute(query.with_for_update() if lock else query).scalar()
-    if value is None:
-        return None
-    found = json.loads(value)
-    return Throttle(datetime.fromisoformat(found["until"]), found["reason"], found["in_a_row"])
+    return None if value is None else throttle_from_json(value)
 
 
 def throttle(

@@ -65,7 +65,6 @@ from scheduler.config.settings import Settings
 from scheduler.delivery.claims import (
     ClaimedTouch,
     Result,
-    Throttle,
     claim,
     end_throttle,
     mark_sending,
@@ -80,6 +79,7 @@ from scheduler.delivery.claims import (
 from scheduler.delivery.daily_budget import apply_budget
 from scheduler.delivery.smtp_client import Outcome, ServerSettings, SmtpConnection
 from scheduler.delivery.store_gate import StoreGate, StoreUnavailable
+from scheduler.delivery.throttle import Throttle
 from scheduler.errors import AppreciateError
 from scheduler.notes.bounce_tag import bounce_address_for, tag_key
 from scheduler.notes.dkim_signing import DkimSigner

@@ -20,33 +20,19 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, or_, select, true, update
 
+from scheduler.delivery.log_filter import LOG_COLUMNS, LogFilter
 from scheduler.errors import AppreciateError
 from scheduler.store.bulk import chunked
 from scheduler.store.models import metadata
 from scheduler.store.touch_history import record_events
 from scheduler.vocabulary import RETRYABLE
 
+__all__ = ["LOG_COLUMNS", "LogFilter", "log_rows", "touch_detail"]
+
 touches = metadata.tables["touches"]
 customers = metadata.tables["customers"]
 touch_events = metadata.tables["touch_events"]
 inbound_messages = metadata.tables["inbound_messages"]
-LOG_COLUMNS = (
-    "id",
-    "customer_id",
-    "kind",
-    "occasion_key",
-    "status",
-    "channel",
-    "reason",
-    "subject",
-    "message_id",
-    "due_at",
-    "sent_at",
-    "attempts",
-    "last_reply",
-    "replied_at",
-    "updated_at",
-)
 LATEST_FIRST = (touches.c.updated_at.desc(), touches.c.id.desc())
 
 
@@ -56,23 +42,6 @@ class NoSuchTouch(AppreciateError, LookupError):
 
 class CannotRetry(AppreciateError):
     """Only failed, unknown or held notes are re-queued by hand."""
-
-
-@dataclass(frozen=True)
-class LogFilter:
-    status: str | None = None
-    kind: str | None = None
-    customer: str | None = None
-    since: date | None = None
-    until: date | None = None
-    limit: int = 50
-    touch_ids: tuple[int, ...] | None = None
-    """These notes alone."""
-    replied: bool = False
-    """Only notes a customer answered (a person's reply)."""
-    after: tuple[datetime, int] | None = None
-    """Keyset paging: only notes after this (updated_at, id) in the log's order (older
-    activity), so a page costs the same at any depth."""
 
 
 def _columns() -> list[Any]:

@@ -9,6 +9,8 @@ Rules:
   from the week up to the last cycle (RECENT; every one while no cycle is recorded): a template
   fixed and its notes retried leaves the list, and an old failure nobody retried drops off it
   (`appreciate log --status failed` keeps them all).
+
+Standard library only (the quick read path uses it); the query is `failures_query`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select
-
-from scheduler.store.models import metadata
-from scheduler.store.types import aware_utc
-
-touches = metadata.tables["touches"]
 TEMPLATE_FAILURE = "template problem: "
 """The start of the reason of every note that failed on a template (see the module's rules)."""
 RECENT = timedelta(days=7)
@@ -49,19 +45,6 @@ class TemplateFailures:
         }
 
 
-def template_failures(connection: Connection, until: datetime | None) -> list[TemplateFailures]:
-    """The notes still failed on a template that failed in the RECENT span up to `until` (None:
-    whenever), grouped by problem, the most notes first."""
-    last = func.max(touches.c.updated_at)
-    query = select(touches.c.reason, func.count(), last).where(
-        touches.c.status == "failed",
-        touches.c.reason.startswith(TEMPLATE_FAILURE, autoescape=True),
-    )
-    if until is not None:
-        query = query.where(touches.c.updated_at >= until - RECENT)
-    rows = connection.execute(query.group_by(touches.c.reason)).all()
-    found = [
-        TemplateFailures(reason.removeprefix(TEMPLATE_FAILURE), count, aware_utc(at))
-        for reason, count, at in rows
-    ]
+def most_first(found: list[TemplateFailures]) -> list[TemplateFailures]:
+    """The problems with the most notes first, then by problem."""
     return sorted(found, key=lambda failures: (-failures.notes, failures.problem))

@@ -27,9 +27,9 @@ from sqlalchemy import Engine
 
 from scheduler.clock import Clock
 from scheduler.config.file import Config, load_config
-from scheduler.delivery.claims import Throttle
 from scheduler.delivery.deliver import Sender, SendReport, server_settings
 from scheduler.delivery.smtp_client import ServerSettings
+from scheduler.delivery.throttle import Throttle
 from scheduler.detection.detect import detect
 from scheduler.inbound.imap_poll import Mailbox, poll_mailbox
 from scheduler.inbound.record import InboundRules

@@ -46,8 +46,9 @@ from sqlalchemy import Engine
 from scheduler.clock import Clock
 from scheduler.config.occasion_settings import format_duration
 from scheduler.config.settings import Settings
-from scheduler.delivery.claims import Throttle, reap
+from scheduler.delivery.claims import reap
 from scheduler.delivery.deliver import Sender
+from scheduler.delivery.throttle import Throttle
 from scheduler.errors import AppreciateError
 from scheduler.service.cycle import (
     CycleReport,

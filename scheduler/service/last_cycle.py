@@ -10,11 +10,11 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, select
 
+from scheduler.service.queue_report import LAST_CYCLE
 from scheduler.store.db import conflict_insert, write_transaction
 from scheduler.store.models import metadata
 
 app_state = metadata.tables["app_state"]
-LAST_CYCLE = "last_cycle"
 
 
 class CycleSummary(Protocol):

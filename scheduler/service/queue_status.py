@@ -6,42 +6,20 @@ throttling mail server). Reads only."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from scheduler.delivery.claims import CLAIMABLE, Throttle, paused_reason, throttled
-from scheduler.notes.template_failures import TemplateFailures, template_failures
+from scheduler.delivery.claims import CLAIMABLE, paused_reason, throttled
+from scheduler.notes.failures_query import template_failures
 from scheduler.service.last_cycle import last_cycle
+from scheduler.service.queue_report import ATTENTION, QueueStatus
 from scheduler.store.models import metadata
 from scheduler.store.queue_counts import status_counts
 
 touches = metadata.tables["touches"]
 inbound_messages = metadata.tables["inbound_messages"]
-ATTENTION = ("failed", "unknown", "held")
-"""Statuses a person should look at (`appreciate log --status ...`, `appreciate retry ID`)."""
-
-
-@dataclass(frozen=True)
-class QueueStatus:
-    last_cycle: dict[str, Any] | None
-    by_status: dict[str, int]
-    oldest_due: datetime | None
-    """The earliest due time among notes waiting to go (pending or deferred)."""
-    paused: str | None
-    throttled: Throttle | None
-    """The last back-off for a throttling server (it may have run out: the next accepted
-    message forgets it)."""
-    template_failures: list[TemplateFailures] = field(default_factory=list)
-    """Notes still failed on a template, by problem, the most first."""
-    replies: dict[str, int] = field(default_factory=dict)
-    """Notes a customer answered (a person's reply), by occasion kind: whether notes land."""
-
-    @property
-    def attention(self) -> int:
-        return sum(self.by_status.get(status, 0) for status in ATTENTION)
+__all__ = ["ATTENTION", "QueueStatus", "queue_status", "replies_by_kind"]
 
 
 def queue_status(connection: Connection) -> QueueStatus:

@@ -12,12 +12,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Float, Numeric
 from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
+
+from scheduler.store.utc_text import as_utc, aware_utc, aware_utc_or_none, sqlite_utc_text
+
+__all__ = ["CENT", "Money", "UtcDateTime", "aware_utc", "aware_utc_or_none"]
 
 CENT = Decimal("0.01")
 
@@ -47,41 +51,18 @@ class UtcDateTime(TypeDecorator[datetime]):
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         """On SQLite, one direct conversion per value (bulk imports bind millions)."""
         if dialect.name == "sqlite":
-            return _sqlite_utc_text
+            return sqlite_utc_text
         return super().bind_processor(dialect)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
         if dialect.name == "sqlite":
-            return _sqlite_utc_text(value)
-        return _as_utc(value)
+            return sqlite_utc_text(value)
+        return as_utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if not isinstance(value, datetime):
-            raise TypeError(f"expected a timestamp, found {value!r}")
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-def _as_utc(value: datetime) -> datetime:
-    if value.tzinfo is UTC:
-        return value
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"refusing to store a naive datetime: {value!r}")
-    return value.astimezone(UTC)
-
-
-def _sqlite_utc_text(value: datetime | None) -> str | None:
-    """`2027-03-01 09:00:00.000000`: the UTC moment, without its (always zero) offset."""
-    if value is None:
-        return None
-    return _as_utc(value).isoformat(sep=" ", timespec="microseconds")[:26]
+        return aware_utc_or_none(value)
 
 
 def _float_or_none(value: Decimal | None) -> float | None:
@@ -114,18 +95,3 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         return Decimal(repr(value) if isinstance(value, float) else value).quantize(CENT)
-
-
-def aware_utc(value: Any) -> datetime:
-    """A timestamp read without its column type (an aggregate such as `max(due_at)`: SQLite
-    returns the stored text) as an aware UTC datetime."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime):
-        raise TypeError(f"expected a timestamp, found {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def aware_utc_or_none(value: Any) -> datetime | None:
-    """Like `aware_utc`; NULL stays None."""
-    return None if value is None else aware_utc(value)
