@@ -59,7 +59,7 @@ def test_ltv_customer_explains_each_part_in_words(migrated_workspace: Workspace)
     assert result.exit_code == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert "spent so far 1,250.00" in text
-    assert "their 1 order averaging 1,250.00 count as 1 part" in text
+    assert "their 1 order averaging 1,250.00 counts as 1 part" in text
     assert "the business's average of" in text and "as 3" in text
     assert "purchases a year" in text and "0 return purchases after the first" in text
     assert "years still to come" in text and "expected_lifetime_years 5" in text

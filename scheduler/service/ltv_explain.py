@@ -81,7 +81,7 @@ def blend_sentences(parts: BlendParts, i: int, *, horizon_months: int) -> list[s
     months = min(float(horizon_months), left * 12)
     return [
         f"average order {parts.order[i]:,.2f}: their {orders} averaging "
-        f"{parts.own_order[i]:,.2f} count as {_count(n)} "
+        f"{parts.own_order[i]:,.2f} {'counts' if n == 1 else 'count'} as {_count(n)} "
         f"{'part' if n == 1 else 'parts'}, the business's average of "
         f"{parts.business_order:,.2f} as {_count(parts.prior_orders)}",
         f"purchases a year {parts.per_year[i]:,.2f}: their {repeats} after the first in "
