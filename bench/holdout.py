@@ -20,6 +20,7 @@ Prints the figures; exits 0 (a measurement, not a test).
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -33,8 +34,8 @@ from scipy.special import betaln, gammaln, hyp2f1
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scheduler.ltv.bgnbd import expected_transactions, fit_bgnbd  # noqa: E402
-from scheduler.ltv.summary import summarise  # noqa: E402
+from scheduler.ltv.bgnbd import expected_transactions, fit_bgnbd
+from scheduler.ltv.summary import summarise
 
 CDNOW = Path(__file__).resolve().parent.parent / "tests" / "data" / "cdnow" / "CDNOW_sample.txt"
 CALIBRATION_END = date(1997, 9, 30).toordinal()
@@ -90,6 +91,7 @@ def mbgnbd_expected(params: Array, t: float, x: Array, t_x: Array, T: Array) -> 
 def _log_a0(r: float, alpha: float, s: float, beta: float, x: Array, t_x: Array, T: Array) -> Array:
     """log A0 of the Pareto/NBD likelihood (Fader & Hardie 2005, eq. 22-23)."""
     rsx = r + s + x
+    second: float | Array
     if alpha >= beta:
         big, other, second = alpha, beta, s + 1
     else:
@@ -144,6 +146,9 @@ def fit(
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     ids, days, amounts = load()
     summary = summarise(ids, days, amounts, as_of_day=CALIBRATION_END)
     x = summary.x.astype(np.float64)
@@ -175,7 +180,8 @@ def main() -> None:
         ("Pareto/NBD", "r, alpha, s, beta", pnbd_params.tolist(), pnbd_ll, pnbd_time, pnbd_pred),
     ]
     print(
-        f"{'model':<18} {'predicted':>9} {'error':>7} {'MAE/cust':>9} {'log-lik':>10} {'fit ms':>7}  parameters"
+        f"{'model':<18} {'predicted':>9} {'error':>7} {'MAE/cust':>9} {'log-lik':>10} "
+        f"{'fit ms':>7}  parameters"
     )
     for name, names, params, ll, seconds, predicted in rows:
         total = float(predicted.sum())
