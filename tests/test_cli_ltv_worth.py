@@ -9,11 +9,14 @@ import json
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert
 
+from scheduler.config.settings import Settings
+from scheduler.service.ltv_explain import explain
+from scheduler.service.ltv_report import ValueReport, ValueRow
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
-from tests.conftest import Workspace, run_cli
+from tests.conftest import Workspace, adas_bakery, run_cli
 from tests.test_detection import add_order_on
 from tests.test_ltv_blend import AS_OF, practice
 
@@ -155,3 +158,22 @@ def test_referrers_before_any_refresh_says_how(migrated_workspace: Workspace) ->
     result = run_cli("--config", migrated_workspace.path, "ltv", "referrers")
     assert result.exit_code == 1
     assert "appreciate ltv refresh" in result.stderr
+
+
+def test_with_bgnbd_the_words_say_what_the_prediction_rests_on(engine: Engine) -> None:
+    report = ValueReport(
+        "bgnbd", {}, {}, -1.0, "bgnbd: test", TODAY, None,
+        [
+            ValueRow(
+                "C-1", "Ann", Decimal("100.00"), Decimal("50.00"), Decimal("0.00"),
+                Decimal("150.00"), 0.8, "vip", Decimal("15.00"),
+            )
+        ],
+    )  # fmt: skip
+    with engine.connect() as connection:
+        words = explain(connection, Settings(business=adas_bakery()), report, 1)
+    assert words[0] == "spent so far 100.00 (the margin of their orders up to 2027-06-16)"
+    assert words[1].startswith("expected to spend 50.00 over the next 36 months")
+    assert "BG/NBD" in words[1]
+    assert words[1].endswith("80% likely still a customer")
+    assert words[-1].startswith("goodwill allowance 15.00: 10% of their total 150.00")
