@@ -168,3 +168,9 @@ def test_a_valued_customer_shows_their_goodwill_and_the_acquisition_budget(
     # Ann is the only customer who bought: a new customer is worth what she is worth.
     budget = (total * Decimal(repr(1 / 3))).quantize(Decimal("0.01"))
     assert f"Acquisition budget: {budget} to win a new customer" in text
+    today = " ".join(client(engine).get("/").text.split())
+    assert "<h2>Acquisition budget</h2>" in today
+    assert (
+        f'<td>any new customer</td><td class="number">{total}</td><td class="number">{budget}'
+        in (today)
+    )

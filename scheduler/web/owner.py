@@ -25,6 +25,7 @@ from starlette.responses import RedirectResponse, Response
 
 from scheduler.delivery.claims import resume
 from scheduler.service.activity import daily_notes, tier_shares
+from scheduler.service.ltv_budget import stored_budget
 from scheduler.service.queue_status import queue_status
 from scheduler.web.charts import (
     STATUS_SERIES,
@@ -97,10 +98,11 @@ async def today(request: Request) -> Response:
     if not is_owner(request):
         return RedirectResponse("login", status_code=303)
     today = context.clock.now().date()
-    status, days, tiers = await asyncio.gather(
+    status, days, tiers, budget = await asyncio.gather(
         _read(context, queue_status),
         _read(context, partial(daily_notes, today=today, days=CHART_DAYS)),
         _read(context, tier_shares),
+        _read(context, partial(stored_budget, share=context.settings.ltv.acquisition_share)),
     )
     return page(
         context,
@@ -114,6 +116,7 @@ async def today(request: Request) -> Response:
         kinds_chart=_drawn(notes_by_kind_svg(days.by_kind)),
         kinds_legend=_drawn(legend_html(kind_series(days.by_kind))),
         tiers_chart=_drawn(tier_shares_svg(tiers)) if tiers else None,
+        budget=budget if tiers else None,
         chart_days=CHART_DAYS,
         first_day=min(days.by_group),
         last_day=max(days.by_group),
