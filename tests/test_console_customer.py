@@ -174,3 +174,18 @@ def test_a_valued_customer_shows_their_goodwill_and_the_acquisition_budget(
         f'<td>any new customer</td><td class="number">{total}</td><td class="number">{budget}'
         in (today)
     )
+
+
+def test_the_budget_follows_each_new_refresh(engine: Engine) -> None:
+    story(engine)
+    refresh_values(engine, SETTINGS, NOW)
+    site = client(engine)
+    assert "who have bought (1)" in " ".join(site.get("/").text.split())
+    with engine.connect() as connection:
+        bo = connection.execute(
+            select(customers.c.id).where(customers.c.external_id == "B-2")
+        ).scalar_one()
+    add_order(engine, "O-2", bo, NOW - timedelta(days=1), amount=Decimal("10.00"))
+    assert "who have bought (1)" in " ".join(site.get("/").text.split())  # until the refresh
+    refresh_values(engine, SETTINGS, NOW)
+    assert "who have bought (2)" in " ".join(site.get("/").text.split())

@@ -13,17 +13,20 @@ Rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import Connection, exists, func, select
 
-from scheduler.ltv.value import LifetimeValues
 from scheduler.store.models import metadata
 
+if TYPE_CHECKING:
+    from scheduler.ltv.value import LifetimeValues
+
 customer_values = metadata.tables["customer_values"]
+ltv_runs = metadata.tables["ltv_runs"]
 orders = metadata.tables["orders"]
 CENT = Decimal("0.01")
 BUDGET_COLUMNS = ("group", "customers", "average_value", "budget")
@@ -87,8 +90,36 @@ def stored_budget(connection: Connection, share: float) -> AcquisitionBudget:
     return budget_of(share, {row[0]: (int(row[1]), _decimal(row[2])) for row in rows})
 
 
+@dataclass
+class BudgetCache:
+    """The stored budget of the latest refresh, kept until the next one: a long-running web
+    service reads it on every page without scanning every stored value each time (about a
+    second on a million customers). A new refresh (a new `ltv_runs` row) or another share
+    computes it again."""
+
+    _key: tuple[int, float] | None = None
+    _budget: AcquisitionBudget | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, connection: Connection, share: float) -> AcquisitionBudget | None:
+        """The budget of the latest refresh, or None before the first one."""
+        run = connection.execute(select(func.max(ltv_runs.c.id))).scalar()
+        if run is None:
+            return None
+        key = (int(run), share)
+        with self._lock:
+            if self._key == key and self._budget is not None:
+                return self._budget
+        budget = stored_budget(connection, share)
+        with self._lock:
+            self._key, self._budget = key, budget
+        return budget
+
+
 def computed_budget(values: LifetimeValues, share: float) -> AcquisitionBudget:
     """The budget from values computed for a report (customers with a transaction)."""
+    import numpy as np  # noqa: PLC0415 - the web service loads this module; numpy only here
+
     bought = values.transactions > 0
     labels = values.tier_labels()
     groups: dict[str, tuple[int, Decimal]] = {}

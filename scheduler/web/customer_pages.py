@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from scheduler.service.customer_story import CustomerStory, customer_story
-from scheduler.service.ltv_budget import AcquisitionBudget, stored_budget
+from scheduler.service.ltv_budget import AcquisitionBudget
 from scheduler.service.ltv_report import ValueReport, stored_report
 from scheduler.store.models import metadata
 from scheduler.store.opt_outs import Choice, opt_out, resubscribe
@@ -119,7 +119,7 @@ def _read(
         if story is None:
             return None, None, None
         report = stored_report(connection, 0, external_id, ltv.goodwill_share)
-        budget = stored_budget(connection, ltv.acquisition_share) if report else None
+        budget = context.budgets.get(connection, ltv.acquisition_share) if report else None
         return story, report, budget
 
 

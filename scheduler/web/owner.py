@@ -25,7 +25,6 @@ from starlette.responses import RedirectResponse, Response
 
 from scheduler.delivery.claims import resume
 from scheduler.service.activity import daily_notes, tier_shares
-from scheduler.service.ltv_budget import stored_budget
 from scheduler.service.queue_status import queue_status
 from scheduler.web.charts import (
     STATUS_SERIES,
@@ -102,7 +101,7 @@ async def today(request: Request) -> Response:
         _read(context, queue_status),
         _read(context, partial(daily_notes, today=today, days=CHART_DAYS)),
         _read(context, tier_shares),
-        _read(context, partial(stored_budget, share=context.settings.ltv.acquisition_share)),
+        _read(context, partial(context.budgets.get, share=context.settings.ltv.acquisition_share)),
     )
     return page(
         context,
