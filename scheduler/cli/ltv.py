@@ -37,7 +37,12 @@ def ltv(
         int, typer.Option("--top", min=0, metavar="N", help="Show the N most valuable (0: all).")
     ] = 20,
     customer: Annotated[
-        str | None, typer.Option("--customer", metavar="ID", help="Show only this customer.")
+        str | None,
+        typer.Option(
+            "--customer",
+            metavar="ID",
+            help="Show only this customer, each part explained in words.",
+        ),
     ] = None,
     as_of: AsOfOption = None,
     output_format: FormatOption = OutputFormat.table,
