@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from scheduler.config.settings import Settings
 from scheduler.inbound.record import InboundRules, record_message
+from scheduler.service.valuation import refresh_values
 from scheduler.store.models import metadata
 from scheduler.web.app import create_app
 from tests.conftest import adas_bakery
@@ -170,3 +171,41 @@ def test_what_came_back_shows_and_a_bounced_address_can_be_sent_to_again(
     after = site.get("/customer?id=" + quote("A/1 &x")).text
     assert "address bounced" not in after
     assert "gets notes" in after
+
+
+def test_a_valued_customer_shows_their_goodwill_and_the_acquisition_budget(
+    engine: Engine,
+) -> None:
+    story(engine)
+    refresh_values(engine, SETTINGS, NOW)
+    page = client(engine).get("/customer?id=" + quote("A/1 &x"))
+    assert page.status_code == 200
+    text = " ".join(page.text.split())
+    total = Decimal(text.split('<th>total</th><td class="number">')[1].split("<")[0])
+    goodwill = (total / 10).quantize(Decimal("0.01"))
+    assert f'<th>goodwill allowance</th><td class="number">{goodwill}</td>' in text
+    assert "10% of their value, what it is worth conceding to keep them" in text
+    # Ann is the only customer who bought: a new customer is worth what she is worth.
+    budget = (total * Decimal(repr(1 / 3))).quantize(Decimal("0.01"))
+    assert f"Acquisition budget: {budget} to win a new customer" in text
+    today = " ".join(client(engine).get("/").text.split())
+    assert "<h2>Acquisition budget</h2>" in today
+    assert (
+        f'<td>any new customer</td><td class="number">{total}</td><td class="number">{budget}'
+        in (today)
+    )
+
+
+def test_the_budget_follows_each_new_refresh(engine: Engine) -> None:
+    story(engine)
+    refresh_values(engine, SETTINGS, NOW)
+    site = client(engine)
+    assert "who have bought (1)" in " ".join(site.get("/").text.split())
+    with engine.connect() as connection:
+        bo = connection.execute(
+            select(customers.c.id).where(customers.c.external_id == "B-2")
+        ).scalar_one()
+    add_order(engine, "O-2", bo, NOW - timedelta(days=1), amount=Decimal("10.00"))
+    assert "who have bought (1)" in " ".join(site.get("/").text.split())  # until the refresh
+    refresh_values(engine, SETTINGS, NOW)
+    assert "who have bought (2)" in " ".join(site.get("/").text.split())

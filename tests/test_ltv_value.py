@@ -1,4 +1,4 @@
-"""Lifetime values: the simple model, referral credit, tiers, and the choice of model."""
+"""Lifetime values: referral credit, tiers, and the choice of model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from scheduler.ltv import bgnbd, value
 from scheduler.ltv.bgnbd import BgNbdFit, discounted_expected_transactions, fit_bgnbd
 from scheduler.ltv.gamma_gamma import GammaGammaParams, expected_spend
 from scheduler.ltv.referral import referral_values
-from scheduler.ltv.simple import simple_predicted
 from scheduler.ltv.summary import PurchaseSummary, summarise
 from scheduler.ltv.value import (
     MIN_CUSTOMERS,
@@ -27,63 +26,6 @@ from scheduler.tiers import Tier
 from tests.test_ltv_summary import CDNOW_AS_OF, cdnow_orders, cdnow_summary
 
 AS_OF = 10_000
-V = 1.1 ** (-1 / 12)  # one month's discount at 10% a year
-
-
-# --- the simple model -----------------------------------------------------------------------
-
-
-def simple(
-    transactions: int,
-    historical: float,
-    first_day: int,
-    *,
-    lifetime: float = 5.0,
-    horizon: int = 36,
-    rate: float = 0.10,
-) -> float:
-    predicted = simple_predicted(
-        [transactions],
-        [historical],
-        [first_day],
-        as_of_day=AS_OF,
-        expected_lifetime_years=lifetime,
-        horizon_months=horizon,
-        annual_discount_rate=rate,
-    )
-    return float(predicted[0])
-
-
-def test_simple_four_years_in_of_five_leaves_twelve_months() -> None:
-    # Tenure 1461 days inclusive = 4 years: 3 / 4 = 0.75 purchases a year of 20.00 each,
-    # 1.25 a month for the 12 months left of 5 years.
-    first = AS_OF - 1460
-    assert simple(3, 60.0, first, rate=0.0) == pytest.approx(15.0)
-    by_hand = 1.25 * sum(V**m for m in range(1, 13))
-    assert simple(3, 60.0, first) == pytest.approx(by_hand, rel=1e-12)
-
-
-def test_simple_prorates_the_last_partial_month() -> None:
-    # 4.25 + 1/24 expected years, 4 gone: 3.5 months left, the fourth one counted half.
-    first = AS_OF - 1460
-    lifetime = 4.25 + 1 / 24
-    flat = simple(3, 60.0, first, lifetime=lifetime, rate=0.0)
-    assert flat == pytest.approx(1.25 * 3.5)
-    by_hand = 1.25 * (V + V**2 + V**3 + 0.5 * V**4)
-    discounted = simple(3, 60.0, first, lifetime=lifetime)
-    assert discounted == pytest.approx(by_hand, rel=1e-12)
-
-
-def test_simple_a_customer_younger_than_a_year_is_counted_over_a_whole_year() -> None:
-    # 100 days in: 2 purchases a year (not 7.3) of 15.00, 2.50 a month; 56.7 months left,
-    # cut to the 36-month horizon.
-    assert simple(2, 30.0, AS_OF - 99, rate=0.0) == pytest.approx(90.0)
-    assert simple(2, 30.0, AS_OF - 99, horizon=0) == 0.0
-
-
-def test_simple_nothing_is_left_after_the_expected_lifetime_or_without_purchases() -> None:
-    assert simple(40, 400.0, AS_OF - 3000) == 0.0
-    assert simple(0, 0.0, AS_OF) == 0.0
 
 
 # --- referral credit ------------------------------------------------------------------------
@@ -185,7 +127,14 @@ def test_auto_needs_enough_customers() -> None:
     result = lifetime_values(population(MIN_CUSTOMERS - 1, 50))
     assert result.model == "simple"
     assert result.reason == "simple: only 99 customers with purchases (need 100)"
-    assert result.params == {}
+    assert set(result.params) == {
+        "business_order",
+        "business_per_year",
+        "prior_orders",
+        "prior_years",
+        "expected_lifetime_years",
+    }
+    assert result.params["business_order"] == 25.0
     assert result.log_likelihood is None
 
 

@@ -188,13 +188,13 @@ def test_ltv_refresh_then_show_as_json_table_and_csv(migrated_workspace: Workspa
     shown = run_cli("--config", config, "ltv", "--format", "json")
     assert shown.exit_code == 0, shown.stderr
     report = json.loads(shown.stdout)
-    assert report["model"] == {
-        "kind": "simple",
-        "params": {},
-        "spend_params": {},
-        "log_likelihood": None,
-        "reason": "simple: only 2 customers with purchases (need 100)",
-    }
+    model = report["model"]
+    assert model["kind"] == "simple"
+    assert model["reason"] == "simple: only 2 customers with purchases (need 100)"
+    assert model["params"]["prior_orders"] == 3.0
+    assert model["params"]["business_order"] == pytest.approx(170 / 3)
+    assert model["spend_params"] == {}
+    assert model["log_likelihood"] is None
     assert [row["customer_id"] for row in report["customers"]] == ["C-ann", "C-bob", "C-cy"]
     assert set(report["customers"][0]) == {
         "customer_id",
@@ -204,6 +204,7 @@ def test_ltv_refresh_then_show_as_json_table_and_csv(migrated_workspace: Workspa
         "total",
         "p_alive",
         "tier",
+        "goodwill",
     }
     assert report["customers"][0]["historical"] == "130.00"  # the config's margin is 1.0
     assert report["customers"][0]["tier"] == "vip"
@@ -213,7 +214,9 @@ def test_ltv_refresh_then_show_as_json_table_and_csv(migrated_workspace: Workspa
     assert "computed 2027-06-16 12:00 UTC" in top.stdout
     one = run_cli("--config", config, "ltv", "--customer", "C-bob", "--format", "csv")
     lines = one.stdout.splitlines()
-    assert lines[0] == "customer_id,name,historical,predicted,referral,total,p_alive,tier"
+    assert lines[0] == (
+        "customer_id,name,historical,predicted,referral,total,p_alive,tier,goodwill"
+    )
     assert len(lines) == 2
     assert lines[1].startswith("C-bob,C-bob,40.00,")
 

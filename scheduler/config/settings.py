@@ -375,6 +375,14 @@ class LtvSettings(Section):
     expected_lifetime_years: float = Field(default=5.0, gt=0, le=100)
     referral_credit: float = Field(default=0.5, ge=0, le=1)
     vip_share: float = Field(default=0.10, ge=0, le=1)
+    prior_orders: float = Field(default=3.0, gt=0, le=1000)
+    """The simple model: the business's average order counts as this many of a customer's own."""
+    prior_years: float = Field(default=1.0, gt=0, le=100)
+    """The simple model: the business's purchases a year count as this many years of their own."""
+    acquisition_share: float = Field(default=1 / 3, ge=0, le=1)
+    """Share of a new customer's average lifetime value worth spending to win one."""
+    goodwill_share: float = Field(default=0.10, ge=0, le=1)
+    """Share of a customer's lifetime value worth conceding to keep them after a complaint."""
     recompute_at: str = "03:00"
 
     @field_validator("recompute_at")

@@ -3,7 +3,8 @@
 - `summary`: orders -> per-customer purchase summary (x, t_x, T, spend, historical).
 - `bgnbd`: the BG/NBD purchase model (Fader, Hardie & Lee 2005).
 - `gamma_gamma`: the Gamma-Gamma spend model (Fader & Hardie 2013).
-- `simple`: the practitioner formula (average margin x purchases per year x remaining years).
+- `blend`: the small-base model: the owner's formula (average order x purchases a year x
+  years to come), each part blended with the business's average.
 - `referral`: credit for the customers a customer referred.
 - `value`: everything combined, the model choice and the tiers.
 

@@ -1,7 +1,8 @@
 """Each customer's lifetime value: historical + predicted + referral, the model and the tiers.
 
 Model choice (`model` setting):
-- "simple": the practitioner formula (`scheduler.ltv.simple`).
+- "simple": the owner's formula for small bases, each part blended with the business's
+  average (`scheduler.ltv.blend`); its params are the business's figures and the weights.
 - "auto": BG/NBD (`scheduler.ltv.bgnbd`) when the history supports a fit: at least
   MIN_CUSTOMERS customers with purchases, at least MIN_REPEAT_CUSTOMERS of them with a repeat
   purchase, a fit that converged with finite parameters off their bounds, and a finite
@@ -39,9 +40,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from scheduler.ltv.bgnbd import BgNbdFit, discounted_expected_transactions, fit_bgnbd, p_alive
+from scheduler.ltv.blend import PRIOR_ORDERS, PRIOR_YEARS, blended_parts
 from scheduler.ltv.gamma_gamma import GammaGammaFit, expected_spend, fit_gamma_gamma
 from scheduler.ltv.referral import referral_values
-from scheduler.ltv.simple import simple_predicted
 from scheduler.ltv.summary import PurchaseSummary, summarise
 from scheduler.tiers import Tier
 
@@ -70,6 +71,10 @@ class LtvSettingsLike(Protocol):
     def referral_credit(self) -> float: ...
     @property
     def vip_share(self) -> float: ...
+    @property
+    def prior_orders(self) -> float: ...
+    @property
+    def prior_years(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class LtvSettings:
     expected_lifetime_years: float = 5.0
     referral_credit: float = 0.5
     vip_share: float = 0.10
+    prior_orders: float = PRIOR_ORDERS
+    prior_years: float = PRIOR_YEARS
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,8 @@ class LifetimeValues:
 
     params: BG/NBD's r, alpha, a, b (empty with the simple model); spend_params: Gamma-Gamma's
     p, q, gamma (empty when it was not used); log_likelihood: BG/NBD's (None with simple).
+    With the simple model, params are the blend's business figures and weights
+    (`BlendParts.params`).
     tier: `Tier` codes (int8). transactions: transaction days up to the as-of day.
     """
 
@@ -318,11 +327,10 @@ def _spend_fit(summary: PurchaseSummary) -> tuple[GammaGammaFit | None, str]:
 
 
 def _simple(summary: PurchaseSummary, settings: LtvSettingsLike, reason: str) -> Prediction:
-    predicted = simple_predicted(
-        summary.transactions,
-        summary.historical,
-        summary.first_day,
-        as_of_day=summary.as_of_day,
+    parts = blended_parts(
+        summary,
+        prior_orders=settings.prior_orders,
+        prior_years=settings.prior_years,
         expected_lifetime_years=settings.expected_lifetime_years,
         horizon_months=settings.horizon_months,
         annual_discount_rate=settings.annual_discount_rate,
@@ -330,8 +338,9 @@ def _simple(summary: PurchaseSummary, settings: LtvSettingsLike, reason: str) ->
     return Prediction(
         model="simple",
         reason=reason,
-        predicted=predicted,
+        predicted=parts.predicted,
         p_alive=np.full(len(summary), math.nan),
+        params=parts.params(),
     )
 
 
@@ -362,6 +371,8 @@ def _check(settings: LtvSettingsLike) -> None:
         raise ValueError("vip_share must be between 0 and 1")
     if settings.referral_credit < 0:
         raise ValueError("referral_credit must not be negative")
+    if not (settings.prior_orders > 0 and settings.prior_years > 0):
+        raise ValueError("prior_orders and prior_years must be above 0")
 
 
 def _ids(values: ArrayLike | None) -> NDArray[np.int64]:

@@ -2,6 +2,9 @@
 
 Customers are named by their own id (`external_id`). Rows are ordered by total value, highest
 first; equal totals by the store's customer order. Money is rounded to cents.
+
+Each customer's goodwill allowance is `goodwill_share` x their total (never below 0): what it
+is worth conceding to keep them after a complaint.
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ customers = metadata.tables["customers"]
 customer_values = metadata.tables["customer_values"]
 ltv_runs = metadata.tables["ltv_runs"]
 CENT = Decimal("0.01")
-COLUMNS = ("customer_id", "historical", "predicted", "referral", "total", "p_alive", "tier")
+COLUMNS = (
+    "customer_id",
+    "historical",
+    "predicted",
+    "referral",
+    "total",
+    "p_alive",
+    "tier",
+    "goodwill",
+)
 
 
 class UnknownCustomer(AppreciateError, LookupError):
@@ -42,6 +54,7 @@ class ValueRow:
     total: Decimal
     p_alive: float | None
     tier: str
+    goodwill: Decimal
 
     def as_dict(self) -> dict[str, Any]:
         return {column: getattr(self, column) for column in (*COLUMNS, "name")}
@@ -71,7 +84,8 @@ class ValueReport:
         return {"model": model, "customers": rows}
 
 
-def _internal_id(connection: Connection, external_id: str) -> int:
+def internal_id(connection: Connection, external_id: str) -> int:
+    """The store's id of the customer with this id of the business's (UnknownCustomer if none)."""
     found = connection.execute(
         select(customers.c.id).where(customers.c.external_id == external_id)
     ).scalar()
@@ -80,7 +94,17 @@ def _internal_id(connection: Connection, external_id: str) -> int:
     return int(found)
 
 
-def stored_report(connection: Connection, top: int, customer: str | None) -> ValueReport | None:
+def goodwill(total: Decimal, share: float) -> Decimal:
+    """share x total, to the cent, never below 0."""
+    return max(Decimal(0), (total * Decimal(repr(share))).quantize(CENT))
+
+
+def stored_report(
+    connection: Connection,
+    top: int,
+    customer: str | None,
+    goodwill_share: float = 0.10,
+) -> ValueReport | None:
     """The stored scores (the latest refresh), or None when there are none yet."""
     run = connection.execute(
         select(ltv_runs).where(ltv_runs.c.id == select(func.max(ltv_runs.c.id)).scalar_subquery())
@@ -102,10 +126,13 @@ def stored_report(connection: Connection, top: int, customer: str | None) -> Val
         .order_by(customer_values.c.total.desc(), customer_values.c.customer_id)
     )
     if customer is not None:
-        query = query.where(customer_values.c.customer_id == _internal_id(connection, customer))
+        query = query.where(customer_values.c.customer_id == internal_id(connection, customer))
     elif top:
         query = query.limit(top)
-    rows = [ValueRow(*row) for row in connection.execute(query)]
+    rows = [
+        ValueRow(*row, goodwill=goodwill(Decimal(row.total), goodwill_share))
+        for row in connection.execute(query)
+    ]
     return ValueReport(
         run.model,
         dict(run.params),
@@ -119,11 +146,16 @@ def stored_report(connection: Connection, top: int, customer: str | None) -> Val
 
 
 def computed_report(
-    connection: Connection, values: LifetimeValues, as_of: date, top: int, customer: str | None
+    connection: Connection,
+    values: LifetimeValues,
+    as_of: date,
+    top: int,
+    customer: str | None,
+    goodwill_share: float = 0.10,
 ) -> ValueReport:
     """A report of values computed for it (not stored)."""
     if customer is not None:
-        wanted = np.flatnonzero(values.customer_id == _internal_id(connection, customer))
+        wanted = np.flatnonzero(values.customer_id == internal_id(connection, customer))
     else:
         order = np.lexsort((values.customer_id, -values.total))
         wanted = order[:top] if top else order
@@ -146,6 +178,7 @@ def computed_report(
             _money(values.total[at]),
             None if math.isnan(values.p_alive[at]) else float(values.p_alive[at]),
             str(tiers[at]),
+            goodwill(_money(values.total[at]), goodwill_share),
         )
         for at in wanted.tolist()
     ]
@@ -159,6 +192,11 @@ def computed_report(
         None,
         rows,
     )
+
+
+def money(value: float) -> Decimal:
+    """A float amount as a Decimal to the cent."""
+    return _money(value)
 
 
 def _money(value: float) -> Decimal:

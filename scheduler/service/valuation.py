@@ -15,14 +15,17 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import Connection, Engine
 
 from scheduler.config.settings import LtvSettings, Settings
 from scheduler.local_days import LocalDays, day_number
+from scheduler.ltv.summary import PurchaseSummary, summarise
 from scheduler.ltv.value import LifetimeValues, lifetime_values_from_orders
 from scheduler.progress import StageProgress
 from scheduler.store.db import write_transaction
 from scheduler.store.ltv_store import (
+    OrderArrays,
     read_customer_ids,
     read_orders,
     read_referrals,
@@ -43,6 +46,8 @@ class ModelSettings:
     expected_lifetime_years: float
     referral_credit: float
     vip_share: float
+    prior_orders: float
+    prior_years: float
 
     @classmethod
     def of(cls, ltv: LtvSettings) -> ModelSettings:
@@ -54,6 +59,8 @@ class ModelSettings:
             expected_lifetime_years=ltv.expected_lifetime_years,
             referral_credit=ltv.referral_credit,
             vip_share=ltv.vip_share,
+            prior_orders=ltv.prior_orders,
+            prior_years=ltv.prior_years,
         )
 
 
@@ -88,15 +95,9 @@ def compute_values(
     customer_ids = read_customer_ids(connection)
     if progress:
         progress(FITTING, 0, None)
-    if orders.placed.shape[0]:
-        zone = ZoneInfo(settings.business.timezone)
-        local = LocalDays(zone, int(orders.placed.min()), int(orders.placed.max()))
-        days = local.of(orders.placed)
-    else:
-        days = np.empty(0, dtype=np.int64)
     values = lifetime_values_from_orders(
         orders.customer_id,
-        days,
+        _local_days(orders, settings),
         orders.amount,
         orders.margin,
         as_of_day=day_number(as_of),
@@ -108,6 +109,28 @@ def compute_values(
     if progress:
         progress(FITTING, 1, 1)
     return Valuation(values, orders.unreadable)
+
+
+def purchase_summary(connection: Connection, settings: Settings, as_of: date) -> PurchaseSummary:
+    """Every customer's purchase history as of local date `as_of`, as the models read it."""
+    orders = read_orders(connection)
+    return summarise(
+        orders.customer_id,
+        _local_days(orders, settings),
+        orders.amount,
+        orders.margin,
+        as_of_day=day_number(as_of),
+        margin_rate=settings.ltv.margin,
+    )
+
+
+def _local_days(orders: OrderArrays, settings: Settings) -> NDArray[np.int64]:
+    if not orders.placed.shape[0]:
+        return np.empty(0, dtype=np.int64)
+    zone = ZoneInfo(settings.business.timezone)
+    local = LocalDays(zone, int(orders.placed.min()), int(orders.placed.max()))
+    days: NDArray[np.int64] = local.of(orders.placed)
+    return days
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from scheduler.service.customer_story import CustomerStory, customer_story
+from scheduler.service.ltv_budget import AcquisitionBudget
 from scheduler.service.ltv_report import ValueReport, stored_report
 from scheduler.store.models import metadata
 from scheduler.store.opt_outs import Choice, opt_out, resubscribe
@@ -47,7 +48,7 @@ async def customer_page(request: Request) -> Response:
     if not is_owner(request):
         return RedirectResponse("login", status_code=303)
     external_id = request.query_params.get("id", "")
-    story, value = await run_in_threadpool(_read, context, external_id)
+    story, value, budget = await run_in_threadpool(_read, context, external_id)
     if story is None:
         return _no_such(context, external_id, root="")
     facts = story.facts
@@ -64,6 +65,11 @@ async def customer_page(request: Request) -> Response:
         how=(story.opted_out_how or "").replace("_", "-"),
         value=row,
         model=value,
+        goodwill_share=context.settings.ltv.goodwill_share,
+        budget=budget,
+        tier_budget=next((b for b in budget.tiers if row and b.group == row.tier), None)
+        if budget
+        else None,
         timeline=[{**vars(m), "when": context.local(m.at)} for m in story.timeline],
         more=story.more,
         done=TOLD.get(request.query_params.get("told", ""), ""),
@@ -104,12 +110,17 @@ async def _choose(request: Request, change: Any, told: str) -> Response:
     )
 
 
-def _read(context: WebContext, external_id: str) -> tuple[CustomerStory | None, ValueReport | None]:
+def _read(
+    context: WebContext, external_id: str
+) -> tuple[CustomerStory | None, ValueReport | None, AcquisitionBudget | None]:
+    ltv = context.settings.ltv
     with context.engine.connect() as connection:
         story = customer_story(connection, external_id)
         if story is None:
-            return None, None
-        return story, stored_report(connection, 0, external_id)
+            return None, None, None
+        report = stored_report(connection, 0, external_id, ltv.goodwill_share)
+        budget = context.budgets.get(connection, ltv.acquisition_share) if report else None
+        return story, report, budget
 
 
 def _record(context: WebContext, external_id: str, change: Any) -> Choice | None:

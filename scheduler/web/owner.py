@@ -97,10 +97,11 @@ async def today(request: Request) -> Response:
     if not is_owner(request):
         return RedirectResponse("login", status_code=303)
     today = context.clock.now().date()
-    status, days, tiers = await asyncio.gather(
+    status, days, tiers, budget = await asyncio.gather(
         _read(context, queue_status),
         _read(context, partial(daily_notes, today=today, days=CHART_DAYS)),
         _read(context, tier_shares),
+        _read(context, partial(context.budgets.get, share=context.settings.ltv.acquisition_share)),
     )
     return page(
         context,
@@ -114,6 +115,7 @@ async def today(request: Request) -> Response:
         kinds_chart=_drawn(notes_by_kind_svg(days.by_kind)),
         kinds_legend=_drawn(legend_html(kind_series(days.by_kind))),
         tiers_chart=_drawn(tier_shares_svg(tiers)) if tiers else None,
+        budget=budget if tiers else None,
         chart_days=CHART_DAYS,
         first_day=min(days.by_group),
         last_day=max(days.by_group),

@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, Response
 
 from scheduler.clock import Clock
 from scheduler.config.settings import Settings
+from scheduler.service.ltv_budget import BudgetCache
 from scheduler.store.db import write_transaction
 from scheduler.web.login import FAILED_DELAY, LoginGuard, csrf_ok, is_owner
 
@@ -44,6 +45,8 @@ class WebContext:
     """On SQLite, taken around every write this web service makes: its requests queue for the
     store here, at once, instead of in SQLite's busy handler, which sleeps between tries.
     PostgreSQL takes concurrent writers as they come."""
+    budgets: BudgetCache = field(default_factory=BudgetCache)
+    """The acquisition budget of the latest lifetime-value refresh, computed once per refresh."""
 
     def local(self, moment: object) -> str:
         """`moment` in the business's time zone to the minute ("" for no moment)."""
