@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select
 
+from scheduler.service.daily_summary import daily_summary
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from tests.conftest import Workspace, run_cli
@@ -368,3 +369,21 @@ def test_a_call_not_made_in_time_expires(shop: Any) -> None:
     assert stdout.splitlines()[0].startswith("id,customer,customer_id,phone")
     assert len(stdout.splitlines()) == 1
     assert state(engine, late)["status"] == "expired"
+
+
+def test_status_and_the_nightly_summary_say_what_waits_for_the_owners_hand(shop: Any) -> None:
+    workspace, engine = shop
+    add_note(engine, "C-1", "card")
+    add_note(engine, "C-2", "card", kind="anniversary")
+    call = add_note(engine, "C-3", "call")
+    code, stdout, stderr = cli(workspace, "status")
+    assert code == 0, stderr
+    assert (
+        "Waiting for you: 1 call to make (appreciate calls), 2 cards to print (appreciate cards)"
+        in stdout
+    )
+    with engine.connect() as connection:
+        assert "2 cards to print (appreciate cards)" in daily_summary(connection, NOW)
+    assert cli(workspace, "calls", "done", str(call), "--now", NOW.isoformat())[0] == 0
+    code, stdout, _ = cli(workspace, "status", "--format", "json")
+    assert json.loads(stdout)["by_hand"] == {"card": 2}

@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from starlette.testclient import TestClient
 
 from scheduler.config.settings import Settings, WebSettings
 from scheduler.delivery.claims import pause, paused_reason
 from scheduler.service.cycle import CycleReport
 from scheduler.service.last_cycle import save_cycle
+from scheduler.store.models import metadata
 from scheduler.web.app import create_app
 from scheduler.web.login import (
     LOCKOUT,
@@ -234,3 +235,29 @@ def test_today_tells_the_last_cycle_in_the_business_time_with_what_came_back(
     client.post("/login", data={"csrf": csrf, "password": PASSWORD})
     today = client.get("/").text
     assert "2027-06-15 10:00: 0 notes added;\n9 sent; came back: 2 reply, 1 soft bounce." in today
+
+
+def test_today_says_which_cards_and_calls_wait_for_the_owner(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            insert(metadata.tables["customers"]).values(
+                external_id="C-1", name="Ann Lee", attributes={}
+            )
+        )
+        connection.execute(
+            insert(metadata.tables["touches"]),
+            [
+                {
+                    "customer_id": 1,
+                    "kind": "birthday",
+                    "occasion_key": f"birthday:{year}",
+                    "status": status,
+                    "channel": "card",
+                    "due_at": NOW,
+                }
+                for year, status in ((2027, "pending"), (2026, "printed"))
+            ],
+        )
+    client = site(engine)
+    log_in(client)
+    assert "Waiting for you: 1 card to print (appreciate cards)." in client.get("/").text

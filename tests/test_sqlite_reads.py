@@ -194,6 +194,7 @@ def test_the_quick_status_is_the_full_status(store: tuple[Engine, Path]) -> None
         found = sqlite_reads.queue_status(quick)
     assert found == full
     assert found.template_failures, "the store holds template failures to compare"
+    assert found.by_hand, "the store holds cards and calls waiting"
     assert found.paused
     assert found.throttled
     assert found.replies

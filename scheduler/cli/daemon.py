@@ -199,7 +199,7 @@ def _print_template_failures(failures: list[TemplateFailures]) -> None:
 
 def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table) -> None:
     """How the service is doing: the last cycle, the queue, what needs you, and any pause."""
-    from scheduler.service.queue_report import ATTENTION
+    from scheduler.service.queue_report import ATTENTION, by_hand_line
 
     with quick_store(ctx) as quick:
         if quick is not None:
@@ -221,6 +221,7 @@ def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table)
             "template_failures": [failures.as_dict() for failures in found.template_failures],
             "throttled": found.throttled.as_dict() if found.throttled else None,
             "replies": found.replies,
+            "by_hand": found.by_hand,
         }
         out.file.write(to_json(payload) + "\n")
         return
@@ -240,6 +241,8 @@ def status(ctx: typer.Context, output_format: FormatOption = OutputFormat.table)
     if found.template_failures:
         _print_template_failures(found.template_failures)
     out.print(table("Queue", rows, ["status", "notes"]))
+    if found.by_hand:
+        out.print(by_hand_line(found.by_hand), markup=False)
     if found.replies:
         answered = ", ".join(f"{n} {kind}" for kind, n in found.replies.items())
         out.print(f"Notes customers answered: {answered}", markup=False)

@@ -2,7 +2,8 @@
 came back, with the replies by occasion (whether the notes land).
 
 Rules: the day is the 24 hours before `now`; notes count by their send time (`sent_at`), what
-came back by when it was received; a reply counts for the occasion of the note it answers.
+came back by when it was received; a reply counts for the occasion of the note it answers; the
+cards and calls still waiting for the owner's hand are named last.
 Reads only; once a day, so counting the day's sent notes may read every note.
 """
 
@@ -12,6 +13,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, func, select
 
+from scheduler.service.queue_report import by_hand_line
+from scheduler.service.queue_status import by_hand
 from scheduler.store.models import metadata
 
 touches = metadata.tables["touches"]
@@ -43,4 +46,7 @@ def daily_summary(connection: Connection, now: datetime) -> str:
         line += "; came back: " + ", ".join(f"{n} {kind}" for kind, n in sorted(back.items()))
     if replies:
         line += "; replies by occasion: " + ", ".join(f"{n} {kind}" for kind, n in replies)
+    waiting = by_hand(connection)
+    if waiting:
+        line += "; " + by_hand_line(waiting).lower()
     return line

@@ -4,12 +4,14 @@ SQLAlchemy (`scheduler.service.queue_status`) or the quick SQLite path
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from scheduler.delivery.throttle import Throttle
 from scheduler.notes.template_failures import TemplateFailures
+from scheduler.vocabulary import WAITING
 
 LAST_CYCLE = "last_cycle"
 """`app_state` name of the last cycle's report (JSON; see `scheduler.service.last_cycle`)."""
@@ -29,9 +31,36 @@ class QueueStatus:
     message forgets it)."""
     template_failures: list[TemplateFailures] = field(default_factory=list)
     """Notes still failed on a template, by problem, the most first."""
+    by_hand: dict[str, int] = field(default_factory=dict)
+    """Notes waiting for the owner's own hand, by channel: `card` (to print: `appreciate
+    cards`) and `call` (to make: `appreciate calls`); only channels with some."""
     replies: dict[str, int] = field(default_factory=dict)
     """Notes a customer answered (a person's reply), by occasion kind: whether notes land."""
 
     @property
     def attention(self) -> int:
         return sum(self.by_status.get(status, 0) for status in ATTENTION)
+
+
+def waiting_by_channel(counts: Iterable[tuple[str, str, int]]) -> dict[str, int]:
+    """(channel, status, notes) counts as the waiting notes of each channel that has some."""
+    found: dict[str, int] = {}
+    for channel, status, notes in counts:
+        if status in WAITING:
+            found[channel] = found.get(channel, 0) + notes
+    return dict(sorted(found.items()))
+
+
+BY_HAND_COMMANDS = {
+    "card": ("card to print", "cards to print", "appreciate cards"),
+    "call": ("call to make", "calls to make", "appreciate calls"),
+}
+
+
+def by_hand_line(by_hand: dict[str, int]) -> str:
+    """`Waiting for you: 2 cards to print (appreciate cards), 1 call to make (appreciate calls)`."""
+    parts = []
+    for channel, notes in by_hand.items():
+        one, many, command = BY_HAND_COMMANDS.get(channel, (channel, channel, "appreciate log"))
+        parts.append(f"{notes} {one if notes == 1 else many} ({command})")
+    return "Waiting for you: " + ", ".join(parts)

@@ -13,8 +13,8 @@ from sqlalchemy import Connection, func, select
 from scheduler.delivery.claims import CLAIMABLE, paused_reason, throttled
 from scheduler.notes.failures_query import template_failures
 from scheduler.service.last_cycle import last_cycle
-from scheduler.service.queue_report import ATTENTION, QueueStatus
-from scheduler.store.models import metadata
+from scheduler.service.queue_report import ATTENTION, QueueStatus, waiting_by_channel
+from scheduler.store.models import BY_HAND, metadata
 from scheduler.store.queue_counts import status_counts
 
 touches = metadata.tables["touches"]
@@ -37,6 +37,7 @@ def queue_status(connection: Connection) -> QueueStatus:
         paused=paused_reason(connection),
         throttled=throttled(connection),
         template_failures=template_failures(connection, until),
+        by_hand=by_hand(connection),
         replies=replies_by_kind(connection),
     )
 
@@ -51,3 +52,15 @@ def replies_by_kind(connection: Connection) -> dict[str, int]:
         .group_by(touches.c.kind)
     )
     return dict(sorted((kind, count) for kind, count in connection.execute(answered)))
+
+
+def by_hand(connection: Connection) -> dict[str, int]:
+    """Cards to print and calls to make (waiting notes of those channels), by channel. Counted
+    by channel and status over the small partial index of cards and calls alone (a condition on
+    the status too would let SQLite choose the status index and read every waiting email)."""
+    counted = (
+        select(touches.c.channel, touches.c.status, func.count())
+        .where(BY_HAND)
+        .group_by(touches.c.channel, touches.c.status)
+    )
+    return waiting_by_channel((row[0], row[1], row[2]) for row in connection.execute(counted))

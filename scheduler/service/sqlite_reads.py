@@ -32,7 +32,7 @@ from scheduler.notes.template_failures import (
     TemplateFailures,
     most_first,
 )
-from scheduler.service.queue_report import LAST_CYCLE, QueueStatus
+from scheduler.service.queue_report import LAST_CYCLE, QueueStatus, waiting_by_channel
 from scheduler.store.schema_head import SCHEMA_HEAD
 from scheduler.store.utc_text import aware_utc, aware_utc_or_none, sqlite_utc_text
 from scheduler.vocabulary import STATUSES, WAITING
@@ -166,6 +166,7 @@ def queue_status(connection: sqlite3.Connection) -> QueueStatus:
             paused=_app_state(connection, PAUSED),
             throttled=throttled,
             template_failures=template_failures(connection, until),
+            by_hand=by_hand(connection),
             replies=replies_by_kind(connection),
         )
     finally:
@@ -241,3 +242,13 @@ def replies_by_kind(connection: sqlite3.Connection) -> dict[str, int]:
         "WHERE inbound_messages.kind = 'reply' GROUP BY touches.kind"
     ).fetchall()
     return dict(sorted((kind, count) for kind, count in rows))
+
+
+def by_hand(connection: sqlite3.Connection) -> dict[str, int]:
+    """As `scheduler.service.queue_status.by_hand` (the same condition, so the same partial
+    index)."""
+    rows = connection.execute(
+        "SELECT channel, status, count(*) FROM touches WHERE channel <> 'email' "
+        "GROUP BY channel, status"
+    ).fetchall()
+    return waiting_by_channel(rows)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -282,6 +283,16 @@ Index(
 Index("ix_touches_status_updated_at", _touch.status, _touch.updated_at, _touch.id)
 Index("ix_touches_due_at", _touch.due_at, _touch.updated_at.desc(), _touch.id.desc(), _touch.kind)
 Index("ix_touches_updated_at", _touch.updated_at, _touch.id, _touch.status, _touch.kind)
+BY_HAND = text("channel <> 'email'")
+"""Cards and calls: the notes the owner sends by hand (`ix_touches_by_hand` holds only them;
+a query counting them names this same condition, so both databases use the index)."""
+Index(
+    "ix_touches_by_hand",
+    _touch.channel,
+    _touch.status,
+    sqlite_where=BY_HAND,
+    postgresql_where=BY_HAND,
+)
 
 
 class TouchEvent(SQLModel, table=True):

@@ -25,6 +25,7 @@ from starlette.responses import RedirectResponse, Response
 
 from scheduler.delivery.claims import resume
 from scheduler.service.activity import daily_notes, tier_shares
+from scheduler.service.queue_report import by_hand_line
 from scheduler.service.queue_status import queue_status
 from scheduler.web.charts import (
     STATUS_SERIES,
@@ -122,6 +123,7 @@ async def today(request: Request) -> Response:
         tallest=tallest(days.by_group),
         oldest_due=context.local(status.oldest_due),
         cycle_at=context.local(_cycle_time(status.last_cycle)),
+        by_hand=by_hand_line(status.by_hand),
     )
 
 
