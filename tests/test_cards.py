@@ -387,3 +387,13 @@ def test_status_and_the_nightly_summary_say_what_waits_for_the_owners_hand(shop:
     assert cli(workspace, "calls", "done", str(call), "--now", NOW.isoformat())[0] == 0
     code, stdout, _ = cli(workspace, "status", "--format", "json")
     assert json.loads(stdout)["by_hand"] == {"card": 2}
+
+
+def test_a_day_with_no_cards_or_calls_says_so(shop: Any) -> None:
+    workspace, _ = shop
+    code, stdout, stderr = cli(workspace, "cards", "--date", DAY, "--now", NOW.isoformat())
+    assert code == 0, stderr
+    assert f"No cards to print for {DAY}." in stdout
+    code, stdout, stderr = cli(workspace, "calls", "--date", DAY, "--now", NOW.isoformat())
+    assert code == 0, stderr
+    assert f"No calls to make for {DAY}." in stdout

@@ -120,7 +120,11 @@ def cards(
         out.file.write(to_csv(rows, ["id", "customer"]))
     else:
         rows = [{"note": touch_id, "customer": name} for touch_id, name in report.printed]
-        out.print(table(f"Cards for {wanted.isoformat()}: {len(rows)}", rows, ["note", "customer"]))
+        if rows:
+            title = f"Cards for {wanted.isoformat()}: {len(rows)}"
+            out.print(table(title, rows, ["note", "customer"]))
+        elif not report.failed:
+            out.print(f"No cards to print for {wanted.isoformat()}.", markup=False)
         for label, path in (("cards", report.cards_pdf), ("labels", report.labels_pdf)):
             if path is not None:
                 out.print(printable(f"{label}: {path}"), markup=False)
@@ -175,7 +179,10 @@ def list_calls(
             row["phone"] = row["phone"] or "-"
             row["occasion"] = row["kind"]
         columns = ["id", "customer", "phone", "occasion", "script"]
-        out.print(table(f"Calls for {wanted.isoformat()}: {len(rows)}", rows, columns))
+        if rows:
+            out.print(table(f"Calls for {wanted.isoformat()}: {len(rows)}", rows, columns))
+        else:
+            out.print(f"No calls to make for {wanted.isoformat()}.", markup=False)
 
 
 @calls_app.command("done")
