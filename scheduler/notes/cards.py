@@ -31,6 +31,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select, update
 from scheduler.config.settings import Settings
 from scheduler.notes.card_pdf import CardPage, cards_html, labels_html, write_pdf
 from scheduler.notes.note_context import TouchRef, build_contexts
+from scheduler.notes.postal_address import PostalAddress, home_country, label_lines
 from scheduler.notes.render import NoteRenderer, TemplateProblem
 from scheduler.occasions.channels import CARD_PREFIX, DATED
 from scheduler.occasions.timing import local_moment
@@ -117,6 +118,7 @@ def print_cards(
     """Print day `day`'s cards into `out` (see the module's rules), inside the caller's
     transaction. The PDFs are `cards-D.pdf` and `labels-D.pdf`."""
     report = CardsReport(day)
+    home = home_country(settings.business.locale)
     report.expired = expire_overdue(connection, "card", now, "the card was not printed in time")
     start, end = day_span(day, settings)
     rows = connection.execute(_due_query(start, end, now, again)).all()
@@ -137,9 +139,9 @@ def print_cards(
             report.failed.append(CardProblem(row.id, row.name, str(problem)))
             continue
         report.printed.append((row.id, row.name))
-        address = address_lines(row)
+        address = address_lines(row, home)
         if address:
-            labels.append([row.name, *address])
+            labels.append(address)
         else:
             report.without_address.append(row.name)
     if not pages:
@@ -159,14 +161,19 @@ def print_cards(
     return report
 
 
-def address_lines(row: Any) -> list[str]:
-    """The postal address as label lines (city line: postal code and city), or [] when it is
-    not enough to post to."""
-    if not row.address_line1 or not (row.city or row.postal_code):
-        return []
-    town = " ".join(part for part in (row.postal_code, row.city) if part)
-    lines = [row.address_line1, row.address_line2, town, row.region, row.country]
-    return [line for line in lines if line]
+def address_lines(row: Any, home: str | None) -> list[str]:
+    """The label's lines for `row` (name first), or [] when its address is not enough to post
+    to (see `scheduler.notes.postal_address`)."""
+    address = PostalAddress(
+        row.name,
+        row.address_line1,
+        row.address_line2,
+        row.city,
+        row.postal_code,
+        row.region,
+        row.country,
+    )
+    return label_lines(address, home)
 
 
 def _due_query(start: datetime, end: datetime, now: datetime, again: bool) -> Any:
