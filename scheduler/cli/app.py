@@ -6,6 +6,7 @@ a non-zero exit: 1 when some input was rejected, 2 for a config or file that can
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable
 from enum import StrEnum
@@ -35,6 +36,7 @@ from scheduler.cli.delivery import log, retry, send, show
 from scheduler.cli.inbound import inbound_app
 from scheduler.cli.ltv import ltv_app
 from scheduler.cli.notes import preview, templates_app
+from scheduler.cli.one_command import only_command
 from scheduler.cli.sink import sink
 from scheduler.cli.web import web_app
 from scheduler.output import OutputFormat, printable, table, to_csv, to_json
@@ -691,4 +693,4 @@ PIPED_WIDTH = 160
 def main() -> None:
     """Entry point of the `appreciate` command."""
     widen_when_piped(PIPED_WIDTH)  # a file or a pipe: do not squeeze tables into 80 columns
-    app(prog_name="appreciate")
+    only_command(app, sys.argv[1:])(prog_name="appreciate")
