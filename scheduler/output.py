@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
+
+    from scheduler.plain_table import PlainTable
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 """Characters a terminal acts on instead of showing (escape sequences, carriage returns, bidi
@@ -92,27 +93,26 @@ def csv_cell(value: Any) -> Any:
     return spreadsheet_safe(printable(shown)) if isinstance(shown, str) else shown
 
 
-def table(title: str | None, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Table:
-    """A rich table of `rows`; empty values show as a dash. Cells and the title are plain text:
-    brackets and colons in customer data show as written (never read as rich markup or
-    emoji codes, so `[/b]` in a name cannot break a command), and drawing skips the markup
-    parser."""
-    from rich import box  # noqa: PLC0415 - rich loads only when a table is drawn
-    from rich.table import Table  # noqa: PLC0415
-    from rich.text import Text  # noqa: PLC0415
+def table(
+    title: str | None, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
+) -> PlainTable:
+    """A table of `rows` to print; empty values show as a dash. Cells and the title are plain
+    text: brackets and colons in customer data show as written (never read as rich markup or
+    emoji codes, so `[/b]` in a name cannot break a command). Drawn as rich draws its tables
+    (`scheduler.plain_table`)."""
+    from scheduler.plain_table import PlainTable  # noqa: PLC0415 - rich loads only to draw
 
-    shown_title = Text(printable(title)) if title else None
-    result = Table(title=shown_title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in columns:
-        result.add_column(column.replace("_", " "))
-    for row in rows:
-        result.add_row(
-            *(
-                Text("-" if row.get(c) in (None, "") else printable(str(plain(row.get(c)))))
+    return PlainTable(
+        printable(title) if title else None,
+        [column.replace("_", " ") for column in columns],
+        [
+            [
+                "-" if row.get(c) in (None, "") else printable(str(plain(row.get(c))))
                 for c in columns
-            )
-        )
-    return result
+            ]
+            for row in rows
+        ],
+    )
 
 
 def emit(
