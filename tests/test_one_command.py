@@ -63,7 +63,12 @@ def test_mistakes_get_the_same_answer_and_exit_code(args: list[str]) -> None:
     assert answer(app, args)[0] != 0
 
 
-@pytest.mark.parametrize("args", [["lgo"], ["--version"], ["--bogus", "log"], ["-c"]])
+def test_the_version_is_answered_as_before() -> None:
+    assert answer(only_command(app, ["--version"]), ["--version"]) == answer(app, ["--version"])
+    assert answer(app, ["--version"])[1].startswith("appreciate ")
+
+
+@pytest.mark.parametrize("args", [["lgo"], ["--bogus", "log"], ["-c"]])
 def test_anything_else_is_left_to_the_whole_app(args: list[str]) -> None:
     assert only_command(app, args) is app or first_word(args) is None
 

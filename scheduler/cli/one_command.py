@@ -6,10 +6,11 @@ Rules:
   `--config=PATH`, `-cPATH`) decides.
 - A command's or group's name: the app with that command or group alone. The root's callback,
   options and settings stay, so the command's own help, errors and exit codes are unchanged.
-- Nothing, or `--help`: the root's help, which needs each command's name and docstring only:
-  every command keeps its help but none of its options are built (`tests/test_one_command.py`
-  holds the output the same as the whole app's).
-- Anything else (`--version`, an unknown option, a name that is no command): the whole app, so
+- Nothing, `--help` or `--version`: the root's help (or the version, answered before any
+  command), which needs each command's name and docstring only: every command keeps its help
+  but none of its options are built (`tests/test_one_command.py` holds the output the same as
+  the whole app's).
+- Anything else (an unknown option, a name that is no command): the whole app, so
   click's own answers ("No such command", with its suggestion) are exactly as before.
 """
 
@@ -24,7 +25,8 @@ from typer.main import get_command_name
 from typer.models import CommandInfo
 
 ROOT_OPTIONS_WITH_VALUE = ("--config", "-c")
-HELP = "--help"
+LISTING_ONLY = frozenset({"--help", "--version"})
+"""Root options that need no command's options: the help lists names, the version is eager."""
 
 
 def first_word(args: Sequence[str]) -> str | None:
@@ -45,7 +47,7 @@ def first_word(args: Sequence[str]) -> str | None:
 def only_command(app: typer.Typer, args: Sequence[str]) -> typer.Typer:
     """`app` with only what `args` need built (see the module's rules)."""
     word = first_word(args)
-    if word is None or word == HELP:
+    if word is None or word in LISTING_ONLY:
         return _help_only(app)
     if word.startswith("-"):
         return app
