@@ -10,14 +10,23 @@ single sign of what start-up costs.
 
 Targets: `--help` under 8x `python -c pass`; `log` and `status` under 12x.
 
+On a busy machine the times swing; `--instructions` adds each command's count of executed
+instructions (valgrind's callgrind, one run each, about 20 s a command), which does not depend
+on what else runs. Instructions are not time: on a quiet machine a command's time ratio has
+been about three quarters of its instruction ratio (python's own start does more that is not
+instructions: loading, paging), so use them to compare two versions, not against the targets.
+
     python bench/cli.py                 # builds the small store in a temporary folder
     python bench/cli.py --repeat 31     # steadier medians
+    python bench/cli.py --instructions  # also instructions executed (needs valgrind)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -105,9 +114,29 @@ def modules(command: list[str]) -> int:
     return sum(1 for line in done.stderr.splitlines() if line.startswith("import time:")) - 1
 
 
+def instructions(command: list[str]) -> int | None:
+    """Instructions executed by `command` under callgrind; None without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    done = subprocess.run(
+        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=True,
+        env=ENV,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    return int(found.group(1)) if found else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=15, help="rounds (default 15)")
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind)"
+    )
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cli-bench-") as folder:
         config = build(Path(folder))
@@ -129,6 +158,11 @@ def main() -> int:
             for name, command in commands.items():
                 times[name].append(run(command))
         base = statistics.median(times["python -c pass"])
+        counted = {
+            name: instructions(command) if options.instructions else None
+            for name, command in commands.items()
+        }
+        base_count = counted["python -c pass"]
         print(f"{'command':<16} {'median':>8} {'ratio':>7} {'modules':>8}  target")
         for name, command in commands.items():
             median = statistics.median(times[name])
@@ -139,6 +173,9 @@ def main() -> int:
                 met = ratio < target
                 verdict = f"< {target:.0f}x: {'met' if met else 'NOT met'}"
             count = modules(command)
+            executed = counted[name]
+            if executed is not None and base_count:
+                verdict += f"  ({executed / 1e6:.0f}M instructions, {executed / base_count:.1f}x)"
             print(f"{name:<16} {median * 1000:>6.0f}ms {ratio:>6.1f}x {count:>8}  {verdict}")
     return 0
 

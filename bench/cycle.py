@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import deliver as sink
 import detect
 
-from scheduler.cli.daemon import setup_logging
+from scheduler.cli.service_logging import setup_logging
 from scheduler.clock import FixedClock
 from scheduler.config.file import load_config
 from scheduler.delivery import deliver as sending

@@ -4,13 +4,10 @@ Rich is loaded only when a table is drawn: a command that prints none starts fas
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +47,8 @@ def plain(value: Any) -> Any:
     """A value as JSON has it: dates in ISO 8601, money as a string with its cents."""
     if isinstance(value, datetime | date):
         return value.isoformat()
-    if isinstance(value, Decimal):
+    decimal = sys.modules.get("decimal")  # not loaded: no value can be a Decimal
+    if decimal is not None and isinstance(value, decimal.Decimal):
         return str(value)
     if isinstance(value, Mapping):
         return {str(key): plain(item) for key, item in value.items()}
@@ -62,6 +60,8 @@ def plain(value: Any) -> Any:
 def to_json(value: Any) -> str:
     """JSON, with the characters a terminal would act on written as `\\uXXXX` escapes (the
     same text to a JSON reader)."""
+    import json  # noqa: PLC0415 - loaded only to write JSON (start-up)
+
     text = json.dumps(plain(value), indent=2, ensure_ascii=False)
     return _CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
@@ -77,6 +77,9 @@ def spreadsheet_safe(cell: str) -> str:
 
 def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """A CSV of `rows`: printable cells, none of which a spreadsheet would run as a formula."""
+    import csv  # noqa: PLC0415 - loaded only to write CSV (start-up)
+    import io  # noqa: PLC0415
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -27,37 +25,6 @@ from scheduler.output import OutputFormat, printable, table, to_csv, to_json
 if TYPE_CHECKING:
     from scheduler.notes.template_failures import TemplateFailures
     from scheduler.service.cycle import CycleReport
-
-SYSLOG_PRIORITY = {
-    logging.DEBUG: 7,
-    logging.INFO: 6,
-    logging.WARNING: 4,
-    logging.ERROR: 3,
-    logging.CRITICAL: 2,
-}
-
-
-class JournalFormatter(logging.Formatter):
-    """`<priority>message`, which journald reads as the line's priority (sd-daemon(3))."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"<{SYSLOG_PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
-
-
-def setup_logging(environ: dict[str, str] | None = None) -> None:
-    """One line per event on stderr; priority prefixes when journald reads it, timestamps when
-    a person does (journald adds its own)."""
-    env = os.environ if environ is None else environ
-    handler = logging.StreamHandler(sys.stderr)
-    if env.get("JOURNAL_STREAM") or env.get("NOTIFY_SOCKET"):
-        handler.setFormatter(JournalFormatter("%(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("appreciate")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def run(
@@ -98,6 +65,8 @@ def run(
     if now is not None and not once:
         raise typer.BadParameter("--now goes with --once (the service runs on the real clock)")
     password_hash = None if once else _web_password_hash(config_path)
+    from scheduler.cli.service_logging import setup_logging
+
     setup_logging()
     service = open_service(config_path)
     if once:

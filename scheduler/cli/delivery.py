@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -111,6 +110,7 @@ def _deliver(
     """One delivery run (of the notes `only` names, when given), stopped as the service stops on
     Ctrl-C or SIGTERM: then the notes held are given back and the command exits 130 (143)."""
     import asyncio
+    import logging
 
     from scheduler.delivery.deliver import Sender
     from scheduler.notes.render import NoteRenderer
