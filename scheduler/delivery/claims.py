@@ -43,6 +43,7 @@ from sqlalchemy import (
 
 from scheduler.delivery.throttle import PAUSED, THROTTLED, Throttle, throttle_from_json
 from scheduler.store.db import conflict_insert
+from scheduler.store.driver_writes import DriverSQL
 from scheduler.store.models import metadata
 from scheduler.store.touch_history import record_events
 from scheduler.vocabulary import WAITING, OccasionKind
@@ -194,7 +195,7 @@ _MARK = (
 
 
 def mark_sending(
-    connection: Connection, touch_id: int, owner: str, now: datetime, lease: timedelta
+    connection: DriverSQL, touch_id: int, owner: str, now: datetime, lease: timedelta
 ) -> bool:
     """The note is about to be handed to the server; False when the lease was lost. The lease
     starts again from now, so a batch that took long to reach this note does not leave it to
@@ -215,7 +216,7 @@ class _SendingMarks:
         self._moment: Callable[[datetime], object] = moment or (lambda value: value)
 
     def mark(
-        self, connection: Connection, touch_id: int, owner: str, now: datetime, until: datetime
+        self, connection: DriverSQL, touch_id: int, owner: str, now: datetime, until: datetime
     ) -> bool:
         params = {
             **self._fixed,
@@ -285,7 +286,7 @@ _EVENT = (
 
 
 def record_results(
-    connection: Connection, owner: str, results: Sequence[Result], now: datetime
+    connection: DriverSQL, owner: str, results: Sequence[Result], now: datetime
 ) -> int:
     """Write each outcome (only where `owner` still holds the lease) and its event; returns how
     many were written. In the caller's transaction: one query for the leases still held, one
@@ -329,7 +330,7 @@ class _ResultWrites:
         self._event = _Compiled(_EVENT, dialect, ("at",))
 
     def record(
-        self, connection: Connection, owner: str, results: Sequence[Result], now: datetime
+        self, connection: DriverSQL, owner: str, results: Sequence[Result], now: datetime
     ) -> int:
         held = _held_query(self._dialect, len(results))
         ids = {f"id_{n}": r.touch_id for n, r in enumerate(results)}
