@@ -44,7 +44,7 @@ from typing import Any
 from jinja2 import BaseLoader, StrictUndefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
-from jinja2.runtime import Context, Undefined
+from jinja2.runtime import Context, TemplateReference, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
@@ -63,6 +63,11 @@ _BUILTIN_VALUES = (str, bytes, int, float, list, tuple, dict)
 _PERCENT_SPEC = re.compile(r"%(?:\(([^)]*)\))?[#0 +\-]*(\*|\d+)?(?:\.(\*|\d+))?([a-zA-Z%]?)")
 AMPLIFYING = frozenset({"expandtabs", "translate", "maketrans"})
 """String and bytes methods refused in a note: no check can bound what they build."""
+_ITEM_FIRST: dict[type, frozenset[str]] = {
+    cls: frozenset(dir(cls)) for cls in (dict, TemplateReference)
+}
+"""Classes whose instances have no attribute of their own (but private ones): a name that
+is not one of the class's is looked up as an item (see `NoteSandbox.getattr`)."""
 
 
 def text_size(value: Any, cap: int) -> int:
@@ -435,7 +440,18 @@ class NoteSandbox(ImmutableSandboxedEnvironment):
                 raise self.refuse("the repeated value would be too long")
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        """`obj.attribute` as Jinja's sandbox reads it (an attribute first, else an item).
+        For a plain dict (every value of a note's context) or `self` (a template's blocks),
+        whose attributes are only their class's, a name that is no attribute of the class
+        (nor `_`-private) goes straight to the item: the same answer, without raising and
+        catching an AttributeError for each `customer.name`."""
         check()
+        known = _ITEM_FIRST.get(obj.__class__)
+        if known is not None and attribute not in known and attribute[:1] != "_":
+            try:
+                return obj[attribute]
+            except LookupError:
+                return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
