@@ -313,7 +313,9 @@ class _Output:
         self.total = 0
 
     def collect(self, pieces: Generator[str, None, None]) -> str:
-        kept = []
+        kept: list[str] = []
+        keep = kept.append
+        limit = self.limit
         for count, piece in enumerate(pieces):
             if not count % CHECK_EVERY:
                 try:
@@ -322,10 +324,10 @@ class _Output:
                     pieces.throw(late)
                     raise  # pragma: no cover - a template cannot catch it
             self.total += len(piece)
-            if self.total > self.limit:
+            if self.total > limit:
                 pieces.throw(_OutputTooLong())
                 raise _OutputTooLong  # pragma: no cover - a template cannot catch it
-            kept.append(piece)
+            keep(piece)
         return "".join(kept)
 
 

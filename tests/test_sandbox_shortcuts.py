@@ -1,7 +1,8 @@
-"""`NoteSandbox.getattr`'s shortcut for plain dicts and `self` gives what Jinja's immutable
-sandbox gives: an item for a name that is no attribute of the class, the class's (safe)
-attribute first otherwise, an undefined for what is missing, a private name as Jinja reads
-it; in both environments."""
+"""`NoteSandbox`'s shortcuts give what Jinja's immutable sandbox gives, in both environments:
+`getattr` for plain dicts and `self` (an item for a name that is no attribute of the class,
+the class's safe attribute first otherwise, an undefined for what is missing, a private name as
+Jinja reads it), and `call` for a block called as `self.name()` (in loops, in other blocks,
+with `super()`, escaped in HTML)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,32 @@ def test_the_shortcut_gives_what_jinjas_sandbox_gives(expression: str, autoescap
     ours = NoteSandbox(DictLoader({}), autoescape=autoescape, limit=50_000)
     jinja = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=autoescape)
     assert outcome(ours, expression) == outcome(jinja, expression)
+
+
+BLOCKS = {
+    "base.j2": (
+        "{% block greeting %}Hi {{ d.name }} & co{% endblock %}|"
+        "{% block body %}{% for i in [1, 2] %}{{ i }}{{ self.greeting() }}{% endfor %}"
+        "{% endblock %}|{% block tail %}{{ self.body() ~ '!' }}{% endblock %}"
+    ),
+    "child.j2": (
+        '{% extends "base.j2" %}{% block greeting %}<{{ super() }}>{% endblock %}'
+        "{% block tail %}{% set x = self.greeting() %}{{ x | length }}{{ self.missing is defined }}"
+        "{% endblock %}"
+    ),
+}
+
+
+@pytest.mark.parametrize("autoescape", [False, True], ids=["text", "html"])
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_a_block_called_as_self_gives_what_jinjas_sandbox_gives(
+    name: str, autoescape: bool
+) -> None:
+    loader = DictLoader(BLOCKS)
+    ours = NoteSandbox(loader, autoescape=autoescape, limit=50_000)
+    jinja = ImmutableSandboxedEnvironment(
+        loader=loader, undefined=StrictUndefined, autoescape=autoescape
+    )
+    written = ours.get_template(name).render(d=VALUES)
+    assert written == jinja.get_template(name).render(d=VALUES)
+    assert "Zoë" in written
