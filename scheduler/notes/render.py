@@ -43,12 +43,14 @@ import re
 import threading
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
 from jinja2 import FileSystemLoader, Template, TemplateNotFound, TemplateSyntaxError
 from jinja2.exceptions import TemplateError
+from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
 from scheduler.config.settings import Settings
@@ -213,7 +215,9 @@ class NoteRenderer:
         noting in `asked` the blocks looked up once the top level has run)."""
         try:
             template = self._load(environment, name)
-            run = template.new_context(context)  # copies the values
+            run = new_context(  # copies the values, as `template.new_context(context)` does
+                environment, template.name, template.blocks, context, False, _flat(template)
+            )
             table = _BlockTable(run.blocks)
             run.blocks = table
             parents = self._bare_parents(name)
@@ -281,6 +285,14 @@ class NoteRenderer:
             return environment.get_template(name)
         except TemplateNotFound:
             raise TemplateProblem(name, None, f"no such template in {self.directory}") from None
+
+
+@lru_cache(maxsize=128)
+def _flat(template: Template) -> dict[str, Any]:
+    """The template's globals (its own over the environment's: a ChainMap) as one dict, made
+    once per compiled template: a new context copies them, and a ChainMap is slow to copy.
+    The environments' globals are set once, when they are made."""
+    return dict(template.globals)
 
 
 def paragraphs(value: str) -> Markup:
