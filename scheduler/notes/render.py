@@ -64,7 +64,7 @@ from scheduler.notes.render_limits import (
     check,
     note_limits,
 )
-from scheduler.notes.template_choice import template_for
+from scheduler.notes.template_choice import template_file
 from scheduler.notes.template_sandbox import NoteSandbox
 from scheduler.vocabulary import OccasionKind
 
@@ -133,7 +133,7 @@ class NoteRenderer:
     def template_name(self, kind: OccasionKind, tier: str | None) -> str:
         """The file that writes this note: the tier variant when it exists."""
         try:
-            return template_for(self.directory, kind, tier).name
+            return template_file(self.directory, kind, tier)
         except ValueError as error:
             raise TemplateProblem(f"{kind}.j2", None, str(error)) from None
 
