@@ -235,24 +235,30 @@ def _sending_marks(dialect: Dialect) -> _SendingMarks:
 
 
 def save_prepared(
-    connection: Connection, owner: str, rows: Sequence[dict[str, Any]], now: datetime
+    connection: DriverSQL, owner: str, rows: Sequence[dict[str, Any]], now: datetime
 ) -> None:
     """Keep each note as written (message_id, subject, body_text, body_html, headers) before it
-    is sent: a retry resends the same Message-ID."""
+    is sent: a retry resends the same Message-ID. One executemany, compiled once per dialect
+    and handed to the driver as it is (see `_Compiled`)."""
     if rows:
-        connection.execute(
-            update(touches)
-            .where(_HELD_BY_OWNER)
-            .values(
-                message_id=bindparam("new_message_id"),
-                subject=bindparam("new_subject"),
-                body_text=bindparam("new_text"),
-                body_html=bindparam("new_html"),
-                headers=bindparam("new_headers"),
-                updated_at=now,
-            ),
-            [{**row, "owner": owner} for row in rows],
+        save = _saves(connection.dialect)
+        connection.exec_driver_sql(
+            save.sql, [save.args({**row, "owner": owner, "now": now}) for row in rows]
         )
+
+
+_SAVE = (
+    update(touches)
+    .where(_HELD_BY_OWNER)
+    .values(
+        message_id=bindparam("new_message_id"),
+        subject=bindparam("new_subject"),
+        body_text=bindparam("new_text"),
+        body_html=bindparam("new_html"),
+        headers=bindparam("new_headers"),
+        updated_at=bindparam("now"),
+    )
+)
 
 
 _RESULT = (
@@ -373,6 +379,11 @@ class _ResultWrites:
 @functools.lru_cache(maxsize=8)
 def _result_writes(dialect: Dialect) -> _ResultWrites:
     return _ResultWrites(dialect)
+
+
+@functools.lru_cache(maxsize=8)
+def _saves(dialect: Dialect) -> _Compiled:
+    return _Compiled(_SAVE, dialect, ("now",))
 
 
 @functools.lru_cache(maxsize=256)
