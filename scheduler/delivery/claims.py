@@ -242,8 +242,9 @@ def save_prepared(
     and handed to the driver as it is (see `_Compiled`)."""
     if rows:
         save = _saves(connection.dialect)
+        memo: dict[datetime, object] = {}
         connection.exec_driver_sql(
-            save.sql, [save.args({**row, "owner": owner, "now": now}) for row in rows]
+            save.sql, [save.args({**row, "owner": owner, "now": now}, memo) for row in rows]
         )
 
 
@@ -317,12 +318,20 @@ class _Compiled:
         convert: Callable[[datetime], object] = moment or (lambda value: value)
         self._moments = dict.fromkeys(moments, convert)
 
-    def args(self, values: dict[str, Any]) -> Any:
+    def args(self, values: dict[str, Any], memo: dict[datetime, object] | None = None) -> Any:
+        """`values` as the driver takes them; `memo` keeps each moment converted once across
+        the rows of one executemany (they share `now`)."""
         params = {**self._fixed, **values}
         for name, convert in self._moments.items():
             value = params[name]
             if value is not None:
-                params[name] = convert(value)
+                if memo is None:
+                    params[name] = convert(value)
+                    continue
+                converted = memo.get(value)
+                if converted is None:
+                    converted = memo[value] = convert(value)
+                params[name] = converted
         return tuple(params[name] for name in self._order) if self._order else params
 
 
@@ -345,6 +354,7 @@ class _ResultWrites:
         mine = [r for r in results if r.touch_id in mine_ids]
         if not mine:
             return 0
+        memo: dict[datetime, object] = {}
         connection.exec_driver_sql(
             self._result.sql,
             [
@@ -359,7 +369,8 @@ class _ResultWrites:
                         "new_retry_at": r.retry_at,
                         "attempted": 1 if r.attempted else 0,
                         "now": now,
-                    }
+                    },
+                    memo,
                 )
                 for r in mine
             ],
@@ -368,7 +379,8 @@ class _ResultWrites:
             self._event.sql,
             [
                 self._event.args(
-                    {"touch_id": r.touch_id, "at": now, "status": r.status, "reason": r.reason}
+                    {"touch_id": r.touch_id, "at": now, "status": r.status, "reason": r.reason},
+                    memo,
                 )
                 for r in mine
             ],
