@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from types import TracebackType
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Dialect
@@ -70,25 +71,52 @@ class _SqliteDriver:
             ) from error
 
 
-@contextmanager
-def driver_writes(connection: Connection) -> Iterator[DriverSQL]:
+def driver_writes(connection: Connection) -> AbstractContextManager[DriverSQL]:
     """One write transaction on `connection` whose SQL goes straight to the driver (see the
     module's rules)."""
     if connection.dialect.name != "sqlite":
-        with connection.begin():
-            yield connection
-        return
+        return _begun(connection)
     if connection.in_transaction():
         raise StoreError("driver_writes needs a connection with no transaction open")
     driver = connection.connection.driver_connection
     if not isinstance(driver, sqlite3.Connection):  # pragma: no cover - pysqlite is the driver
         raise StoreError("the SQLite connection is closed or not pysqlite's")
-    writes = _SqliteDriver(connection.dialect, driver)
-    writes.exec_driver_sql("BEGIN IMMEDIATE")
-    try:
-        yield writes
-        writes.exec_driver_sql("COMMIT")
-    except BaseException:
-        if driver.in_transaction:
-            driver.rollback()
-        raise
+    return _SqliteTransaction(_SqliteDriver(connection.dialect, driver), driver)
+
+
+@contextmanager
+def _begun(connection: Connection) -> Iterator[DriverSQL]:
+    with connection.begin():
+        yield connection
+
+
+class _SqliteTransaction:
+    """BEGIN IMMEDIATE on entry; COMMIT on a clean exit, else (or when COMMIT fails) ROLLBACK.
+    A class rather than a generator: it runs for every note sent."""
+
+    def __init__(self, writes: _SqliteDriver, driver: sqlite3.Connection) -> None:
+        self._writes = writes
+        self._driver = driver
+
+    def __enter__(self) -> DriverSQL:
+        self._writes.exec_driver_sql("BEGIN IMMEDIATE")
+        return self._writes
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            try:
+                self._writes.exec_driver_sql("COMMIT")
+            except BaseException:
+                self._roll_back()
+                raise
+        else:
+            self._roll_back()
+
+    def _roll_back(self) -> None:
+        if self._driver.in_transaction:
+            self._driver.rollback()
