@@ -43,6 +43,7 @@ from sqlalchemy import (
 
 from scheduler.delivery.throttle import PAUSED, THROTTLED, Throttle, throttle_from_json
 from scheduler.store.db import conflict_insert
+from scheduler.store.driver_writes import DriverSQL
 from scheduler.store.models import metadata
 from scheduler.store.touch_history import record_events
 from scheduler.vocabulary import WAITING, OccasionKind
@@ -194,7 +195,7 @@ _MARK = (
 
 
 def mark_sending(
-    connection: Connection, touch_id: int, owner: str, now: datetime, lease: timedelta
+    connection: DriverSQL, touch_id: int, owner: str, now: datetime, lease: timedelta
 ) -> bool:
     """The note is about to be handed to the server; False when the lease was lost. The lease
     starts again from now, so a batch that took long to reach this note does not leave it to
@@ -215,7 +216,7 @@ class _SendingMarks:
         self._moment: Callable[[datetime], object] = moment or (lambda value: value)
 
     def mark(
-        self, connection: Connection, touch_id: int, owner: str, now: datetime, until: datetime
+        self, connection: DriverSQL, touch_id: int, owner: str, now: datetime, until: datetime
     ) -> bool:
         params = {
             **self._fixed,
@@ -234,24 +235,31 @@ def _sending_marks(dialect: Dialect) -> _SendingMarks:
 
 
 def save_prepared(
-    connection: Connection, owner: str, rows: Sequence[dict[str, Any]], now: datetime
+    connection: DriverSQL, owner: str, rows: Sequence[dict[str, Any]], now: datetime
 ) -> None:
     """Keep each note as written (message_id, subject, body_text, body_html, headers) before it
-    is sent: a retry resends the same Message-ID."""
+    is sent: a retry resends the same Message-ID. One executemany, compiled once per dialect
+    and handed to the driver as it is (see `_Compiled`)."""
     if rows:
-        connection.execute(
-            update(touches)
-            .where(_HELD_BY_OWNER)
-            .values(
-                message_id=bindparam("new_message_id"),
-                subject=bindparam("new_subject"),
-                body_text=bindparam("new_text"),
-                body_html=bindparam("new_html"),
-                headers=bindparam("new_headers"),
-                updated_at=now,
-            ),
-            [{**row, "owner": owner} for row in rows],
+        save = _saves(connection.dialect)
+        memo: dict[datetime, object] = {}
+        connection.exec_driver_sql(
+            save.sql, [save.args({**row, "owner": owner, "now": now}, memo) for row in rows]
         )
+
+
+_SAVE = (
+    update(touches)
+    .where(_HELD_BY_OWNER)
+    .values(
+        message_id=bindparam("new_message_id"),
+        subject=bindparam("new_subject"),
+        body_text=bindparam("new_text"),
+        body_html=bindparam("new_html"),
+        headers=bindparam("new_headers"),
+        updated_at=bindparam("now"),
+    )
+)
 
 
 _RESULT = (
@@ -285,7 +293,7 @@ _EVENT = (
 
 
 def record_results(
-    connection: Connection, owner: str, results: Sequence[Result], now: datetime
+    connection: DriverSQL, owner: str, results: Sequence[Result], now: datetime
 ) -> int:
     """Write each outcome (only where `owner` still holds the lease) and its event; returns how
     many were written. In the caller's transaction: one query for the leases still held, one
@@ -310,12 +318,20 @@ class _Compiled:
         convert: Callable[[datetime], object] = moment or (lambda value: value)
         self._moments = dict.fromkeys(moments, convert)
 
-    def args(self, values: dict[str, Any]) -> Any:
+    def args(self, values: dict[str, Any], memo: dict[datetime, object] | None = None) -> Any:
+        """`values` as the driver takes them; `memo` keeps each moment converted once across
+        the rows of one executemany (they share `now`)."""
         params = {**self._fixed, **values}
         for name, convert in self._moments.items():
             value = params[name]
             if value is not None:
-                params[name] = convert(value)
+                if memo is None:
+                    params[name] = convert(value)
+                    continue
+                converted = memo.get(value)
+                if converted is None:
+                    converted = memo[value] = convert(value)
+                params[name] = converted
         return tuple(params[name] for name in self._order) if self._order else params
 
 
@@ -329,7 +345,7 @@ class _ResultWrites:
         self._event = _Compiled(_EVENT, dialect, ("at",))
 
     def record(
-        self, connection: Connection, owner: str, results: Sequence[Result], now: datetime
+        self, connection: DriverSQL, owner: str, results: Sequence[Result], now: datetime
     ) -> int:
         held = _held_query(self._dialect, len(results))
         ids = {f"id_{n}": r.touch_id for n, r in enumerate(results)}
@@ -338,6 +354,7 @@ class _ResultWrites:
         mine = [r for r in results if r.touch_id in mine_ids]
         if not mine:
             return 0
+        memo: dict[datetime, object] = {}
         connection.exec_driver_sql(
             self._result.sql,
             [
@@ -352,7 +369,8 @@ class _ResultWrites:
                         "new_retry_at": r.retry_at,
                         "attempted": 1 if r.attempted else 0,
                         "now": now,
-                    }
+                    },
+                    memo,
                 )
                 for r in mine
             ],
@@ -361,7 +379,8 @@ class _ResultWrites:
             self._event.sql,
             [
                 self._event.args(
-                    {"touch_id": r.touch_id, "at": now, "status": r.status, "reason": r.reason}
+                    {"touch_id": r.touch_id, "at": now, "status": r.status, "reason": r.reason},
+                    memo,
                 )
                 for r in mine
             ],
@@ -372,6 +391,11 @@ class _ResultWrites:
 @functools.lru_cache(maxsize=8)
 def _result_writes(dialect: Dialect) -> _ResultWrites:
     return _ResultWrites(dialect)
+
+
+@functools.lru_cache(maxsize=8)
+def _saves(dialect: Dialect) -> _Compiled:
+    return _Compiled(_SAVE, dialect, ("now",))
 
 
 @functools.lru_cache(maxsize=256)

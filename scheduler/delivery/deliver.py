@@ -89,6 +89,7 @@ from scheduler.notes.note_message import note_message
 from scheduler.notes.render import NoteRenderer, RenderStopped, TemplateProblem
 from scheduler.notes.template_failures import failure_reason
 from scheduler.store.db import write_transaction
+from scheduler.store.driver_writes import driver_writes
 from scheduler.store.models import metadata
 from scheduler.store.outbox import Contact, contact_of, contacts_query, suppression_reason
 from scheduler.zones import ZoneBook
@@ -575,14 +576,23 @@ class Sender:
     def _mark(self, marks: Connection, touch: ClaimedTouch) -> bool:
         """One transaction: the outcomes gathered so far (RESULTS_EVERY at a time, or all of
         them after the store was locked) and `touch` marked `sending`; False when its lease
-        was lost. On failure the outcomes stay to be written."""
+        was lost. On failure the outcomes stay to be written. Its SQL goes straight to the
+        driver (`driver_writes`), unless shared state is owed or a back-off may end: those
+        statements go through SQLAlchemy, in `marks.begin()`."""
         take = len(self._done) >= RESULTS_EVERY or self._gate.closed
         done = self._take_done() if take else []
+        lease = self.settings.smtp.lease
         try:
-            with marks.begin():
-                now = self.clock.now()
-                written = self._write_outcomes(marks, done, now)
-                taken = mark_sending(marks, touch.id, self.owner, now, self.settings.smtp.lease)
+            if self._owed or (self._backoff_ran_out and done):
+                with marks.begin():
+                    now = self.clock.now()
+                    written = self._write_outcomes(marks, done, now)
+                    taken = mark_sending(marks, touch.id, self.owner, now, lease)
+            else:
+                with driver_writes(marks) as writes:
+                    now = self.clock.now()
+                    written = record_results(writes, self.owner, done, now)
+                    taken = mark_sending(writes, touch.id, self.owner, now, lease)
         except BaseException:
             self._done[:0] = done
             raise

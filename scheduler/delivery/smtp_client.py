@@ -39,7 +39,7 @@ import asyncio
 import re
 import ssl
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import aiosmtplib
 from aiosmtplib import (
@@ -194,9 +194,9 @@ def _broken_before(error: BaseException | None) -> Outcome:
     return _lost_before(error)
 
 
-@dataclass(frozen=True)
-class _Step:
-    """One command of the envelope and the replies that let the next go ahead."""
+class _Step(NamedTuple):
+    """One command of the envelope and the replies that let the next go ahead (a named tuple:
+    two are made for every note)."""
 
     command: bytes
     arguments: tuple[bytes, ...]
@@ -220,8 +220,11 @@ def _envelope_steps(message: BuiltMessage) -> tuple[_Step, _Step, _Step]:
     return (
         _Step(b"MAIL", (f"FROM:<{message.mail_from}>".encode(), *options), (250,)),
         _Step(b"RCPT", (f"TO:<{message.rcpt_to}>".encode(),), (250, 251)),
-        _Step(b"DATA", (), (354,)),
+        _DATA,
     )
+
+
+_DATA = _Step(b"DATA", (), (354,))
 
 
 @dataclass(frozen=True)

@@ -267,8 +267,10 @@ def _message_id(value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=16)
 def _date(moment: datetime) -> str:
-    """RFC 5322 date-time with the moment's own offset (UTC when it has seconds)."""
+    """RFC 5322 date-time with the moment's own offset (UTC when it has seconds). Cached: the
+    notes of one claim are all dated with the same moment."""
     offset = moment.utcoffset()
     if offset is None:
         raise UnsendableMessage("the date has no time zone (a naive datetime)")

@@ -43,12 +43,14 @@ import re
 import threading
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
 from jinja2 import FileSystemLoader, Template, TemplateNotFound, TemplateSyntaxError
 from jinja2.exceptions import TemplateError
+from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
 from scheduler.config.settings import Settings
@@ -62,7 +64,7 @@ from scheduler.notes.render_limits import (
     check,
     note_limits,
 )
-from scheduler.notes.template_choice import template_for
+from scheduler.notes.template_choice import template_file
 from scheduler.notes.template_sandbox import NoteSandbox
 from scheduler.vocabulary import OccasionKind
 
@@ -131,7 +133,7 @@ class NoteRenderer:
     def template_name(self, kind: OccasionKind, tier: str | None) -> str:
         """The file that writes this note: the tier variant when it exists."""
         try:
-            return template_for(self.directory, kind, tier).name
+            return template_file(self.directory, kind, tier)
         except ValueError as error:
             raise TemplateProblem(f"{kind}.j2", None, str(error)) from None
 
@@ -213,7 +215,9 @@ class NoteRenderer:
         noting in `asked` the blocks looked up once the top level has run)."""
         try:
             template = self._load(environment, name)
-            run = template.new_context(context)  # copies the values
+            run = new_context(  # copies the values, as `template.new_context(context)` does
+                environment, template.name, template.blocks, context, False, _flat(template)
+            )
             table = _BlockTable(run.blocks)
             run.blocks = table
             parents = self._bare_parents(name)
@@ -283,6 +287,14 @@ class NoteRenderer:
             raise TemplateProblem(name, None, f"no such template in {self.directory}") from None
 
 
+@lru_cache(maxsize=128)
+def _flat(template: Template) -> dict[str, Any]:
+    """The template's globals (its own over the environment's: a ChainMap) as one dict, made
+    once per compiled template: a new context copies them, and a ChainMap is slow to copy.
+    The environments' globals are set once, when they are made."""
+    return dict(template.globals)
+
+
 def paragraphs(value: str) -> Markup:
     """Text as HTML paragraphs: a blank line starts a paragraph, a line break becomes `<br>`.
     Text not yet marked safe is escaped first."""
@@ -313,7 +325,9 @@ class _Output:
         self.total = 0
 
     def collect(self, pieces: Generator[str, None, None]) -> str:
-        kept = []
+        kept: list[str] = []
+        keep = kept.append
+        limit = self.limit
         for count, piece in enumerate(pieces):
             if not count % CHECK_EVERY:
                 try:
@@ -322,10 +336,10 @@ class _Output:
                     pieces.throw(late)
                     raise  # pragma: no cover - a template cannot catch it
             self.total += len(piece)
-            if self.total > self.limit:
+            if self.total > limit:
                 pieces.throw(_OutputTooLong())
                 raise _OutputTooLong  # pragma: no cover - a template cannot catch it
-            kept.append(piece)
+            keep(piece)
         return "".join(kept)
 
 

@@ -8,6 +8,7 @@ name a file outside the folder.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from scheduler.tiers import Tier
@@ -27,9 +28,13 @@ def template_names(kind: OccasionKind, tier: str | None) -> list[str]:
 def template_for(directory: Path, kind: OccasionKind, tier: str | None) -> Path:
     """The template that writes this note (see the module's rule). The plain `KIND.j2` is
     returned even when missing, so the error names the file the owner should create."""
+    return directory / template_file(directory, kind, tier)
+
+
+def template_file(directory: Path, kind: OccasionKind, tier: str | None) -> str:
+    """`template_for`'s file name, found without building paths (it runs for every note)."""
     names = template_names(kind, tier)
     for name in names[:-1]:
-        variant = directory / name
-        if variant.is_file():
-            return variant
-    return directory / names[-1]
+        if os.path.isfile(os.path.join(directory, name)):
+            return name
+    return names[-1]

@@ -44,7 +44,7 @@ from typing import Any
 from jinja2 import BaseLoader, StrictUndefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
-from jinja2.runtime import Context, Undefined
+from jinja2.runtime import BlockReference, Context, TemplateReference, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
@@ -63,6 +63,13 @@ _BUILTIN_VALUES = (str, bytes, int, float, list, tuple, dict)
 _PERCENT_SPEC = re.compile(r"%(?:\(([^)]*)\))?[#0 +\-]*(\*|\d+)?(?:\.(\*|\d+))?([a-zA-Z%]?)")
 AMPLIFYING = frozenset({"expandtabs", "translate", "maketrans"})
 """String and bytes methods refused in a note: no check can bound what they build."""
+_CALL_KEYWORDS = frozenset({"_block_vars", "_loop_vars"})
+"""What Jinja's generated code passes to every call besides its arguments (dropped there)."""
+_ITEM_FIRST: dict[type, frozenset[str]] = {
+    cls: frozenset(dir(cls)) for cls in (dict, TemplateReference)
+}
+"""Classes whose instances have no attribute of their own (but private ones): a name that
+is not one of the class's is looked up as an item (see `NoteSandbox.getattr`)."""
 
 
 def text_size(value: Any, cap: int) -> int:
@@ -435,7 +442,18 @@ class NoteSandbox(ImmutableSandboxedEnvironment):
                 raise self.refuse("the repeated value would be too long")
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        """`obj.attribute` as Jinja's sandbox reads it (an attribute first, else an item).
+        For a plain dict (every value of a note's context) or `self` (a template's blocks),
+        whose attributes are only their class's, a name that is no attribute of the class
+        (nor `_`-private) goes straight to the item: the same answer, without raising and
+        catching an AttributeError for each `customer.name`."""
         check()
+        known = _ITEM_FIRST.get(obj.__class__)
+        if known is not None and attribute not in known and attribute[:1] != "_":
+            try:
+                return obj[attribute]
+            except LookupError:
+                return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
@@ -460,6 +478,8 @@ class NoteSandbox(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         check()
+        if __obj.__class__ is BlockReference and not args and kwargs.keys() <= _CALL_KEYWORDS:
+            return __self.bounded(__self._block(__obj))
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, _BUILTIN_VALUES):  # a method of a string, number, list...
             __self._check_numbers(chain(args, kwargs.values()))
@@ -474,6 +494,17 @@ class NoteSandbox(ImmutableSandboxedEnvironment):
                 __self._check_joined(owner, items)
                 args = (items, *args[1:])
         return __self.bounded(super().call(__context, __obj, *args, **kwargs))
+
+    def _block(self, block: BlockReference) -> Any:
+        """`self.name()`: Jinja's own block call, safely callable and taking no context, so
+        what `Context.call` would do comes down to calling it (a StopIteration it raises is
+        an undefined value, as there)."""
+        try:
+            return block()
+        except StopIteration:
+            return self.undefined(
+                "value was undefined because a callable raised a StopIteration exception"
+            )
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
