@@ -66,17 +66,20 @@ class PlainTable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         widths = self._one_line_widths()
-        if widths is None or _table_width(widths) > options.max_width:
+        padded = _padded(widths) if widths else []
+        table_width = sum(padded) + len(padded) + 1  # a divider between columns, two edges
+        if not widths or table_width > options.max_width or not self._title_fits(table_width):
             yield self.rich_table()
             return
-        table_width = _table_width(widths)
         if self.title:
-            if cell_len(self.title) > table_width or self.title != self.title.strip():
-                yield self.rich_table()
-                return
             title_options = options.update(width=table_width, highlight=False, height=None)
             yield from console.render(Text(self.title), title_options.update(justify="left"))
-        yield from self._lines(console, options, widths)
+        yield from self._lines(console, options, widths, padded)
+
+    def _title_fits(self, table_width: int) -> bool:
+        """No title, or one rich would write on one line as it is."""
+        title = self.title
+        return not title or (cell_len(title) <= table_width and title == title.strip())
 
     def _one_line_widths(self) -> list[int] | None:
         """Each column's width of text (without padding), or None when a cell or the title
@@ -95,12 +98,11 @@ class PlainTable:
         return widths if all(widths) else None
 
     def _lines(
-        self, console: Console, options: ConsoleOptions, widths: list[int]
+        self, console: Console, options: ConsoleOptions, widths: list[int], padded: list[int]
     ) -> Iterator[Segment]:
         edges = BOX.substitute(options, safe=console.safe_box)
         border = Style.null()
         header_style = console.get_style(HEADER_STYLE)
-        padded = [_padded_width(index, widths) for index in range(len(widths))]
         new_line = Segment.line()
         yield Segment(edges.get_top(padded), border)
         yield new_line
@@ -140,12 +142,7 @@ class PlainTable:
         yield Segment(right, border)
 
 
-def _padded_width(index: int, widths: list[int]) -> int:
-    """A column's width with its padding: one space either side, none at the table's edges."""
+def _padded(widths: list[int]) -> list[int]:
+    """The columns' widths with their padding: one space either side, none at the edges."""
     last = len(widths) - 1
-    return widths[index] + (index > 0) + (index < last)
-
-
-def _table_width(widths: list[int]) -> int:
-    """The whole table's width: padded columns, a divider between them, an edge either side."""
-    return sum(_padded_width(index, widths) for index in range(len(widths))) + len(widths) + 1
+    return [width + (index > 0) + (index < last) for index, width in enumerate(widths)]

@@ -38,7 +38,7 @@ def first_word(args: Sequence[str]) -> str | None:
             if next(remaining, None) is None:
                 return None
             continue
-        if word.startswith("--config=") or (word.startswith("-c") and not word.startswith("--")):
+        if word.startswith(("--config=", "-c")):
             continue
         return word
     return None
