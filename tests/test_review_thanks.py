@@ -20,7 +20,12 @@ from scheduler.config.settings import ScheduleSettings, Settings
 from scheduler.detection.detect import detect
 from scheduler.importer import import_csv
 from scheduler.notes.note_context import TouchRef, build_contexts
-from scheduler.occasions.rules import ReviewFact, review_is_history, review_thanks
+from scheduler.occasions.rules import (
+    ReviewFact,
+    first_reviews_of_their_day,
+    review_is_history,
+    review_thanks,
+)
 from scheduler.occasions.timing import SendWindow
 from scheduler.store.models import metadata
 from scheduler.store.review_values import excerpt, read_rating, safe_url, url_problem
@@ -130,6 +135,78 @@ def test_each_review_gets_one_timely_note_or_none_at_all(
     assert time(9) <= note.due_at.astimezone(zone).time() < time(17)
     assert note.due_at - max(written, recorded) < timedelta(days=1)
     assert note.expires_at - note.due_at == RULES.max_lateness
+
+
+# One review a day ---------------------------------------------------------------------------
+
+
+def review(customer: int, review_id: str, written: datetime, zone: ZoneInfo = LONDON) -> ReviewFact:
+    return ReviewFact(customer, review_id, written, written, zone, 5)
+
+
+def test_the_same_review_under_two_ids_is_kept_once() -> None:
+    from_app = review(1, "ChdDSUhN", datetime(2027, 6, 14, 18, 3, 27, tzinfo=UTC))
+    from_export = review(1, "auto-5f1c", datetime(2027, 6, 14, 18, 3, tzinfo=UTC))
+    kept, left_out = first_reviews_of_their_day([from_app, from_export], {})
+    assert (kept, left_out) == ([from_app], [from_export])
+
+
+def test_reviews_on_other_days_or_by_other_customers_are_all_kept() -> None:
+    evening = datetime(2027, 6, 14, 22, 30, tzinfo=UTC)  # 23:30 in London
+    after_midnight = datetime(2027, 6, 14, 23, 30, tzinfo=UTC)  # 00:30 the next day
+    reviews_ = [
+        review(1, "R-1", evening),
+        review(1, "R-2", after_midnight),
+        review(2, "R-3", evening),
+    ]
+    assert first_reviews_of_their_day(reviews_, {}) == (reviews_, [])
+
+
+def test_a_review_whose_day_an_earlier_review_took_is_left_out() -> None:
+    """The earlier one was stored by an earlier run (thanked, or not: low stars, history)."""
+    written = datetime(2027, 6, 14, 10, 0, tzinfo=UTC)
+    late_twin = review(1, "auto-77aa", written)
+    other_day = review(1, "R-9", written + timedelta(days=1))
+    earlier = {1: [written - timedelta(hours=3)]}
+    assert first_reviews_of_their_day([late_twin, other_day], earlier) == ([other_day], [late_twin])
+
+
+def test_the_day_is_the_customers_own() -> None:
+    """13:30 and 14:30 UTC are one day in London but two on Kiritimati (UTC+14)."""
+    first = datetime(2027, 6, 14, 9, 30, tzinfo=UTC)
+    second = datetime(2027, 6, 14, 10, 30, tzinfo=UTC)
+    london = [review(1, "R-1", first), review(1, "R-2", second)]
+    assert len(first_reviews_of_their_day(london, {})[0]) == 1
+    kiritimati = [review(1, "R-1", first, KIRITIMATI), review(1, "R-2", second, KIRITIMATI)]
+    assert len(first_reviews_of_their_day(kiritimati, {})[0]) == 2
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 3), moments), max_size=12),
+    st.lists(st.tuples(st.integers(1, 3), moments), max_size=6),
+    zones,
+)
+def test_each_customer_day_keeps_exactly_its_first_new_review(
+    new_rows: list[tuple[int, datetime]], earlier_rows: list[tuple[int, datetime]], zone: ZoneInfo
+) -> None:
+    """Whatever the reviews: a (customer, local day) an earlier review took keeps none of the new
+    ones; any other keeps exactly one, the first given; nothing is lost or invented."""
+    new = [review(c, f"R-{n}", moment, zone) for n, (c, moment) in enumerate(new_rows)]
+    earlier: dict[int, list[datetime]] = {}
+    for customer, moment in earlier_rows:
+        earlier.setdefault(customer, []).append(moment)
+    kept, left_out = first_reviews_of_their_day(new, earlier)
+    assert sorted(kept + left_out, key=new.index) == new
+
+    def day(customer: int, moment: datetime) -> tuple[int, date]:
+        return customer, moment.astimezone(zone).date()
+
+    taken = {day(c, m) for c, ms in earlier.items() for m in ms}
+    first_of_day: dict[tuple[int, date], ReviewFact] = {}
+    for r in new:
+        first_of_day.setdefault(day(r.customer_id, r.reviewed_at), r)
+    expected = [r for key, r in first_of_day.items() if key not in taken]
+    assert kept == sorted(expected, key=new.index)
 
 
 # What a review's note may show ------------------------------------------------------------
@@ -251,6 +328,48 @@ def test_reimporting_or_correcting_a_review_never_thanks_it_twice(
     assert [(k, status) for _, k, status, _, _ in notes(engine)] == [(key, "sent")]
     with engine.connect() as connection:
         assert connection.execute(select(reviews.c.text)).scalars().all() == ["Great, really"]
+
+
+def test_a_review_the_app_wrote_and_an_export_brought_again_is_thanked_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The business's app writes the review with Google's id; the next day the owner imports
+    Google's export, which has no id (so the review gets a made-up one) and the time to the
+    minute: one note. And the other way round, for another customer, in one detection run."""
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    ann = add_customer(engine, "C-1")
+    ben = add_customer(engine, "C-2")
+    write_review(
+        engine,
+        ann,
+        external_id="ChdDSUhNMG9nS0VJQ0FnSUNo",
+        reviewed_at=datetime(2027, 6, 15, 6, 41, 17, tzinfo=UTC),
+        site="Google",
+    )
+    detect(engine, SETTINGS, NOW)
+    source = tmp_path / "google.csv"
+    source.write_text(
+        "customer_id,reviewed_at,where,text\n"
+        "C-1,2027-06-15T07:41,google,Lovely bread.\n"  # 07:41 in London: the same review
+        "C-2,2027-06-15T07:50,Google,Kind people.\n",
+        encoding="utf-8",
+    )
+    later = NOW + timedelta(hours=2)
+    assert import_csv(engine, "reviews", source, now=later, business_zone=LONDON).inserted == 2
+    write_review(  # Ben's, as the app writes it after the export came in
+        engine,
+        ben,
+        external_id="ChdDSUhNMG9nS0VJQ0FnSUNz",
+        reviewed_at=datetime(2027, 6, 15, 6, 50, tzinfo=UTC),
+        created_at=later,
+        site="Google",
+    )
+    report = detect(engine, SETTINGS, later + timedelta(minutes=5))
+    keys = sorted((customer, key) for customer, key, *_ in notes(engine))
+    assert [customer for customer, _ in keys] == [ann, ben]
+    assert keys[0][1] == "review_thanks:ChdDSUhNMG9nS0VJQ0FnSUNo"
+    assert keys[1][1].startswith("review_thanks:auto-")  # the export's, stored first
+    assert report.same_day_reviews == 2  # Ann's export row, and the app's row for Ben
 
 
 def test_an_opted_out_reviewer_is_suppressed_with_the_reason(engine: Engine) -> None:

@@ -562,6 +562,7 @@ def detect(
             "kinds": rows,
             "history": report.history,
             "superseded": report.superseded,
+            "same_day_reviews": report.same_day_reviews,
             "skipped": [str(row) for row in report.skipped],
         }
         out.file.write(to_json(summary) + "\n")
@@ -575,6 +576,12 @@ def detect(
         out.print(
             f"{report.history} events arrived too late for a note; {report.superseded} order "
             "thanks gave way to a later order's.",
+            markup=False,
+        )
+    if report.same_day_reviews:
+        out.print(
+            f"{report.same_day_reviews} reviews were not thanked: their customer's first review "
+            "that day is (the same review from two sources, or two sites the same day).",
             markup=False,
         )
     if report.skipped:

@@ -53,6 +53,7 @@ from scheduler.occasions.rules import (
     anniversaries,
     birthdays,
     first_meetings,
+    first_reviews_of_their_day,
     follow_ups,
     order_thanks,
     referral_is_history,
@@ -127,6 +128,9 @@ class DetectionReport:
     """Events that arrived too late for their note, and got none."""
     superseded: int = 0
     """Waiting order thanks skipped: the customer ordered again within the delay."""
+    same_day_reviews: int = 0
+    """New reviews not thanked: the customer's first review that day is (the same review
+    from two sources, or two sites the same day)."""
     skipped: list[SkippedRow] = field(default_factory=list)
     """Rows left out: a date outside 1900-2200, or an occasion that could not be computed."""
 
@@ -576,6 +580,12 @@ class _Detector:
             )
             for row in rows
         ]
+        facts, twins = first_reviews_of_their_day(facts, self._earlier_reviews(facts, last_id))
+        self.report.same_day_reviews += len(twins)
+        for twin in twins:
+            log.info(
+                "review %s is not thanked: its customer's first review that day is", twin.review_id
+            )
         settings = self.occasions.review_thanks
         found = self._computed(
             lambda chunk: review_thanks(chunk, settings, self.window),
@@ -584,6 +594,31 @@ class _Detector:
         )
         self.report.history += sum(1 for fact in facts if _review_is_history(fact, settings))
         return self._not_history(found, {fact.review_id: fact.recorded_at for fact in facts})
+
+    def _earlier_reviews(
+        self, facts: Sequence[ReviewFact], last_id: int | None
+    ) -> dict[int, list[datetime]]:
+        """When the reviews stored before `last_id` (by earlier runs) of the customers in
+        `facts` were written, within a day of theirs (each customer's reviews in one index
+        range)."""
+        if last_id is None or not facts:
+            return {}
+        slack = timedelta(days=2)  # more than any zone's distance from UTC
+        start = min(fact.reviewed_at for fact in facts) - slack
+        end = max(fact.reviewed_at for fact in facts) + slack
+        customer_ids = sorted({fact.customer_id for fact in facts})
+        earlier: dict[int, list[datetime]] = {}
+        for chunk in chunked(customer_ids):
+            rows = self.connection.execute(
+                select(reviews.c.customer_id, reviews.c.reviewed_at).where(
+                    reviews.c.customer_id.in_(chunk),
+                    reviews.c.reviewed_at.between(start, end),
+                    reviews.c.id <= last_id,
+                )
+            )
+            for customer_id, reviewed_at in rows:
+                earlier.setdefault(customer_id, []).append(reviewed_at)
+        return earlier
 
     def first_meetings(self, last_id: int | None) -> list[Occasion]:
         """New meetings that are their customer's first, and `first_met_on` days in the span."""

@@ -21,7 +21,9 @@ Rules, per kind (each has its own named test):
 - review_thanks: to the reviewer, at the first send moment on or after the review (its local
   day's window, else the next one) and not before it was recorded; key
   `review_thanks:<review id>`. None for a review made more than `max_lateness` before it was
-  recorded (`review_is_history`), nor for one rated below `min_rating`.
+  recorded (`review_is_history`), nor for one rated below `min_rating`. A customer is thanked
+  for at most one review a local day (`first_reviews_of_their_day`): the same review often
+  arrives twice (from the business's app with its id, from a site's export without one).
 - first_meeting: `delay` after the first meeting (or the morning of `first_met_on`); key
   `first_meeting`.
 - check_in: a customer quiet (no order, no note) for `quiet_days`, not checked in on for
@@ -35,7 +37,7 @@ record them as expired rather than send them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
@@ -316,6 +318,31 @@ def review_thanks(
         if not review_is_history(review, settings)
         and (review.rating is None or review.rating >= settings.min_rating)
     ]
+
+
+def first_reviews_of_their_day(
+    new: Sequence[ReviewFact], earlier: Mapping[int, Iterable[datetime]]
+) -> tuple[list[ReviewFact], list[ReviewFact]]:
+    """The `new` reviews that may be thanked, and those left out, as (kept, left_out): a
+    customer is thanked for at most one review a local day (in their zone). The same review
+    often arrives twice under two ids (the business's app writes it with the site's id, a
+    site's export without one gives it a made-up id), or the customer posts it on two sites
+    the same evening: one note, not two. `earlier` maps a customer to when their reviews
+    stored before these were written (a day they had one is taken); then the first of `new`
+    in the order given (stored first) takes its day, whatever its rating or lateness."""
+    zones = {review.customer_id: review.zone for review in new}
+    taken = {
+        (customer, local_day(moment, zone))
+        for customer, zone in zones.items()
+        for moment in earlier.get(customer, ())
+    }
+    kept: list[ReviewFact] = []
+    left_out: list[ReviewFact] = []
+    for review in new:
+        day = (review.customer_id, local_day(review.reviewed_at, review.zone))
+        (left_out if day in taken else kept).append(review)
+        taken.add(day)
+    return kept, left_out
 
 
 @dataclass(frozen=True)
