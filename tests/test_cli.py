@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -256,6 +257,57 @@ def test_init_never_overwrites_the_owners_files(tmp_path: Path) -> None:
     forced = run_cli("init", tmp_path, "--force")
     assert forced.exit_code == 0
     assert (tmp_path / "templates" / "birthday.j2").read_text(encoding="utf-8") == "mine"
+
+
+def test_an_upgraded_workspace_gets_the_new_starters_and_keeps_its_own(tmp_path: Path) -> None:
+    """A workspace made before review notes existed: `templates check` names the missing
+    starter and the command that adds it; `templates add` adds only what is missing and never
+    touches the owner's edited templates; a name that is no starter copies nothing."""
+    assert run_cli("init", tmp_path).exit_code == 0
+    config = tmp_path / "appreciate.toml"
+    templates = tmp_path / "templates"
+    (templates / "review_thanks.j2").unlink()
+    (templates / "card.j2").unlink()
+    mine = (templates / "birthday.j2").read_text(encoding="utf-8") + "{# edited by the owner #}\n"
+    (templates / "birthday.j2").write_text(mine, encoding="utf-8")
+    assert run_cli("--config", config, "db", "upgrade").exit_code == 0
+
+    check = run_cli("--config", config, "templates", "check")
+    assert check.exit_code == 1
+    assert "review_thanks.j2: error: missing" in check.stdout
+    assert "`appreciate templates add review_thanks`" in check.stdout
+
+    unknown = run_cli("--config", config, "templates", "add", "review_thanks", "../appreciate.toml")
+    assert unknown.exit_code == 1
+    assert '"../appreciate.toml" is not a starter template' in unknown.stderr
+    assert not (templates / "review_thanks.j2").exists()
+
+    named = run_cli("--config", config, "templates", "add", "review_thanks", "birthday")
+    assert named.exit_code == 0
+    assert "Added 1 starter template" in named.stdout
+    assert "1 of yours kept" in named.stdout
+    assert not (templates / "card.j2").exists()
+
+    everything = run_cli("--config", config, "templates", "add", "--format", "json")
+    assert everything.exit_code == 0
+    results = {row["template"]: row["result"] for row in json.loads(everything.stdout)}
+    assert results["card.j2"] == "added"
+    assert results["birthday.j2"] == results["review_thanks.j2"] == "kept (yours)"
+    assert (templates / "birthday.j2").read_text(encoding="utf-8") == mine
+    assert run_cli("--config", config, "templates", "check").exit_code == 0
+    nothing = run_cli("--config", config, "templates", "add")
+    assert "Nothing to add" in nothing.stdout
+
+
+def test_templates_that_cannot_be_written_are_a_clean_error(tmp_path: Path) -> None:
+    assert run_cli("init", tmp_path).exit_code == 0
+    config = tmp_path / "appreciate.toml"
+    shutil.rmtree(tmp_path / "templates")
+    (tmp_path / "templates").write_text("not a folder", encoding="utf-8")
+    result = run_cli("--config", config, "templates", "add")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {tmp_path / 'templates'} is not a folder")
+    assert "Traceback" not in result.stderr
 
 
 def test_commands_refuse_an_unmigrated_store(workspace: Workspace, tmp_path: Path) -> None:

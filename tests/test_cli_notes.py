@@ -281,7 +281,10 @@ def test_the_check_names_each_problem_with_file_and_line(owner: Workspace) -> No
     assert lines[7].startswith(
         'anniversary.j2:3: warning: the subject is 89 characters long, over 78: "A very'
     )
-    assert lines[8] == "check_in.j2: error: missing, and check_in notes are switched on"
+    assert lines[8] == (
+        "check_in.j2: error: missing, and check_in notes are switched on: "
+        "`appreciate templates add check_in` copies the starter"
+    )
     assert lines[9].startswith("birthday.gold.j2: warning: no note uses it")
     assert len(lines) == 10
 

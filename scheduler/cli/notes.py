@@ -1,5 +1,6 @@
-"""`appreciate preview` and `appreciate templates check`: see a note before it goes, and find
-every template problem before a customer would."""
+"""`appreciate preview`, `appreciate templates check` and `templates add`: see a note before it
+goes, find every template problem before a customer would, and add the starters a workspace
+lacks."""
 
 from __future__ import annotations
 
@@ -11,9 +12,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from scheduler.cli.common import NowOption, cli_state, err, opened_store, out, parse_now
+from scheduler.cli.common import (
+    FormatOption,
+    NowOption,
+    cli_state,
+    err,
+    opened_store,
+    out,
+    parse_now,
+)
 from scheduler.errors import AppreciateError, ConfigError, StoreError
-from scheduler.output import printable
+from scheduler.output import OutputFormat, emit, printable, table
 
 if TYPE_CHECKING:
     from scheduler.config.settings import Settings
@@ -133,7 +142,9 @@ def preview(
     out.file.write(printable(shown))
 
 
-templates_app = typer.Typer(help="Check the note templates.", no_args_is_help=True)
+templates_app = typer.Typer(
+    help="Check the note templates, and add the starters a workspace lacks.", no_args_is_help=True
+)
 
 
 @templates_app.command("check")
@@ -166,6 +177,45 @@ def templates_check(ctx: typer.Context) -> None:
         out.print(printable(str(finding)), markup=False)
     if any(finding.level == "error" for finding in findings):
         raise typer.Exit(1)
+
+
+@templates_app.command("add")
+def templates_add(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Only these starters (review_thanks, card.j2, birthday.vip...). Default: all.",
+            metavar="[NAME]...",
+            show_default=False,
+        ),
+    ] = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Copy into your templates folder the starter templates it lacks: those of kinds added
+    since your workspace was made (after an upgrade), or one you deleted. A template you have
+    is never changed: edit it, or delete it first to get the starter back. Check what was added
+    with `appreciate templates check`."""
+    from scheduler.cli.workspace import add_starter_templates
+
+    config = cli_state(ctx).config()
+    added, kept = add_starter_templates(config.templates_dir, names)
+    rows = [{"template": name, "result": "added"} for name in added]
+    rows += [{"template": name, "result": "kept (yours)"} for name in kept]
+    if output_format is not OutputFormat.table:
+        emit(out, output_format, rows, ["template", "result"])
+        return
+    folder = printable(str(config.templates_dir))
+    if not added:
+        which = ", ".join(kept) if names else f"every starter template ({len(kept)})"
+        out.print(f"Nothing to add: {folder} has {which}, kept as it is", markup=False)
+        return
+    out.print(table(None, rows[: len(added)], ["template"]))
+    out.print(
+        f"Added {len(added)} starter {'template' if len(added) == 1 else 'templates'} to "
+        f"{folder}" + (f"; {len(kept)} of yours kept as they are" if kept else ""),
+        markup=False,
+    )
 
 
 def _refuse_a_missing_sqlite_file(url: str) -> None:

@@ -79,7 +79,8 @@ def check_templates(
             enabled = getattr(settings.occasions, kind).enabled
             level: Level = "error" if enabled else "warning"
             state = "switched on" if enabled else "switched off"
-            findings.append(Finding(plain, level, f"missing, and {kind} notes are {state}"))
+            hint = f": `appreciate templates add {kind}` copies the starter" if enabled else ""
+            findings.append(Finding(plain, level, f"missing, and {kind} notes are {state}{hint}"))
         else:
             findings += _check(renderer, kind, None, plain, settings, census)
         for tier in TIERS:
