@@ -391,6 +391,34 @@ def test_status_and_the_nightly_summary_say_what_waits_for_the_owners_hand(shop:
     assert json.loads(stdout)["by_hand"] == {"card": 2}
 
 
+def test_cards_and_calls_whose_time_passed_expire_at_the_services_next_tick(shop: Any) -> None:
+    """The owner never opens `appreciate cards` or `calls`: the service's detection expires
+    what is too late, so status and the nightly summary count only what can still be done."""
+    workspace, engine = shop
+    late_card = add_note(
+        engine, "C-1", "card", due=NOW - timedelta(days=20), expires=NOW - timedelta(days=1)
+    )
+    late_call = add_note(
+        engine, "C-3", "call", due=NOW - timedelta(days=9), expires=NOW - timedelta(hours=2)
+    )
+    card = add_note(engine, "C-2", "card", kind="anniversary")
+    code, stdout, _ = cli(workspace, "status")
+    assert "Waiting for you: 1 call to make (appreciate calls), 2 cards to print" in stdout
+    code, stdout, stderr = cli(workspace, "detect", "--now", NOW.isoformat())
+    assert code == 0, stderr
+    assert "Expired, their time passed: 1 cards not printed, 1 calls not made." in stdout
+    assert state(engine, late_card)["status"] == "expired"
+    assert state(engine, late_card)["reason"] == "the card was not printed in time"
+    assert state(engine, late_call)["reason"] == "the call was not made in time"
+    assert state(engine, card)["status"] == "pending"
+    code, stdout, _ = cli(workspace, "status", "--format", "json")
+    assert json.loads(stdout)["by_hand"] == {"card": 1}
+    with engine.connect() as connection:
+        assert "1 card to print (appreciate cards)" in daily_summary(connection, NOW)
+    code, stdout, _ = cli(workspace, "log", "--status", "expired", "-f", "json")
+    assert {row["id"] for row in json.loads(stdout)} == {late_card, late_call}
+
+
 def test_a_day_with_no_cards_or_calls_says_so(shop: Any) -> None:
     workspace, _ = shop
     code, stdout, stderr = cli(workspace, "cards", "--date", DAY, "--now", NOW.isoformat())

@@ -563,6 +563,7 @@ def detect(
             "history": report.history,
             "superseded": report.superseded,
             "same_day_reviews": report.same_day_reviews,
+            "by_hand_expired": report.by_hand_expired,
             "skipped": [str(row) for row in report.skipped],
         }
         out.file.write(to_json(summary) + "\n")
@@ -578,6 +579,12 @@ def detect(
             "thanks gave way to a later order's.",
             markup=False,
         )
+    if report.by_hand_expired:
+        expired = ", ".join(
+            f"{count} {BY_HAND_EXPIRED[channel]}"
+            for channel, count in report.by_hand_expired.items()
+        )
+        out.print(f"Expired, their time passed: {expired}.", markup=False)
     if report.same_day_reviews:
         out.print(
             f"{report.same_day_reviews} reviews were not thanked: their customer's first review "
@@ -592,6 +599,7 @@ def detect(
         )
 
 
+BY_HAND_EXPIRED = {"card": "cards not printed", "call": "calls not made"}
 PLAN_ROWS_SHOWN = 25
 
 

@@ -64,6 +64,7 @@ from scheduler.occasions.rules import (
 )
 from scheduler.occasions.timing import SendWindow
 from scheduler.store.bulk import chunked
+from scheduler.store.by_hand import expire_by_hand
 from scheduler.store.calendar_edges import (
     FIRST_DAY,
     SkippedRow,
@@ -117,6 +118,9 @@ COMPUTING_FAILED = (OverflowError, ValueError)
 """What a rule raises on a date it cannot compute with (past the calendar's end, say)."""
 
 
+BY_HAND_NOTES = {"card": "cards not printed", "call": "calls not made"}
+
+
 @dataclass
 class DetectionReport:
     """What one run looked at and recorded."""
@@ -128,6 +132,8 @@ class DetectionReport:
     """Events that arrived too late for their note, and got none."""
     superseded: int = 0
     """Waiting order thanks skipped: the customer ordered again within the delay."""
+    by_hand_expired: dict[str, int] = field(default_factory=dict)
+    """Cards and calls whose time passed without the owner, expired now (by channel)."""
     same_day_reviews: int = 0
     """New reviews not thanked: the customer's first review that day is (the same review
     from two sources, or two sites the same day)."""
@@ -195,6 +201,9 @@ def _detect(
         *route(connection, settings, early.found, contacts, business_zone, cards_only=True),
     ]
     report.recorded = record(connection, found, contacts, now=now, schedule=settings.schedule)
+    report.by_hand_expired = expire_by_hand(connection, now)
+    for channel, count in report.by_hand_expired.items():
+        log.warning("%s %s in time expired", count, BY_HAND_NOTES[channel])
     quiet = None
     if detector.check_ins_due(state):
         finder = QuietCustomers(connection, settings, detector.span, detector.zone)

@@ -25,9 +25,10 @@ from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from scheduler.config.settings import Settings
 from scheduler.errors import AppreciateError
-from scheduler.notes.cards import OPEN, day_span, expire_overdue, set_status
+from scheduler.notes.cards import OPEN, day_span
 from scheduler.notes.note_context import TouchRef, build_contexts
 from scheduler.notes.render import NoteRenderer, TemplateProblem
+from scheduler.store.by_hand import expire_overdue, set_status
 from scheduler.store.models import metadata
 from scheduler.store.types import aware_utc
 
@@ -78,7 +79,7 @@ def due_calls(
     connection: Connection, settings: Settings, templates: Path, *, day: date, now: datetime
 ) -> list[Call]:
     """Day `day`'s calls (see the module's rules), inside the caller's transaction."""
-    expire_overdue(connection, "call", now, "the call was not made in time")
+    expire_overdue(connection, "call", now)
     _, end = day_span(day, settings)
     rows = connection.execute(
         select(

@@ -18,7 +18,6 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -35,11 +34,11 @@ from scheduler.notes.postal_address import PostalAddress, home_country, label_li
 from scheduler.notes.render import NoteRenderer, TemplateProblem
 from scheduler.occasions.channels import CARD_PREFIX, DATED
 from scheduler.occasions.timing import local_moment
+from scheduler.store.by_hand import expire_overdue, set_status
 from scheduler.store.models import metadata
 from scheduler.store.types import aware_utc, aware_utc_or_none
 
 touches = metadata.tables["touches"]
-touch_events = metadata.tables["touch_events"]
 customers = metadata.tables["customers"]
 OPEN = ("pending", "deferred")
 ADDRESS_COLUMNS = ("address_line1", "address_line2", "city", "postal_code", "region", "country")
@@ -71,40 +70,6 @@ def day_span(day: date, settings: Settings) -> tuple[datetime, datetime]:
     return local_moment(day, time(0), zone), local_moment(day + timedelta(days=1), time(0), zone)
 
 
-def expire_overdue(connection: Connection, channel: str, now: datetime, why: str) -> int:
-    """Open notes of `channel` past their `expires_at` become expired (with an event)."""
-    rows = connection.execute(
-        select(touches.c.id).where(
-            and_(
-                touches.c.channel == channel,
-                touches.c.status.in_(OPEN),
-                touches.c.expires_at.is_not(None),
-                touches.c.expires_at < now,
-            )
-        )
-    ).all()
-    ids = [row.id for row in rows]
-    if ids:
-        set_status(connection, ids, "expired", why, now)
-    return len(ids)
-
-
-def set_status(
-    connection: Connection, ids: Sequence[int], status: str, reason: str | None, now: datetime
-) -> None:
-    """Move these touches to `status` with `reason`, recording an event for each."""
-    connection.execute(
-        update(touches)
-        .where(touches.c.id == bindparam("touch_id"))
-        .values(status=status, reason=reason, updated_at=now),
-        [{"touch_id": touch_id} for touch_id in ids],
-    )
-    connection.execute(
-        touch_events.insert(),
-        [{"touch_id": t, "at": now, "status": status, "reason": reason} for t in ids],
-    )
-
-
 def print_cards(
     connection: Connection,
     settings: Settings,
@@ -119,7 +84,7 @@ def print_cards(
     transaction. The PDFs are `cards-D.pdf` and `labels-D.pdf`."""
     report = CardsReport(day)
     home = home_country(settings.business.locale)
-    report.expired = expire_overdue(connection, "card", now, "the card was not printed in time")
+    report.expired = expire_overdue(connection, "card", now)
     start, end = day_span(day, settings)
     rows = connection.execute(_due_query(start, end, now, again)).all()
     if not rows:
