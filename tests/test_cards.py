@@ -419,6 +419,36 @@ def test_cards_and_calls_whose_time_passed_expire_at_the_services_next_tick(shop
     assert {row["id"] for row in json.loads(stdout)} == {late_card, late_call}
 
 
+def test_the_plan_counts_the_days_cards_and_calls_for_the_owners_hand(shop: Any) -> None:
+    """`plan` lists what the service sends; what waits for the owner's hand that day (due by
+    its end, not too late) is counted beside it, in the table and in JSON."""
+    workspace, engine = shop
+    add_note(engine, "C-1", "card")
+    add_note(engine, "C-3", "call", due=NOW + timedelta(days=1))
+    add_note(
+        engine,
+        "C-2",
+        "card",
+        kind="anniversary",
+        due=NOW - timedelta(days=9),
+        expires=NOW - timedelta(hours=1),
+    )  # too late: expires in the plan's run
+    code, stdout, stderr = cli(workspace, "plan", "--now", NOW.isoformat(), "-f", "json")
+    assert code == 0, stderr
+    today = json.loads(stdout)
+    assert today["by_hand"] == {"card": 1}
+    assert [(n["customer"], n["status"]) for n in today["notes"]] == [("C-2", "expired")]
+    tomorrow = (NOW + timedelta(days=1)).date().isoformat()
+    code, stdout, _ = cli(workspace, "plan", "--date", tomorrow, "--now", NOW.isoformat())
+    assert code == 0
+    assert (
+        "Waiting for you: 1 call to make (appreciate calls), 1 card to print (appreciate cards)."
+        in stdout
+    )
+    code, stdout, _ = cli(workspace, "status", "-f", "json")
+    assert json.loads(stdout)["by_hand"] == {"call": 1, "card": 2}  # the plan wrote nothing
+
+
 def test_a_day_with_no_cards_or_calls_says_so(shop: Any) -> None:
     workspace, _ = shop
     code, stdout, stderr = cli(workspace, "cards", "--date", DAY, "--now", NOW.isoformat())

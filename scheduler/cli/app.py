@@ -649,7 +649,8 @@ def plan(
             "deferred": budget.deferred,
             "expired": budget.expired,
         }
-        out.file.write(to_json({"date": wanted, "budget": limit, "notes": rows}) + "\n")
+        summary = {"date": wanted, "budget": limit, "by_hand": result.by_hand, "notes": rows}
+        out.file.write(to_json(summary) + "\n")
         return
     if output_format is OutputFormat.csv:
         out.file.write(to_csv(rows, columns))
@@ -680,6 +681,10 @@ def _print_plan(result: Plan, rows: list[dict[str, Any]], show_all: bool) -> Non
             f"and lets {budget.expired} expire: the notes that send the most value in time go.",
             markup=False,
         )
+    if result.by_hand:
+        from scheduler.service.queue_report import by_hand_line
+
+        out.print(f"{by_hand_line(result.by_hand)}.", markup=False)
 
 
 PLAN_SUMMARY = (

@@ -10,6 +10,8 @@ cap count it), and the plan lists the notes whose fate the day asked for decides
 - `deferred`: moved to a later day, by the frequency cap or the daily budget (`send_at` says
   when it may go);
 - `expired`, `suppressed`, `skipped`: will not go, and why.
+Cards to print and calls to make (the owner's own hand) are not the service's to send: a plan
+counts those waiting that day (`by_hand`).
 The service's cycles are taken as one cycle at the end of each day: a run then
 (`appreciate run --once --now ...`) records the same. What no plan
 can know: the mail server's answers, and a template that fails (`appreciate templates check`).
@@ -17,11 +19,11 @@ can know: the mail server's answers, and a template that fails (`appreciate temp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, or_, select
+from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from scheduler.config.settings import Settings
 from scheduler.delivery.claims import Result, claim, record_results
@@ -29,8 +31,10 @@ from scheduler.delivery.daily_budget import BudgetReport, apply_budget
 from scheduler.delivery.send_checks import check_before_writing, contacts_of
 from scheduler.detection.detect import customers, detect_on
 from scheduler.occasions.timing import local_moment
+from scheduler.service.queue_report import waiting_by_channel
 from scheduler.store.bulk import chunked
 from scheduler.store.db import write_transaction
+from scheduler.store.models import BY_HAND
 from scheduler.store.outbox import touches
 from scheduler.store.types import aware_utc, aware_utc_or_none
 
@@ -60,6 +64,9 @@ class Plan:
     day: date
     lines: list[PlanLine]
     budget: BudgetReport
+    by_hand: dict[str, int] = field(default_factory=dict)
+    """Cards to print and calls to make that day (the owner's, not the service's), by
+    channel."""
 
     def count(self, *statuses: str) -> int:
         return sum(1 for line in self.lines if line.status in statuses)
@@ -86,8 +93,20 @@ def plan_day(engine: Engine, settings: Settings, day: date, now: datetime) -> Pl
             current += timedelta(days=1)
         start = local_moment(day, time(0), zone)
         lines = _lines(connection, moment, gone, start if day == today else None)
+        by_hand = _by_hand(connection, end)
         connection.rollback()
-    return Plan(day, lines, budget)
+    return Plan(day, lines, budget, by_hand)
+
+
+def _by_hand(connection: Connection, end: datetime) -> dict[str, int]:
+    """The cards and calls waiting for the owner's hand by `end` (due before it, not expired by
+    that day's run), by channel."""
+    counted = (
+        select(touches.c.channel, touches.c.status, func.count())
+        .where(BY_HAND, touches.c.due_at < end)
+        .group_by(touches.c.channel, touches.c.status)
+    )
+    return waiting_by_channel((row[0], row[1], row[2]) for row in connection.execute(counted))
 
 
 def _run_at(
