@@ -624,7 +624,8 @@ def plan(
     checks before sending) as if the service ran until the end of each day from today to that
     day, in a transaction it rolls back: it writes nothing. The day is the business's (its
     time zone); times are UTC. The table shows a summary and the first notes (--all: every
-    one); json and csv always list every note.
+    one); json and csv always list every note. The cards and calls waiting for your own hand
+    that day are counted beside them.
     """
     from zoneinfo import ZoneInfo
 
