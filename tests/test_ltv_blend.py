@@ -81,9 +81,50 @@ def test_the_parts_by_hand() -> None:
     assert parts.order.tolist() == pytest.approx([(300 + 3 * 85) / 6, (40 + 3 * 85) / 4])
     assert parts.per_year[1] == pytest.approx(parts.business_per_year)  # no evidence: theirs
     assert parts.per_year[0] == pytest.approx(parts.business_per_year)  # A is the business
-    assert parts.years_left.tolist() == pytest.approx([5 - years, 5.0])
+    assert parts.years_left.tolist() == pytest.approx([5.0, 5.0])  # both bought today
     expected = parts.order * parts.per_year * parts.years_left
     assert parts.predicted == pytest.approx(expected)
+
+
+def test_a_loyal_patient_keeps_a_lifetime_ahead_and_one_long_gone_has_none() -> None:
+    """In the practice, patients 10-21 have come twice a year for 5 to 10.5 years, more than
+    the 5 years a patient stays on average: each still has five years to come, counted from
+    their last visit, and the longest-standing is worth more than a newer one with the same
+    habits. A patient whose last visit was 6 years ago is gone: nothing to come."""
+    ids, days, amounts = practice()
+    ids += [30, 30, 31, 31]
+    days += [AS_OF - int(9 * YEAR), AS_OF - int(8 * YEAR), AS_OF - int(6 * YEAR), AS_OF - 30]
+    amounts += [120.0] * 4
+    summary = summarise(ids, days, amounts, as_of_day=AS_OF)
+    parts = blended_parts(summary)
+    row = {int(customer): i for i, customer in enumerate(summary.customer_id)}
+    for patient in range(10, 22):
+        assert parts.years[row[patient]] > 4.99
+        assert parts.years_left[row[patient]] > 4.0
+        assert parts.predicted[row[patient]] > 0.5 * parts.predicted[row[1]]
+    assert parts.predicted[row[21]] > parts.predicted[row[2]]  # more history, same habits
+    assert parts.years_left[row[30]] == 0.0
+    assert parts.predicted[row[30]] == 0.0
+    assert parts.years_left[row[31]] == pytest.approx(5 - 30 / YEAR)  # back last month
+
+
+@given(
+    tenure=st.integers(0, 40 * 365),
+    quiet=st.integers(0, 40 * 365),
+    lifetime=st.floats(0.5, 30),
+)
+def test_years_to_come_depend_on_the_last_purchase_not_on_tenure(
+    tenure: int, quiet: int, lifetime: float
+) -> None:
+    """Whatever the history: years still to come are the lifetime less the years since the
+    last purchase (never below 0), the same for a customer of one year or of forty."""
+    quiet = min(quiet, tenure)
+    summary = summarise(
+        [1, 1, 2], [AS_OF - tenure, AS_OF - quiet, AS_OF - quiet], [50.0] * 3, as_of_day=AS_OF
+    )
+    parts = blended_parts(summary, expected_lifetime_years=lifetime)
+    expected = max(lifetime - quiet / YEAR, 0.0)
+    assert parts.years_left.tolist() == pytest.approx([expected, expected])
 
 
 def test_a_customer_without_orders_is_worth_only_their_referrals() -> None:

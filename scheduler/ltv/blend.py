@@ -11,9 +11,11 @@ predicted = average order x purchases a year x years still to come (discounted),
   customer-years) with weight `prior_years`: (x + k x business) / (years + k), the same blend
   with n = their years of history. A customer seen today for the first time gets the business's
   figure; a one-time customer of three years ago gets a quarter of it (k = 1);
-- years still to come: `expected_lifetime_years` minus their years so far (never below 0). This
-  part is the business's figure alone: a customer's history says how long they have stayed, not
-  how long they will.
+- years still to come: `expected_lifetime_years` minus the years since their last purchase
+  (never below 0). A customer who keeps coming back has a whole lifetime ahead however long they
+  have stayed: with a steady share of customers leaving each year, how long one has stayed says
+  nothing of how long they will (a 10-year patient seen last month is not worth less than a new
+  one); a customer not seen for a whole lifetime is taken as gone.
 
 As a customer's history grows (n or years to infinity), each blended part tends to their own
 figure. The prior weights are the business's average counted as k orders and k years of the
@@ -67,6 +69,7 @@ class BlendParts:
     years: NDArray[np.float64]
     own_per_year: NDArray[np.float64]
     per_year: NDArray[np.float64]
+    quiet_years: NDArray[np.float64]
     years_left: NDArray[np.float64]
     predicted: NDArray[np.float64]
     business_order: float
@@ -113,7 +116,8 @@ def blended_parts(
     )
     per_year = blend(own_per_year, years, business_per_year, prior_years)
 
-    years_left = np.maximum(expected_lifetime_years - years, 0.0)
+    quiet_years = (summary.as_of_day - summary.last_day) / DAYS_PER_YEAR
+    years_left = np.maximum(expected_lifetime_years - quiet_years, 0.0)
     months = np.minimum(float(horizon_months), years_left * 12.0)
     predicted = order * per_year / 12.0 * month_factor(months, annual_discount_rate)
     return BlendParts(
@@ -124,6 +128,7 @@ def blended_parts(
         years=years,
         own_per_year=own_per_year,
         per_year=per_year,
+        quiet_years=quiet_years,
         years_left=years_left,
         predicted=predicted,
         business_order=business_order,

@@ -78,6 +78,7 @@ def blend_sentences(parts: BlendParts, i: int, *, horizon_months: int) -> list[s
     repeats = f"{x:,} return purchase" + ("" if x == 1 else "s")
     years = float(parts.years[i])
     left = float(parts.years_left[i])
+    quiet = float(parts.quiet_years[i])
     months = min(float(horizon_months), left * 12)
     return [
         f"average order {parts.order[i]:,.2f}: their {orders} averaging "
@@ -89,9 +90,9 @@ def blend_sentences(parts: BlendParts, i: int, *, horizon_months: int) -> list[s
         f"parts, the business's {parts.business_per_year:,.2f} a year as "
         f"{_count(parts.prior_years)}",
         f"years still to come {left:,.2f}: expected_lifetime_years "
-        f"{_count(parts.expected_lifetime_years)} less their {years:,.2f} years so far "
-        f"(the business's figure: a customer's history says how long they have stayed, "
-        f"not how long they will)",
+        f"{_count(parts.expected_lifetime_years)} less the {quiet:,.2f} years since their last "
+        f"order (how long they have stayed says nothing of how long they will; a customer not "
+        f"seen for a whole lifetime is taken as gone)",
         f"expected to spend {parts.predicted[i]:,.2f}: {parts.order[i]:,.2f} x "
         f"{parts.per_year[i]:,.2f} a year for {months:,.1f} months (at most "
         f"{horizon_months} ahead), each month discounted",
