@@ -406,7 +406,7 @@ def test_cards_and_calls_whose_time_passed_expire_at_the_services_next_tick(shop
     assert "Waiting for you: 1 call to make (appreciate calls), 2 cards to print" in stdout
     code, stdout, stderr = cli(workspace, "detect", "--now", NOW.isoformat())
     assert code == 0, stderr
-    assert "Expired, their time passed: 1 cards not printed, 1 calls not made." in stdout
+    assert "Expired: 1 cards not printed in time, 1 calls not made in time." in stdout
     assert state(engine, late_card)["status"] == "expired"
     assert state(engine, late_card)["reason"] == "the card was not printed in time"
     assert state(engine, late_call)["reason"] == "the call was not made in time"

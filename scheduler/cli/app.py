@@ -580,11 +580,12 @@ def detect(
             markup=False,
         )
     if report.by_hand_expired:
+        from scheduler.store.by_hand import MISSED
+
         expired = ", ".join(
-            f"{count} {BY_HAND_EXPIRED[channel]}"
-            for channel, count in report.by_hand_expired.items()
+            f"{count} {MISSED[channel]}" for channel, count in report.by_hand_expired.items()
         )
-        out.print(f"Expired, their time passed: {expired}.", markup=False)
+        out.print(f"Expired: {expired}.", markup=False)
     if report.same_day_reviews:
         out.print(
             f"{report.same_day_reviews} reviews were not thanked: their customer's first review "
@@ -599,7 +600,6 @@ def detect(
         )
 
 
-BY_HAND_EXPIRED = {"card": "cards not printed", "call": "calls not made"}
 PLAN_ROWS_SHOWN = 25
 
 

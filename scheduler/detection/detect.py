@@ -64,7 +64,7 @@ from scheduler.occasions.rules import (
 )
 from scheduler.occasions.timing import SendWindow
 from scheduler.store.bulk import chunked
-from scheduler.store.by_hand import expire_by_hand
+from scheduler.store.by_hand import MISSED, expire_by_hand
 from scheduler.store.calendar_edges import (
     FIRST_DAY,
     SkippedRow,
@@ -116,9 +116,6 @@ outside 1900-2200 is skipped (see the module's docstring)."""
 TABLES = {ORDERS: orders, REFERRALS: referrals, MEETINGS: meetings, REVIEWS: reviews}
 COMPUTING_FAILED = (OverflowError, ValueError)
 """What a rule raises on a date it cannot compute with (past the calendar's end, say)."""
-
-
-BY_HAND_NOTES = {"card": "cards not printed", "call": "calls not made"}
 
 
 @dataclass
@@ -203,7 +200,7 @@ def _detect(
     report.recorded = record(connection, found, contacts, now=now, schedule=settings.schedule)
     report.by_hand_expired = expire_by_hand(connection, now)
     for channel, count in report.by_hand_expired.items():
-        log.warning("%s %s in time expired", count, BY_HAND_NOTES[channel])
+        log.warning("expired: %s %s", count, MISSED[channel])
     quiet = None
     if detector.check_ins_due(state):
         finder = QuietCustomers(connection, settings, detector.span, detector.zone)
@@ -608,8 +605,8 @@ class _Detector:
         self, facts: Sequence[ReviewFact], last_id: int | None
     ) -> dict[int, list[datetime]]:
         """When the reviews stored before `last_id` (by earlier runs) of the customers in
-        `facts` were written, within a day of theirs (each customer's reviews in one index
-        range)."""
+        `facts` were written, from two days before the earliest of `facts` to two days after
+        the latest (each customer's reviews in one range of their index)."""
         if last_id is None or not facts:
             return {}
         slack = timedelta(days=2)  # more than any zone's distance from UTC

@@ -23,6 +23,8 @@ TOO_LATE = {
     "call": "the call was not made in time",
 }
 """Each by-hand channel, and the reason its note expired."""
+MISSED = {"card": "cards not printed in time", "call": "calls not made in time"}
+"""What expired notes of each channel were, counted ("2 cards not printed in time")."""
 
 
 def expire_overdue(connection: Connection, channel: str, now: datetime) -> int:
