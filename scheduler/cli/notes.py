@@ -201,7 +201,7 @@ def templates_add(
     config = cli_state(ctx).config()
     added, kept = add_starter_templates(config.templates_dir, names)
     rows = [{"template": name, "result": "added"} for name in added]
-    rows += [{"template": name, "result": "kept (yours)"} for name in kept]
+    rows += [{"template": name, "result": "kept"} for name in kept]
     if output_format is not OutputFormat.table:
         emit(out, output_format, rows, ["template", "result"])
         return
