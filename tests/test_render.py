@@ -394,7 +394,10 @@ def test_a_note_without_a_subject_or_text_is_an_error(templates: Path) -> None:
 
 def test_a_missing_template_or_parent_is_named(templates: Path) -> None:
     (templates / "check_in.j2").unlink()
-    assert str(problem_of(templates, "check_in")) == f"check_in.j2: no such template in {templates}"
+    assert str(problem_of(templates, "check_in")) == (
+        f"check_in.j2: no such template in {templates}: "
+        "`appreciate templates add check_in.j2` copies the starter"
+    )
     write(templates, "check_in.j2", '\n{% extends "_frame.j2" %}')
     assert str(problem_of(templates, "check_in")) == "check_in.j2:2: there is no template _frame.j2"
 

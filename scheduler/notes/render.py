@@ -284,7 +284,14 @@ class NoteRenderer:
         try:
             return environment.get_template(name)
         except TemplateNotFound:
-            raise TemplateProblem(name, None, f"no such template in {self.directory}") from None
+            from scheduler.config.file import bundled_path  # noqa: PLC0415 - a rare path
+
+            hint = ""
+            if (bundled_path("templates") / name).is_file():
+                hint = f": `appreciate templates add {name}` copies the starter"
+            raise TemplateProblem(
+                name, None, f"no such template in {self.directory}{hint}"
+            ) from None
 
 
 @lru_cache(maxsize=128)
