@@ -18,7 +18,8 @@ Four connections in every case.
   and the server allow. aiosmtplib never pipelines (it sends MAIL, each RCPT and DATA one
   round trip at a time, PIPELINING offered or not), so against Postfix appreciate may beat it.
 
-Each is run `--repeat` times; prints the median notes/s (and the range) and the ratios.
+Each is run `--repeat` times; prints the median notes/s (and the range), the CPU a note and how
+busy this process and the aiosmtpd server were (CPU time over wall time), and the ratios.
 Targets (issue 13): appreciate at least 3.5x the plain loop and at least 0.7x the ceiling, in the
 same run. Exits 0 either way (a measurement, not a test).
 
@@ -126,9 +127,11 @@ def aiosmtpd_server() -> Iterator[int]:
     """`start_server` on a free port for the block; its port."""
     port = free_port()
     server = start_server(port)
+    SERVER_PIDS[:] = [server.pid]
     try:
         yield port
     finally:
+        SERVER_PIDS.clear()
         if server.stdin is not None:
             server.stdin.close()
         server.wait(timeout=30)
@@ -215,19 +218,40 @@ def reset(engine: Engine) -> None:
 
 @dataclass(frozen=True)
 class Span:
-    """How long one way took: wall-clock seconds, and this process's CPU seconds (every
-    thread; the server's own CPU is not in it)."""
+    """How long one way took: wall-clock seconds, this process's CPU seconds (every thread),
+    and the server's CPU seconds (the aiosmtpd process; None for Postfix, whose work is spread
+    over several processes)."""
 
     wall: float
     cpu: float
+    server_cpu: float | None = None
+
+
+SERVER_PIDS: list[int] = []
+"""The aiosmtpd server's process while it runs (its CPU time is read from /proc)."""
+
+
+def server_cpu() -> float | None:
+    """The server's CPU seconds so far (user and system), or None when unknown."""
+    if not SERVER_PIDS:
+        return None
+    try:
+        with open(f"/proc/{SERVER_PIDS[0]}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _Stopwatch:
     def __init__(self) -> None:
+        self._server = server_cpu()
         self._wall, self._cpu = time.perf_counter(), time.process_time()
 
     def span(self) -> Span:
-        return Span(time.perf_counter() - self._wall, time.process_time() - self._cpu)
+        wall, cpu = time.perf_counter() - self._wall, time.process_time() - self._cpu
+        server, before = server_cpu(), self._server
+        return Span(wall, cpu, None if server is None or before is None else server - before)
 
 
 def run_appreciate(config_path: Path, port: int) -> tuple[Span, int]:
@@ -341,11 +365,32 @@ def run_ceiling(notes: Sequence[Note], port: int) -> Span:
 # Reporting -------------------------------------------------------------------------------------
 
 
-def _rates(n: int, spans: Sequence[Span]) -> tuple[float, str, float]:
-    """The median notes/s, the range of the runs, and the median CPU milliseconds a note."""
+@dataclass(frozen=True)
+class Rates:
+    """One way's medians over its runs."""
+
+    rate: float
+    spread: str
+    cpu_ms: float
+    busy: float
+    """This process's CPU time over the wall time (1.0: one CPU busy all the run)."""
+    server_cpu_ms: float | None
+    server_busy: float | None
+
+
+def _rates(n: int, spans: Sequence[Span]) -> Rates:
+    """The median notes/s, the range of the runs, the median CPU milliseconds a note and busy
+    share, this process's and the server's."""
     rates = sorted(n / span.wall for span in spans)
-    cpu_ms = statistics.median(1000 * span.cpu / n for span in spans)
-    return statistics.median(rates), f"{rates[0]:,.0f}-{rates[-1]:,.0f}", cpu_ms
+    server = [span for span in spans if span.server_cpu is not None]
+    return Rates(
+        statistics.median(rates),
+        f"{rates[0]:,.0f}-{rates[-1]:,.0f}",
+        statistics.median(1000 * span.cpu / n for span in spans),
+        statistics.median(span.cpu / span.wall for span in spans),
+        statistics.median(1000 * (s.server_cpu or 0) / n for s in server) if server else None,
+        statistics.median((s.server_cpu or 0) / s.wall for s in server) if server else None,
+    )
 
 
 def _measure(port: int, n: int, repeat: int) -> dict[str, list[Span]]:
@@ -394,12 +439,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.n:,} notes to {args.server}, {CONNECTIONS} connections, {args.repeat} runs, "
         f"{cpus} CPUs, load average now {load}"
     )
-    for way, (rate, spread, cpu_ms) in medians.items():
-        print(
-            f"  {way:<11} {rate:>8,.0f} notes/s (median; runs {spread}), "
-            f"{cpu_ms:.3f} ms CPU a note in this process"
+    for way, got in medians.items():
+        server = (
+            f"; the server {got.server_cpu_ms:.3f} ms ({got.server_busy:.0%} busy)"
+            if got.server_cpu_ms is not None and got.server_busy is not None
+            else ""
         )
-    appreciate, plain, ceiling = (medians[w][0] for w in ("appreciate", "plain", "ceiling"))
+        print(
+            f"  {way:<11} {got.rate:>8,.0f} notes/s (median; runs {got.spread}), "
+            f"{got.cpu_ms:.3f} ms CPU a note in this process ({got.busy:.0%} busy){server}"
+        )
+    appreciate, plain, ceiling = (medians[w].rate for w in ("appreciate", "plain", "ceiling"))
     for name, ratio, target in (
         ("plain  ", appreciate / plain, TARGET_PLAIN),
         ("ceiling", appreciate / ceiling, TARGET_CEILING),
