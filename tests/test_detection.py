@@ -23,6 +23,7 @@ from scheduler.config.settings import Settings
 from scheduler.detection.detect import DetectionReport, _Detector, detect
 from scheduler.occasions.dates import month_days_between
 from scheduler.occasions.rules import Occasion, Span
+from scheduler.store.by_hand import overdue_query
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from scheduler.store.occasion_queries import (
@@ -219,6 +220,10 @@ DAILY_QUERIES: dict[str, tuple[Callable[[], Select[Any]], tuple[str, ...]]] = {
     "new orders": (
         lambda: new_orders_query(1000),
         ("INTEGER PRIMARY KEY", "orders_pkey"),
+    ),
+    "cards and calls past their time": (
+        lambda: overdue_query("card", NOW),
+        ("ix_touches_by_hand",),
     ),
     "the same customers' orders": (
         lambda: neighbours_query([1, 2, 3], NOW - timedelta(hours=2), NOW),
