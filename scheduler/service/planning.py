@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select
+from sqlalchemy import Connection, Engine, and_, or_, select
 
 from scheduler.config.settings import Settings
 from scheduler.delivery.claims import Result, claim, record_results
@@ -31,10 +31,9 @@ from scheduler.delivery.daily_budget import BudgetReport, apply_budget
 from scheduler.delivery.send_checks import check_before_writing, contacts_of
 from scheduler.detection.detect import customers, detect_on
 from scheduler.occasions.timing import local_moment
-from scheduler.service.queue_report import waiting_by_channel
+from scheduler.service.queue_status import by_hand
 from scheduler.store.bulk import chunked
 from scheduler.store.db import write_transaction
-from scheduler.store.models import BY_HAND
 from scheduler.store.outbox import touches
 from scheduler.store.types import aware_utc, aware_utc_or_none
 
@@ -93,20 +92,9 @@ def plan_day(engine: Engine, settings: Settings, day: date, now: datetime) -> Pl
             current += timedelta(days=1)
         start = local_moment(day, time(0), zone)
         lines = _lines(connection, moment, gone, start if day == today else None)
-        by_hand = _by_hand(connection, end)
+        waiting = by_hand(connection, due_before=end)  # not expired by that day's run
         connection.rollback()
-    return Plan(day, lines, budget, by_hand)
-
-
-def _by_hand(connection: Connection, end: datetime) -> dict[str, int]:
-    """The cards and calls waiting for the owner's hand by `end` (due before it, not expired by
-    that day's run), by channel."""
-    counted = (
-        select(touches.c.channel, touches.c.status, func.count())
-        .where(BY_HAND, touches.c.due_at < end)
-        .group_by(touches.c.channel, touches.c.status)
-    )
-    return waiting_by_channel((row[0], row[1], row[2]) for row in connection.execute(counted))
+    return Plan(day, lines, budget, waiting)
 
 
 def _run_at(

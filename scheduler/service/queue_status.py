@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, true
 
 from scheduler.delivery.claims import CLAIMABLE, paused_reason, throttled
 from scheduler.notes.failures_query import template_failures
@@ -54,13 +54,14 @@ def replies_by_kind(connection: Connection) -> dict[str, int]:
     return dict(sorted((kind, count) for kind, count in connection.execute(answered)))
 
 
-def by_hand(connection: Connection) -> dict[str, int]:
-    """Cards to print and calls to make (waiting notes of those channels), by channel. Counted
-    by channel and status over the small partial index of cards and calls alone (a condition on
-    the status too would let SQLite choose the status index and read every waiting email)."""
+def by_hand(connection: Connection, due_before: datetime | None = None) -> dict[str, int]:
+    """Cards to print and calls to make (waiting notes of those channels), by channel; with
+    `due_before`, only those due before it (a plan's day). Counted by channel and status over
+    the small partial index of cards and calls alone (a condition on the status too would let
+    SQLite choose the status index and read every waiting email)."""
     counted = (
         select(touches.c.channel, touches.c.status, func.count())
-        .where(BY_HAND)
+        .where(BY_HAND, true() if due_before is None else touches.c.due_at < due_before)
         .group_by(touches.c.channel, touches.c.status)
     )
     return waiting_by_channel((row[0], row[1], row[2]) for row in connection.execute(counted))
