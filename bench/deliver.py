@@ -6,13 +6,13 @@ birthday note due now, and a server on loopback that accepts every message and d
 PIPELINING), or `--server postfix`, a private Postfix instance that this script starts and
 stops itself (tests/postfix_server.py: Debian's postfix package, run as root; it offers
 PIPELINING, and queues each message, fsync included, before its `discard` transport drops it).
-Four connections in every case.
+Four connections each way (`--connections`).
 
 - appreciate: `Sender.run()`, end to end: claim (with leases), render each note from the
-  templates, build its message, save it, send it over `[smtp] connections = 4`, record each
+  templates, build its message, save it, send it over `[smtp] connections`, record each
   outcome and its history. Between repeats the notes are put back to pending.
 - plain: the notes' subjects and bodies (as appreciate wrote them) sent by a plain aiosmtplib
-  loop on 4 connections that builds an `EmailMessage` per note (text plus an html alternative,
+  loop on as many connections that builds an `EmailMessage` per note (text plus an html alternative,
   From, To, Subject, Date, Message-ID) and calls `send_message`.
 - ceiling: the same loop sending bytes serialised beforehand (`sendmail`), i.e. what the network
   and the server allow. aiosmtplib never pipelines (it sends MAIL, each RCPT and DATA one
@@ -26,6 +26,7 @@ same run. Exits 0 either way (a measurement, not a test).
     python bench/deliver.py                    # 20,000 notes, 3 repeats: a few minutes
     python bench/deliver.py --n 2000 --repeat 1  # a quick check
     python bench/deliver.py --server postfix     # the same against a private Postfix
+    python bench/deliver.py --connections 16     # 16 connections each way
 """
 
 from __future__ import annotations
@@ -254,15 +255,19 @@ class _Stopwatch:
         return Span(wall, cpu, None if server is None or before is None else server - before)
 
 
-def run_appreciate(config_path: Path, port: int) -> tuple[Span, int]:
+def run_appreciate(
+    config_path: Path, port: int, connections: int = CONNECTIONS
+) -> tuple[Span, int]:
     config = load_config(config_path)
+    smtp = config.settings.smtp.model_copy(update={"connections": connections})
+    settings = config.settings.model_copy(update={"smtp": smtp})
     engine = create_store_engine(config.database_url())
     try:
         reset(engine)
         server = ServerSettings("127.0.0.1", port, "none", "", None, 30.0, None)
         sender = Sender(
             engine,
-            config.settings,
+            settings,
             server,
             NoteRenderer(config.templates_dir),
             FixedClock(NOW),
@@ -320,7 +325,9 @@ def email_message(note: Note) -> EmailMessage:
     return message
 
 
-async def _pooled(port: int, items: Sequence[object], send: SendOne) -> None:
+async def _pooled(
+    port: int, items: Sequence[object], send: SendOne, connections: int = CONNECTIONS
+) -> None:
     queue = list(reversed(items))
 
     async def worker() -> None:
@@ -330,7 +337,7 @@ async def _pooled(port: int, items: Sequence[object], send: SendOne) -> None:
             await send(smtp, queue.pop())
         await smtp.quit()
 
-    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+    await asyncio.gather(*(worker() for _ in range(connections)))
 
 
 SendOne = Callable[[aiosmtplib.SMTP, object], Awaitable[object]]
@@ -349,16 +356,16 @@ async def _send_bytes(smtp: aiosmtplib.SMTP, item: object) -> object:
     return await smtp.sendmail("ada@example.com", [recipient], data)
 
 
-def run_plain(notes: Sequence[Note], port: int) -> Span:
+def run_plain(notes: Sequence[Note], port: int, connections: int = CONNECTIONS) -> Span:
     watch = _Stopwatch()
-    asyncio.run(_pooled(port, notes, _send_built))
+    asyncio.run(_pooled(port, notes, _send_built, connections))
     return watch.span()
 
 
-def run_ceiling(notes: Sequence[Note], port: int) -> Span:
+def run_ceiling(notes: Sequence[Note], port: int, connections: int = CONNECTIONS) -> Span:
     serialised = [(note.email, email_message(note).as_bytes()) for note in notes]
     watch = _Stopwatch()
-    asyncio.run(_pooled(port, serialised, _send_bytes))
+    asyncio.run(_pooled(port, serialised, _send_bytes, connections))
     return watch.span()
 
 
@@ -393,20 +400,20 @@ def _rates(n: int, spans: Sequence[Span]) -> Rates:
     )
 
 
-def _measure(port: int, n: int, repeat: int) -> dict[str, list[Span]]:
+def _measure(port: int, n: int, repeat: int, connections: int) -> dict[str, list[Span]]:
     """How long each way took, `repeat` runs of each, alternating."""
     with tempfile.TemporaryDirectory(prefix="appreciate-deliver-") as folder:
         log(f"building a store with {n:,} due notes ...")
         config_path = build_store(Path(folder), n)
         timings: dict[str, list[Span]] = {"appreciate": [], "plain": [], "ceiling": []}
         for run in range(repeat):
-            elapsed, sent = run_appreciate(config_path, port)
+            elapsed, sent = run_appreciate(config_path, port, connections)
             if sent != n:
                 raise SystemExit(f"appreciate sent {sent} of {n} notes")
             timings["appreciate"].append(elapsed)
             notes = written_notes(config_path)
-            timings["plain"].append(run_plain(notes, port))
-            timings["ceiling"].append(run_ceiling(notes, port))
+            timings["plain"].append(run_plain(notes, port, connections))
+            timings["ceiling"].append(run_ceiling(notes, port, connections))
             log(
                 f"run {run + 1}: appreciate {elapsed.wall:.2f} s, plain "
                 f"{timings['plain'][-1].wall:.2f} s, ceiling {timings['ceiling'][-1].wall:.2f} s"
@@ -424,19 +431,25 @@ def main(argv: list[str] | None = None) -> int:
         default="aiosmtpd",
         help="the discarding server: aiosmtpd in a process (default) or a private Postfix",
     )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=CONNECTIONS,
+        help=f"connections each way, appreciate's [smtp] connections too (default {CONNECTIONS})",
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve)
         return 0
     with SERVERS[args.server]() as port:
-        timings = _measure(port, args.n, args.repeat)
+        timings = _measure(port, args.n, args.repeat, args.connections)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     medians = {way: _rates(args.n, spans) for way, spans in timings.items()}
     cpus = os.cpu_count()
     load = ", ".join(f"{figure:.2f}" for figure in os.getloadavg())
     print(
-        f"{args.n:,} notes to {args.server}, {CONNECTIONS} connections, {args.repeat} runs, "
+        f"{args.n:,} notes to {args.server}, {args.connections} connections, {args.repeat} runs, "
         f"{cpus} CPUs, load average now {load}"
     )
     for way, got in medians.items():
