@@ -6,8 +6,20 @@ given moment (tests and the CLI's `--now`). Both return timezone-aware UTC datet
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol
+
+MIN_YEAR = 1900
+MAX_YEAR = 2200
+"""appreciate reads dates and moments from MIN_YEAR to MAX_YEAR (both included): imported
+dates, and the CLI's `--now`, `--date` and `--as-of`. Far outside them a day's arithmetic (the
+day after, a week ahead, a time zone's offset) would leave the calendar."""
+
+
+def within_years(moment: datetime | date) -> bool:
+    """Whether `moment` (a date, or a moment read in its own offset) falls in the years
+    appreciate reads (see MIN_YEAR)."""
+    return MIN_YEAR <= moment.year <= MAX_YEAR
 
 
 class Clock(Protocol):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from typer.main import get_command
 
 from scheduler.cli.app import app
@@ -425,6 +425,66 @@ def test_now_must_carry_an_offset(migrated_workspace: Workspace, tmp_path: Path)
     )
     assert result.exit_code == 2
     assert "needs an offset" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["detect", "--now", "9999-12-31T23:59:59Z"], "--now"),
+        (["run", "--once", "--now", "1899-12-31T23:00:00+00:00"], "--now"),
+        (["cards", "--date", "9999-12-31"], "--date"),
+        (["calls", "--date", "0001-01-01"], "--date"),
+        (["ltv", "--as-of", "9999-12-31"], "--as-of"),
+    ],
+)
+def test_moments_outside_the_years_appreciate_reads_are_refused_by_option(
+    migrated_workspace: Workspace, args: list[str], option: str
+) -> None:
+    """A far-off `--now` or day was a traceback (a day's arithmetic left the calendar); now it
+    is refused, naming the option and the years, and nothing is recorded."""
+    result = run_cli("--config", migrated_workspace.path, *args)
+    assert result.exit_code == 2
+    assert f"Invalid value for {option}" in result.stderr
+    assert "outside the years 1900 to 2200" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    store = create_store_engine(migrated_workspace.database_url)
+    with store.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM touches")).scalar_one() == 0
+    store.dispose()
+
+
+def test_the_last_year_appreciate_reads_still_works(migrated_workspace: Workspace) -> None:
+    late = "2200-12-31T23:59:59-12:00"  # already 2201 in UTC
+    result = run_cli("--config", migrated_workspace.path, "detect", "--now", late)
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "99999999999999999999"],
+        ["retry", "1", "99999999999999999999", "--queue"],
+        ["calls", "done", "99999999999999999999"],
+        ["log", "--limit", "99999999999999999999"],
+        ["inbound", "list", "--limit", "99999999999999999999"],
+        ["ltv", "--top", "99999999999999999999"],
+    ],
+)
+def test_ids_and_counts_beyond_64_bits_are_refused_by_name(
+    migrated_workspace: Workspace, args: list[str]
+) -> None:
+    """Such a number was a traceback from the store (an OverflowError on SQLite)."""
+    result = run_cli("--config", migrated_workspace.path, *args)
+    assert result.exit_code == 2
+    assert "99999999999999999999 is not in the range" in result.stderr
+    assert "9223372036854775807" in result.stderr
+
+
+def test_log_filters_take_any_year(migrated_workspace: Workspace) -> None:
+    for option, day in (("--until", "9999-12-31"), ("--since", "0001-01-01")):
+        result = run_cli("--config", migrated_workspace.path, "log", option, day, "-f", "json")
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout) == []
 
 
 def test_long_imports_show_a_progress_bar_on_a_terminal() -> None:

@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from scheduler.cli.common import (
+    BIGGEST_ID,
     FormatOption,
     NowOption,
     cli_state,
@@ -188,7 +189,10 @@ def list_calls(
 @calls_app.command("done")
 def calls_done(
     ctx: typer.Context,
-    ids: Annotated[list[int], typer.Argument(metavar="ID...", help="The calls made (note ids).")],
+    ids: Annotated[
+        list[int],
+        typer.Argument(metavar="ID...", max=BIGGEST_ID, help="The calls made (note ids)."),
+    ],
     note: Annotated[
         str | None,
         typer.Option("--note", metavar="TEXT", help="What came of it, kept in the sent-log."),

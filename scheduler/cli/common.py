@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 from typer.core import TyperGroup
 
-from scheduler.clock import FixedClock, SystemClock
+from scheduler.clock import MAX_YEAR, MIN_YEAR, FixedClock, SystemClock, within_years
 from scheduler.errors import AppreciateError, StoreError
 from scheduler.output import OutputFormat, printable
 
@@ -125,16 +125,33 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:
     return check
 
 
+BIGGEST_ID = 2**63 - 1
+"""Note ids and counts fit the store's 64-bit integers: an option or argument that takes one
+says so at once (a larger number is no note, and the store would refuse it)."""
+
+
 def parse_now(value: str | None) -> datetime:
+    """`--now`: an ISO 8601 moment with an offset, in the years appreciate reads (see
+    `scheduler.clock.MIN_YEAR`); None: the real time."""
     if value is None:
         return SystemClock().now()
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f'"{value}" is not an ISO 8601 date and time') from None
+        raise typer.BadParameter(
+            f'"{value}" is not an ISO 8601 date and time', param_hint="--now"
+        ) from None
     if moment.tzinfo is None:
-        raise typer.BadParameter(f'"{value}" needs an offset, e.g. {value}+00:00 or {value}Z')
+        raise typer.BadParameter(
+            f'"{value}" needs an offset, e.g. {value}+00:00 or {value}Z', param_hint="--now"
+        )
+    if not within_years(moment):
+        raise typer.BadParameter(_outside_years(value), param_hint="--now")
     return FixedClock(moment).now()
+
+
+def _outside_years(value: str) -> str:
+    return f'"{value}" is outside the years {MIN_YEAR} to {MAX_YEAR}'
 
 
 NowOption = Annotated[
@@ -148,15 +165,21 @@ FormatOption = Annotated[
 ]
 
 
-def parse_date(value: str | None, option: str) -> date | None:
+def parse_date(value: str | None, option: str, *, any_year: bool = False) -> date | None:
+    """`option`'s day (YYYY-MM-DD), in the years appreciate reads (see
+    `scheduler.clock.MIN_YEAR`) unless `any_year` (a filter, such as `log --since`, that only
+    compares); None when not given."""
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(
             f'"{value}" is not a date (YYYY-MM-DD)', param_hint=option
         ) from None
+    if not any_year and not within_years(day):
+        raise typer.BadParameter(_outside_years(value), param_hint=option)
+    return day
 
 
 def short_time(moment: datetime | None) -> str:

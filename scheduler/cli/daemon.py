@@ -64,6 +64,7 @@ def run(
     config_path = find_config(state.config_option, os.environ, Path.cwd())
     if now is not None and not once:
         raise typer.BadParameter("--now goes with --once (the service runs on the real clock)")
+    clock = FixedClock(parse_now(now)) if now else SystemClock()  # refused before the store opens
     password_hash = None if once else _web_password_hash(config_path)
     from scheduler.cli.service_logging import setup_logging
 
@@ -71,7 +72,6 @@ def run(
     service = open_service(config_path)
     if once:
         log_template_findings(service, "at start")
-        clock = FixedClock(parse_now(now)) if now else SystemClock()
         owner = instance_name()
         interruption = Interruption(service.config.settings.schedule.stop_within)
         try:

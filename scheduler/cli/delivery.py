@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from scheduler.cli.common import (
+    BIGGEST_ID,
     FormatOption,
     NowOption,
     cli_state,
@@ -167,7 +168,9 @@ def log(
     customer: CustomerOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
-    limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many (0: all).")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, max=BIGGEST_ID, help="At most this many (0: all).")
+    ] = 50,
     replied: Annotated[
         bool, typer.Option("--replied", help="Only notes a customer answered (a person's reply).")
     ] = False,
@@ -183,8 +186,8 @@ def log(
         status,
         kind,
         customer,
-        parse_date(since, "--since"),
-        parse_date(until, "--until"),
+        parse_date(since, "--since", any_year=True),
+        parse_date(until, "--until", any_year=True),
         limit,
         replied=replied,
     )
@@ -211,7 +214,9 @@ def log(
 
 def show(
     ctx: typer.Context,
-    touch_id: Annotated[int, typer.Argument(metavar="ID", help="The note's id (see `log`).")],
+    touch_id: Annotated[
+        int, typer.Argument(metavar="ID", max=BIGGEST_ID, help="The note's id (see `log`).")
+    ],
 ) -> None:
     """One note whole, as sent (headers and bodies), and its history."""
     from scheduler.delivery.sent_log import LOG_COLUMNS, touch_detail
@@ -247,7 +252,9 @@ def retry(
     ctx: typer.Context,
     touch_ids: Annotated[
         list[int] | None,
-        typer.Argument(metavar="ID", help="The notes' ids (see `log`).", show_default=False),
+        typer.Argument(
+            metavar="ID", max=BIGGEST_ID, help="The notes' ids (see `log`).", show_default=False
+        ),
     ] = None,
     status: Annotated[
         str | None,
@@ -286,7 +293,12 @@ def retry(
     if not ids and status is None:
         raise typer.BadParameter("name the notes: their ids, or --status (with filters)")
     wanted = LogFilter(
-        status, kind, customer, parse_date(since, "--since"), parse_date(until, "--until"), 0
+        status,
+        kind,
+        customer,
+        parse_date(since, "--since", any_year=True),
+        parse_date(until, "--until", any_year=True),
+        0,
     )
     moment = parse_now(now)
     sending = None if queue_only else _sending(config)

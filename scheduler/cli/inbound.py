@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from scheduler.cli.common import (
+    BIGGEST_ID,
     FormatOption,
     NowOption,
     cli_state,
@@ -138,7 +139,9 @@ def list_inbound(
             "--kind", callback=one_of(INBOUND_KINDS), help=f"Only this kind: {INBOUND_KINDS}."
         ),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many (0: all).")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, max=BIGGEST_ID, help="At most this many (0: all).")
+    ] = 50,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """What came back, newest first: what each message was, the note it answered, what was

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from scheduler.cli.common import (
+    BIGGEST_ID,
     AsOfOption,
     FormatOption,
     NowOption,
@@ -34,7 +35,10 @@ ltv_app = typer.Typer(
 def ltv(
     ctx: typer.Context,
     top: Annotated[
-        int, typer.Option("--top", min=0, metavar="N", help="Show the N most valuable (0: all).")
+        int,
+        typer.Option(
+            "--top", min=0, max=BIGGEST_ID, metavar="N", help="Show the N most valuable (0: all)."
+        ),
     ] = 20,
     customer: Annotated[
         str | None,
@@ -179,7 +183,10 @@ def ltv_budget(
 def ltv_referrers(
     ctx: typer.Context,
     limit: Annotated[
-        int, typer.Option("--limit", min=0, metavar="N", help="Show the top N (0: all).")
+        int,
+        typer.Option(
+            "--limit", min=0, max=BIGGEST_ID, metavar="N", help="Show the top N (0: all)."
+        ),
     ] = 20,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:

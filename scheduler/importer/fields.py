@@ -28,6 +28,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from scheduler.addresses import InvalidAddress, normalize_address
+from scheduler.clock import MAX_YEAR, MIN_YEAR
 from scheduler.config.settings import known_time_zone
 
 _BIRTHDAY = re.compile(r"(?:([0-9]{4})-|--)?([0-9]{2})-([0-9]{2})")
@@ -36,9 +37,7 @@ OTHER_DIGITS = re.compile(r"(?![0-9])\d")
 _TRUE = frozenset({"yes", "y", "true", "t", "1"})
 _FALSE = frozenset({"no", "n", "false", "f", "0"})
 _LEAP_YEAR = 2000
-MIN_YEAR = 1900
-MAX_YEAR = 2200
-"""Dates and times are read from MIN_YEAR to MAX_YEAR (both included)."""
+# Dates and times are read from MIN_YEAR to MAX_YEAR (both included): see scheduler.clock.
 MIN_BIRTH_YEAR = MIN_YEAR
 _SHOWN = 60
 
