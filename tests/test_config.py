@@ -275,6 +275,20 @@ def test_durations_read_back_as_written_to_the_second(value: timedelta) -> None:
     assert parse_duration(format_duration(whole_seconds)) == whole_seconds
 
 
+@pytest.mark.parametrize("value", ["3651d", "99999999999d", "87601h"])
+def test_a_duration_longer_than_ten_years_is_refused_with_its_key(
+    tmp_path: Path, value: str
+) -> None:
+    """Such a lease was an OverflowError in every delivery (the claim's lease past the
+    calendar), and a huge one a traceback from `config check` itself."""
+    lines = problems(tmp_path, MINIMAL + f'\n[smtp]\nlease = "{value}"\n')
+    assert lines == [
+        f'{tmp_path / "config.toml"}:7: smtp.lease: "{value}" is longer than 3650d (ten '
+        "years), the longest allowed"
+    ]
+    assert parse_duration("3650d") == timedelta(days=3650)
+
+
 def test_a_duration_may_be_given_in_seconds() -> None:
     assert parse_duration("30s") == timedelta(seconds=30)
     assert parse_duration("1m 30s") == timedelta(seconds=90)

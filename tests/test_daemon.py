@@ -26,6 +26,7 @@ import pytest
 from sqlalchemy import Engine, func, insert, select
 
 from scheduler.service.cycle import CycleReport
+from scheduler.service.daemon import MAX_BACKOFF, retry_wait
 from scheduler.service.last_cycle import save_cycle
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
@@ -769,3 +770,11 @@ def _status_of(engine: Engine, touch_id: int) -> str:
             select(touches.c.status).where(touches.c.id == touch_id)
         ).scalar_one()
     return found
+
+
+def test_a_job_failing_for_hours_waits_at_most_five_minutes_between_tries() -> None:
+    """After 45 failures in a row (a store down for about three hours) the doubled wait no
+    longer fit a timedelta: the daemon's own error handling raised OverflowError."""
+    waits = [retry_wait(failures) for failures in range(1, 2001)]
+    assert waits[:3] == [timedelta(seconds=5), timedelta(seconds=10), timedelta(seconds=20)]
+    assert max(waits) == waits[-1] == MAX_BACKOFF == timedelta(minutes=5)

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, insert, select, update
 from scheduler.clock import FixedClock
 from scheduler.config.settings import Settings, SmtpSettings
 from scheduler.delivery.claims import claim, mark_sending
-from scheduler.delivery.deliver import Sender, SendReport
+from scheduler.delivery.deliver import LONGEST_RETRY_WAIT, Sender, SendReport
 from scheduler.delivery.smtp_client import ServerSettings
 from scheduler.notes.dkim_signing import DkimSigner
 from scheduler.notes.render import NoteRenderer
@@ -209,6 +209,24 @@ def test_after_max_attempts_a_note_fails(engine: Engine) -> None:
     assert note["status"] == "failed"
     assert note["attempts"] == 3
     assert note["reason"].startswith("gave up after 3 attempts: 450 4.2.1 Mailbox busy")
+
+
+def test_the_wait_after_many_temporary_failures_stops_growing_at_a_year(engine: Engine) -> None:
+    """The 60th attempt of a note that may have 100 (5 minutes doubled 59 times) was an
+    OverflowError that ended the run; it waits at most LONGEST_RETRY_WAIT (+-20%) now."""
+    touch_id = add_due(engine, "C-1")
+    with engine.begin() as connection:
+        connection.execute(update(touches).where(touches.c.id == touch_id).values(attempts=59))
+    patient = SETTINGS.model_copy(
+        update={"smtp": SETTINGS.smtp.model_copy(update={"max_attempts": 100})}
+    )
+    with running(Faulty(step="rcpt", reply="450 4.2.1 Mailbox busy")) as port:
+        report = run(engine, server(port), config=patient)
+    assert report.counts == {"pending": 1}
+    note = state(engine, touch_id)
+    assert note["attempts"] == 60
+    wait = note["retry_at"] - NOW
+    assert LONGEST_RETRY_WAIT * 0.8 <= wait <= LONGEST_RETRY_WAIT * 1.2
 
 
 @PIPELINING

@@ -1,9 +1,9 @@
 """The `[occasions.<kind>]` tables: which moments deserve a note, and how each is timed.
 
 Durations are written as text a person reads at a glance: `"2h"`, `"90m"`, `"1d"`,
-`"1d 12h"`, `"30s"` (units d, h, m, s; at least one part). Every kind has `enabled` and
-`max_lateness`: an occasion missed while appreciate was down is still sent once if it is no
-later than that, and recorded as expired otherwise.
+`"1d 12h"`, `"30s"` (units d, h, m, s; at least one part), at most LONGEST_DURATION. Every
+kind has `enabled` and `max_lateness`: an occasion missed while appreciate was down is still
+sent once if it is no later than that, and recorded as expired otherwise.
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-_DURATION_PART = re.compile(r"\s*(\d+)\s*([dhms])")
-_UNITS = {
-    "d": timedelta(days=1),
-    "h": timedelta(hours=1),
-    "m": timedelta(minutes=1),
-    "s": timedelta(seconds=1),
-}
+_DURATION_PART = re.compile(r"\s*([0-9]+)\s*([dhms])")
+_UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+LONGEST_DURATION = timedelta(days=3650)
+"""No duration is longer (ten years): far longer ones would carry a moment past the calendar's
+end (a lease or a back-off added to now)."""
 
 
 def parse_duration(value: object) -> timedelta:
@@ -36,17 +34,20 @@ def parse_duration(value: object) -> timedelta:
         return value
     if not isinstance(value, str):
         raise ValueError(f'expected a duration such as "2h", got {value!r}')
-    position, total, text = 0, timedelta(0), value.strip()
+    position, seconds, text = 0, 0, value.strip()
     while position < len(text):
         match = _DURATION_PART.match(text, position)
         if not match:
             break
-        total += int(match[1]) * _UNITS[match[2]]
+        seconds += int(match[1]) * _UNIT_SECONDS[match[2]]
         position = match.end()
     if not text or position < len(text):
         forms = '"2h", "90m", "1d" or "1d 12h"'
         raise ValueError(f'expected a duration such as {forms}, got "{value}"')
-    return total
+    if seconds > LONGEST_DURATION.total_seconds():
+        longest = format_duration(LONGEST_DURATION)
+        raise ValueError(f'"{value}" is longer than {longest} (ten years), the longest allowed')
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:

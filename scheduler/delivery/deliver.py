@@ -13,7 +13,7 @@ A run, in order:
 4. The messages go out over `[smtp] connections` reused connections, at most
    `max_per_minute` a minute in all. Outcomes (see `scheduler.delivery.smtp_client`) are recorded in
    groups; a temporary failure waits `retry_after`, doubling with each attempt (+-20%
-   jitter), until `max_attempts`, then fails.
+   jitter; at most LONGEST_RETRY_WAIT), until `max_attempts`, then fails.
 5. A refused login, a missing STARTTLS or a server that does not greet like a mail server
    pauses sending for every instance: the notes not yet sent go back to the queue untouched,
    and the report says why, loudly.
@@ -111,6 +111,9 @@ THROTTLE_AFTER = 3
 """Temporary refusals (4xx) in a row, with no other reply between them, that are taken for
 throttling whatever they say."""
 LONGEST_BACKOFF = timedelta(hours=1)
+LONGEST_RETRY_WAIT = timedelta(days=365)
+"""A note's doubling wait after a temporary failure stops growing here (a note that waits this
+long has expired long before; without a bound, many attempts carried it past the calendar)."""
 """The longest a throttling server makes every instance wait."""
 
 
@@ -694,8 +697,9 @@ class Sender:
         return Result(touch.id, "pending", reason, reply, retry_at=again)
 
     def _backoff(self, attempts: int) -> timedelta:
-        base: timedelta = self.settings.smtp.retry_after * (2 ** (attempts - 1))
-        return base * self.rng.uniform(1 - JITTER, 1 + JITTER)
+        doubled = self.settings.smtp.retry_after.total_seconds() * 2.0 ** min(attempts - 1, 64)
+        seconds = min(doubled, LONGEST_RETRY_WAIT.total_seconds())
+        return timedelta(seconds=seconds * self.rng.uniform(1 - JITTER, 1 + JITTER))
 
     def _slow_down(self, reason: str, now: datetime) -> Throttle:
         """The server throttles: no new send in this run, and a back-off for every instance

@@ -71,6 +71,7 @@ from scheduler.store.db import write_transaction
 log = logging.getLogger("appreciate.run")
 MISFIRE_GRACE = 3600
 """Seconds a job may start late (a busy or suspended machine) and still run."""
+FIRST_RETRY = timedelta(seconds=5)
 MAX_BACKOFF = timedelta(minutes=5)
 REAP_EVERY = timedelta(minutes=1)
 
@@ -97,6 +98,14 @@ class Companion(Protocol):
 StartCompanion = Callable[[Engine, Settings, Clock], Companion | None]
 """Starts a companion in the running event loop with the service's store, settings and clock;
 None when it is not wanted or cannot start (it logs why): the service runs on either way."""
+
+
+def retry_wait(failures: int) -> timedelta:
+    """How long a job waits after `failures` failures in a row: FIRST_RETRY, twice as long after
+    each failure, at most MAX_BACKOFF, however long the failures go on (a store down for hours
+    fails a job every few minutes)."""
+    doubled = FIRST_RETRY.total_seconds() * 2.0 ** min(failures - 1, 64)
+    return timedelta(seconds=min(doubled, MAX_BACKOFF.total_seconds()))
 
 
 class Daemon:
@@ -213,7 +222,7 @@ class Daemon:
             log.warning("%s was stopped before it finished", name)
         except Exception as error:
             self._failures[name] += 1
-            wait = min(timedelta(seconds=5) * 2 ** (self._failures[name] - 1), MAX_BACKOFF)
+            wait = retry_wait(self._failures[name])
             log.error(
                 "%s failed (%s: %s); trying again in %s",
                 name,
