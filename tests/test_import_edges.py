@@ -22,6 +22,7 @@ from scheduler.importer import ImportReport, import_csv
 from scheduler.importer.batch import Pending, WriteContext, write_batch
 from scheduler.importer.fields import LocalTime
 from scheduler.importer.kinds import Candidate
+from scheduler.importer.source import MAX_LINE
 from scheduler.store.db import create_store_engine, write_transaction
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade
@@ -104,6 +105,44 @@ def test_utf32_is_refused_by_name(engine: Engine, tmp_path: Path, content: bytes
     with pytest.raises(ImportRejected) as caught:
         run(engine, write(tmp_path, content))
     assert caught.value.message == "the file is UTF-32 text; save it as UTF-8 (or UTF-16)"
+
+
+def test_a_file_with_no_line_end_is_refused_without_reading_it_whole(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """`import customers /dev/zero` grew past 4 GB in seconds: the csv reader asked for the
+    whole first line. Now its first MAX_LINE characters are enough to refuse it."""
+    path = write(tmp_path, b"\x00" * (MAX_LINE + 1000))
+    with pytest.raises(ImportRejected) as caught:
+        run(engine, path)
+    assert caught.value.line == 1
+    assert caught.value.message == (
+        "cannot read the header: the line is longer than 33,554,432 characters "
+        "(is this a CSV file?)"
+    )
+
+
+def test_an_overlong_line_rejects_its_row_and_the_next_lines_keep_their_numbers(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("scheduler.importer.source.MAX_LINE", 100)
+    lines = [
+        "id,name,email",
+        "C-1,Ann,ann@example.com",
+        "C-2," + "B" * 350 + ",b@example.com",  # several pieces of MAX_LINE, then its end
+        "C-3,Cy,cy@example.com",
+        "C-4,Dee,not-an-address",
+        '"C-5","Eve\nEvans",eve@example.com',  # a quoted field over two lines
+        "C-6,Fay,fay@example.com",
+    ]
+    report = run(engine, write(tmp_path, "\n".join(lines) + "\n"))
+    assert rejected(report)[0] == (
+        3,
+        "the line cannot be read as CSV: the line is longer than 100 characters "
+        "(is this a CSV file?)",
+    )
+    assert [warning.line for warning in report.warnings] == [5]  # the bad address keeps its line
+    assert sorted(stored(engine)) == ["C-1", "C-3", "C-4", "C-5", "C-6"]
 
 
 def test_a_latin1_file_still_names_utf8(engine: Engine, tmp_path: Path) -> None:

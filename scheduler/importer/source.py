@@ -4,9 +4,11 @@ UTF-8 with or without a byte-order mark is read, and so is UTF-16 with a byte-or
 without one (recognised by the NUL bytes its ASCII characters carry); UTF-32 is refused by
 name. Bytes that do not decode do not stop the file: they are kept (as surrogates: UTF-8 files
 byte for byte) so the row can be rejected with a clear reason and written to the rejects file.
-Blank lines are skipped. A cell written `'=...` (a quote before `=`, `+`, `-`, `@`, a tab or a
-carriage return: how the rejects file keeps spreadsheets from running a cell as a formula) is
-read without its quote.
+Blank lines are skipped. A line longer than MAX_LINE characters (a file that is no CSV, a
+stream that never ends its line) is never held whole: it is the header's problem (the file is
+refused) or its row's (rejected, the reading going on after it). A cell written `'=...` (a
+quote before `=`, `+`, `-`, `@`, a tab or a carriage return: how the rejects file keeps
+spreadsheets from running a cell as a formula) is read without its quote.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that did not decode, kept 
 _ESCAPED_FORMULA = tuple("'" + start for start in FORMULA_STARTS)
 # Python's csv module refuses fields over 128 KiB by default; a notes column can be long.
 csv.field_size_limit(16 * 1024 * 1024)
+MAX_LINE = 32 * 1024 * 1024
+"""Characters a physical line may have (room for two fields at the csv module's limit)."""
 _SAMPLE = 4096
 _UTF16_BYTES = 0.25
 """UTF-16 without a byte-order mark: at least this share of the sample's bytes at odd (little
@@ -117,7 +121,8 @@ class CsvSource:
         self._text = io.TextIOWrapper(
             self._binary, encoding=self.encoding.codec, errors=errors, newline=""
         )
-        self._reader = csv.reader(self._text)
+        self._lines = _BoundedLines(self._text)
+        self._reader = csv.reader(self._lines)
         try:
             self.header: list[str] = self._read_header()
             own = [column_name(name) for name in self.header]
@@ -184,11 +189,12 @@ class CsvSource:
         reserved = [i for i, name in enumerate(self.columns) if name in RESERVED_COLUMNS]
         strip = str.strip
         label = self.encoding.label
-        line = reader.line_num + 1
+        lines = self._lines
+        line = reader.line_num + lines.overlong + 1
         while True:
             try:
                 for raw in reader:
-                    start, line = line, reader.line_num + 1
+                    start, line = line, reader.line_num + lines.overlong + 1
                     joined = "".join(raw)
                     if len(raw) == width and _is_clean_text(joined):
                         values = (
@@ -206,7 +212,41 @@ class CsvSource:
                 return
             except csv.Error as error:
                 yield SourceRow(line, {}, [], f"the line cannot be read as CSV: {error}")
-                line = reader.line_num + 1
+                line = reader.line_num + lines.overlong + 1
+
+
+class _BoundedLines:
+    """The text's physical lines for the csv reader, none held longer than MAX_LINE: the first
+    MAX_LINE characters of a longer one raise csv.Error, and the next line asked for starts
+    after its end (what is left of it is read a piece at a time and dropped). `overlong`
+    counts such lines (the csv reader's line count leaves them out)."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self._text = text
+        self._inside_overlong = False
+        self.overlong = 0
+
+    def __iter__(self) -> _BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        if self._inside_overlong:
+            self._skip_rest_of_line()
+        line = self._text.readline(MAX_LINE)
+        if not line:
+            raise StopIteration
+        if len(line) < MAX_LINE or line.endswith(("\n", "\r")):
+            return line
+        self._inside_overlong = True
+        self.overlong += 1
+        raise csv.Error(f"the line is longer than {MAX_LINE:,} characters (is this a CSV file?)")
+
+    def _skip_rest_of_line(self) -> None:
+        while True:
+            piece = self._text.readline(MAX_LINE)
+            if not piece or len(piece) < MAX_LINE or piece.endswith(("\n", "\r")):
+                break
+        self._inside_overlong = False
 
 
 def _is_clean_text(joined: str) -> bool:
