@@ -70,6 +70,10 @@ PAGES = Environment(
 )
 
 
+MAX_ID = 2**63 - 1
+"""The largest id the store holds (a 64-bit integer): a larger one in an address names nothing."""
+
+
 MAX_OWNER_FORM = 4_096
 """The largest field an owner form carries (a CSRF token, an id, a password)."""
 
