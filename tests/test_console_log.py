@@ -103,6 +103,9 @@ def test_the_filters_are_those_of_appreciate_log(engine: Engine) -> None:
         ("kind=wedding", "kind:"),
         ("since=15/06/2027", "since: expected a date as YYYY-MM-DD"),
         ("after_at=yesterday&after_id=3", "after_at/after_id"),
+        ("after_at=2027-01-01T00:00:00%2B00:00&after_id=9223372036854775808", "after_at/after_id"),
+        ("after_at=0001-01-01T00:00:00%2B05:00&after_id=3", "after_at/after_id"),
+        ("after_at=9999-12-31T23:59:59-05:00&after_id=3", "after_at/after_id"),
     ],
 )
 def test_a_bad_filter_is_named_and_the_form_stays(engine: Engine, query: str, named: str) -> None:
