@@ -97,6 +97,19 @@ def test_an_unknown_customer_is_a_404(engine: Engine) -> None:
     assert client(engine).get("/customer?id=nobody").status_code == 404
 
 
+def test_an_id_with_a_nul_is_no_customer_on_either_database(engine: Engine) -> None:
+    """PostgreSQL's text cannot hold a NUL: such an id names nobody, as an unknown one."""
+    story(engine)
+    site = client(engine)
+    assert site.get("/customer?id=A%00").status_code == 404
+    csrf = csrf_of(site.get("/customer?id=" + quote("A/1 &x")).text)
+    for action in ("opt-out", "resubscribe", "works-again"):
+        answer = site.post(
+            f"/customer/{action}", data={"csrf": csrf, "id": "A\x00", "confirm": "yes"}
+        )
+        assert answer.status_code == 404
+
+
 def test_the_owner_opts_a_customer_out_and_back_in(engine: Engine) -> None:
     ann = story(engine)
     site = client(engine)

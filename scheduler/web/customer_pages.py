@@ -3,7 +3,7 @@ each component and the model behind it, their timeline, and Opt out / Resubscrib
 
 Rules:
 - `GET /customer?id=ID` names the customer by the business's own id (any characters); an
-  unknown id is a 404.
+  unknown id (or one no store can hold: `names_nothing`) is a 404, here and for the POSTs.
 - `POST /customer/opt-out` and `/customer/resubscribe` need the session's CSRF token and the
   confirmation box; they act as the unsubscribe page does (`scheduler.store.opt_outs`, source
   `console`: an opt-out stops the customer's open notes at once), then redirect to the
@@ -29,7 +29,7 @@ from scheduler.store.models import metadata
 from scheduler.store.opt_outs import Choice, opt_out, resubscribe
 from scheduler.store.undeliverable import works_again
 from scheduler.web.login import csrf_token, is_owner
-from scheduler.web.pages import WebContext, owner_form, page
+from scheduler.web.pages import WebContext, names_nothing, owner_form, page
 
 log = logging.getLogger("appreciate.web")
 customers = metadata.tables["customers"]
@@ -114,6 +114,8 @@ def _read(
     context: WebContext, external_id: str
 ) -> tuple[CustomerStory | None, ValueReport | None, AcquisitionBudget | None]:
     ltv = context.settings.ltv
+    if names_nothing(external_id):
+        return None, None, None
     with context.engine.connect() as connection:
         story = customer_story(connection, external_id)
         if story is None:
@@ -124,6 +126,8 @@ def _read(
 
 
 def _record(context: WebContext, external_id: str, change: Any) -> Choice | None:
+    if names_nothing(external_id):
+        return None
     with context.writing() as connection:
         who = connection.execute(
             select(customers.c.id).where(customers.c.external_id == external_id)

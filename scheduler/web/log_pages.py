@@ -28,7 +28,7 @@ from scheduler.delivery.sent_log import LOG_COLUMNS, LogFilter, log_rows
 from scheduler.output import csv_cell
 from scheduler.vocabulary import OCCASION_KINDS, STATUSES
 from scheduler.web.login import csrf_token, is_owner
-from scheduler.web.pages import MAX_ID, WebContext, page
+from scheduler.web.pages import MAX_ID, WebContext, names_nothing, page
 
 PAGE = 50
 CSV_PAGE = 2_000
@@ -48,6 +48,8 @@ def parse_filter(query: Mapping[str, str]) -> LogFilter:
     if kind is not None and kind not in OCCASION_KINDS:
         raise BadFilter(f"kind: {kind!r} is not one of {', '.join(OCCASION_KINDS)}")
     customer = (query.get("customer") or "").strip() or None
+    if customer is not None and names_nothing(customer):
+        raise BadFilter(f"customer: {customer!r} holds a NUL character")
     return LogFilter(
         status=status,
         kind=kind,
