@@ -35,7 +35,7 @@ from starlette.responses import PlainTextResponse, Response
 from scheduler.notes.unsubscribe import MAX_TOKEN_LENGTH
 from scheduler.store.models import metadata
 from scheduler.store.opt_outs import Source, opt_out, resubscribe
-from scheduler.web.pages import WebContext, page
+from scheduler.web.pages import WebContext, names_nothing, page
 
 log = logging.getLogger("appreciate.web")
 customers = metadata.tables["customers"]
@@ -131,8 +131,9 @@ class _Customer:
 
 
 def _customer(connection: Connection, token: str) -> _Customer | None:
-    """The token's customer, or None: unknown, or too long to be a token."""
-    if not 0 < len(token) <= MAX_TOKEN_LENGTH:
+    """The token's customer, or None: unknown, too long to be a token, or holding a NUL
+    (`names_nothing`)."""
+    if not 0 < len(token) <= MAX_TOKEN_LENGTH or names_nothing(token):
         return None
     row = connection.execute(_BY_TOKEN, {"token": token}).first()
     return None if row is None else _Customer(*row)
