@@ -3,10 +3,12 @@ value when known, and Opt out / Resubscribe that act at once and are audited as 
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import quote
 
+import pytest
 from sqlalchemy import Engine, insert, select
 from starlette.testclient import TestClient
 
@@ -135,6 +137,21 @@ def test_the_owner_opts_a_customer_out_and_back_in(engine: Engine) -> None:
     assert again.headers["location"].endswith("&told=resubscribed")
     with engine.connect() as connection:
         assert connection.execute(select(touches.c.status)).scalar_one() == "pending"
+
+
+def test_a_customer_id_cannot_forge_a_log_line(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An imported id may hold line breaks: the log shows them escaped, one line per event."""
+    add_customer(engine, "A-1\n<3>forged")
+    site = client(engine)
+    csrf = csrf_of(site.get("/customer?id=" + quote("A-1\n<3>forged")).text)
+    with caplog.at_level(logging.INFO, logger="appreciate"):
+        site.post(
+            "/customer/opt-out", data={"csrf": csrf, "id": "A-1\n<3>forged", "confirm": "yes"}
+        )
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == ["customer A-1\\x0a<3>forged: opted-out by the owner (0 notes)"]
 
 
 def test_the_choice_needs_the_pages_token(engine: Engine) -> None:

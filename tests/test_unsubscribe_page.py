@@ -278,6 +278,22 @@ def test_the_log_names_the_customer_never_the_token(
     assert not any(token in line for line in lines)
 
 
+def test_a_customer_id_cannot_forge_a_log_line(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An imported id may hold line breaks: the log shows them escaped, one line per event."""
+    customer_id = customer_of(engine, add_due(engine, "C-1\r\n<3>forged", email="e@example.org"))
+    token = token_of(engine, customer_id)
+    with caplog.at_level(logging.INFO, logger="appreciate"):
+        client(engine).post(f"/u/{token}", data=ONE_CLICK)
+        client(engine).post(f"/u/{token}", data={"action": "resubscribe"})
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "customer C-1\\x0d\\x0a<3>forged opted out (one-click): 1 open notes suppressed",
+        "customer C-1\\x0d\\x0a<3>forged opted back in (page): 1 notes back in the queue",
+    ]
+
+
 @pytest.mark.parametrize(
     ("address", "masked"),
     [

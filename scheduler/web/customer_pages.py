@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from scheduler.output import printable
 from scheduler.service.customer_story import CustomerStory, customer_story
 from scheduler.service.ltv_budget import AcquisitionBudget
 from scheduler.service.ltv_report import ValueReport, stored_report
@@ -104,7 +105,8 @@ async def _choose(request: Request, change: Any, told: str) -> Response:
     if choice is None:
         return _no_such(context, external_id, root="../")
     if choice.changed:
-        log.info("customer %s: %s by the owner (%d notes)", external_id, told, choice.notes)
+        shown = printable(external_id, newlines=False)  # one line, whatever an import stored
+        log.info("customer %s: %s by the owner (%d notes)", shown, told, choice.notes)
     return RedirectResponse(
         back + "&told=" + (told if choice.changed else "unchanged"), status_code=303
     )
