@@ -3,10 +3,12 @@ value when known, and Opt out / Resubscribe that act at once and are audited as 
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import quote
 
+import pytest
 from sqlalchemy import Engine, insert, select
 from starlette.testclient import TestClient
 
@@ -97,6 +99,19 @@ def test_an_unknown_customer_is_a_404(engine: Engine) -> None:
     assert client(engine).get("/customer?id=nobody").status_code == 404
 
 
+def test_an_id_with_a_nul_is_no_customer_on_either_database(engine: Engine) -> None:
+    """PostgreSQL's text cannot hold a NUL: such an id names nobody, as an unknown one."""
+    story(engine)
+    site = client(engine)
+    assert site.get("/customer?id=A%00").status_code == 404
+    csrf = csrf_of(site.get("/customer?id=" + quote("A/1 &x")).text)
+    for action in ("opt-out", "resubscribe", "works-again"):
+        answer = site.post(
+            f"/customer/{action}", data={"csrf": csrf, "id": "A\x00", "confirm": "yes"}
+        )
+        assert answer.status_code == 404
+
+
 def test_the_owner_opts_a_customer_out_and_back_in(engine: Engine) -> None:
     ann = story(engine)
     site = client(engine)
@@ -122,6 +137,21 @@ def test_the_owner_opts_a_customer_out_and_back_in(engine: Engine) -> None:
     assert again.headers["location"].endswith("&told=resubscribed")
     with engine.connect() as connection:
         assert connection.execute(select(touches.c.status)).scalar_one() == "pending"
+
+
+def test_a_customer_id_cannot_forge_a_log_line(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An imported id may hold line breaks: the log shows them escaped, one line per event."""
+    add_customer(engine, "A-1\n<3>forged")
+    site = client(engine)
+    csrf = csrf_of(site.get("/customer?id=" + quote("A-1\n<3>forged")).text)
+    with caplog.at_level(logging.INFO, logger="appreciate"):
+        site.post(
+            "/customer/opt-out", data={"csrf": csrf, "id": "A-1\n<3>forged", "confirm": "yes"}
+        )
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == ["customer A-1\\x0a<3>forged: opted-out by the owner (0 notes)"]
 
 
 def test_the_choice_needs_the_pages_token(engine: Engine) -> None:

@@ -103,6 +103,10 @@ def test_the_filters_are_those_of_appreciate_log(engine: Engine) -> None:
         ("kind=wedding", "kind:"),
         ("since=15/06/2027", "since: expected a date as YYYY-MM-DD"),
         ("after_at=yesterday&after_id=3", "after_at/after_id"),
+        ("after_at=2027-01-01T00:00:00%2B00:00&after_id=9223372036854775808", "after_at/after_id"),
+        ("after_at=0001-01-01T00:00:00%2B05:00&after_id=3", "after_at/after_id"),
+        ("after_at=9999-12-31T23:59:59-05:00&after_id=3", "after_at/after_id"),
+        ("customer=A%001", "holds a NUL character"),
     ],
 )
 def test_a_bad_filter_is_named_and_the_form_stays(engine: Engine, query: str, named: str) -> None:
@@ -110,6 +114,13 @@ def test_a_bad_filter_is_named_and_the_form_stays(engine: Engine, query: str, na
     assert answer.status_code == 400
     assert named in answer.text
     assert '<form method="get" action="log"' in answer.text
+
+
+def test_a_nul_in_the_customer_filter_is_a_bad_filter_for_the_csv_too(engine: Engine) -> None:
+    """PostgreSQL's text cannot hold a NUL: such a filter is refused alike on both databases."""
+    answer = owner_site(engine).get("/log.csv?customer=%00")
+    assert answer.status_code == 400
+    assert "holds a NUL character" in answer.text
 
 
 def test_customer_text_is_escaped(engine: Engine) -> None:

@@ -104,6 +104,17 @@ def test_an_unknown_note_is_a_404(engine: Engine) -> None:
     assert site.get("/notes/999/html").status_code == 404
 
 
+def test_an_id_beyond_any_stored_one_is_a_404_not_a_crash(engine: Engine) -> None:
+    """Ids are 64-bit: a longer number in the address names no note, on either database."""
+    site = client(engine)
+    csrf = csrf_of(site.get("/log").text)
+    for too_big in (str(2**63), "9" * 40):
+        assert site.get(f"/notes/{too_big}").status_code == 404
+        assert site.get(f"/notes/{too_big}/html").status_code == 404
+        retry = site.post(f"/notes/{too_big}/retry", data={"csrf": csrf, "confirm": "yes"})
+        assert retry.status_code == 404
+
+
 def test_retry_needs_the_box_ticked_and_the_pages_token(engine: Engine) -> None:
     touch_id = add_note(engine)
     site = client(engine)

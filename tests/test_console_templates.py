@@ -83,3 +83,12 @@ def test_a_preview_that_cannot_be_made_says_why(engine: Engine, tmp_path: Path) 
     assert "No preview: there is no customer with id" in page.text
     assert client.get("/templates?kind=wedding&customer=C-1").status_code == 200
     assert "is not an occasion" in client.get("/templates?kind=wedding&customer=C-1").text
+
+
+def test_a_customer_id_with_a_nul_has_no_preview(engine: Engine, tmp_path: Path) -> None:
+    """PostgreSQL's text cannot hold a NUL: such an id names nobody, on both databases."""
+    client = site(engine, starters(tmp_path))
+    page = client.get("/templates?kind=birthday&customer=A%00")
+    assert page.status_code == 200
+    assert "No preview: there is no customer with id" in page.text
+    assert client.get("/templates/preview.html?kind=birthday&customer=A%00").status_code == 404

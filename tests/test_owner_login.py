@@ -4,11 +4,13 @@ refusal to serve beyond this machine without a password."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx2
 import pytest
 from sqlalchemy import Engine, insert
 from starlette.testclient import TestClient
@@ -139,6 +141,23 @@ def test_many_wrong_passwords_lock_the_login_for_a_while(engine: Engine) -> None
     assert log_in(client)[0] == 429
     clock.moment = NOW + LOCKOUT
     assert log_in(client)[0] == 303
+
+
+async def test_guesses_sent_all_at_once_are_held_to_the_same_limit(engine: Engine) -> None:
+    """A guess counts against the limit from the moment it is checked: guesses sent at once,
+    each waiting for its hash to be checked, cannot get past MAX_FAILURES together."""
+    app = create_app(engine, SETTINGS, MovableClock(NOW), HASH, 0)
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        csrf = csrf_of((await client.get("/login")).text)
+        answers = await asyncio.gather(
+            *(
+                client.post("/login", data={"csrf": csrf, "password": f"guess {n}"})
+                for n in range(3 * MAX_FAILURES)
+            )
+        )
+    codes = [answer.status_code for answer in answers]
+    assert (codes.count(401), codes.count(429)) == (MAX_FAILURES, 2 * MAX_FAILURES)
 
 
 def test_without_a_password_set_nobody_can_log_in(engine: Engine) -> None:

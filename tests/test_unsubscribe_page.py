@@ -176,6 +176,20 @@ def test_an_unknown_token_looks_exactly_like_a_used_one(
     assert site.get(f"/u/{'y' * 500}").status_code == 200  # too long for any token: the same
 
 
+def test_a_token_with_a_nul_is_unknown_on_either_database(
+    engine: Engine, due: tuple[int, int, str]
+) -> None:
+    """PostgreSQL's text cannot hold a NUL: such a token is an unknown one (not a 500 for a
+    GET, nor a 503 asking a mail app to retry what can never work)."""
+    _, _, token = due
+    site = client(engine)
+    site.post(f"/u/{token}", data={"action": "unsubscribe"})
+    for method, data in (("GET", None), ("POST", ONE_CLICK), ("POST", {"action": "unsubscribe"})):
+        used = site.request(method, f"/u/{token}", data=data)
+        probe = site.request(method, f"/u/{token}%00", data=data)
+        assert (probe.status_code, probe.text) == (used.status_code, used.text)
+
+
 def test_a_note_already_claimed_by_a_sender_never_goes(
     engine: Engine, due: tuple[int, int, str]
 ) -> None:
@@ -262,6 +276,22 @@ def test_the_log_names_the_customer_never_the_token(
     lines = [record.getMessage() for record in caplog.records]
     assert lines == ["customer C-1 opted out (one-click): 1 open notes suppressed"]
     assert not any(token in line for line in lines)
+
+
+def test_a_customer_id_cannot_forge_a_log_line(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An imported id may hold line breaks: the log shows them escaped, one line per event."""
+    customer_id = customer_of(engine, add_due(engine, "C-1\r\n<3>forged", email="e@example.org"))
+    token = token_of(engine, customer_id)
+    with caplog.at_level(logging.INFO, logger="appreciate"):
+        client(engine).post(f"/u/{token}", data=ONE_CLICK)
+        client(engine).post(f"/u/{token}", data={"action": "resubscribe"})
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "customer C-1\\x0d\\x0a<3>forged opted out (one-click): 1 open notes suppressed",
+        "customer C-1\\x0d\\x0a<3>forged opted back in (page): 1 notes back in the queue",
+    ]
 
 
 @pytest.mark.parametrize(

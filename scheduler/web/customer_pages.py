@@ -3,7 +3,7 @@ each component and the model behind it, their timeline, and Opt out / Resubscrib
 
 Rules:
 - `GET /customer?id=ID` names the customer by the business's own id (any characters); an
-  unknown id is a 404.
+  unknown id (or one no store can hold: `names_nothing`) is a 404, here and for the POSTs.
 - `POST /customer/opt-out` and `/customer/resubscribe` need the session's CSRF token and the
   confirmation box; they act as the unsubscribe page does (`scheduler.store.opt_outs`, source
   `console`: an opt-out stops the customer's open notes at once), then redirect to the
@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from scheduler.output import printable
 from scheduler.service.customer_story import CustomerStory, customer_story
 from scheduler.service.ltv_budget import AcquisitionBudget
 from scheduler.service.ltv_report import ValueReport, stored_report
@@ -29,7 +30,7 @@ from scheduler.store.models import metadata
 from scheduler.store.opt_outs import Choice, opt_out, resubscribe
 from scheduler.store.undeliverable import works_again
 from scheduler.web.login import csrf_token, is_owner
-from scheduler.web.pages import WebContext, owner_form, page
+from scheduler.web.pages import WebContext, names_nothing, owner_form, page
 
 log = logging.getLogger("appreciate.web")
 customers = metadata.tables["customers"]
@@ -104,7 +105,8 @@ async def _choose(request: Request, change: Any, told: str) -> Response:
     if choice is None:
         return _no_such(context, external_id, root="../")
     if choice.changed:
-        log.info("customer %s: %s by the owner (%d notes)", external_id, told, choice.notes)
+        shown = printable(external_id, newlines=False)  # one line, whatever an import stored
+        log.info("customer %s: %s by the owner (%d notes)", shown, told, choice.notes)
     return RedirectResponse(
         back + "&told=" + (told if choice.changed else "unchanged"), status_code=303
     )
@@ -114,6 +116,8 @@ def _read(
     context: WebContext, external_id: str
 ) -> tuple[CustomerStory | None, ValueReport | None, AcquisitionBudget | None]:
     ltv = context.settings.ltv
+    if names_nothing(external_id):
+        return None, None, None
     with context.engine.connect() as connection:
         story = customer_story(connection, external_id)
         if story is None:
@@ -124,6 +128,8 @@ def _read(
 
 
 def _record(context: WebContext, external_id: str, change: Any) -> Choice | None:
+    if names_nothing(external_id):
+        return None
     with context.writing() as connection:
         who = connection.execute(
             select(customers.c.id).where(customers.c.external_id == external_id)

@@ -16,7 +16,7 @@ import csv
 import io
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,7 +28,7 @@ from scheduler.delivery.sent_log import LOG_COLUMNS, LogFilter, log_rows
 from scheduler.output import csv_cell
 from scheduler.vocabulary import OCCASION_KINDS, STATUSES
 from scheduler.web.login import csrf_token, is_owner
-from scheduler.web.pages import WebContext, page
+from scheduler.web.pages import MAX_ID, WebContext, names_nothing, page
 
 PAGE = 50
 CSV_PAGE = 2_000
@@ -48,6 +48,8 @@ def parse_filter(query: Mapping[str, str]) -> LogFilter:
     if kind is not None and kind not in OCCASION_KINDS:
         raise BadFilter(f"kind: {kind!r} is not one of {', '.join(OCCASION_KINDS)}")
     customer = (query.get("customer") or "").strip() or None
+    if customer is not None and names_nothing(customer):
+        raise BadFilter(f"customer: {customer!r} holds a NUL character")
     return LogFilter(
         status=status,
         kind=kind,
@@ -161,13 +163,16 @@ def _date(query: Mapping[str, str], name: str) -> date | None:
 
 
 def _after(query: Mapping[str, str]) -> tuple[datetime, int] | None:
-    at, touch_id = query.get("after_at"), query.get("after_id")
+    """The place "older activity" continues after: a moment with its offset, that is a moment
+    in UTC too (not 0001-01-01T00:00+05:00), and a note id that fits the store (MAX_ID)."""
+    at, touch_id = query.get("after_at") or "", query.get("after_id") or ""
     if not at and not touch_id:
         return None
     try:
-        moment = datetime.fromisoformat(at or "")
-        if moment.tzinfo is None or not (touch_id or "").isdigit():
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None or not touch_id.isdigit() or int(touch_id) > MAX_ID:
             raise ValueError
-    except ValueError:
+        moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise BadFilter("after_at/after_id: not a place in the sent-log") from None
-    return moment, int(touch_id or 0)
+    return moment, int(touch_id)

@@ -10,6 +10,8 @@ Rules:
   with another, is refused (403).
 - Each failed login waits FAILED_DELAY seconds before it answers; after MAX_FAILURES failures
   within LOCKOUT, logins are refused until the oldest of them is LOCKOUT old, password or not.
+  A login counts as failed from the moment its password is checked until it succeeds, so
+  guesses sent all at once meet the same limit.
 - Serving beyond this machine needs a password (`needs_password`): the command refuses
   otherwise, saying how to set one.
 """
@@ -92,7 +94,8 @@ class LoginGuard:
             return self._failures[0] + LOCKOUT
         return None
 
-    def failed(self, now: datetime) -> None:
+    def trying(self, now: datetime) -> None:
+        """A password about to be checked: a failure unless `succeeded` follows."""
         self._failures.append(now)
 
     def succeeded(self) -> None:

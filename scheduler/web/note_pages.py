@@ -2,7 +2,8 @@
 history, and Retry for a note that failed, went unknown or was held.
 
 Rules:
-- `GET /notes/{id}` shows what `appreciate show ID` shows; an id that is no note is a 404.
+- `GET /notes/{id}` shows what `appreciate show ID` shows; an id that is no note (or too large
+  to be one) is a 404, here and for the HTML and Retry.
 - The HTML is served apart (`/notes/{id}/html`) for an `<iframe sandbox>` with no permission
   at all (no script, no form, no navigation), under its own policy: inline styles and data:
   images only, framed by this site alone (the one page that may be framed).
@@ -21,7 +22,7 @@ from scheduler.delivery.sent_log import NoSuchTouch, TouchDetail, requeue, touch
 from scheduler.errors import AppreciateError
 from scheduler.vocabulary import RETRYABLE
 from scheduler.web.login import csrf_token, is_owner
-from scheduler.web.pages import WebContext, owner_form, page
+from scheduler.web.pages import MAX_ID, WebContext, owner_form, page
 
 NOTE_HTML_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; "
@@ -126,6 +127,8 @@ async def _shown(request: Request, context: WebContext, done: str, problem: str)
 
 
 def _detail(context: WebContext, touch_id: int) -> TouchDetail | None:
+    if touch_id > MAX_ID:
+        return None
     with context.engine.connect() as connection:
         try:
             return touch_detail(connection, touch_id)
@@ -134,5 +137,7 @@ def _detail(context: WebContext, touch_id: int) -> TouchDetail | None:
 
 
 def _requeue(context: WebContext, touch_id: int) -> dict[int, str]:
+    if touch_id > MAX_ID:
+        raise NoSuchTouch(f"no note has the id {touch_id}")
     with context.writing() as connection:
         return requeue(connection, [touch_id], context.clock.now())

@@ -66,12 +66,12 @@ async def login(request: Request) -> Response:
         return _login(request, context, text, 429)
     password = form.get("password")
     stored = context.password_hash
+    context.guard.trying(now)
     if (
         stored is None
         or not isinstance(password, str)
         or not await run_in_threadpool(password_matches, stored, password)
     ):
-        context.guard.failed(now)
         log.warning("a failed owner login")
         await asyncio.sleep(context.failed_delay)
         return _login(request, context, "That password is not right.", 401)

@@ -70,6 +70,17 @@ PAGES = Environment(
 )
 
 
+MAX_ID = 2**63 - 1
+"""The largest id the store holds (a 64-bit integer): a larger one in an address names nothing."""
+
+
+def names_nothing(text: str) -> bool:
+    """Whether `text` cannot be a stored name (a customer's id, a token): it holds a NUL, which
+    PostgreSQL's text cannot, so it names nothing there, and the pages say so on both databases
+    (rather than letting the driver refuse it)."""
+    return "\x00" in text
+
+
 MAX_OWNER_FORM = 4_096
 """The largest field an owner form carries (a CSRF token, an id, a password)."""
 

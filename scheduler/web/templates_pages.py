@@ -29,7 +29,7 @@ from scheduler.store.attributes import AttributeCensus
 from scheduler.vocabulary import OCCASION_KINDS, OccasionKind
 from scheduler.web.login import csrf_token, is_owner
 from scheduler.web.note_pages import NOTE_HTML_POLICY
-from scheduler.web.pages import WebContext, page
+from scheduler.web.pages import WebContext, names_nothing, page
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,8 @@ def _findings(context: WebContext, directory: Path) -> list[Finding]:
 
 
 def _write(context: WebContext, directory: Path, kind: OccasionKind, customer: str) -> Written:
+    if names_nothing(customer):
+        raise ValueError(f"there is no customer with id {customer!r}")
     with context.engine.connect() as connection:
         try:
             occasion = preview_occasion(

@@ -12,7 +12,8 @@ Rules:
   one gets once it was used, so tokens cannot be probed.
 - Bodies are small: over MAX_BODY bytes is refused (413), by its declared length before it is
   read, and by what arrives (`scheduler.web.app.BodyLimit`) when it declares none.
-- The log names the customer by the business's own id, never the token.
+- The log names the customer by the business's own id (its control characters and line
+  breaks escaped: one line per event, whatever an import stored), never the token.
 - A store that cannot be written (down, or locked past its busy timeout) answers 503 with a
   page asking to try again, so the request is never silently lost (mail apps retry a 503).
 """
@@ -33,9 +34,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from scheduler.notes.unsubscribe import MAX_TOKEN_LENGTH
+from scheduler.output import printable
 from scheduler.store.models import metadata
 from scheduler.store.opt_outs import Source, opt_out, resubscribe
-from scheduler.web.pages import WebContext, page
+from scheduler.web.pages import WebContext, names_nothing, page
 
 log = logging.getLogger("appreciate.web")
 customers = metadata.tables["customers"]
@@ -131,8 +133,9 @@ class _Customer:
 
 
 def _customer(connection: Connection, token: str) -> _Customer | None:
-    """The token's customer, or None: unknown, or too long to be a token."""
-    if not 0 < len(token) <= MAX_TOKEN_LENGTH:
+    """The token's customer, or None: unknown, too long to be a token, or holding a NUL
+    (`names_nothing`)."""
+    if not 0 < len(token) <= MAX_TOKEN_LENGTH or names_nothing(token):
         return None
     row = connection.execute(_BY_TOKEN, {"token": token}).first()
     return None if row is None else _Customer(*row)
@@ -156,14 +159,14 @@ def _record(context: WebContext, token: str, action: Action, source: Source) -> 
     if choice.changed and action == "unsubscribe":
         log.info(
             "customer %s opted out (%s): %d open notes suppressed",
-            customer.external_id,
+            printable(customer.external_id, newlines=False),
             source.replace("_", "-"),
             choice.notes,
         )
     elif choice.changed:
         log.info(
             "customer %s opted back in (%s): %d notes back in the queue",
-            customer.external_id,
+            printable(customer.external_id, newlines=False),
             source,
             choice.notes,
         )
