@@ -26,6 +26,8 @@ from scheduler.web.serve import EmbeddedWeb, bind
 from scheduler.web.unsubscribe import mask_address
 from tests.conftest import adas_bakery
 from tests.test_delivery import add_due
+from tests.test_owner_login import HASH, log_in
+from tests.test_owner_login import SETTINGS as PLAIN_HTTP
 
 NOW = datetime(2027, 6, 15, 9, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=2)
@@ -327,6 +329,37 @@ async def test_the_page_is_served_over_a_real_socket_inside_an_event_loop(
     finally:
         await web.stop()
     assert opted_out_at(engine, customer_id) == NOW
+
+
+def test_a_store_that_is_down_is_a_page_asking_to_try_again_for_the_link_and_the_console(
+    engine: Engine, due: tuple[int, int, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Was a bare 500 ("Internal Server Error", none of the pages' headers) for the link in a
+    note and for every page of the console."""
+    _, _, token = due
+    app = create_app(engine, PLAIN_HTTP, FixedClock(NOW), HASH, 0)  # the cookie without TLS
+    owner = TestClient(app, follow_redirects=False)
+    assert log_in(owner)[0] == 303
+    gone = create_store_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    app.state.web = replace(app.state.web, engine=gone)
+    try:
+        with caplog.at_level(logging.ERROR, logger="appreciate.web"):
+            answers = [
+                TestClient(app).get(f"/u/{token}"),
+                owner.get("/log"),
+                owner.get("/customer?id=C-1"),
+            ]
+    finally:
+        gone.dispose()
+    for answer in answers:
+        assert answer.status_code == 503
+        assert "Please try again in a minute." in answer.text
+        assert answer.headers["retry-after"] == "60"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert 'href="../static/' in answers[0].text  # the style sheet, from /u/TOKEN
+    assert token not in caplog.text
+    assert "could not reach the store (OperationalError)" in caplog.text
 
 
 def test_a_port_already_taken_is_an_error_the_caller_can_handle() -> None:

@@ -6,17 +6,26 @@ Rules:
 - Every answer says: no caching (a token is in the address), no referrer (so the token never
   leaves in one), no framing, no sniffing, and a content security policy that allows only this
   site's style sheet, forms posting back to it, and frames of its own (a note's HTML).
+- A store that cannot be reached (down, locked past its busy timeout, no connection free in
+  time) answers 503 with a page asking to try again in a minute and `Retry-After`, whatever
+  the page; any other failure a plain 500 page. Both carry the headers above, and the log
+  names the error's kind only (its text may hold a query's values, such as a token).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,8 +41,11 @@ from scheduler.web import (
     unsubscribe,
 )
 from scheduler.web.login import FAILED_DELAY, SESSION_HOURS, session_secret
-from scheduler.web.pages import WebContext
+from scheduler.web.pages import WebContext, page
 
+log = logging.getLogger("appreciate.web")
+UNREACHABLE_STORE = (OperationalError, InterfaceError, PoolTimeout)
+"""What a store that is down, locked or out of connections raises: worth trying again."""
 HEADERS = {
     "cache-control": "no-store",
     "referrer-policy": "no-referrer",
@@ -96,6 +108,35 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+def _problem_page(request: Request, code: int, heading: str, text: str) -> Response:
+    """problem.html as the answer to `request`, with HEADERS (a 500 is answered outside the
+    middleware that adds them)."""
+    depth = request.url.path.count("/") - 1  # /u/TOKEN -> "../", /log -> ""
+    answer = page(
+        request.app.state.web, "problem.html", code, "../" * depth, heading=heading, text=text
+    )
+    answer.headers.update(HEADERS)
+    return answer
+
+
+async def _store_unreachable(request: Request, error: Exception) -> Response:
+    log.error("a web request could not reach the store (%s); answered 503", type(error).__name__)
+    answer = _problem_page(
+        request,
+        503,
+        "Not available just now",
+        "This could not be done just now. Please try again in a minute.",
+    )
+    answer.headers["retry-after"] = "60"
+    return answer
+
+
+async def _server_error(request: Request, error: Exception) -> Response:
+    return _problem_page(
+        request, 500, "Something went wrong", "This did not work. Please try again later."
+    )
+
+
 def create_app(
     engine: Engine,
     settings: Settings,
@@ -130,6 +171,10 @@ def create_app(
             Route("/customer/works-again", customer_pages.customer_works_again, methods=["POST"]),
             Mount("/static", StaticFiles(packages=[("scheduler.web", "static")]), name="static"),
         ],
+        exception_handlers={
+            **dict.fromkeys(UNREACHABLE_STORE, _store_unreachable),
+            500: _server_error,
+        },
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(BodyLimit, limit=unsubscribe.MAX_BODY),
