@@ -674,6 +674,28 @@ def test_the_service_serves_the_unsubscribe_page_when_enabled(
     assert not _answers(url)  # stopped with the service
 
 
+def test_appreciate_web_alone_logs_each_opt_out(migrated_workspace: Workspace) -> None:
+    """`appreciate web` as a service of its own logged nothing but warnings: the owner's log
+    never showed who opted out."""
+    engine = create_store_engine(migrated_workspace.database_url)
+    web_port = free_port()
+    try:
+        customer_id = add_customer(engine, "C-9", email="nine@example.com")
+        token = token_of(engine, customer_id)
+        web = start_service(migrated_workspace, None, ("web", "--port", str(web_port)))
+        try:
+            url = f"http://127.0.0.1:{web_port}/u/{token}"
+            wait_until(lambda: _answers(url), "the page to answer")
+            assert _one_click(url) == 200
+        finally:
+            code, stderr = stop(web)
+    finally:
+        engine.dispose()
+    assert code in (0, -signal.SIGTERM), stderr  # uvicorn ends by the signal it caught
+    assert "customer C-9 opted out (one-click): 0 open notes suppressed" in stderr
+    assert token not in stderr
+
+
 def test_a_web_port_already_taken_is_logged_and_the_service_runs_on(
     migrated_workspace: Workspace, notify: NotifySocket
 ) -> None:

@@ -36,6 +36,7 @@ def web(
     if ctx.invoked_subcommand is not None:
         return
     from scheduler.cli.common import opened_store
+    from scheduler.cli.service_logging import setup_logging
     from scheduler.clock import SystemClock
     from scheduler.web.app import create_app
     from scheduler.web.login import needs_password
@@ -54,6 +55,7 @@ def web(
             markup=False,
         )
         raise typer.Exit(1)
+    setup_logging()  # opt-outs and owner actions, one line each (journald's priorities)
     with opened_store(config) as engine:
         app = create_app(
             engine, settings, SystemClock(), password_hash, templates_dir=config.templates_dir
