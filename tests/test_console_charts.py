@@ -4,18 +4,20 @@ the SVG drawn on the server with every figure in it."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Engine, insert
 
-from scheduler.service.activity import daily_notes, notes_per_day, tier_shares
+from scheduler.service.activity import TierShare, daily_notes, notes_per_day, tier_shares
 from scheduler.store.models import metadata
 from scheduler.vocabulary import OCCASION_KINDS
 from scheduler.web.charts import (
     KIND_COLOURS,
     KIND_LABELS,
     STATUS_SERIES,
+    TIERS_WIDTH,
     Series,
     legend_html,
     notes_by_kind_svg,
@@ -90,6 +92,21 @@ def test_tiers_show_their_share_of_all_value(engine: Engine) -> None:
         ("regular", 2, 0.25),
     ]
     assert "vip: 1 customers, 750.00 (75% of all value)" in tier_shares_svg(shares)
+
+
+def test_a_tier_worth_less_than_nothing_draws_no_negative_bar() -> None:
+    """Refunds can make a tier's value negative and the others' share over 100%: the bars
+    were drawn with a negative width (which a browser refuses) and past the chart's edge."""
+    shares = [
+        TierShare("vip", 1, Decimal(600), 1.2),
+        TierShare("new", 3, Decimal(-100), -0.2),
+    ]
+    widths = [
+        float(w)
+        for w in re.findall(r'<rect x="70" y="\d+" width="([-\d.]+)"', tier_shares_svg(shares))
+    ]
+    assert widths == [TIERS_WIDTH - 240, 0.0]
+    assert "new: 3 customers, -100.00 (-20% of all value)" in tier_shares_svg(shares)
 
 
 def test_each_day_counts_its_notes_by_occasion(engine: Engine) -> None:

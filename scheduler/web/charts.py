@@ -139,7 +139,9 @@ def legend_html(series: Sequence[Series]) -> str:
 
 
 def tier_shares_svg(shares: list[TierShare]) -> str:
-    """One bar per tier: its share of all customers' lifetime value."""
+    """One bar per tier: its share of all customers' lifetime value. A share outside 0-1 (a
+    tier whose refunds outweigh its orders makes its own negative and the others' larger) draws
+    an empty or a full bar, never a negative or an overflowing one; its label says the share."""
     row = 26
     height = row * max(len(shares), 1) + 4
     parts = [
@@ -149,7 +151,7 @@ def tier_shares_svg(shares: list[TierShare]) -> str:
     ]
     for n, share in enumerate(shares):
         y = n * row + 4
-        length = (TIERS_WIDTH - 240) * share.share
+        length = (TIERS_WIDTH - 240) * min(max(share.share, 0.0), 1.0)
         label = escape(
             f"{share.tier}: {share.customers} customers, {share.value:,.2f} "
             f"({share.share:.0%} of all value)"
