@@ -154,6 +154,22 @@ def test_no_text_makes_reading_fail(text: str) -> None:
     read_message(raw)
 
 
+BROKEN_HEADER = b"From: dana@customer.example\r\nTo: hello@example.com\r\n"
+BROKEN = {
+    "an encoded-word whose base64 is cut short": b"Subject: =?utf-8?b?QUJDx?=\r\n",
+    "an encoded-word whose charset name is not ASCII": b"Subject: =?utf-8\xff?q?hi?=\r\n",
+    "a charset that cannot read leniently": b"Content-Type: text/plain; charset=idna\r\n",
+    "a charset name holding a NUL": b'Content-Type: text/plain; charset="utf-8\x00"\r\n',
+}
+
+
+@pytest.mark.parametrize("header", BROKEN.values(), ids=list(BROKEN))
+def test_broken_encoded_words_and_charsets_are_read_as_far_as_they_go(header: bytes) -> None:
+    facts = read_message(BROKEN_HEADER + header + b"\r\nThanks!\r\n")
+    verdict = classify(facts, unsubscribe_address="", language="en")
+    assert (verdict.kind, verdict.detail) == ("reply", "Thanks!")
+
+
 def test_a_message_without_headers_is_unreadable() -> None:
     verdict = classify(read_message(b""), unsubscribe_address="", language="en")
     assert verdict.kind == "unreadable"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
@@ -111,13 +112,15 @@ def read_message(raw: bytes) -> MessageFacts:
 
 
 def _header(message: Message, name: str) -> str:
-    """A header decoded to text (RFC 2047), unfolded; empty when missing or beyond repair."""
+    """A header decoded to text (RFC 2047), unfolded; empty when missing. A header whose
+    encoded-words cannot be decoded (broken base64, a charset name that is no name) is kept
+    as written."""
     value = message.get(name)
     if value is None:
         return ""
     try:
         text = str(make_header(decode_header(str(value))))
-    except (ValueError, LookupError, UnicodeError, TypeError):
+    except (ValueError, LookupError, TypeError, MessageError):
         text = str(value)
     return " ".join(text.split())
 
@@ -180,8 +183,9 @@ def _parts(message: Message) -> list[Message]:
 
 
 def _decoded(part: Message) -> str:
-    """A part's text, its transfer encoding and charset undone (unknown charsets as UTF-8
-    with replacement), at most MAX_TEXT characters."""
+    """A part's text, its transfer encoding and charset undone (a charset Python does not
+    know, or cannot read leniently, such as `idna`, as UTF-8 with replacement), at most
+    MAX_TEXT characters."""
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         raw = part.get_payload()
@@ -189,7 +193,7 @@ def _decoded(part: Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload[: MAX_TEXT * 4].decode(charset, errors="replace")[:MAX_TEXT]
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name; UnicodeError: idna
         return payload[: MAX_TEXT * 4].decode("utf-8", errors="replace")[:MAX_TEXT]
 
 
