@@ -14,7 +14,7 @@ from scheduler.store.db import create_store_engine
 from tests.conftest import Workspace, run_cli
 from tests.test_delivery import state
 from tests.test_inbound import SentNote, send_one
-from tests.test_inbound_reading import RECIPIENT, corpus
+from tests.test_inbound_reading import RECIPIENT, corpus, nested
 
 LATER = "2027-06-15T12:00:00+00:00"
 
@@ -86,6 +86,14 @@ def test_a_store_that_cannot_be_used_exits_75_so_the_mail_server_tries_again(
     done = run_cli("--config", workspace.path, "inbound", message)  # never migrated
     assert done.exit_code == 75
     assert done.stderr.startswith("error: not recorded")
+
+
+def test_a_message_nested_too_deeply_is_kept_as_unmatched_and_exits_0(tagged: Workspace) -> None:
+    message = tagged.folder / "deep.eml"
+    message.write_bytes(nested(5000, "message"))
+    done = run_cli("--config", tagged.path, "inbound", message, "--now", LATER)
+    assert (done.exit_code, done.stderr) == (0, "")
+    assert done.stdout == "unmatched: its parts are nested too deeply to read\n"
 
 
 def test_a_missing_file_exits_75_and_names_it(tagged: Workspace) -> None:

@@ -170,6 +170,27 @@ def test_broken_encoded_words_and_charsets_are_read_as_far_as_they_go(header: by
     assert (verdict.kind, verdict.detail) == ("reply", "Thanks!")
 
 
+def nested(depth: int, kind: str) -> bytes:
+    """A message holding a message (or a multipart) holding another, `depth` levels deep."""
+    raw = b"From: dana@customer.example\r\n"
+    for level in range(depth):
+        if kind == "message":
+            raw += b"Content-Type: message/rfc822\r\n\r\nFrom: dana@customer.example\r\n"
+        else:
+            raw += b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (
+                level,
+                level,
+            )
+    return raw + b"\r\nThanks!\r\n"
+
+
+@pytest.mark.parametrize("kind", ["message", "multipart"])
+def test_a_message_nested_thousands_deep_is_unreadable_and_says_why(kind: str) -> None:
+    facts = read_message(nested(5000, kind))
+    assert facts.unreadable == "its parts are nested too deeply to read"
+    assert read_message(nested(50, kind)).unreadable is None
+
+
 def test_a_message_without_headers_is_unreadable() -> None:
     verdict = classify(read_message(b""), unsubscribe_address="", language="en")
     assert verdict.kind == "unreadable"

@@ -4,7 +4,7 @@ whether a machine wrote it, its delivery or feedback report, and the new text of
 Rules:
 - Never raises for what a message holds: malformed MIME, undecodable headers, a missing or
   broken part are read as far as they go (`email`'s own lenient parser); only a message with no
-  header at all is `unreadable`.
+  header at all, or nested too deeply to follow, is `unreadable`.
 - `refers_to`: Message-IDs this message answers or reports on, in order: In-Reply-To,
   References (newest first), then the Message-IDs of an original message quoted inside a
   report or a bounce (an attached message, attached headers, or headers pasted into the text),
@@ -86,8 +86,16 @@ class MessageFacts:
 
 
 def read_message(raw: bytes) -> MessageFacts:
-    """The facts of one raw message (RFC 5322 bytes, any line ends)."""
-    message = message_from_bytes(raw, policy=policy.compat32)
+    """The facts of one raw message (RFC 5322 bytes, any line ends). A message whose parts
+    nest deeper than Python's parser can follow (hundreds of attached messages or multiparts,
+    one inside the other: no mail program writes that) is `unreadable`."""
+    try:
+        return _facts(message_from_bytes(raw, policy=policy.compat32))
+    except RecursionError:
+        return MessageFacts(unreadable="its parts are nested too deeply to read")
+
+
+def _facts(message: Message) -> MessageFacts:
     if not message.keys():
         return MessageFacts(unreadable="it has no headers: it is not an email message")
     report = _report_type(message)
