@@ -17,6 +17,11 @@ Rules:
   bounce detectors of GNU Mailman), which tells permanent from temporary failures; only mail
   a mail system may have written (a null return path, MAILER-DAEMON or postmaster,
   X-Failed-Recipients) is given to it: a person's message is never a bounce.
+- No text read holds a NUL (RFC 5322 allows none, and PostgreSQL cannot store one): a NUL in a
+  header or a part is dropped.
+- `message_id`: the message's own Message-ID, when it has one of at most MAX_MESSAGE_ID
+  characters (what the store keeps); a longer one is none (the message is then recorded once
+  by its bytes alone).
 - Only the first MAX_TEXT characters of text are looked at: a 20 MB message costs what a
   small one does beyond its parsing.
 """
@@ -35,6 +40,7 @@ from html.parser import HTMLParser
 from typing import Literal
 
 MAX_REFERENCES = 20
+MAX_MESSAGE_ID = 255
 MAX_TEXT = 256 * 1024
 _MESSAGE_ID = re.compile(r"<[^<>\s@]{1,200}@[^<>\s@]{1,255}>")
 _PASTED_ID = re.compile(r"^\s*message-id:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
@@ -130,7 +136,7 @@ def _header(message: Message, name: str) -> str:
         text = str(make_header(decode_header(str(value))))
     except (ValueError, LookupError, TypeError, MessageError):
         text = str(value)
-    return " ".join(text.split())
+    return " ".join(text.replace("\0", "").split())
 
 
 def _address(value: str) -> str:
@@ -150,7 +156,7 @@ def _recipients(message: Message) -> tuple[str, ...]:
 
 def _first_id(value: str) -> str | None:
     found = _MESSAGE_ID.search(value)
-    return found.group(0) if found else None
+    return found.group(0) if found and len(found.group(0)) <= MAX_MESSAGE_ID else None
 
 
 def _references(message: Message, text: str) -> tuple[str, ...]:
@@ -197,12 +203,13 @@ def _decoded(part: Message) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         raw = part.get_payload()
-        return raw[:MAX_TEXT] if isinstance(raw, str) else ""
+        return raw[:MAX_TEXT].replace("\0", "") if isinstance(raw, str) else ""
     charset = part.get_content_charset() or "utf-8"
     try:
-        return payload[: MAX_TEXT * 4].decode(charset, errors="replace")[:MAX_TEXT]
+        text = payload[: MAX_TEXT * 4].decode(charset, errors="replace")
     except (LookupError, ValueError):  # ValueError: a NUL in the name; UnicodeError: idna
-        return payload[: MAX_TEXT * 4].decode("utf-8", errors="replace")[:MAX_TEXT]
+        text = payload[: MAX_TEXT * 4].decode("utf-8", errors="replace")
+    return text[:MAX_TEXT].replace("\0", "")
 
 
 def _first_text(message: Message) -> str:
