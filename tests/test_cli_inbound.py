@@ -4,6 +4,9 @@ recorded, 75 when it must try again) and as the owner reads what came back."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +103,17 @@ def test_a_missing_file_exits_75_and_names_it(tagged: Workspace) -> None:
     done = run_cli("--config", tagged.path, "inbound", tagged.folder / "nowhere.eml")
     assert done.exit_code == 75
     assert "nowhere.eml" in done.stderr
+
+
+def test_a_closed_standard_input_exits_75_and_says_so(tagged: Workspace) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "scheduler", "--config", str(tagged.path), "inbound"],
+        preexec_fn=lambda: os.close(0),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (75, "error: standard input is closed\n")
 
 
 def test_list_refuses_a_kind_it_does_not_know(tagged: Workspace) -> None:
