@@ -116,6 +116,19 @@ def test_a_closed_standard_input_exits_75_and_says_so(tagged: Workspace) -> None
     assert (done.returncode, done.stderr) == (75, "error: standard input is closed\n")
 
 
+def test_a_bounce_detector_tripping_on_odd_mail_prints_no_traceback(tagged: Workspace) -> None:
+    message = tagged.folder / "odd.eml"
+    message.write_bytes(b"Return-Path: <>\r\nFrom:\r\nSubject: Undelivered\r\n\r\nSorry.\r\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "scheduler", "--config", str(tagged.path), "inbound", str(message)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("unmatched: no note matches it")
+
+
 def test_list_refuses_a_kind_it_does_not_know(tagged: Workspace) -> None:
     done = run_cli("--config", tagged.path, "inbound", "list", "--kind", "spam")
     assert done.exit_code == 2

@@ -371,9 +371,14 @@ def _from_a_mail_system(message: Message) -> bool:
 
 
 def _other_bounce(message: Message, text: str) -> tuple[Failure | None, str]:
-    """A bounce in a format of its own, as flufl.bounce's detectors recognise it."""
+    """A bounce in a format of its own, as flufl.bounce's detectors recognise it. A detector
+    that trips over odd mail finds no bounce, silently: flufl.bounce would log its traceback
+    (on a command's stderr, in the service's log) for what is only an odd message."""
+    import logging  # noqa: PLC0415 - loaded with flufl.bounce, which logs with it
+
     from flufl.bounce import all_failures  # noqa: PLC0415 - only messages without a report
 
+    logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
     try:
         temporary, permanent = all_failures(message)
     except Exception:  # a detector's trouble with odd mail is no bounce
