@@ -5,6 +5,7 @@ input, however broken, makes reading fail."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,19 @@ def test_a_20_mb_message_is_read_as_far_as_it_matters() -> None:
     assert facts.refers_to == (NOTE_ID,)
     assert len(facts.text) == MAX_TEXT
     assert classify(facts, unsubscribe_address="", language="en").kind == "reply"
+
+
+@pytest.mark.parametrize("filler", ["\n", " \n", "From: x\n"], ids=["blank", "spaces", "from"])
+def test_a_text_of_many_short_lines_is_read_in_time_linear_in_its_length(filler: str) -> None:
+    """No pattern and no loop looks at every later line for each line: a message of 50,000
+    empty lines took minutes (a mail server gives up and offers it again, for ever)."""
+    raw = (
+        "From: dana@customer.example\r\nSubject: Re: thanks\r\n\r\nThanks!\n" + filler * 50_000
+    ).encode()
+    started = time.monotonic()
+    verdict = classify(read_message(raw), unsubscribe_address="", language="en")
+    assert time.monotonic() - started < 2
+    assert (verdict.kind, verdict.detail.splitlines()[0]) == ("reply", "Thanks!")
 
 
 @given(st.binary(max_size=2000))

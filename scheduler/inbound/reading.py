@@ -43,7 +43,9 @@ MAX_REFERENCES = 20
 MAX_MESSAGE_ID = 255
 MAX_TEXT = 256 * 1024
 _MESSAGE_ID = re.compile(r"<[^<>\s@]{1,200}@[^<>\s@]{1,255}>")
-_PASTED_ID = re.compile(r"^\s*message-id:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_PASTED_ID = re.compile(r"^[ \t]*message-id:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+"""A Message-ID header pasted at a line's start, after spaces or tabs only: a pattern that
+could run on over line ends from every line start would take time quadratic in blank lines."""
 _WHITE_SPACE = re.compile(r"\s+")
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
 _MAIL_SYSTEMS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailer", "mdaemon"})

@@ -72,11 +72,16 @@ def fresh_text(text: str) -> str:
             break
         if _QUOTE_START.match(line):
             break
-        following = next((later for later in lines[index + 1 :] if later.strip()), "")
-        if _HEADER_BLOCK.match(line) and _HEADER_NEXT.match(following):
+        if _HEADER_BLOCK.match(line) and _HEADER_NEXT.match(_next_words(lines, index)):
             break
         kept.append(line)
     return "\n".join(kept).strip()
+
+
+def _next_words(lines: list[str], index: int) -> str:
+    """The first line after `lines[index]` that is not blank, or empty. Looked for only after a
+    "From:" line, and no further than that: time stays linear in the lines."""
+    return next((lines[at] for at in range(index + 1, len(lines)) if lines[at].strip()), "")
 
 
 def excerpt(text: str) -> str:
