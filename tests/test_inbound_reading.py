@@ -122,6 +122,29 @@ def test_only_a_plain_request_to_stop_is_an_opt_out(text: str, stops: bool) -> N
     assert asks_to_stop("Re: Happy birthday", text, "en") is stops
 
 
+@pytest.mark.parametrize(
+    ("subject", "language"),
+    [
+        ("Re: Our last stop of the summer, Dana", "en"),
+        ("AW: Ein letzter Stop vor dem Sommer", "de"),
+        ("RE: Precios a la baja, Dana", "es"),
+        ("Fwd: Our last stop of the summer", "en"),
+    ],
+)
+def test_thanks_for_a_note_whose_subject_holds_a_stop_word_is_a_reply(
+    subject: str, language: str
+) -> None:
+    """A reply's subject is the note's own, which the owner wrote: it asks nothing."""
+    raw = f"From: {RECIPIENT}\r\nSubject: {subject}\r\n\r\nThank you so much!\r\n".encode()
+    verdict = classify(read_message(raw), unsubscribe_address="", language=language)
+    assert (verdict.kind, verdict.detail) == ("reply", "Thank you so much!")
+
+
+def test_a_subject_of_the_senders_own_that_asks_to_stop_is_an_opt_out() -> None:
+    assert asks_to_stop("STOP", "", "en")
+    assert asks_to_stop("Bitte abmelden", "Danke.", "de")
+
+
 def test_a_reply_is_cut_before_what_it_quotes_and_its_signature() -> None:
     text = "Lovely, thanks!\n-- \nDana Whitfield\nCEO\n\nOn Mon, Ada wrote:\n> hello"
     assert fresh_text(text) == "Lovely, thanks!"
