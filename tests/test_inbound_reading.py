@@ -228,6 +228,22 @@ def test_a_message_nested_thousands_deep_is_unreadable_and_says_why(kind: str) -
     assert read_message(nested(50, kind)).unreadable is None
 
 
+@pytest.mark.parametrize("action", [b"delivered", b"relayed", b"\xff\xfe garbage", b""])
+def test_a_delivery_report_of_no_failure_is_no_persons_reply(action: bytes) -> None:
+    """A delivery status report is a machine's (RFC 3464), whatever its fields say: one that
+    reports no failure is recorded as automatic, never as the customer's answer."""
+    raw = (
+        b"From: MAILER-DAEMON@mail.example.com\r\nSubject: Delivery Status Notification\r\n"
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nYour message was delivered.\r\n"
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+        b"Final-Recipient: rfc822; " + RECIPIENT.encode() + b"\r\nAction: " + action + b"\r\n"
+        b"--b--\r\n"
+    )
+    verdict = classify(read_message(raw), unsubscribe_address="", language="en")
+    assert verdict.kind == "auto_reply"
+
+
 def test_a_message_without_headers_is_unreadable() -> None:
     verdict = classify(read_message(b""), unsubscribe_address="", language="en")
     assert verdict.kind == "unreadable"
