@@ -4,6 +4,9 @@ recorded, 75 when it must try again) and as the owner reads what came back."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from scheduler.store.db import create_store_engine
 from tests.conftest import Workspace, run_cli
 from tests.test_delivery import state
 from tests.test_inbound import SentNote, send_one
-from tests.test_inbound_reading import RECIPIENT, corpus
+from tests.test_inbound_reading import RECIPIENT, corpus, nested
 
 LATER = "2027-06-15T12:00:00+00:00"
 
@@ -88,10 +91,42 @@ def test_a_store_that_cannot_be_used_exits_75_so_the_mail_server_tries_again(
     assert done.stderr.startswith("error: not recorded")
 
 
+def test_a_message_nested_too_deeply_is_kept_as_unmatched_and_exits_0(tagged: Workspace) -> None:
+    message = tagged.folder / "deep.eml"
+    message.write_bytes(nested(5000, "message"))
+    done = run_cli("--config", tagged.path, "inbound", message, "--now", LATER)
+    assert (done.exit_code, done.stderr) == (0, "")
+    assert done.stdout == "unmatched: its parts are nested too deeply to read\n"
+
+
 def test_a_missing_file_exits_75_and_names_it(tagged: Workspace) -> None:
     done = run_cli("--config", tagged.path, "inbound", tagged.folder / "nowhere.eml")
     assert done.exit_code == 75
     assert "nowhere.eml" in done.stderr
+
+
+def test_a_closed_standard_input_exits_75_and_says_so(tagged: Workspace) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "scheduler", "--config", str(tagged.path), "inbound"],
+        preexec_fn=lambda: os.close(0),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (75, "error: standard input is closed\n")
+
+
+def test_a_bounce_detector_tripping_on_odd_mail_prints_no_traceback(tagged: Workspace) -> None:
+    message = tagged.folder / "odd.eml"
+    message.write_bytes(b"Return-Path: <>\r\nFrom:\r\nSubject: Undelivered\r\n\r\nSorry.\r\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "scheduler", "--config", str(tagged.path), "inbound", str(message)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("unmatched: no note matches it")
 
 
 def test_list_refuses_a_kind_it_does_not_know(tagged: Workspace) -> None:

@@ -313,6 +313,38 @@ def test_the_same_message_read_twice_is_recorded_once(engine: Engine) -> None:
     assert count(engine, inbound_messages) == 1
 
 
+def test_a_nul_in_a_header_or_a_report_is_dropped_and_the_message_acted_on(engine: Engine) -> None:
+    """PostgreSQL keeps no NUL in text: one in a Subject, a Message-ID or a report's field must
+    not make a message impossible to record (the mail server would offer it for ever)."""
+    stop = send_one(engine, "C-1")
+    raw = corpus("mailto_unsubscribe.eml").replace(RECIPIENT.encode(), stop.address.encode())
+    raw = raw.replace(b"Subject: unsubscribe", b"Subject: unsub\x00scribe")
+    raw = raw.replace(b"<mailto-unsub-0001@", b"<mailto-unsub-\x00@")
+    done = record_message(engine, raw, RULES, LATER)
+    assert (done.kind, done.customer_ids) == ("opt_out", (stop.customer_id,))
+    assert customer(engine, stop.customer_id)["opted_out_at"] == LATER
+    bounced = send_one(engine, "C-2")
+    raw = corpus("postfix_dsn_user_unknown.eml", tag=bounced.tag, message_id=bounced.message_id)
+    raw = raw.replace(RECIPIENT.encode(), bounced.address.encode())
+    raw = raw.replace(b"Diagnostic-Code: smtp; 550", b"Diagnostic-Code: smtp; 550\x00")
+    done = record_message(engine, raw, RULES, LATER)
+    assert (done.kind, done.touch_id) == ("bounce", bounced.touch_id)
+    assert "\x00" not in state(engine, bounced.touch_id)["reason"]
+    with engine.connect() as connection:
+        stored = connection.execute(select(inbound_messages.c.subject)).scalars().all()
+    assert "unsubscribe" in stored
+
+
+def test_a_message_id_longer_than_the_store_keeps_is_recorded_once(engine: Engine) -> None:
+    sent = send_one(engine)
+    long_id = "<" + "a" * 200 + "@" + "b" * 200 + ">"
+    raw = corpus("reply_english.eml", tag=sent.tag, message_id=sent.message_id)
+    raw = raw.replace(b"Message-ID:", f"Message-ID: {long_id}\r\nX-Was:".encode(), 1)
+    first = record_message(engine, raw, RULES, LATER)
+    again = record_message(engine, raw, RULES, LATER + timedelta(hours=1))
+    assert (first.kind, first.touch_id, again.kind) == ("reply", sent.touch_id, "duplicate")
+
+
 def test_what_matches_nothing_or_cannot_be_read_is_kept_as_unmatched(engine: Engine) -> None:
     garbage = record_message(engine, b"\x00\xff not an email at all", RULES, LATER)
     stranger = record_message(

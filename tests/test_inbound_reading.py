@@ -5,6 +5,7 @@ input, however broken, makes reading fail."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,29 @@ def test_only_a_plain_request_to_stop_is_an_opt_out(text: str, stops: bool) -> N
     assert asks_to_stop("Re: Happy birthday", text, "en") is stops
 
 
+@pytest.mark.parametrize(
+    ("subject", "language"),
+    [
+        ("Re: Our last stop of the summer, Dana", "en"),
+        ("AW: Ein letzter Stop vor dem Sommer", "de"),
+        ("RE: Precios a la baja, Dana", "es"),
+        ("Fwd: Our last stop of the summer", "en"),
+    ],
+)
+def test_thanks_for_a_note_whose_subject_holds_a_stop_word_is_a_reply(
+    subject: str, language: str
+) -> None:
+    """A reply's subject is the note's own, which the owner wrote: it asks nothing."""
+    raw = f"From: {RECIPIENT}\r\nSubject: {subject}\r\n\r\nThank you so much!\r\n".encode()
+    verdict = classify(read_message(raw), unsubscribe_address="", language=language)
+    assert (verdict.kind, verdict.detail) == ("reply", "Thank you so much!")
+
+
+def test_a_subject_of_the_senders_own_that_asks_to_stop_is_an_opt_out() -> None:
+    assert asks_to_stop("STOP", "", "en")
+    assert asks_to_stop("Bitte abmelden", "Danke.", "de")
+
+
 def test_a_reply_is_cut_before_what_it_quotes_and_its_signature() -> None:
     text = "Lovely, thanks!\n-- \nDana Whitfield\nCEO\n\nOn Mon, Ada wrote:\n> hello"
     assert fresh_text(text) == "Lovely, thanks!"
@@ -140,6 +164,19 @@ def test_a_20_mb_message_is_read_as_far_as_it_matters() -> None:
     assert classify(facts, unsubscribe_address="", language="en").kind == "reply"
 
 
+@pytest.mark.parametrize("filler", ["\n", " \n", "From: x\n"], ids=["blank", "spaces", "from"])
+def test_a_text_of_many_short_lines_is_read_in_time_linear_in_its_length(filler: str) -> None:
+    """No pattern and no loop looks at every later line for each line: a message of 50,000
+    empty lines took minutes (a mail server gives up and offers it again, for ever)."""
+    raw = (
+        "From: dana@customer.example\r\nSubject: Re: thanks\r\n\r\nThanks!\n" + filler * 50_000
+    ).encode()
+    started = time.monotonic()
+    verdict = classify(read_message(raw), unsubscribe_address="", language="en")
+    assert time.monotonic() - started < 2
+    assert (verdict.kind, verdict.detail.splitlines()[0]) == ("reply", "Thanks!")
+
+
 @given(st.binary(max_size=2000))
 def test_no_bytes_make_reading_fail(raw: bytes) -> None:
     facts = read_message(raw)
@@ -152,6 +189,59 @@ def test_no_text_makes_reading_fail(text: str) -> None:
         "utf-8", "surrogatepass"
     )
     read_message(raw)
+
+
+BROKEN_HEADER = b"From: dana@customer.example\r\nTo: hello@example.com\r\n"
+BROKEN = {
+    "an encoded-word whose base64 is cut short": b"Subject: =?utf-8?b?QUJDx?=\r\n",
+    "an encoded-word whose charset name is not ASCII": b"Subject: =?utf-8\xff?q?hi?=\r\n",
+    "a charset that cannot read leniently": b"Content-Type: text/plain; charset=idna\r\n",
+    "a charset name holding a NUL": b'Content-Type: text/plain; charset="utf-8\x00"\r\n',
+}
+
+
+@pytest.mark.parametrize("header", BROKEN.values(), ids=list(BROKEN))
+def test_broken_encoded_words_and_charsets_are_read_as_far_as_they_go(header: bytes) -> None:
+    facts = read_message(BROKEN_HEADER + header + b"\r\nThanks!\r\n")
+    verdict = classify(facts, unsubscribe_address="", language="en")
+    assert (verdict.kind, verdict.detail) == ("reply", "Thanks!")
+
+
+def nested(depth: int, kind: str) -> bytes:
+    """A message holding a message (or a multipart) holding another, `depth` levels deep."""
+    raw = b"From: dana@customer.example\r\n"
+    for level in range(depth):
+        if kind == "message":
+            raw += b"Content-Type: message/rfc822\r\n\r\nFrom: dana@customer.example\r\n"
+        else:
+            raw += b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (
+                level,
+                level,
+            )
+    return raw + b"\r\nThanks!\r\n"
+
+
+@pytest.mark.parametrize("kind", ["message", "multipart"])
+def test_a_message_nested_thousands_deep_is_unreadable_and_says_why(kind: str) -> None:
+    facts = read_message(nested(5000, kind))
+    assert facts.unreadable == "its parts are nested too deeply to read"
+    assert read_message(nested(50, kind)).unreadable is None
+
+
+@pytest.mark.parametrize("action", [b"delivered", b"relayed", b"\xff\xfe garbage", b""])
+def test_a_delivery_report_of_no_failure_is_no_persons_reply(action: bytes) -> None:
+    """A delivery status report is a machine's (RFC 3464), whatever its fields say: one that
+    reports no failure is recorded as automatic, never as the customer's answer."""
+    raw = (
+        b"From: MAILER-DAEMON@mail.example.com\r\nSubject: Delivery Status Notification\r\n"
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nYour message was delivered.\r\n"
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+        b"Final-Recipient: rfc822; " + RECIPIENT.encode() + b"\r\nAction: " + action + b"\r\n"
+        b"--b--\r\n"
+    )
+    verdict = classify(read_message(raw), unsubscribe_address="", language="en")
+    assert verdict.kind == "auto_reply"
 
 
 def test_a_message_without_headers_is_unreadable() -> None:

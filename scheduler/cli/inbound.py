@@ -86,10 +86,13 @@ def read(
     `bounces: "|/usr/bin/appreciate --config /etc/appreciate/appreciate.toml inbound"`.
     """
     try:
-        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        raw = _raw_message(source)
     except OSError as error:
         err.print(f"error: {source}: {printable(error.strerror or str(error))}", markup=False)
         raise typer.Exit(EX_TEMPFAIL) from None
+    if raw is None:
+        err.print("error: standard input is closed", markup=False)
+        raise typer.Exit(EX_TEMPFAIL)
     try:
         recorded = _record(ctx, raw, parse_now(now))
     except (AppreciateError, OSError) as error:
@@ -109,6 +112,15 @@ def read(
         return
     about = f" (note {recorded['note']})" if recorded["note"] else ""
     out.print(printable(f"{recorded['kind']}{about}: {recorded['detail']}"), markup=False)
+
+
+def _raw_message(source: str) -> bytes | None:
+    """The bytes of the file `source`, or of standard input for `-`; None when standard input
+    is closed (the command was started with no input at all: the mail server must try again
+    once that is fixed)."""
+    if source != "-":
+        return Path(source).read_bytes()
+    return None if sys.stdin is None else sys.stdin.buffer.read()
 
 
 def _record(ctx: typer.Context, raw: bytes, now: Any) -> dict[str, Any]:

@@ -7,8 +7,9 @@ Rules, first match wins:
    failure flufl.bounce recognises): `bounce`; a temporary one (4.x.x, "delayed"):
    `soft_bounce`. The detail is the status and the server's words.
 4. A message to the business's unsubscribe address (the List-Unsubscribe mailto): `opt_out`.
-5. A message a machine wrote (RFC 3834 Auto-Submitted, X-Autoreply and kin, an
-   out-of-office subject): `auto_reply`.
+5. A message a machine wrote (RFC 3834 Auto-Submitted, X-Autoreply and kin, a delivery status
+   report that reports no failure, e.g. "delivered" or garbage, an out-of-office subject):
+   `auto_reply`.
 6. A reply that plainly asks to stop (`reply_text.asks_to_stop`): `opt_out`.
 7. Anything else: `reply`, a person's answer, with the first lines of its new text.
 """
@@ -55,7 +56,11 @@ def classify(  # noqa: PLR0911 - one return per rule, in the docstring's order
         return Verdict("soft_bounce", facts.diagnostic or "delayed, no reason given")
     if unsubscribe_address and unsubscribe_address.lower() in facts.recipients:
         return Verdict("opt_out", f"an email to {unsubscribe_address.lower()}")
-    if facts.auto_submitted or _AUTO_SUBJECT.match(facts.subject):
+    if (
+        facts.auto_submitted
+        or facts.report == "delivery-status"
+        or _AUTO_SUBJECT.match(facts.subject)
+    ):
         return Verdict("auto_reply", facts.subject[:200])
     if asks_to_stop(facts.subject, facts.text, language):
         return Verdict("opt_out", excerpt(facts.text) or facts.subject[:200])

@@ -4,7 +4,7 @@ whether a machine wrote it, its delivery or feedback report, and the new text of
 Rules:
 - Never raises for what a message holds: malformed MIME, undecodable headers, a missing or
   broken part are read as far as they go (`email`'s own lenient parser); only a message with no
-  header at all is `unreadable`.
+  header at all, or nested too deeply to follow, is `unreadable`.
 - `refers_to`: Message-IDs this message answers or reports on, in order: In-Reply-To,
   References (newest first), then the Message-IDs of an original message quoted inside a
   report or a bounce (an attached message, attached headers, or headers pasted into the text),
@@ -17,6 +17,11 @@ Rules:
   bounce detectors of GNU Mailman), which tells permanent from temporary failures; only mail
   a mail system may have written (a null return path, MAILER-DAEMON or postmaster,
   X-Failed-Recipients) is given to it: a person's message is never a bounce.
+- No text read holds a NUL (RFC 5322 allows none, and PostgreSQL cannot store one): a NUL in a
+  header or a part is dropped.
+- `message_id`: the message's own Message-ID, when it has one of at most MAX_MESSAGE_ID
+  characters (what the store keeps); a longer one is none (the message is then recorded once
+  by its bytes alone).
 - Only the first MAX_TEXT characters of text are looked at: a 20 MB message costs what a
   small one does beyond its parsing.
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
@@ -34,9 +40,12 @@ from html.parser import HTMLParser
 from typing import Literal
 
 MAX_REFERENCES = 20
+MAX_MESSAGE_ID = 255
 MAX_TEXT = 256 * 1024
 _MESSAGE_ID = re.compile(r"<[^<>\s@]{1,200}@[^<>\s@]{1,255}>")
-_PASTED_ID = re.compile(r"^\s*message-id:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_PASTED_ID = re.compile(r"^[ \t]*message-id:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+"""A Message-ID header pasted at a line's start, after spaces or tabs only: a pattern that
+could run on over line ends from every line start would take time quadratic in blank lines."""
 _WHITE_SPACE = re.compile(r"\s+")
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
 _MAIL_SYSTEMS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailer", "mdaemon"})
@@ -85,8 +94,16 @@ class MessageFacts:
 
 
 def read_message(raw: bytes) -> MessageFacts:
-    """The facts of one raw message (RFC 5322 bytes, any line ends)."""
-    message = message_from_bytes(raw, policy=policy.compat32)
+    """The facts of one raw message (RFC 5322 bytes, any line ends). A message whose parts
+    nest deeper than Python's parser can follow (hundreds of attached messages or multiparts,
+    one inside the other: no mail program writes that) is `unreadable`."""
+    try:
+        return _facts(message_from_bytes(raw, policy=policy.compat32))
+    except RecursionError:
+        return MessageFacts(unreadable="its parts are nested too deeply to read")
+
+
+def _facts(message: Message) -> MessageFacts:
     if not message.keys():
         return MessageFacts(unreadable="it has no headers: it is not an email message")
     report = _report_type(message)
@@ -111,15 +128,17 @@ def read_message(raw: bytes) -> MessageFacts:
 
 
 def _header(message: Message, name: str) -> str:
-    """A header decoded to text (RFC 2047), unfolded; empty when missing or beyond repair."""
+    """A header decoded to text (RFC 2047), unfolded; empty when missing. A header whose
+    encoded-words cannot be decoded (broken base64, a charset name that is no name) is kept
+    as written."""
     value = message.get(name)
     if value is None:
         return ""
     try:
         text = str(make_header(decode_header(str(value))))
-    except (ValueError, LookupError, UnicodeError, TypeError):
+    except (ValueError, LookupError, TypeError, MessageError):
         text = str(value)
-    return " ".join(text.split())
+    return " ".join(text.replace("\0", "").split())
 
 
 def _address(value: str) -> str:
@@ -139,7 +158,7 @@ def _recipients(message: Message) -> tuple[str, ...]:
 
 def _first_id(value: str) -> str | None:
     found = _MESSAGE_ID.search(value)
-    return found.group(0) if found else None
+    return found.group(0) if found and len(found.group(0)) <= MAX_MESSAGE_ID else None
 
 
 def _references(message: Message, text: str) -> tuple[str, ...]:
@@ -180,17 +199,19 @@ def _parts(message: Message) -> list[Message]:
 
 
 def _decoded(part: Message) -> str:
-    """A part's text, its transfer encoding and charset undone (unknown charsets as UTF-8
-    with replacement), at most MAX_TEXT characters."""
+    """A part's text, its transfer encoding and charset undone (a charset Python does not
+    know, or cannot read leniently, such as `idna`, as UTF-8 with replacement), at most
+    MAX_TEXT characters."""
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         raw = part.get_payload()
-        return raw[:MAX_TEXT] if isinstance(raw, str) else ""
+        return raw[:MAX_TEXT].replace("\0", "") if isinstance(raw, str) else ""
     charset = part.get_content_charset() or "utf-8"
     try:
-        return payload[: MAX_TEXT * 4].decode(charset, errors="replace")[:MAX_TEXT]
-    except LookupError:
-        return payload[: MAX_TEXT * 4].decode("utf-8", errors="replace")[:MAX_TEXT]
+        text = payload[: MAX_TEXT * 4].decode(charset, errors="replace")
+    except (LookupError, ValueError):  # ValueError: a NUL in the name; UnicodeError: idna
+        text = payload[: MAX_TEXT * 4].decode("utf-8", errors="replace")
+    return text[:MAX_TEXT].replace("\0", "")
 
 
 def _first_text(message: Message) -> str:
@@ -352,9 +373,14 @@ def _from_a_mail_system(message: Message) -> bool:
 
 
 def _other_bounce(message: Message, text: str) -> tuple[Failure | None, str]:
-    """A bounce in a format of its own, as flufl.bounce's detectors recognise it."""
+    """A bounce in a format of its own, as flufl.bounce's detectors recognise it. A detector
+    that trips over odd mail finds no bounce, silently: flufl.bounce would log its traceback
+    (on a command's stderr, in the service's log) for what is only an odd message."""
+    import logging  # noqa: PLC0415 - loaded with flufl.bounce, which logs with it
+
     from flufl.bounce import all_failures  # noqa: PLC0415 - only messages without a report
 
+    logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
     try:
         temporary, permanent = all_failures(message)
     except Exception:  # a detector's trouble with odd mail is no bounce

@@ -8,11 +8,13 @@ Rules:
   non-blank line is "Sent:"/"Date:"), or a signature mark ("-- "). Blank lines at both ends go.
 - `excerpt`: the first EXCERPT_LINES non-empty lines of the fresh text, at most
   EXCERPT_CHARS characters, control characters removed: what the log and console show.
-- `asks_to_stop`: True only when the message plainly asks to stop: its subject (without
-  Re:/AW:/Fwd: prefixes) or the first line of its fresh text is short (at most SHORT_LINE
-  words), holds one of the opt-out phrases of English or of the business's language, and no
-  negation ("don't stop!"), and the fresh text as a whole is short (at most SHORT_REPLY
-  words). A long, warm reply that happens to use the word "stop" is a reply.
+- `asks_to_stop`: True only when the message plainly asks to stop: its subject or the first
+  line of its fresh text is short (at most SHORT_LINE words), holds one of the opt-out phrases
+  of English or of the business's language, and no negation ("don't stop!"), and the fresh
+  text as a whole is short (at most SHORT_REPLY words). A long, warm reply that happens to use
+  the word "stop" is a reply. A subject with a reply or forward prefix (Re:, AW:, Fwd:...) is
+  the answered note's own, which the owner wrote: only a subject of the sender's own is read
+  ("Thanks!" to "Our last stop of the summer" is a reply).
 """
 
 from __future__ import annotations
@@ -72,11 +74,16 @@ def fresh_text(text: str) -> str:
             break
         if _QUOTE_START.match(line):
             break
-        following = next((later for later in lines[index + 1 :] if later.strip()), "")
-        if _HEADER_BLOCK.match(line) and _HEADER_NEXT.match(following):
+        if _HEADER_BLOCK.match(line) and _HEADER_NEXT.match(_next_words(lines, index)):
             break
         kept.append(line)
     return "\n".join(kept).strip()
+
+
+def _next_words(lines: list[str], index: int) -> str:
+    """The first line after `lines[index]` that is not blank, or empty. Looked for only after a
+    "From:" line, and no further than that: time stays linear in the lines."""
+    return next((lines[at] for at in range(index + 1, len(lines)) if lines[at].strip()), "")
 
 
 def excerpt(text: str) -> str:
@@ -94,7 +101,8 @@ def asks_to_stop(subject: str, text: str, language: str) -> bool:
         return False
     phrases = OPT_OUT_PHRASES["en"] + OPT_OUT_PHRASES.get(language, ())
     first_line = next((line for line in own.splitlines() if line.strip()), "")
-    return any(_plain_request(line, phrases) for line in (_PREFIX.sub("", subject), first_line))
+    own_subject = "" if _PREFIX.match(subject) else subject
+    return any(_plain_request(line, phrases) for line in (own_subject, first_line))
 
 
 def _plain_request(line: str, phrases: tuple[str, ...]) -> bool:
