@@ -109,6 +109,15 @@ def test_a_german_opt_out_counts_only_for_a_german_business() -> None:
         ("No more emails please", True),
         ("Don't stop, these are lovely!", False),
         ("Please do not unsubscribe me", False),
+        # A negation after the request, or in another sentence, does not turn it around
+        # (both were read as replies, and the opt-outs missed).
+        ("Please stop, I'm not interested.", True),
+        ("No, not now. Please stop.", True),
+        ("I don't want these to stop!", False),
+        # The request on the line after a greeting (was missed: only the greeting was read).
+        ("Hi Ada,\n\nplease unsubscribe me.", True),
+        ("Dear Dr Lee,\nPlease remove me from your list.", True),
+        ("Hi Ada,\n\nThank you, what a lovely card!\nStop by soon? Kidding.", False),
         (
             "Thank you so much for remembering my birthday. My daughter said I should never "
             "stop going to your practice, and honestly she is right, you are all wonderful "
@@ -143,6 +152,25 @@ def test_thanks_for_a_note_whose_subject_holds_a_stop_word_is_a_reply(
 def test_a_subject_of_the_senders_own_that_asks_to_stop_is_an_opt_out() -> None:
     assert asks_to_stop("STOP", "", "en")
     assert asks_to_stop("Bitte abmelden", "Danke.", "de")
+
+
+@pytest.mark.parametrize(
+    ("subject", "stops"),
+    [
+        ("Re: Unsubscribe", True),
+        ("RE: STOP!", True),
+        ("Re: please remove me", True),
+        ("AW: Bitte abmelden", True),
+        ("Re: Happy birthday, Dana", False),
+        ("Re: Stop by for a coffee", False),
+    ],
+)
+def test_a_reply_subject_asks_to_stop_only_when_the_sender_made_it_a_request(
+    subject: str, stops: bool
+) -> None:
+    """A customer who types "Unsubscribe" after the "Re: " their mail app kept asks as plainly
+    as one who clears the line (the prefix alone hid such a request)."""
+    assert asks_to_stop(subject, "", "de" if subject.startswith("AW") else "en") is stops
 
 
 def test_a_reply_is_cut_before_what_it_quotes_and_its_signature() -> None:

@@ -8,13 +8,16 @@ Rules:
   non-blank line is "Sent:"/"Date:"), or a signature mark ("-- "). Blank lines at both ends go.
 - `excerpt`: the first EXCERPT_LINES non-empty lines of the fresh text, at most
   EXCERPT_CHARS characters, control characters removed: what the log and console show.
-- `asks_to_stop`: True only when the message plainly asks to stop: its subject or the first
-  line of its fresh text is short (at most SHORT_LINE words), holds one of the opt-out phrases
-  of English or of the business's language, and no negation ("don't stop!"), and the fresh
-  text as a whole is short (at most SHORT_REPLY words). A long, warm reply that happens to use
-  the word "stop" is a reply. A subject with a reply or forward prefix (Re:, AW:, Fwd:...) is
-  the answered note's own, which the owner wrote: only a subject of the sender's own is read
-  ("Thanks!" to "Our last stop of the summer" is a reply).
+- `asks_to_stop`: True only when the message plainly asks to stop, and the fresh text as a
+  whole is short (at most SHORT_REPLY words): a long, warm reply that happens to use the word
+  "stop" is a reply. The lines read are the first of the fresh text (and the one after it when
+  the first is a greeting: "Hi Ada,") and the subject; a line asks to stop when it is short
+  (at most SHORT_LINE words) and one of its sentences holds an opt-out phrase of English or of
+  the business's language with no negation before it in that sentence ("Please stop, I'm not
+  interested" asks; "don't stop!" and "I do not want these to stop" do not). A subject with a
+  reply or forward prefix (Re:, AW:, Fwd:...) is the answered note's own, which the owner
+  wrote: it asks only when what follows the prefix is an opt-out phrase alone, perhaps with a
+  "please" ("Re: Unsubscribe"), so "Thanks!" to "Our last stop of the summer" is a reply.
 """
 
 from __future__ import annotations
@@ -60,6 +63,17 @@ _HEADER_BLOCK = re.compile(r"^\s*(from|von|de|van|da):\s", re.IGNORECASE)
 _HEADER_NEXT = re.compile(
     r"^\s*(sent|date|gesendet|datum|envoyé|enviado|verzonden|inviato):\s", re.IGNORECASE
 )
+_SENTENCE_END = re.compile(r"[.!?;]+")
+_GREETING = re.compile(
+    r"^\s*(hi|hello|hey|dear|good (morning|afternoon|evening)|hallo|liebe[rs]?|"
+    r"sehr geehrte[rs]?|guten (morgen|tag|abend)|bonjour|salut|ch[eè]re?s?|hola|buen[oa]s|"
+    r"estimad[oa]s?|querid[oa]s?|beste|hoi|ciao|gentile|buongiorno|salve)\b",
+    re.IGNORECASE,
+)
+GREETING_WORDS = 5
+"""A first line of at most this many words that opens like a greeting, or ends with a comma,
+is one ("Hi Ada,", "Dear Dr Lee,"): the request is read on the line after it too."""
+POLITE_WORDS = frozenset({"please", "pls", "plz", "bitte", "svp", "alstublieft", "graag"})
 _PREFIX = re.compile(r"^\s*((re|aw|sv|wg|fw|fwd|tr|rv)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 _TYPOGRAPHIC_APOSTROPHE = "\u2019"
@@ -99,20 +113,47 @@ def asks_to_stop(subject: str, text: str, language: str) -> bool:
     own = fresh_text(text)
     if len(_words(own)) > SHORT_REPLY:
         return False
-    phrases = OPT_OUT_PHRASES["en"] + OPT_OUT_PHRASES.get(language, ())
-    first_line = next((line for line in own.splitlines() if line.strip()), "")
-    own_subject = "" if _PREFIX.match(subject) else subject
-    return any(_plain_request(line, phrases) for line in (own_subject, first_line))
+    phrases = [
+        _words(phrase) for phrase in OPT_OUT_PHRASES["en"] + OPT_OUT_PHRASES.get(language, ())
+    ]
+    lines = [line for line in own.splitlines() if line.strip()]
+    read = lines[:2] if lines and _is_greeting(lines[0]) else lines[:1]
+    prefix = _PREFIX.match(subject)
+    if prefix:
+        subject_asks = _phrase_alone(subject[prefix.end() :], phrases)
+    else:
+        subject_asks = _plain_request(subject, phrases)
+    return subject_asks or any(_plain_request(line, phrases) for line in read)
 
 
-def _plain_request(line: str, phrases: tuple[str, ...]) -> bool:
+def _is_greeting(line: str) -> bool:
     words = _words(line)
-    if not words or len(words) > SHORT_LINE:
+    return len(words) <= GREETING_WORDS and (
+        bool(_GREETING.match(line)) or line.rstrip().endswith(",")
+    )
+
+
+def _plain_request(line: str, phrases: list[list[str]]) -> bool:
+    """A short line with a sentence that asks to stop (see the module's rules)."""
+    if not 0 < len(_words(line)) <= SHORT_LINE:
         return False
-    if NEGATIONS.intersection(words):
-        return False
-    joined = " " + " ".join(words) + " "
-    return any(f" {' '.join(_words(phrase))} " in joined for phrase in phrases)
+    return any(_asks_in(_words(sentence), phrases) for sentence in _SENTENCE_END.split(line))
+
+
+def _asks_in(words: list[str], phrases: list[list[str]]) -> bool:
+    """Whether `words` hold a phrase with no negation before it."""
+    for at in range(len(words)):
+        if NEGATIONS.intersection(words[:at]):
+            return False
+        if any(words[at : at + len(phrase)] == phrase for phrase in phrases):
+            return True
+    return False
+
+
+def _phrase_alone(text: str, phrases: list[list[str]]) -> bool:
+    """`text` is an opt-out phrase and nothing else, but polite words ("please unsubscribe")."""
+    words = [word for word in _words(text) if word not in POLITE_WORDS]
+    return words in phrases
 
 
 def _words(text: str) -> list[str]:
