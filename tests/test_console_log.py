@@ -141,6 +141,28 @@ def test_customer_text_is_escaped(engine: Engine) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
+def test_control_characters_in_customer_text_show_as_escapes(engine: Engine) -> None:
+    """A bidi override in an id or a server's words reversed what follows it on the page
+    ("evil" read as "live", the rest of the row backwards), as it did not on the command line."""
+    who = add_customer(engine, "C-\u202eevil\u202c")
+    with engine.begin() as connection:
+        connection.execute(
+            insert(touches).values(
+                customer_id=who,
+                kind="birthday",
+                occasion_key="birthday:1",
+                status="failed",
+                reason="550 mailbox \u202eelbaliavanu\r\nX-Forged: yes",
+                due_at=NOW,
+            )
+        )
+    page = owner_site(engine).get("/log").text
+    assert "\u202e" not in page
+    assert "\r" not in page
+    assert ">C-\\u202eevil\\u202c</a>" in page
+    assert "550 mailbox \\u202eelbaliavanu\\x0d" in page
+
+
 def test_the_csv_holds_the_whole_filtered_view_safely(engine: Engine) -> None:
     add_notes(engine, 5)
     add_notes(engine, 4, status="failed")

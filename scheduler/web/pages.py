@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 from sqlalchemy import Connection, Engine
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from starlette.responses import HTMLResponse, Response
 
 from scheduler.clock import Clock
 from scheduler.config.settings import Settings
+from scheduler.output import printable
 from scheduler.service.ltv_budget import BudgetCache
 from scheduler.store.db import write_transaction
 from scheduler.web.login import FAILED_DELAY, LoginGuard, csrf_ok, is_owner
@@ -62,11 +64,22 @@ class WebContext:
             yield connection
 
 
+def shown_as_written(value: Any) -> Any:
+    """Text a page shows (a customer's name, a server's words, a reply): its control characters
+    (a bidi override that would reverse what follows, a carriage return) shown as `\u202e`
+    escapes instead of acted on, as the command line shows them. HTML the pages made themselves
+    (Markup: a chart) is left as it is."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return printable(value)
+    return value
+
+
 PAGES = Environment(
     loader=PackageLoader("scheduler.web", "templates"),
     autoescape=select_autoescape(default=True),
     undefined=StrictUndefined,
     auto_reload=False,
+    finalize=shown_as_written,
 )
 
 
