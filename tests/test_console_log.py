@@ -8,6 +8,7 @@ import csv
 import io
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert
@@ -45,6 +46,22 @@ def add_notes(engine: Engine, count: int, *, status: str = "sent", kind: str = "
                     updated_at=NOW + timedelta(minutes=n // 3),  # ties on purpose
                 )
             )
+
+
+def add_one_note(engine: Engine, external_id: str, *, status: str = "failed", **note: Any) -> None:
+    """A customer named by their id, with one birthday note (failed unless `status` says)."""
+    who = add_customer(engine, external_id)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(touches).values(
+                customer_id=who,
+                kind="birthday",
+                occasion_key="birthday:1",
+                status=status,
+                due_at=NOW,
+                **note,
+            )
+        )
 
 
 def owner_site(engine: Engine) -> TestClient:
@@ -124,18 +141,7 @@ def test_a_nul_in_the_customer_filter_is_a_bad_filter_for_the_csv_too(engine: En
 
 
 def test_customer_text_is_escaped(engine: Engine) -> None:
-    who = add_customer(engine, HOSTILE, name=HOSTILE)
-    with engine.begin() as connection:
-        connection.execute(
-            insert(touches).values(
-                customer_id=who,
-                kind="birthday",
-                occasion_key="birthday:1",
-                status="sent",
-                subject=f"Happy birthday, {HOSTILE}",
-                due_at=NOW,
-            )
-        )
+    add_one_note(engine, HOSTILE, status="sent", subject=f"Happy birthday, {HOSTILE}")
     page = owner_site(engine).get("/log").text
     assert HOSTILE not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -144,18 +150,9 @@ def test_customer_text_is_escaped(engine: Engine) -> None:
 def test_control_characters_in_customer_text_show_as_escapes(engine: Engine) -> None:
     """A bidi override in an id or a server's words reversed what follows it on the page
     ("evil" read as "live", the rest of the row backwards), as it did not on the command line."""
-    who = add_customer(engine, "C-\u202eevil\u202c")
-    with engine.begin() as connection:
-        connection.execute(
-            insert(touches).values(
-                customer_id=who,
-                kind="birthday",
-                occasion_key="birthday:1",
-                status="failed",
-                reason="550 mailbox \u202eelbaliavanu\r\nX-Forged: yes",
-                due_at=NOW,
-            )
-        )
+    add_one_note(
+        engine, "C-\u202eevil\u202c", reason="550 mailbox \u202eelbaliavanu\r\nX-Forged: yes"
+    )
     page = owner_site(engine).get("/log").text
     assert "\u202e" not in page
     assert "\r" not in page
@@ -166,18 +163,7 @@ def test_control_characters_in_customer_text_show_as_escapes(engine: Engine) -> 
 def test_the_csv_holds_the_whole_filtered_view_safely(engine: Engine) -> None:
     add_notes(engine, 5)
     add_notes(engine, 4, status="failed")
-    who = add_customer(engine, "C-X")
-    with engine.begin() as connection:
-        connection.execute(
-            insert(touches).values(
-                customer_id=who,
-                kind="birthday",
-                occasion_key="birthday:x",
-                status="failed",
-                reason='=HYPERLINK("http://evil.example","x")',
-                due_at=NOW,
-            )
-        )
+    add_one_note(engine, "C-X", reason='=HYPERLINK("http://evil.example","x")')
     answer = owner_site(engine).get("/log.csv?status=failed")
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/csv")
