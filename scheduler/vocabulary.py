@@ -1,11 +1,15 @@
-"""The words appreciate's parts share: occasion kinds and note statuses. A leaf (no imports of
-appreciate's own), so that the command line can offer them as choices without loading the
-config, the store or the sender.
+"""The words appreciate's parts share: occasion kinds, note statuses, the largest id. A leaf
+(no imports of appreciate's own), so that the command line can offer them as choices without
+loading the config, the store or the sender.
 """
 
 from __future__ import annotations
 
 from typing import Literal, get_args
+
+MAX_ID = 2**63 - 1
+"""The largest id the store holds (a 64-bit integer): a larger note id, count or limit names
+nothing, and the commands and pages say so by name instead of passing it to the driver."""
 
 OccasionKind = Literal[
     "birthday",

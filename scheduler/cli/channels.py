@@ -11,7 +11,6 @@ import typer
 from typer.core import TyperGroup
 
 from scheduler.cli.common import (
-    BIGGEST_ID,
     FormatOption,
     NowOption,
     cli_state,
@@ -22,6 +21,7 @@ from scheduler.cli.common import (
     parse_now,
 )
 from scheduler.output import OutputFormat, printable, table, to_csv, to_json
+from scheduler.vocabulary import MAX_ID
 
 if TYPE_CHECKING:
     from scheduler.config.settings import Settings
@@ -191,7 +191,7 @@ def calls_done(
     ctx: typer.Context,
     ids: Annotated[
         list[int],
-        typer.Argument(metavar="ID...", max=BIGGEST_ID, help="The calls made (note ids)."),
+        typer.Argument(metavar="ID...", max=MAX_ID, help="The calls made (note ids)."),
     ],
     note: Annotated[
         str | None,

@@ -125,11 +125,6 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:
     return check
 
 
-BIGGEST_ID = 2**63 - 1
-"""Note ids and counts fit the store's 64-bit integers: an option or argument that takes one
-says so at once (a larger number is no note, and the store would refuse it)."""
-
-
 def parse_now(value: str | None) -> datetime:
     """`--now`: an ISO 8601 moment with an offset, in the years appreciate reads (see
     `scheduler.clock.MIN_YEAR`); None: the real time."""

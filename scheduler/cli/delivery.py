@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from scheduler.cli.common import (
-    BIGGEST_ID,
     FormatOption,
     NowOption,
     cli_state,
@@ -25,7 +24,7 @@ from scheduler.cli.common import (
 )
 from scheduler.clock import FixedClock, SystemClock
 from scheduler.output import OutputFormat, printable, table, to_csv, to_json
-from scheduler.vocabulary import OCCASION_KINDS, RETRYABLE, STATUSES
+from scheduler.vocabulary import MAX_ID, OCCASION_KINDS, RETRYABLE, STATUSES
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -169,7 +168,7 @@ def log(
     since: SinceOption = None,
     until: UntilOption = None,
     limit: Annotated[
-        int, typer.Option("--limit", min=0, max=BIGGEST_ID, help="At most this many (0: all).")
+        int, typer.Option("--limit", min=0, max=MAX_ID, help="At most this many (0: all).")
     ] = 50,
     replied: Annotated[
         bool, typer.Option("--replied", help="Only notes a customer answered (a person's reply).")
@@ -215,7 +214,7 @@ def log(
 def show(
     ctx: typer.Context,
     touch_id: Annotated[
-        int, typer.Argument(metavar="ID", max=BIGGEST_ID, help="The note's id (see `log`).")
+        int, typer.Argument(metavar="ID", max=MAX_ID, help="The note's id (see `log`).")
     ],
 ) -> None:
     """One note whole, as sent (headers and bodies), and its history."""
@@ -253,7 +252,7 @@ def retry(
     touch_ids: Annotated[
         list[int] | None,
         typer.Argument(
-            metavar="ID", max=BIGGEST_ID, help="The notes' ids (see `log`).", show_default=False
+            metavar="ID", max=MAX_ID, help="The notes' ids (see `log`).", show_default=False
         ),
     ] = None,
     status: Annotated[

@@ -12,7 +12,6 @@ import typer
 from typer.core import TyperGroup
 
 from scheduler.cli.common import (
-    BIGGEST_ID,
     FormatOption,
     NowOption,
     cli_state,
@@ -26,7 +25,7 @@ from scheduler.cli.common import (
 )
 from scheduler.errors import AppreciateError
 from scheduler.output import OutputFormat, printable, table, to_csv, to_json
-from scheduler.vocabulary import INBOUND_KINDS
+from scheduler.vocabulary import INBOUND_KINDS, MAX_ID
 
 EX_TEMPFAIL = 75
 """sysexits.h: try again later. A mail server keeps the message queued and delivers it again."""
@@ -152,7 +151,7 @@ def list_inbound(
         ),
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", min=0, max=BIGGEST_ID, help="At most this many (0: all).")
+        int, typer.Option("--limit", min=0, max=MAX_ID, help="At most this many (0: all).")
     ] = 50,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:

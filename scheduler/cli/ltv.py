@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from scheduler.cli.common import (
-    BIGGEST_ID,
     AsOfOption,
     FormatOption,
     NowOption,
@@ -20,6 +19,7 @@ from scheduler.cli.common import (
     parse_now,
 )
 from scheduler.output import OutputFormat, table, to_csv, to_json
+from scheduler.vocabulary import MAX_ID
 
 if TYPE_CHECKING:
     from scheduler.service.ltv_budget import AcquisitionBudget
@@ -37,7 +37,7 @@ def ltv(
     top: Annotated[
         int,
         typer.Option(
-            "--top", min=0, max=BIGGEST_ID, metavar="N", help="Show the N most valuable (0: all)."
+            "--top", min=0, max=MAX_ID, metavar="N", help="Show the N most valuable (0: all)."
         ),
     ] = 20,
     customer: Annotated[
@@ -184,9 +184,7 @@ def ltv_referrers(
     ctx: typer.Context,
     limit: Annotated[
         int,
-        typer.Option(
-            "--limit", min=0, max=BIGGEST_ID, metavar="N", help="Show the top N (0: all)."
-        ),
+        typer.Option("--limit", min=0, max=MAX_ID, metavar="N", help="Show the top N (0: all)."),
     ] = 20,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:

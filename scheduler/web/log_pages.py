@@ -26,9 +26,9 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from scheduler.delivery.sent_log import LOG_COLUMNS, LogFilter, log_rows
 from scheduler.output import csv_cell
-from scheduler.vocabulary import OCCASION_KINDS, STATUSES
+from scheduler.vocabulary import MAX_ID, OCCASION_KINDS, STATUSES
 from scheduler.web.login import csrf_token, is_owner
-from scheduler.web.pages import MAX_ID, WebContext, names_nothing, page
+from scheduler.web.pages import WebContext, names_nothing, page
 
 PAGE = 50
 CSV_PAGE = 2_000

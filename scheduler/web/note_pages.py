@@ -20,9 +20,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from scheduler.delivery.sent_log import NoSuchTouch, TouchDetail, requeue, touch_detail
 from scheduler.errors import AppreciateError
-from scheduler.vocabulary import RETRYABLE
+from scheduler.vocabulary import MAX_ID, RETRYABLE
 from scheduler.web.login import csrf_token, is_owner
-from scheduler.web.pages import MAX_ID, WebContext, owner_form, page
+from scheduler.web.pages import WebContext, owner_form, page
 
 NOTE_HTML_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; "

@@ -83,10 +83,6 @@ PAGES = Environment(
 )
 
 
-MAX_ID = 2**63 - 1
-"""The largest id the store holds (a 64-bit integer): a larger one in an address names nothing."""
-
-
 def names_nothing(text: str) -> bool:
     """Whether `text` cannot be a stored name (a customer's id, a token): it holds a NUL, which
     PostgreSQL's text cannot, so it names nothing there, and the pages say so on both databases
