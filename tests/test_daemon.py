@@ -348,6 +348,18 @@ def test_the_service_reports_to_systemd_sends_reloads_and_drains(
                 notify.expect("READY=1")  # still running, on the old config
                 notify.expect("WATCHDOG=1")
 
+                # A database the new config cannot reach: the reload was left hanging
+                # (RELOADING=1 and never READY=1) and an OperationalError escaped.
+                unreachable = "postgresql://nobody@127.0.0.1:1/none"
+                lines = [
+                    f'url = "{unreachable}"' if line.startswith("url = ") else line
+                    for line in good.splitlines()
+                ]
+                migrated_workspace.path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                service.send_signal(signal.SIGHUP)
+                notify.expect("RELOADING=1")
+                notify.expect("READY=1")
+
                 migrated_workspace.path.write_text(good, encoding="utf-8")
                 add_due_now(engine, 2, prefix="D")
                 service.send_signal(signal.SIGHUP)
@@ -362,6 +374,8 @@ def test_the_service_reports_to_systemd_sends_reloads_and_drains(
     assert code == 0, stderr
     assert "reload refused, still running the previous config" in stderr
     assert f"{migrated_workspace.path}:" in stderr  # the bad config's errors name the file
+    assert "previous config: the store could not be used: connection failed" in stderr
+    assert "Traceback" not in stderr
     assert f"reloaded {migrated_workspace.path}" in stderr
     assert "stopped: 0 notes added, 5 sent" in stderr
     assert "<6>" in stderr  # priorities for journald

@@ -42,6 +42,7 @@ from typing import Protocol
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from scheduler.clock import Clock
 from scheduler.config.occasion_settings import format_duration
@@ -344,12 +345,18 @@ class Daemon:
         self._stop.set()
 
     def reload(self) -> None:
-        """SIGHUP: the new config and templates, or (with errors) the old ones, kept."""
+        """SIGHUP: the new config and templates, or (with errors) the old ones, kept. Whatever
+        stops the new ones (a config error, a store the new config cannot reach, a bug) is
+        logged, and systemd is told the service is ready again: a reload never hangs."""
         self.notifier.reloading()
         try:
             fresh = open_service(self.config_path)
-        except AppreciateError as error:
-            log.error("reload refused, still running the previous config: %s", error)
+        except Exception as error:  # any failure keeps the old config running
+            log.error(
+                "reload refused, still running the previous config: %s",
+                _refusal(error),
+                exc_info=not isinstance(error, AppreciateError | SQLAlchemyError),
+            )
             self.notifier.ready()
             return
         old, self.service = self.service, fresh
@@ -397,6 +404,19 @@ def reap_every(settings: Settings) -> timedelta:
 
 def _seconds(value: timedelta) -> float:
     return value.total_seconds()
+
+
+def _refusal(error: Exception) -> str:
+    """Why a reload was refused, in words: the config's errors, or the store's (the driver's
+    first line, never a statement or its values)."""
+    if isinstance(error, DBAPIError):
+        lines = str(error.orig).strip().splitlines()
+        return f"the store could not be used: {lines[0] if lines else type(error.orig).__name__}"
+    if isinstance(error, SQLAlchemyError):
+        return f"the store could not be used: {_one_line(error)}"
+    if isinstance(error, AppreciateError):
+        return str(error)
+    return f"{type(error).__name__}: {_one_line(error)}"
 
 
 def _one_line(error: BaseException) -> str:
