@@ -38,23 +38,13 @@ class AppreciateGroup(TyperGroup):
             typer.echo(f"error: {printable(str(error))}", err=True)
             raise typer.Exit(error.exit_code) from None
         except Exception as error:
+            from scheduler.store.db import store_failure
+
             reason = store_failure(error)
             if reason is None:
                 raise
             typer.echo(f"error: the store could not be used: {printable(reason)}", err=True)
             raise typer.Exit(StoreError.exit_code) from None
-
-
-def store_failure(error: BaseException) -> str | None:
-    """What went wrong, in one line, when `error` is the database's (unreachable, refused,
-    locked...), else None. The driver's own message, without the statement and its values."""
-    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-
-    if not isinstance(error, SQLAlchemyError):
-        return None
-    cause = error.orig if isinstance(error, DBAPIError) else error
-    lines = str(cause).strip().splitlines()
-    return lines[0] if lines else type(cause).__name__
 
 
 class _LazyConsole:

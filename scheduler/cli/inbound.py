@@ -21,7 +21,6 @@ from scheduler.cli.common import (
     out,
     parse_now,
     short_time,
-    store_failure,
 )
 from scheduler.errors import AppreciateError
 from scheduler.output import OutputFormat, printable, table, to_csv, to_json
@@ -98,6 +97,8 @@ def read(
         err.print(f"error: not recorded, try again later: {printable(str(error))}", markup=False)
         raise typer.Exit(EX_TEMPFAIL) from None
     except Exception as error:
+        from scheduler.store.db import store_failure
+
         reason = store_failure(error)
         if reason is None:
             raise

@@ -47,6 +47,7 @@ from scheduler.store.driver_writes import DriverSQL
 from scheduler.store.models import metadata
 from scheduler.store.touch_history import record_events
 from scheduler.vocabulary import WAITING, OccasionKind
+from scheduler.waits import doubled_wait
 
 touches = metadata.tables["touches"]
 touch_events = metadata.tables["touch_events"]
@@ -457,9 +458,7 @@ def throttle(
     if last is not None and last.until > now:
         return last
     in_a_row = last.in_a_row + 1 if last is not None else 1
-    doubled = first_wait.total_seconds() * 2.0 ** min(in_a_row - 1, 64)  # no overflow
-    wait = timedelta(seconds=min(doubled, longest.total_seconds()))
-    backoff = Throttle(now + wait, reason, in_a_row)
+    backoff = Throttle(now + doubled_wait(first_wait, in_a_row, longest), reason, in_a_row)
     insert = conflict_insert(connection.dialect.name)
     statement = insert(app_state).values(
         name=THROTTLED, value=json.dumps(backoff.as_dict()), updated_at=now

@@ -92,6 +92,7 @@ from scheduler.store.db import write_transaction
 from scheduler.store.driver_writes import driver_writes
 from scheduler.store.models import metadata
 from scheduler.store.outbox import Contact, contact_of, contacts_query, suppression_reason
+from scheduler.waits import doubled_wait
 from scheduler.zones import ZoneBook
 
 log = logging.getLogger("appreciate.send")
@@ -697,9 +698,8 @@ class Sender:
         return Result(touch.id, "pending", reason, reply, retry_at=again)
 
     def _backoff(self, attempts: int) -> timedelta:
-        doubled = self.settings.smtp.retry_after.total_seconds() * 2.0 ** min(attempts - 1, 64)
-        seconds = min(doubled, LONGEST_RETRY_WAIT.total_seconds())
-        return timedelta(seconds=seconds * self.rng.uniform(1 - JITTER, 1 + JITTER))
+        wait = doubled_wait(self.settings.smtp.retry_after, attempts, LONGEST_RETRY_WAIT)
+        return wait * self.rng.uniform(1 - JITTER, 1 + JITTER)
 
     def _slow_down(self, reason: str, now: datetime) -> Throttle:
         """The server throttles: no new send in this run, and a back-off for every instance

@@ -28,7 +28,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from scheduler.addresses import InvalidAddress, normalize_address
-from scheduler.clock import MAX_YEAR, MIN_YEAR
+from scheduler.clock import MAX_YEAR, MIN_YEAR, within_years
 from scheduler.config.settings import known_time_zone
 
 _BIRTHDAY = re.compile(r"(?:([0-9]{4})-|--)?([0-9]{2})-([0-9]{2})")
@@ -145,7 +145,7 @@ def parse_date(column: str, text: str) -> date:
         raise other_digits(column, text) or FieldError(
             column, f"{quoted(text)} is not a date (use YYYY-MM-DD)"
         ) from None
-    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+    if not within_years(parsed):
         raise _outside_years(column, text)
     return parsed
 
@@ -161,7 +161,7 @@ def parse_datetime(column: str, text: str) -> datetime | LocalTime:
             column,
             f"{quoted(text)} is not a date and time (use ISO 8601, e.g. 2027-03-01T14:30)",
         ) from None
-    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+    if not within_years(parsed):
         raise _outside_years(column, text)
     if parsed.tzinfo is None:
         return LocalTime(parsed)

@@ -42,7 +42,7 @@ from typing import Protocol
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.clock import Clock
 from scheduler.config.occasion_settings import format_duration
@@ -67,7 +67,8 @@ from scheduler.service.interruption import release_held
 from scheduler.service.last_cycle import save_cycle
 from scheduler.service.nightly import nightly_refresh, refresh_trigger
 from scheduler.service.systemd_notify import Notifier, keep_alive
-from scheduler.store.db import write_transaction
+from scheduler.store.db import store_failure, write_transaction
+from scheduler.waits import doubled_wait
 
 log = logging.getLogger("appreciate.run")
 MISFIRE_GRACE = 3600
@@ -105,8 +106,7 @@ def retry_wait(failures: int) -> timedelta:
     """How long a job waits after `failures` failures in a row: FIRST_RETRY, twice as long after
     each failure, at most MAX_BACKOFF, however long the failures go on (a store down for hours
     fails a job every few minutes)."""
-    doubled = FIRST_RETRY.total_seconds() * 2.0 ** min(failures - 1, 64)
-    return timedelta(seconds=min(doubled, MAX_BACKOFF.total_seconds()))
+    return doubled_wait(FIRST_RETRY, failures, MAX_BACKOFF)
 
 
 class Daemon:
@@ -409,11 +409,9 @@ def _seconds(value: timedelta) -> float:
 def _refusal(error: Exception) -> str:
     """Why a reload was refused, in words: the config's errors, or the store's (the driver's
     first line, never a statement or its values)."""
-    if isinstance(error, DBAPIError):
-        lines = str(error.orig).strip().splitlines()
-        return f"the store could not be used: {lines[0] if lines else type(error.orig).__name__}"
-    if isinstance(error, SQLAlchemyError):
-        return f"the store could not be used: {_one_line(error)}"
+    store = store_failure(error)
+    if store is not None:
+        return f"the store could not be used: {store}"
     if isinstance(error, AppreciateError):
         return str(error)
     return f"{type(error).__name__}: {_one_line(error)}"
