@@ -50,6 +50,9 @@ EXPECTED = [
     ("reply_german.eml", "reply", "Vielen Dank für die lieben Grüße!"),
     ("optout_reply_english.eml", "opt_out", "Please unsubscribe me."),
     ("optout_reply_german.eml", "opt_out", "Bitte abmelden, danke."),
+    # Multiparts whose parts cannot be found: read as far as they go, the opt-out kept.
+    ("optout_reply_no_boundary.eml", "opt_out", "Please stop sending me these \u2013 thank you."),
+    ("optout_reply_wrong_boundary.eml", "opt_out", "Please unsubscribe me."),
     ("keep_going_reply.eml", "reply", "Don't stop sending these, I love them!"),
     ("mailto_unsubscribe.eml", "opt_out", "an email to unsubscribe@example.com"),
     ("malformed_mime.eml", "reply", "Thanks!"),

@@ -24,13 +24,17 @@ Rules:
   by its bytes alone).
 - Only the first MAX_TEXT characters of text are looked at: a 20 MB message costs what a
   small one does beyond its parsing.
+- A multipart whose parts cannot be found (no boundary given, or none of its body's lines is
+  the boundary given) is split at its body's first line that looks like one (`--something`);
+  without such a line its whole body is read as plain text. A reply whose mail program wrote
+  it so still has words, and a "please stop" in them still counts.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import Message
@@ -229,9 +233,11 @@ def _first_text(message: Message) -> str:
     return _html_text(_decoded(html)) if html is not None else ""
 
 
-def _own_parts(message: Message) -> list[Message]:
+def _own_parts(message: Message, *, resplit: bool = True) -> list[Message]:
     """The parts of this message, not those inside an attached message or report."""
     if not message.is_multipart():
+        if message.get_content_maintype() == "multipart":
+            return _unsplit_parts(message) if resplit else [_as_plain_text(message)]
         return [message]
     found: list[Message] = []
     payload = message.get_payload()
@@ -239,10 +245,44 @@ def _own_parts(message: Message) -> list[Message]:
         if not isinstance(part, Message):
             continue
         if part.get_content_maintype() == "multipart":
-            found.extend(_own_parts(part))
+            found.extend(_own_parts(part, resplit=resplit))
         elif part.get_content_maintype() != "message":
             found.append(part)
     return found
+
+
+_BOUNDARY_LINE = re.compile(r"^--([0-9A-Za-z'()+_,./:=?-]{1,70})[ \t]*\r?$", re.MULTILINE)
+"""A line that opens a MIME part: `--` and a boundary of RFC 2046's characters (no spaces)."""
+
+
+def _unsplit_parts(message: Message) -> list[Message]:
+    """The parts of a multipart whose boundary is missing or wrong (see the module's rules)."""
+    body = message.get_payload()
+    if not isinstance(body, str):
+        return [_as_plain_text(message)]
+    found = _BOUNDARY_LINE.search(body[:MAX_TEXT])
+    if found is None:
+        return [_as_plain_text(message)]
+    kind = message.get_content_type()
+    head = f'Content-Type: {kind}; boundary="{found.group(1)}"\r\n\r\n'
+    again = message_from_string(head + body, policy=policy.compat32)
+    return _own_parts(again, resplit=False) if again.is_multipart() else [_as_plain_text(message)]
+
+
+def _as_plain_text(message: Message) -> Message:
+    """The body of a part that cannot be split, as a text/plain part of the same charset and
+    transfer encoding."""
+    part = Message()
+    part["Content-Type"] = "text/plain"
+    charset = message.get_param("charset", header="content-type")
+    if isinstance(charset, str):
+        part.set_param("charset", charset)
+    encoding = message.get("content-transfer-encoding")
+    if encoding is not None:
+        part["Content-Transfer-Encoding"] = str(encoding)
+    body = message.get_payload()
+    part.set_payload(body if isinstance(body, str) else "")
+    return part
 
 
 class _TextOfHtml(HTMLParser):
