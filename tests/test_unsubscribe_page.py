@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, update
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from scheduler.clock import FixedClock
@@ -360,6 +363,34 @@ def test_a_store_that_is_down_is_a_page_asking_to_try_again_for_the_link_and_the
     assert 'href="../static/' in answers[0].text  # the style sheet, from /u/TOKEN
     assert token not in caplog.text
     assert "could not reach the store (OperationalError)" in caplog.text
+
+
+def test_an_unforeseen_failure_is_a_plain_page_logged_by_kind_and_place_only(
+    engine: Engine, due: tuple[int, int, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A page that fails in a way nobody foresaw (here a route added to fail, naming a token
+    in its error) answers the 500 page with every header; the web server is never handed the
+    failure (it would log its text: TestClient raises what reaches it), and the next request
+    is served as before."""
+    _, customer_id, token = due
+    app = create_app(engine, SETTINGS, FixedClock(NOW))
+
+    async def broken(request: Request) -> Response:
+        raise RuntimeError(f"nobody foresaw {request.path_params['token']}")
+
+    app.router.routes.insert(0, Route("/broken/{token}", broken))
+    site = TestClient(app, follow_redirects=False)
+    with caplog.at_level(logging.ERROR, logger="appreciate.web"):
+        answer = site.get(f"/broken/{token}")
+    assert answer.status_code == 500
+    assert "This did not work. Please try again later." in answer.text
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert 'href="../static/' in answer.text
+    assert token not in caplog.text
+    assert "a web request failed (RuntimeError at tests/test_unsubscribe_page.py:" in caplog.text
+    assert site.post(f"/u/{token}", data=ONE_CLICK).status_code == 200
+    assert opted_out_at(engine, customer_id) == NOW
 
 
 def test_a_port_already_taken_is_an_error_the_caller_can_handle() -> None:

@@ -9,12 +9,15 @@ Rules:
 - A store that cannot be reached (down, locked past its busy timeout, no connection free in
   time) answers 503 with a page asking to try again in a minute and `Retry-After`, whatever
   the page; any other failure a plain 500 page. Both carry the headers above, and the log
-  names the error's kind only (its text may hold a query's values, such as a token).
+  names the error's kind and the line of appreciate's code it came from, never its text (which
+  may hold a query's values, such as a token). The failure goes no further: the web server
+  (which would log it whole) never sees it, and the service runs on.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -83,6 +86,64 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class CaughtFailures:
+    """ASGI middleware: a request that fails unforeseen is answered with the 500 page and
+    logged by kind and place (see the module's rules). Once the answer has begun it can only
+    be cut short: the failure is logged the same way."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        begun = False
+
+        async def watched(message: Message) -> None:
+            nonlocal begun
+            begun = begun or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as error:  # one request fails, never the service
+            log.error(
+                "a web request failed (%s at %s); answered 500",
+                type(error).__name__,
+                _where(error),
+            )
+            if not begun:
+                answer = _problem_page(
+                    Request(scope),
+                    500,
+                    "Something went wrong",
+                    "This did not work. Please try again later.",
+                )
+                await answer(scope, receive, send)
+
+
+def _where(error: BaseException) -> str:
+    """Where `error` was raised, as `file.py:LINE in function` (scheduler/... for appreciate's
+    own code, the last two parts of the path for a library's), and for a library's, the
+    innermost line of appreciate's own pages that called it."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "an unknown place"
+    raised = frames[-1]
+    place = f"{_short(raised.filename)}:{raised.lineno} in {raised.name}"
+    if "/scheduler/" in raised.filename:
+        return place
+    pages = [f for f in frames if "/scheduler/" in f.filename and f.filename != __file__]
+    return f"{place}, from {_short(pages[-1].filename)}:{pages[-1].lineno}" if pages else place
+
+
+def _short(path: str) -> str:
+    if "/scheduler/" in path:
+        return path[path.rindex("/scheduler/") + 1 :]
+    return "/".join(Path(path).parts[-2:])
+
+
 class BodyLimit:
     """ASGI middleware: a request body longer than `limit` bytes ends in a 413, however it
     arrives (with or without a declared length)."""
@@ -131,12 +192,6 @@ async def _store_unreachable(request: Request, error: Exception) -> Response:
     return answer
 
 
-async def _server_error(request: Request, error: Exception) -> Response:
-    return _problem_page(
-        request, 500, "Something went wrong", "This did not work. Please try again later."
-    )
-
-
 def create_app(
     engine: Engine,
     settings: Settings,
@@ -171,11 +226,9 @@ def create_app(
             Route("/customer/works-again", customer_pages.customer_works_again, methods=["POST"]),
             Mount("/static", StaticFiles(packages=[("scheduler.web", "static")]), name="static"),
         ],
-        exception_handlers={
-            **dict.fromkeys(UNREACHABLE_STORE, _store_unreachable),
-            500: _server_error,
-        },
+        exception_handlers=dict.fromkeys(UNREACHABLE_STORE, _store_unreachable),
         middleware=[
+            Middleware(CaughtFailures),
             Middleware(SecurityHeaders),
             Middleware(BodyLimit, limit=unsubscribe.MAX_BODY),
             Middleware(
