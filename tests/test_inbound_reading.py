@@ -275,6 +275,25 @@ def test_a_delivery_report_of_no_failure_is_no_persons_reply(action: bytes) -> N
     assert verdict.kind == "auto_reply"
 
 
+@pytest.mark.parametrize(
+    "report_type",
+    [
+        b"report-type*=us-ascii'en'delivery-status",
+        b"report-type*=utf-8''DELIVERY-STATUS",
+        b"report-type*0=delivery; report-type*1=-status",
+        b"report-type*=x-unknown-charset''delivery-status",
+    ],
+)
+def test_a_report_type_written_the_rfc_2231_way_is_still_a_bounce(report_type: bytes) -> None:
+    raw = corpus("postfix_dsn_user_unknown.eml").replace(
+        b"report-type=delivery-status", report_type
+    )
+    facts = read_message(raw)
+    assert facts.report == "delivery-status"
+    verdict = classify(facts, unsubscribe_address="", language="en")
+    assert (verdict.kind, verdict.detail[:5]) == ("bounce", "5.1.1")
+
+
 def test_a_message_without_headers_is_unreadable() -> None:
     verdict = classify(read_message(b""), unsubscribe_address="", language="en")
     assert verdict.kind == "unreadable"

@@ -33,19 +33,22 @@ Rules:
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from dataclasses import dataclass, field
 from email import message_from_bytes, message_from_string, policy
 from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
-from email.utils import getaddresses
+from email.utils import collapse_rfc2231_value, getaddresses
 from html.parser import HTMLParser
 from typing import Literal
 
 MAX_REFERENCES = 20
 MAX_MESSAGE_ID = 255
 MAX_TEXT = 256 * 1024
+MAX_PARAMETERS = 4096
+"""Characters of a Content-Type header read for parameters written the RFC 2231 way."""
 _MESSAGE_ID = re.compile(r"<[^<>\s@]{1,200}@[^<>\s@]{1,255}>")
 _PASTED_ID = re.compile(r"^[ \t]*message-id:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 """A Message-ID header pasted at a line's start, after spaces or tabs only: a pattern that
@@ -274,8 +277,8 @@ def _as_plain_text(message: Message) -> Message:
     transfer encoding."""
     part = Message()
     part["Content-Type"] = "text/plain"
-    charset = message.get_param("charset", header="content-type")
-    if isinstance(charset, str):
+    charset = _parameter(message, "charset")
+    if charset:
         part.set_param("charset", charset)
     encoding = message.get("content-transfer-encoding")
     if encoding is not None:
@@ -337,12 +340,34 @@ def _auto_submitted(message: Message) -> bool:
 def _report_type(message: Message) -> Report | None:
     if message.get_content_type() != "multipart/report":
         return None
-    kind = str(message.get_param("report-type", "", header="content-type") or "").lower()
+    kind = _parameter(message, "report-type").lower()
     if kind == "delivery-status":
         return "delivery-status"
     if kind == "feedback-report":
         return "feedback-report"
     return None
+
+
+def _parameter(message: Message, name: str) -> str:
+    """A Content-Type parameter's value, also when written the RFC 2231 way (`name*=`, with a
+    charset and language, or split as `name*0=`, `name*1=`); empty when there is none.
+    (Python's older parser decodes that way only names without a hyphen, so `report-type*=`
+    is read by its newer one; whatever that cannot read, it has none.)"""
+    value = message.get_param(name, None, header="content-type")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, tuple):
+        with suppress(LookupError, ValueError):
+            return collapse_rfc2231_value(value)
+        return ""
+    written = message.get_params(None, header="content-type") or []
+    if not any(key.lower().startswith(f"{name}*") for key, _ in written):
+        return ""
+    header = str(message.get("content-type", ""))[:MAX_PARAMETERS]
+    try:
+        return str(policy.default.header_factory("content-type", header).params.get(name, ""))
+    except Exception:  # the newer parser gives up on some broken headers: then there is none
+        return ""
 
 
 def _report_part(message: Message, kinds: tuple[str, ...]) -> Message | None:
