@@ -251,6 +251,63 @@ def test_cards_print_once_a_day_unless_again(shop: Any) -> None:
 
 
 @needs_pdf
+def test_a_second_run_the_same_day_never_writes_over_the_first_runs_pdfs(shop: Any) -> None:
+    """The morning's cards, not printed yet, were overwritten by the afternoon's one new card
+    (and marked printed): each run now writes PDFs of its own beside the earlier ones."""
+    workspace, engine = shop
+    morning = [add_note(engine, "C-1", "card"), add_note(engine, "C-2", "card")]
+    out = workspace.folder / "print"
+    args = ("cards", "--date", DAY, "--out", out, "-f", "json")
+    first = json.loads(cli(workspace, *args, "--now", NOW.isoformat())[1])
+    assert sorted(first["notes"]) == sorted(morning)
+    afternoon = add_note(engine, "C-3", "card", kind="anniversary")
+    later = (NOW + timedelta(hours=5)).isoformat()
+    code, stdout, stderr = cli(workspace, *args, "--now", later)
+    assert code == 0, stderr
+    second = json.loads(stdout)
+    assert second["notes"] == [afternoon]
+    assert second["cards_pdf"] != first["cards_pdf"]
+    assert int(pdf_info(Path(first["cards_pdf"]))["Pages"]) == 2
+    assert "Ann" in pdf_text(Path(first["cards_pdf"]), 1)
+    assert int(pdf_info(Path(second["cards_pdf"]))["Pages"]) == 1
+    assert "Cleo" in pdf_text(Path(second["cards_pdf"]))
+    assert "Bob Stone" in pdf_text(Path(first["labels_pdf"]))
+    assert Path(second["cards_pdf"]).name == f"cards-{DAY}-2.pdf"
+    assert second["labels_pdf"] is None  # Cleo has no address
+    again = json.loads(cli(workspace, *args, "--now", later, "--again")[1])
+    assert Path(again["cards_pdf"]).name == f"cards-{DAY}-3.pdf"
+    assert Path(again["labels_pdf"]).name == f"labels-{DAY}-3.pdf"
+
+
+@needs_pdf
+@pytest.mark.parametrize("where", ["a file", "inside a file"])
+def test_an_out_folder_that_cannot_be_written_is_named_and_nothing_is_marked(
+    shop: Any, where: str
+) -> None:
+    """`--out` naming a file (or a folder inside one) was a traceback; now a message naming
+    --out, no PDF, and the cards stay due for the next run."""
+    workspace, engine = shop
+    ann = add_note(engine, "C-1", "card")
+    taken = workspace.folder / "cards.pdf"
+    taken.write_bytes(b"the owner's own file")
+    out = taken if where == "a file" else taken / "print"
+    code, stdout, stderr = cli(workspace, "cards", "--out", out, "--now", NOW.isoformat())
+    assert code == 1
+    assert stderr.startswith(f"error: cannot write the cards' PDFs into --out {out}: ")
+    assert ("it is a file, not a folder" if where == "a file" else "Not a directory") in stderr
+    assert "nothing was marked printed" in stderr
+    assert "Traceback" not in stdout + stderr
+    assert taken.read_bytes() == b"the owner's own file"
+    assert state(engine, ann)["status"] == "pending"
+    good = workspace.folder / "print"
+    code, stdout, stderr = cli(
+        workspace, "cards", "--out", good, "--now", NOW.isoformat(), "-f", "json"
+    )
+    assert code == 0, stderr
+    assert json.loads(stdout)["notes"] == [ann]
+
+
+@needs_pdf
 def test_labels_fill_sheets_of_24(shop: Any) -> None:
     workspace, engine = shop
     rows = [

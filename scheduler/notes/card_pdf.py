@@ -11,7 +11,7 @@ Layouts:
   sheet. Lines of an address too long for a label are cut with an ellipsis.
 
 What goes in is HTML already escaped (the card's blocks come from the sandboxed templates);
-labels are plain text, escaped here.
+labels are plain text, escaped here. A PDF is never written over a file: `write_pdf` creates it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from markupsafe import Markup, escape
+
+from scheduler.errors import AppreciateError
 
 LABELS_PER_SHEET = 24
 LABEL_COLUMNS = 3
@@ -32,6 +34,18 @@ LABEL_PITCH_MM = 66.0
 
 class PdfUnavailable(RuntimeError):
     """WeasyPrint (or the Pango library it needs) cannot be loaded."""
+
+
+class PdfNotWritten(AppreciateError, OSError):
+    """The cards' folder (`--out`) cannot be made or written to; nothing was marked printed."""
+
+    def __init__(self, folder: Path, reason: str) -> None:
+        self.folder = folder
+        self.reason = reason
+        super().__init__(
+            f"cannot write the cards' PDFs into --out {folder}: {reason}; "
+            "nothing was marked printed"
+        )
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,8 @@ def _document(css: str, body: str) -> str:
 
 
 def write_pdf(html: str, path: Path) -> None:
-    """Write `html` as a PDF to `path`. Raises PdfUnavailable when WeasyPrint cannot load."""
+    """Write `html` as a new PDF at `path`, never over a file (FileExistsError). Raises
+    PdfUnavailable when WeasyPrint cannot load; a PDF left half-written is removed."""
     try:
         from weasyprint import HTML  # noqa: PLC0415 - heavy, and only cards need it
     except (ImportError, OSError) as error:
@@ -122,4 +137,10 @@ def write_pdf(html: str, path: Path) -> None:
             f"cannot make PDFs: WeasyPrint did not load ({error}); it needs Pango "
             "(Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0)"
         ) from None
-    HTML(string=html).write_pdf(path)
+    document = HTML(string=html).render()
+    with path.open("xb") as file:
+        try:
+            document.write_pdf(file)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise

@@ -13,11 +13,15 @@ Rules:
 - Customers without a postal address (no first line, or neither city nor postal code) still
   get their card; the label sheet leaves them out and the run names them.
 - Printed cards become `printed` with `printed_at` = `now`, and a history event. Nothing is
-  marked when no PDF could be written.
+  marked when no PDF could be written (`PdfNotWritten`, naming `--out`), and a PDF written
+  before the failure is removed.
+- A run never writes over a PDF: the PDFs are `cards-D.pdf` and `labels-D.pdf`, or with the
+  first of `-2`, `-3`... that neither file has yet (a second run the same day, `--again`).
 """
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -28,7 +32,7 @@ from markupsafe import Markup
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from scheduler.config.settings import Settings
-from scheduler.notes.card_pdf import CardPage, cards_html, labels_html, write_pdf
+from scheduler.notes.card_pdf import CardPage, PdfNotWritten, cards_html, labels_html, write_pdf
 from scheduler.notes.note_context import TouchRef, build_contexts
 from scheduler.notes.postal_address import PostalAddress, home_country, label_lines
 from scheduler.notes.render import NoteRenderer, TemplateProblem
@@ -111,12 +115,7 @@ def print_cards(
             report.without_address.append(row.name)
     if not pages:
         return report
-    out.mkdir(parents=True, exist_ok=True)
-    report.cards_pdf = out / f"cards-{day.isoformat()}.pdf"
-    write_pdf(cards_html(pages), report.cards_pdf)
-    if labels:
-        report.labels_pdf = out / f"labels-{day.isoformat()}.pdf"
-        write_pdf(labels_html(labels), report.labels_pdf)
+    report.cards_pdf, report.labels_pdf = _write(out, day, pages, labels)
     ids = [touch_id for touch_id, _ in report.printed]
     set_status(connection, ids, "printed", f"card printed for {day.isoformat()}", now)
     connection.execute(
@@ -124,6 +123,39 @@ def print_cards(
         [{"touch_id": touch_id} for touch_id in ids],
     )
     return report
+
+
+def _write(
+    out: Path, day: date, pages: list[CardPage], labels: list[list[str]]
+) -> tuple[Path, Path | None]:
+    """Write the cards' PDF and, when there are labels, the labels' one into `out` under
+    names no file has (see the module's rules); on failure neither is left."""
+    if out.exists() and not out.is_dir():
+        raise PdfNotWritten(out, "it is a file, not a folder")
+    written: list[Path] = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        cards_pdf, labels_pdf = _free_names(out, day)
+        write_pdf(cards_html(pages), cards_pdf)
+        written.append(cards_pdf)
+        if labels:
+            write_pdf(labels_html(labels), labels_pdf)
+            written.append(labels_pdf)
+    except OSError as error:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise PdfNotWritten(out, error.strerror or str(error)) from None
+    return cards_pdf, labels_pdf if labels else None
+
+
+def _free_names(out: Path, day: date) -> tuple[Path, Path]:
+    """`cards-D.pdf` and `labels-D.pdf` in `out`, or the first `-N` pair neither exists for."""
+    for number in range(1, 10_000):
+        suffix = f"-{number}" if number > 1 else ""
+        names = (out / f"cards-{day}{suffix}.pdf", out / f"labels-{day}{suffix}.pdf")
+        if not any(path.exists() or path.is_symlink() for path in names):
+            return names
+    raise FileExistsError(errno.EEXIST, f"cards-{day}-N.pdf are all taken")
 
 
 def address_lines(row: Any, home: str | None) -> list[str]:
