@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 
 from scheduler.service.daily_summary import daily_summary
 from scheduler.store.db import create_store_engine
@@ -305,6 +305,38 @@ def test_an_out_folder_that_cannot_be_written_is_named_and_nothing_is_marked(
     )
     assert code == 0, stderr
     assert json.loads(stdout)["notes"] == [ann]
+
+
+@needs_pdf
+def test_an_address_longer_than_a_label_gets_no_label_and_a_warning(shop: Any) -> None:
+    """An address of 40 lines (written into the store by the business's own app) printed a
+    label cut after 7 lines, without its town or postcode, and said nothing: now it gets its
+    card, no label, and a warning naming the customer, like one without an address."""
+    workspace, engine = shop
+    with engine.begin() as connection:
+        connection.execute(
+            update(customers)
+            .where(customers.c.external_id == "C-2")
+            .values(address_line1="\n".join(str(n) for n in range(40)))
+        )
+    ann = add_note(engine, "C-1", "card")
+    bob = add_note(engine, "C-2", "card")
+    out = workspace.folder / "print"
+    code, stdout, stderr = cli(
+        workspace, "cards", "--out", out, "--now", NOW.isoformat(), "-f", "json"
+    )
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert sorted(report["notes"]) == sorted([ann, bob])
+    assert report["address_too_long"] == ["Bob Stone"]
+    assert (
+        "warning: address too long for a label (44 lines, a label holds 7), so no label: "
+        "Bob Stone" in stderr
+    )
+    labels = pdf_text(Path(report["labels_pdf"]))
+    assert "Ann Lee" in labels
+    assert "Bob Stone" not in labels
+    assert "Bob" in pdf_text(Path(report["cards_pdf"]), 2)
 
 
 @needs_pdf

@@ -72,9 +72,10 @@ def cards(
     Cards due that day, and overdue ones still in time, are written from templates/card.KIND.j2
     (else card.j2) and marked printed: running it again the same day prints nothing new unless
     --again. Customers without a postal address get their card but no label (named in a
-    warning). A card whose template fails is left out, with the file and line, and stays due.
+    warning), and so do those whose address has more lines than a label shows. A card whose
+    template fails is left out, with the file and line, and stays due.
     """
-    from scheduler.notes.card_pdf import PdfUnavailable
+    from scheduler.notes.card_pdf import LABEL_LINES, PdfUnavailable
     from scheduler.notes.cards import print_cards
     from scheduler.store.db import write_transaction
 
@@ -104,11 +105,20 @@ def cards(
     if report.without_address:
         names = ", ".join(report.without_address)
         err.print(printable(f"warning: no postal address, so no label: {names}"), markup=False)
+    for name, lines in report.too_long:
+        err.print(
+            printable(
+                f"warning: address too long for a label ({lines} lines, a label holds "
+                f"{LABEL_LINES}), so no label: {name}"
+            ),
+            markup=False,
+        )
     summary: dict[str, Any] = {
         "date": wanted,
         "printed": len(report.printed),
         "failed": len(report.failed),
         "without_address": report.without_address,
+        "address_too_long": [name for name, _ in report.too_long],
         "expired": report.expired,
         "cards_pdf": str(report.cards_pdf) if report.cards_pdf else None,
         "labels_pdf": str(report.labels_pdf) if report.labels_pdf else None,

@@ -8,7 +8,8 @@ Layouts:
   right way up; the bottom right is the inside page with the message, the bottom left the
   inside of the front (left blank for the owner's own words).
 - Labels are Avery L7159 (and compatible): A4, 3 columns by 8 rows of 63.5 x 33.9 mm, 24 a
-  sheet. Lines of an address too long for a label are cut with an ellipsis.
+  sheet. Lines of an address too long for a label are cut with an ellipsis; an address of
+  more than LABEL_LINES lines gets no label (the caller leaves it out).
 
 What goes in is HTML already escaped (the card's blocks come from the sandboxed templates);
 labels are plain text, escaped here. A PDF is never written over a file: `write_pdf` creates it.
@@ -30,6 +31,8 @@ LABEL_WIDTH_MM, LABEL_HEIGHT_MM = 63.5, 33.9
 LABEL_LEFT_MM, LABEL_TOP_MM = 7.25, 12.9
 LABEL_PITCH_MM = 66.0
 """Across: label width plus the 2.5 mm gap between columns (rows touch)."""
+LABEL_LINES = 7
+"""The lines a label shows whole (9.5 pt type, 1.25 line height, below a 4 mm top margin)."""
 
 
 class PdfUnavailable(RuntimeError):

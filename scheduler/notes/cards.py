@@ -11,7 +11,8 @@ Rules:
   not the card's earlier due day). A template problem fails that card alone (it stays open, and
   the problem names the file and line); the others print.
 - Customers without a postal address (no first line, or neither city nor postal code) still
-  get their card; the label sheet leaves them out and the run names them.
+  get their card; the label sheet leaves them out and the run names them. So too an address
+  of more lines than a label shows (LABEL_LINES): cut, it would lose its town or postcode.
 - Printed cards become `printed` with `printed_at` = `now`, and a history event. Nothing is
   marked when no PDF could be written (`PdfNotWritten`, naming `--out`), and a PDF written
   before the failure is removed.
@@ -32,7 +33,14 @@ from markupsafe import Markup
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from scheduler.config.settings import Settings
-from scheduler.notes.card_pdf import CardPage, PdfNotWritten, cards_html, labels_html, write_pdf
+from scheduler.notes.card_pdf import (
+    LABEL_LINES,
+    CardPage,
+    PdfNotWritten,
+    cards_html,
+    labels_html,
+    write_pdf,
+)
 from scheduler.notes.note_context import TouchRef, build_contexts
 from scheduler.notes.postal_address import PostalAddress, home_country, label_lines
 from scheduler.notes.render import NoteRenderer, TemplateProblem
@@ -63,6 +71,8 @@ class CardsReport:
     printed: list[tuple[int, str]] = field(default_factory=list)
     failed: list[CardProblem] = field(default_factory=list)
     without_address: list[str] = field(default_factory=list)
+    too_long: list[tuple[str, int]] = field(default_factory=list)
+    """Customers whose address has more lines than a label shows, with its count of lines."""
     expired: int = 0
     cards_pdf: Path | None = None
     labels_pdf: Path | None = None
@@ -109,7 +119,9 @@ def print_cards(
             continue
         report.printed.append((row.id, row.name))
         address = address_lines(row, home)
-        if address:
+        if len(address) > LABEL_LINES:
+            report.too_long.append((row.name, len(address)))
+        elif address:
             labels.append(address)
         else:
             report.without_address.append(row.name)
