@@ -233,6 +233,9 @@ def test_the_starter_templates_pass_the_check(owner: Workspace) -> None:
         "follow_up.j2: ok",
         "anniversary.j2: ok",
         "check_in.j2: ok",
+        "card.birthday.j2: ok",
+        "card.j2: ok",
+        "call.j2: ok",
     ]
 
 
@@ -285,8 +288,9 @@ def test_the_check_names_each_problem_with_file_and_line(owner: Workspace) -> No
         "check_in.j2: error: missing, and check_in notes are switched on: "
         "`appreciate templates add check_in` copies the starter"
     )
-    assert lines[9].startswith("birthday.gold.j2: warning: no note uses it")
-    assert len(lines) == 10
+    assert lines[9:12] == ["card.birthday.j2: ok", "card.j2: ok", "call.j2: ok"]
+    assert lines[12].startswith("birthday.gold.j2: warning: no note uses it")
+    assert len(lines) == 13
 
 
 def test_an_error_in_the_layout_is_reported_in_the_layout(owner: Workspace) -> None:
@@ -302,7 +306,40 @@ def test_an_error_in_the_layout_is_reported_in_the_layout(owner: Workspace) -> N
         lines[0]
         == f"_layout.j2:{line}: error: 'dict object' has no attribute 'owner' (writing birthday.j2)"
     )
-    assert len(lines) == 9
+    assert len(lines) == 12
+
+
+def test_the_check_writes_the_card_and_call_templates_too(owner: Workspace) -> None:
+    """`templates check` said nothing of card.*.j2 and call.*.j2: a typo there was found only
+    when `appreciate cards` left that card out. Now each is written as cards and calls write
+    them, for the kinds it serves, each problem with file and line; exit 1."""
+    folder = owner.folder / "templates"
+    (folder / "card.anniversary.j2").write_text(
+        "{% block inside %}\n<p>{{ customer.nick }}</p>\n{% endblock %}\n", encoding="utf-8"
+    )
+    (folder / "card.order_thanks.j2").write_text(
+        "{% block front %}Thanks{% endblock %}", encoding="utf-8"
+    )
+    (folder / "card.follow_up.j2").write_bytes(b"{% block inside %}caf\xe9{% endblock %}")
+    (folder / "call.j2").write_text(
+        "{% block script %}\n\nSay {% if %}hi{% endblock %}", encoding="utf-8"
+    )
+    (folder / "call.review_thanks.j2").mkdir()
+    code, lines = check(owner)
+    assert code == 1
+    assert lines[9:] == [
+        "card.anniversary.j2:2: error: 'dict object' has no attribute 'nick' "
+        "(card for anniversary)",
+        "card.birthday.j2: ok",
+        "card.follow_up.j2: error: UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe9 "
+        "in position 21: invalid continuation byte (card for follow_up)",
+        "card.order_thanks.j2: error: there is no {% block inside %}, or it is empty: "
+        "the card would not print",
+        "card.j2: ok",
+        "call.review_thanks.j2: error: not a file, so not a template",
+        "call.j2:3: error: Expected an expression, got 'end of statement block' "
+        "(call for birthday)",
+    ]
 
 
 def test_a_switched_off_kind_may_go_without_a_template(owner: Workspace) -> None:
@@ -311,7 +348,7 @@ def test_a_switched_off_kind_may_go_without_a_template(owner: Workspace) -> None
     (owner.folder / "templates" / "check_in.j2").unlink()
     code, lines = check(owner)
     assert code == 0
-    assert lines[-1] == "check_in.j2: warning: missing, and check_in notes are switched off"
+    assert lines[8] == "check_in.j2: warning: missing, and check_in notes are switched off"
 
 
 # templates check against the store's attributes ------------------------------------------
@@ -358,7 +395,7 @@ def test_an_attribute_some_customers_lack_is_a_warning_naming_a_few(owner: Works
         "their birthday notes will fail; write `{% if customer.attributes.dentist is defined %}`"
     )
     assert lines[1] == "birthday.vip.j2: ok"  # its own message block does without
-    assert len(lines) == 9
+    assert len(lines) == 12  # nine notes, two cards and a call
 
 
 def test_an_attribute_no_customer_has_is_an_error(owner: Workspace) -> None:

@@ -152,6 +152,7 @@ def templates_check(ctx: typer.Context) -> None:
     """Write every note template against sample data and report each problem with file and
     line: syntax, unknown names, a missing subject or text, a subject too long, and customer
     attributes that no customer in the store has (an error) or that some lack (a warning).
+    Cards' and calls' templates (card.j2, card.KIND.j2, call.j2...) are written too.
 
     Exits 1 when any template has an error.
     """

@@ -19,6 +19,12 @@ Rules:
   `KIND.j2` for a kind that is switched off, a `.j2` file no note uses (files starting with `_`
   are shared parts, such as the layout, and are checked through the notes that use them; those
   starting with `card.` or `call.` write cards and calls).
+- Cards' and calls' templates (`card.j2`, `card.KIND.j2`, `call.j2`, `call.KIND.j2`) are
+  written as `appreciate cards` and `calls` write them, from the sample contexts of each kind
+  they serve (`card.j2`: the kinds without their own), customer attributes being those the
+  store holds. Errors: any problem writing them, a card without a `{% block inside %}` (that
+  card would not print), a file of that name that is not a file. Warnings: a call without a
+  `{% block script %}` (nothing to say on the list), `card.X.j2` for X no kind.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from scheduler.vocabulary import OCCASION_KINDS, OccasionKind
 
 CHANNEL_TEMPLATES = ("card.", "call.")
 """Cards' and calls' templates (`card.KIND.j2`, `call.j2`...): not notes, so not "unused"."""
+CHANNEL_BLOCKS = {"card": ("front", "inside"), "call": ("script",)}
+"""The blocks a card's and a call's template are written for; the last must say something."""
 SUBJECT_WARN = 78
 SUBJECT_MAX = 200
 Level = Literal["ok", "warning", "error"]
@@ -88,6 +96,7 @@ def check_templates(
             used.add(variant)
             if (directory / variant).is_file():
                 findings += _check(renderer, kind, tier, variant, settings, census)
+    findings += _channel_findings(renderer, settings, census)
     for path in sorted(directory.glob("*.j2")):
         if (
             path.name not in used
@@ -103,6 +112,64 @@ def check_templates(
                 )
             )
     return findings
+
+
+def _channel_findings(
+    renderer: NoteRenderer, settings: Settings, census: AttributeCensus | None
+) -> list[Finding]:
+    """The findings for each card and call template present (see the module's rules)."""
+    directory = renderer.directory
+    findings: list[Finding] = []
+    for channel in CHANNEL_BLOCKS:
+        for path in [*sorted(directory.glob(f"{channel}.*.j2")), directory / f"{channel}.j2"]:
+            if not (path.exists() or path.is_symlink()):
+                continue
+            name = path.name
+            middle = name[len(channel) + 1 : -len(".j2")]
+            kinds = [kind for kind in OCCASION_KINDS if kind == middle]
+            if not middle:
+                kinds = [
+                    kind
+                    for kind in OCCASION_KINDS
+                    if not (directory / f"{channel}.{kind}.j2").is_file()
+                ]
+            if not path.is_file():
+                findings.append(Finding(name, "error", "not a file, so not a template"))
+            elif not kinds and middle:
+                message = f"no kind is {middle}: kinds are {', '.join(OCCASION_KINDS)}"
+                findings.append(Finding(name, "warning", message))
+            else:
+                findings.append(_channel_finding(renderer, name, kinds, channel, settings, census))
+    return findings
+
+
+def _channel_finding(
+    renderer: NoteRenderer,
+    name: str,
+    kinds: list[OccasionKind],
+    channel: str,
+    settings: Settings,
+    census: AttributeCensus | None,
+) -> Finding:
+    """The first problem writing `name` for `kinds`, else ok."""
+    wanted = CHANNEL_BLOCKS[channel]
+    attributes = sorted(census.names) if census is not None else None
+    for kind in kinds:
+        for sparse in (False, True):
+            context = sample_context(kind, settings, sparse=sparse, attributes=attributes)
+            try:
+                blocks = renderer.render_blocks(name, context, wanted, html=channel == "card")
+            except TemplateProblem as problem:
+                message = f"{problem.message} ({channel} for {kind}"
+                message += ", for a customer with few details on record)" if sparse else ")"
+                return Finding(name, "error", message, problem.file, problem.line)
+            block = wanted[-1]
+            if not blocks.get(block, "").strip():
+                level: Level = "error" if block == "inside" else "warning"
+                effect = "the card would not print" if level == "error" else "nothing to say"
+                message = f"there is no {{% block {block} %}}, or it is empty: {effect}"
+                return Finding(name, level, message)
+    return Finding(name, "ok")
 
 
 def _check(
