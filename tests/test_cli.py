@@ -310,6 +310,30 @@ def test_templates_that_cannot_be_written_are_a_clean_error(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr
 
 
+def test_a_folder_where_a_template_goes_is_named_not_kept(tmp_path: Path) -> None:
+    """A folder named review_thanks.j2 was reported "kept as it is" while `templates check`
+    called the template missing and every review note failed; now `templates add` names it
+    and copies nothing, and adds the starter once it is moved away."""
+    assert run_cli("init", tmp_path).exit_code == 0
+    config = tmp_path / "appreciate.toml"
+    templates = tmp_path / "templates"
+    (templates / "review_thanks.j2").unlink()
+    (templates / "card.j2").unlink()
+    (templates / "review_thanks.j2").mkdir()
+    result = run_cli("--config", config, "templates", "add")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: {templates / 'review_thanks.j2'} is not a file: move it away and run "
+        "`appreciate templates add` again (nothing was added)\n"
+    )
+    assert not (templates / "card.j2").exists()
+    (templates / "review_thanks.j2").rmdir()
+    result = run_cli("--config", config, "templates", "add", "--format", "csv")
+    assert result.exit_code == 0
+    assert "review_thanks.j2,added" in result.stdout
+    assert (templates / "review_thanks.j2").is_file()
+
+
 def test_commands_refuse_an_unmigrated_store(workspace: Workspace, tmp_path: Path) -> None:
     csv_file = tmp_path / "c.csv"
     csv_file.write_text("id,name\nC-1,Ann\n", encoding="utf-8")

@@ -66,12 +66,18 @@ def add_starter_templates(
 ) -> tuple[list[str], list[str]]:
     """Copy into `target` the starter templates it lacks (all, or those `names` gives: a file
     name, or a name without `.j2` such as `review_thanks`); a file already there is never
-    changed. Returns (added, kept). An unknown name raises AppreciateError listing the
-    starters, before anything is copied."""
+    changed. Returns (added, kept). An unknown name, or one that is there but not a file (a
+    folder), raises AppreciateError naming it, before anything is copied."""
     starters = starter_templates()
     wanted = starters if not names else [_starter_name(name, starters) for name in names]
     if target.exists() and not target.is_dir():
         raise AppreciateError(f"{printable(str(target))} is not a folder: templates go in one")
+    for name in wanted:
+        if (target / name).exists() and not (target / name).is_file():
+            raise AppreciateError(
+                f"{printable(str(target / name))} is not a file: move it away and run "
+                "`appreciate templates add` again (nothing was added)"
+            )
     source = bundled_path("templates")
     added: list[str] = []
     kept: list[str] = []
