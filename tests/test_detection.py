@@ -545,3 +545,51 @@ def test_a_rule_that_cannot_compute_one_rows_occasion_skips_that_row_alone(
     assert [str(row) for row in report.skipped] == [
         "customers C-2: its occasion cannot be computed (OverflowError: date value out of range)"
     ]
+
+
+# Amounts that are no amount --------------------------------------------------------------
+
+
+def set_amount(engine: Engine, external_id: str, amount: object) -> None:
+    """What the business's own application may write: on SQLite any REAL (1e300, infinity) or
+    even text; on PostgreSQL NUMERIC(14, 2) holds 'NaN' (which passes `amount >= 0`)."""
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE orders SET amount = :amount WHERE external_id = :id"),
+            {"amount": amount, "id": external_id},
+        )
+
+
+def test_orders_whose_amount_is_no_amount_are_skipped_and_detection_goes_on(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    odd = add_customer(engine, "C-odd")
+    fine = add_customer(engine, "C-fine")
+    wrong: dict[str, object] = {"A-nan": "NaN"}
+    if engine.dialect.name == "sqlite":
+        wrong |= {"A-huge": 1e300, "A-inf": float("inf")}
+    with engine.begin() as connection:
+        for minutes, order in enumerate(wrong):
+            add_order_on(connection, order, odd, NOW - timedelta(minutes=50 - minutes))
+        add_order_on(connection, "A-odd-ok", odd, NOW - timedelta(minutes=30))  # near the odd
+        add_order_on(connection, "A-fine", fine, NOW - timedelta(minutes=30))
+    for order, amount in wrong.items():
+        set_amount(engine, order, amount)
+    with caplog.at_level(logging.WARNING, logger="appreciate.detect"):
+        report = detect(engine, SETTINGS, NOW)
+    skipped = sorted(str(row) for row in report.skipped)
+    assert [row.split(":")[0] for row in skipped] == [f"orders {order}" for order in sorted(wrong)]
+    assert all("is not an amount from 0 to 999999999999.99" in row for row in skipped)
+    assert "orders A-nan: amount NaN is not an amount from 0 to 999999999999.99" in skipped
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        f"detection skipped {row}" for row in skipped
+    ]
+    assert {(who, key) for who, key, *_ in notes(engine)} == {
+        (odd, "order:A-odd-ok"),
+        (fine, "order:A-fine"),
+    }
+    # the follow-ups two weeks later read the same orders by their time: no second warning
+    for day in range(1, 16):
+        assert detect(engine, SETTINGS, NOW + timedelta(days=day)).skipped == []
+    assert {key for _, key, *_ in notes(engine)} >= {"follow_up:A-odd-ok", "follow_up:A-fine"}

@@ -594,8 +594,8 @@ def detect(
         )
     if report.skipped:
         out.print(
-            f"{len(report.skipped)} rows were skipped (a date outside 1900-2200, or an occasion "
-            "that cannot be computed): see the warnings.",
+            f"{len(report.skipped)} rows were skipped (a date outside 1900-2200, an amount that "
+            "is none, or an occasion that cannot be computed): see the warnings.",
             markup=False,
         )
 

@@ -6,7 +6,10 @@
   converted. Writing a naive datetime is a bug and raises.
 - `Money`: `Decimal` with two places. PostgreSQL stores `NUMERIC(14, 2)`; SQLite stores a REAL
   (so its own SQL can sum and compare), read back rounded to cents, which is exact for amounts
-  below a hundred billion.
+  below a hundred billion. What another application wrote that cannot be read in cents
+  (SQLite: 1e300, infinity, text; PostgreSQL: 'NaN') reads as None, never an error; readers
+  that need an amount leave out rows whose amount is not from 0 to LARGEST_AMOUNT in SQL
+  (`store.calendar_edges.plausible`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 from scheduler.store.utc_text import as_utc, aware_utc, aware_utc_or_none, sqlite_utc_text
 
-__all__ = ["CENT", "Money", "UtcDateTime", "aware_utc", "aware_utc_or_none"]
+__all__ = ["CENT", "LARGEST_AMOUNT", "Money", "UtcDateTime", "aware_utc", "aware_utc_or_none"]
 
 CENT = Decimal("0.01")
+LARGEST_AMOUNT = Decimal("999999999999.99")
+"""The largest amount NUMERIC(14, 2) holds (and the importer takes)."""
 
 
 class _SQLiteIsoText(UserDefinedType[str]):
@@ -92,6 +97,11 @@ class Money(TypeDecorator[Decimal]):
         return float(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
+        """Cents; None for a stored value that is no amount (see the module's docstring)."""
+        if value is None or isinstance(value, bytes):
             return None
-        return Decimal(repr(value) if isinstance(value, float) else value).quantize(CENT)
+        try:
+            amount = Decimal(repr(value) if isinstance(value, float) else value)
+            return amount.quantize(CENT) if amount.is_finite() else None
+        except (ArithmeticError, ValueError, TypeError):
+            return None  # text that is no number, or too many digits to hold in cents
