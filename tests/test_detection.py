@@ -3,6 +3,7 @@ watermarks, superseded thanks, and the daily queries' indexes."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,7 @@ from scheduler.store.occasion_queries import (
     placed_between_query,
 )
 from scheduler.store.schema import upgrade
-from tests.conftest import adas_bakery
+from tests.conftest import CONFIG_TEMPLATE, adas_bakery, run_cli
 
 customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
@@ -593,3 +594,38 @@ def test_orders_whose_amount_is_no_amount_are_skipped_and_detection_goes_on(
     for day in range(1, 16):
         assert detect(engine, SETTINGS, NOW + timedelta(days=day)).skipped == []
     assert {key for _, key, *_ in notes(engine)} >= {"follow_up:A-odd-ok", "follow_up:A-fine"}
+
+
+def test_a_year_of_birth_written_as_text_counts_as_unknown(tmp_path: Path) -> None:
+    """SQLite keeps text in an integer column: an application writing '' (or 'n/a') for an
+    unknown year stopped detection and every note to that customer."""
+    config = tmp_path / "appreciate.toml"
+    config.write_text(CONFIG_TEMPLATE.format(url=f"sqlite:///{tmp_path / 'store.db'}"))
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        upgrade(engine)
+        detect(engine, SETTINGS, NOW - timedelta(hours=1))
+        blank = add_customer(engine, "C-blank", birth_month=6, birth_day=15)
+        words = add_customer(engine, "C-words", birth_month=6, birth_day=15)
+        with engine.begin() as connection:
+            for who, year in ((blank, ""), (words, "n/a")):
+                connection.execute(
+                    text("UPDATE customers SET birth_year = :year WHERE id = :id"),
+                    {"year": year, "id": who},
+                )
+    finally:
+        engine.dispose()
+    found = run_cli("--config", config, "detect", "--now", NOW.isoformat(), "--format", "json")
+    assert found.exit_code == 0, found.stderr
+    assert "Traceback" not in found.stderr
+    assert run_cli("--config", config, "templates", "add").exit_code == 0
+    shown = run_cli("--config", config, "preview", "birthday", "--customer", "C-blank")
+    assert shown.exit_code == 0, shown.stderr
+    assert "Happy birthday" in shown.stdout
+    listed = run_cli("--config", config, "plan", "--now", NOW.isoformat(), "--format", "json")
+    assert listed.exit_code == 0, listed.stderr
+    planned = json.loads(listed.stdout)["notes"]
+    assert sorted((n["customer"], n["occasion"], n["status"]) for n in planned) == [
+        ("C-blank", "birthday:2027", "pending"),
+        ("C-words", "birthday:2027", "pending"),
+    ]

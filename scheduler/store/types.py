@@ -4,6 +4,8 @@
   stores UTC as ISO text, `2027-03-01 09:00:00.000000` (the format SQLAlchemy itself uses);
   text without an offset is read as UTC, text with one (written by another application) is
   converted. Writing a naive datetime is a bug and raises.
+- `Year`: a SMALLINT year of birth; what SQLite holds there that is no integer (text another
+  application wrote: `''` or `'n/a'` for an unknown year) reads as None, not as text.
 - `Money`: `Decimal` with two places. PostgreSQL stores `NUMERIC(14, 2)`; SQLite stores a REAL
   (so its own SQL can sum and compare), read back rounded to cents, which is exact for amounts
   below a hundred billion. What another application wrote that cannot be read in cents
@@ -19,12 +21,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Float, Numeric
+from sqlalchemy import DateTime, Dialect, Float, Numeric, SmallInteger
 from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 from scheduler.store.utc_text import as_utc, aware_utc, aware_utc_or_none, sqlite_utc_text
 
-__all__ = ["CENT", "LARGEST_AMOUNT", "Money", "UtcDateTime", "aware_utc", "aware_utc_or_none"]
+__all__ = [
+    "CENT",
+    "LARGEST_AMOUNT",
+    "Money",
+    "UtcDateTime",
+    "Year",
+    "aware_utc",
+    "aware_utc_or_none",
+]
 
 CENT = Decimal("0.01")
 LARGEST_AMOUNT = Decimal("999999999999.99")
@@ -68,6 +78,16 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return aware_utc_or_none(value)
+
+
+class Year(TypeDecorator[int]):
+    """A year of birth: an integer, or None (see the module's docstring)."""
+
+    impl = SmallInteger
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _float_or_none(value: Decimal | None) -> float | None:
