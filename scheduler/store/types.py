@@ -6,6 +6,9 @@
   converted. Writing a naive datetime is a bug and raises.
 - `Year`: a SMALLINT year of birth; what SQLite holds there that is no integer (text another
   application wrote: `''` or `'n/a'` for an unknown year) reads as None, not as text.
+- `Attributes`: a customer's own facts, a JSON object. What another application stored there
+  that is no JSON object (a list, a string, or on SQLite text that is no JSON) reads as `{}`,
+  as `store.attributes` counts it, never as an error.
 - `Money`: `Decimal` with two places. PostgreSQL stores `NUMERIC(14, 2)`; SQLite stores a REAL
   (so its own SQL can sum and compare), read back rounded to cents, which is exact for amounts
   below a hundred billion. What another application wrote that cannot be read in cents
@@ -21,7 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Float, Numeric, SmallInteger
+from sqlalchemy import JSON, DateTime, Dialect, Float, Numeric, SmallInteger
 from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 from scheduler.store.utc_text import as_utc, aware_utc, aware_utc_or_none, sqlite_utc_text
@@ -29,6 +32,7 @@ from scheduler.store.utc_text import as_utc, aware_utc, aware_utc_or_none, sqlit
 __all__ = [
     "CENT",
     "LARGEST_AMOUNT",
+    "Attributes",
     "Money",
     "UtcDateTime",
     "Year",
@@ -78,6 +82,25 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return aware_utc_or_none(value)
+
+
+class Attributes(TypeDecorator[dict[str, Any]]):
+    """A JSON object (see the module's docstring)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
+        decode = dialect.type_descriptor(JSON()).result_processor(dialect, coltype)
+
+        def process(value: Any) -> dict[str, Any]:
+            try:
+                found = decode(value) if decode else value
+            except ValueError:  # text that is no JSON (json.JSONDecodeError)
+                return {}
+            return found if isinstance(found, dict) else {}
+
+        return process
 
 
 class Year(TypeDecorator[int]):
