@@ -21,7 +21,7 @@ from scheduler.config.file import load_config
 from scheduler.progress import file_progress
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
-from tests.conftest import Workspace, run_cli
+from tests.conftest import CONFIG_TEMPLATE, Workspace, run_cli
 
 
 def _command_paths() -> Iterator[list[str]]:
@@ -90,6 +90,24 @@ def test_config_check_prints_every_problem(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert f'{path}:5: smtp.port: expected an integer, got "abc"' in result.stderr
     assert f"{path}:1: business.sender_name: required but missing" in result.stderr
+
+
+def test_config_check_refuses_a_database_other_than_sqlite_or_postgresql(tmp_path: Path) -> None:
+    """A MySQL URL, or one that is no URL, passed `config check` as ok (exit 0, a warning);
+    every command then refused it."""
+    path = tmp_path / "appreciate.toml"
+    path.write_text(CONFIG_TEMPLATE.format(url="mysql://ada@db.internal/shop"), encoding="utf-8")
+    result = run_cli("--config", path, "config", "check")
+    assert result.exit_code == 2
+    assert (
+        f"{path}:3: database.url: appreciate supports SQLite and PostgreSQL only "
+        "(e.g. sqlite:///appreciate.db or postgresql://user@host/database)"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
+    path.write_text(CONFIG_TEMPLATE.format(url="not a url"), encoding="utf-8")
+    result = run_cli("--config", path, "config", "check")
+    assert result.exit_code == 2
+    assert f"{path}:3: database.url: not a database URL" in result.stderr
 
 
 def test_config_check_accepts_a_good_config(migrated_workspace: Workspace) -> None:

@@ -284,3 +284,41 @@ def test_a_refused_login_pauses_until_the_owner_resumes(
     ]
     _, stdout, _ = cli(workspace, "log", "--format", "json")
     assert [(row["status"], row["attempts"]) for row in json.loads(stdout)] == [("sent", 1)] * 2
+
+
+def test_attributes_that_are_no_json_object_count_as_none(
+    shop: tuple[Workspace, list[int]], tmp_path: Path
+) -> None:
+    """The business's own application may store a list, a string or (SQLite) text that is no
+    JSON in `customers.attributes`: `send` stopped with a traceback and left every note of the
+    batch claimed, `preview` and `import customers` failed on that customer."""
+    workspace, _ = shop
+    engine = create_store_engine(workspace.database_url)
+    wrong = ["[1, 2]", '"VIP"'] + (["{not json"] if engine.dialect.name == "sqlite" else [])
+    try:
+        for number, value in enumerate(wrong, start=3):
+            add_due(engine, f"C-{number}", email=f"c{number}@example.com")
+            with engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "UPDATE customers SET attributes = "
+                    + ("?" if engine.dialect.name == "sqlite" else "%s::json")
+                    + f" WHERE external_id = 'C-{number}'",
+                    (value,),
+                )
+    finally:
+        engine.dispose()
+    recorder = Recorder()
+    with running(recorder) as port:
+        point_at(workspace, port)
+        code, stdout, stderr = cli(workspace, "send", "--now", NOW, "--format", "json")
+    assert (code, stderr) == (0, "")
+    assert json.loads(stdout) == {"outcomes": {"sent": 2 + len(wrong)}, "paused": None}
+    code, shown, _ = cli(workspace, "preview", "birthday", "--customer", "C-3", "--now", NOW)
+    assert code == 0
+    assert "Happy birthday" in shown
+    update = tmp_path / "customers.csv"
+    update.write_text("id,name,email,pet_name\nC-3,C-3,c3@example.com,Biscuit\n")
+    code, _, stderr = cli(workspace, "import", "customers", str(update))
+    assert code == 0, stderr
+    code, shown, _ = cli(workspace, "preview", "birthday", "--customer", "C-3", "--now", NOW)
+    assert code == 0

@@ -3,6 +3,7 @@ watermarks, superseded thanks, and the daily queries' indexes."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,7 @@ from scheduler.store.occasion_queries import (
     placed_between_query,
 )
 from scheduler.store.schema import upgrade
-from tests.conftest import adas_bakery
+from tests.conftest import CONFIG_TEMPLATE, adas_bakery, run_cli
 
 customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
@@ -544,4 +545,87 @@ def test_a_rule_that_cannot_compute_one_rows_occasion_skips_that_row_alone(
     assert [occasion.customer_id for occasion in found] == [1]
     assert [str(row) for row in report.skipped] == [
         "customers C-2: its occasion cannot be computed (OverflowError: date value out of range)"
+    ]
+
+
+# Amounts that are no amount --------------------------------------------------------------
+
+
+def set_amount(engine: Engine, external_id: str, amount: object) -> None:
+    """What the business's own application may write: on SQLite any REAL (1e300, infinity) or
+    even text; on PostgreSQL NUMERIC(14, 2) holds 'NaN' (which passes `amount >= 0`)."""
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE orders SET amount = :amount WHERE external_id = :id"),
+            {"amount": amount, "id": external_id},
+        )
+
+
+def test_orders_whose_amount_is_no_amount_are_skipped_and_detection_goes_on(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    detect(engine, SETTINGS, NOW - timedelta(hours=1))
+    odd = add_customer(engine, "C-odd")
+    fine = add_customer(engine, "C-fine")
+    wrong: dict[str, object] = {"A-nan": "NaN"}
+    if engine.dialect.name == "sqlite":
+        wrong |= {"A-huge": 1e300, "A-inf": float("inf")}
+    with engine.begin() as connection:
+        for minutes, order in enumerate(wrong):
+            add_order_on(connection, order, odd, NOW - timedelta(minutes=50 - minutes))
+        add_order_on(connection, "A-odd-ok", odd, NOW - timedelta(minutes=30))  # near the odd
+        add_order_on(connection, "A-fine", fine, NOW - timedelta(minutes=30))
+    for order, amount in wrong.items():
+        set_amount(engine, order, amount)
+    with caplog.at_level(logging.WARNING, logger="appreciate.detect"):
+        report = detect(engine, SETTINGS, NOW)
+    skipped = sorted(str(row) for row in report.skipped)
+    assert [row.split(":")[0] for row in skipped] == [f"orders {order}" for order in sorted(wrong)]
+    assert all("is not an amount from 0 to 999999999999.99" in row for row in skipped)
+    assert "orders A-nan: amount NaN is not an amount from 0 to 999999999999.99" in skipped
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        f"detection skipped {row}" for row in skipped
+    ]
+    assert {(who, key) for who, key, *_ in notes(engine)} == {
+        (odd, "order:A-odd-ok"),
+        (fine, "order:A-fine"),
+    }
+    # the follow-ups two weeks later read the same orders by their time: no second warning
+    for day in range(1, 16):
+        assert detect(engine, SETTINGS, NOW + timedelta(days=day)).skipped == []
+    assert {key for _, key, *_ in notes(engine)} >= {"follow_up:A-odd-ok", "follow_up:A-fine"}
+
+
+def test_a_year_of_birth_written_as_text_counts_as_unknown(tmp_path: Path) -> None:
+    """SQLite keeps text in an integer column: an application writing '' (or 'n/a') for an
+    unknown year stopped detection and every note to that customer."""
+    config = tmp_path / "appreciate.toml"
+    config.write_text(CONFIG_TEMPLATE.format(url=f"sqlite:///{tmp_path / 'store.db'}"))
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        upgrade(engine)
+        detect(engine, SETTINGS, NOW - timedelta(hours=1))
+        blank = add_customer(engine, "C-blank", birth_month=6, birth_day=15)
+        words = add_customer(engine, "C-words", birth_month=6, birth_day=15)
+        with engine.begin() as connection:
+            for who, year in ((blank, ""), (words, "n/a")):
+                connection.execute(
+                    text("UPDATE customers SET birth_year = :year WHERE id = :id"),
+                    {"year": year, "id": who},
+                )
+    finally:
+        engine.dispose()
+    found = run_cli("--config", config, "detect", "--now", NOW.isoformat(), "--format", "json")
+    assert found.exit_code == 0, found.stderr
+    assert "Traceback" not in found.stderr
+    assert run_cli("--config", config, "templates", "add").exit_code == 0
+    shown = run_cli("--config", config, "preview", "birthday", "--customer", "C-blank")
+    assert shown.exit_code == 0, shown.stderr
+    assert "Happy birthday" in shown.stdout
+    listed = run_cli("--config", config, "plan", "--now", NOW.isoformat(), "--format", "json")
+    assert listed.exit_code == 0, listed.stderr
+    planned = json.loads(listed.stdout)["notes"]
+    assert sorted((n["customer"], n["occasion"], n["status"]) for n in planned) == [
+        ("C-blank", "birthday:2027", "pending"),
+        ("C-words", "birthday:2027", "pending"),
     ]

@@ -122,6 +122,14 @@ def test_an_amount_may_not_be_negative_however_it_is_written() -> None:
             euros.amount("amount", text)
 
 
+def test_a_minus_zero_is_zero_not_a_negative_amount() -> None:
+    euros = amount_format("de_DE", "EUR")
+    for text in ("-0", "-0,00", "-0,00 €", "€-0,00", "\u22120,00"):
+        read = euros.amount("amount", text)
+        assert (read, str(read)) == (Decimal(0), "0.00" if "," in text else "0")
+    assert str(amount_format("en_US", "").margin("margin", "-0.00")) == "0.00"
+
+
 def test_orders_are_read_with_the_configs_locale_and_currency(
     migrated_workspace: Workspace, tmp_path: Path
 ) -> None:

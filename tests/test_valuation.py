@@ -18,7 +18,7 @@ from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
 from scheduler.store.schema import upgrade
 from tests.conftest import Workspace, adas_bakery, run_cli
-from tests.test_detection import add_customer, add_order
+from tests.test_detection import add_customer, add_order, set_amount
 
 customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
@@ -274,3 +274,34 @@ def test_orders_dated_at_the_calendars_edges_are_left_out_and_said(engine: Engin
     assert result.values.historical.tolist() == [5.0]
     assert result.warning is not None
     assert result.warning.startswith("2 orders were left out")
+
+
+def test_orders_whose_amount_is_no_amount_are_left_out_and_said(
+    migrated_workspace: Workspace,
+) -> None:
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        ann, bob = add_customer(engine, "C-ann"), add_customer(engine, "C-bob")
+        add_order(engine, "O-1", ann, datetime(2027, 6, 1, 12, tzinfo=UTC), amount=Decimal("10"))
+        wrong = ["NaN"] if engine.dialect.name == "postgresql" else ["NaN", 1e300, float("inf")]
+        for number, amount in enumerate(wrong):
+            add_order(engine, f"W-{number}", bob, datetime(2027, 6, 2, 12, tzinfo=UTC))
+            set_amount(engine, f"W-{number}", amount)
+    finally:
+        engine.dispose()
+    config = migrated_workspace.path
+    refreshed = run_cli("--config", config, "ltv", "refresh", "--now", "2027-06-16T12:00:00Z")
+    assert refreshed.exit_code == 0, refreshed.stderr
+    left_out = f"{len(wrong)} orders were left out"
+    assert left_out in refreshed.stdout + refreshed.stderr
+    assert "their amount is none or not from 0 to 999999999999.99" in (
+        refreshed.stdout + refreshed.stderr
+    )
+    shown = run_cli("--config", config, "ltv", "--format", "json")
+    assert shown.exit_code == 0, shown.stderr
+    rows = {row["customer_id"]: row for row in json.loads(shown.stdout)["customers"]}
+    assert rows["C-ann"]["historical"] == "10.00"
+    assert rows["C-bob"]["historical"] == "0.00"
+    planned = run_cli("--config", config, "plan", "--now", "2027-06-16T12:00:00Z")
+    assert planned.exit_code in (0, 1), planned.stderr
+    assert "Traceback" not in planned.stderr

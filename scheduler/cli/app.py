@@ -143,12 +143,15 @@ def config_check(ctx: typer.Context) -> None:
     to publish. Then warns about what works but should not stay so: the example's sender
     address, a login sent in the clear, a password file, key or store other users can read, a
     small DKIM key or one whose domain is not the sender's, and what the config needs from the
-    environment and cannot find."""
+    environment and cannot find. A database.url that is no URL, or names a database other than
+    SQLite or PostgreSQL, is an error."""
     from scheduler.config.advice import config_warnings
     from scheduler.notes.dkim_signing import DkimSigner
     from scheduler.store.db import display_url
 
     config = cli_state(ctx).config()
+    if not config.settings.database.url_env:
+        config.database_url()  # a URL written in the file (not one in the environment) or none
     signer = DkimSigner.configured(config, unreadable_ok=True)
     settings = config.settings
     out.print(f"{config.path}: ok")
@@ -594,8 +597,8 @@ def detect(
         )
     if report.skipped:
         out.print(
-            f"{len(report.skipped)} rows were skipped (a date outside 1900-2200, or an occasion "
-            "that cannot be computed): see the warnings.",
+            f"{len(report.skipped)} rows were skipped (a date outside 1900-2200, an amount that "
+            "is none, or an occasion that cannot be computed): see the warnings.",
             markup=False,
         )
 

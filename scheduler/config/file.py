@@ -225,8 +225,9 @@ def normalize_database_url(url: str, base_dir: Path | None = None) -> str:
     """Pick appreciate's drivers and anchor relative SQLite paths at `base_dir`.
 
     `postgresql://` means psycopg 3 (`postgresql+psycopg://`); `sqlite:///relative.db` is taken
-    relative to `base_dir` when one is given. Raises ValueError for a URL that is not one (its
-    message never repeats the URL, which may hold a password).
+    relative to `base_dir` when one is given. Raises ValueError for a URL that is not one, or
+    names another database (MySQL, ...) (its message never repeats the URL, which may hold a
+    password).
     """
     try:
         parsed = make_url(url)
@@ -234,6 +235,11 @@ def normalize_database_url(url: str, base_dir: Path | None = None) -> str:
         raise ValueError(
             "not a database URL (e.g. sqlite:///appreciate.db or postgresql://user@host/database)"
         ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(
+            "appreciate supports SQLite and PostgreSQL only (e.g. sqlite:///appreciate.db or "
+            "postgresql://user@host/database)"
+        )
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite" and parsed.database and base_dir is not None:

@@ -18,12 +18,13 @@ occasions: they get no touch at all.
 
 No row can stop detection. Rows whose dates lie outside 1900-2200 (placeholders such as
 9999-12-31, written before import bounded dates or by the business's own application; see
-`scheduler.store.calendar_edges`) are left out of what a run reads; the new orders, referrals
-and meetings among them are skipped with a warning naming the table, the row's own id and why,
-and counted in the report (`skipped`). A birth year outside that range counts as unknown, and
-such a customer_since or first meeting never falls due. Should a rule still fail on a row (its
-occasion cannot be computed), that row alone is skipped the same way; every other occasion is
-still recorded.
+`scheduler.store.calendar_edges`), and orders whose amount is none (1e300, infinity, text, or
+PostgreSQL's 'NaN', written by that application), are left out of what a run reads; the new
+orders, referrals and meetings among them are skipped with a warning naming the table, the
+row's own id and why, and counted in the report (`skipped`). A birth year outside that range
+counts as unknown, and such a customer_since or first meeting never falls due. Should a rule
+still fail on a row (its occasion cannot be computed), that row alone is skipped the same way;
+every other occasion is still recorded.
 """
 
 from __future__ import annotations
@@ -106,13 +107,14 @@ BEHIND_UTC, AHEAD_OF_UTC = timedelta(hours=12), timedelta(hours=14)
 """Local clocks run from UTC-12 to UTC+14: the UTC days of a span widened by these hold every
 zone's local days."""
 DATED = {
-    ORDERS: ((orders.c.placed_at, False), (orders.c.created_at, False)),
+    ORDERS: ((orders.c.placed_at, False), (orders.c.created_at, False), (orders.c.amount, False)),
     REFERRALS: ((referrals.c.referred_on, True), (referrals.c.created_at, False)),
     MEETINGS: ((meetings.c.met_at, False), (meetings.c.created_at, False)),
     REVIEWS: ((reviews.c.reviewed_at, False), (reviews.c.created_at, False)),
 }
-"""The dates detection reads from each event table, (column, may be NULL): a row with one
-outside 1900-2200 is skipped (see the module's docstring)."""
+"""The dates (and the amount) detection reads from each event table, (column, may be NULL): a
+row with a date outside 1900-2200, or an amount that is none, is skipped (see the module's
+docstring)."""
 TABLES = {ORDERS: orders, REFERRALS: referrals, MEETINGS: meetings, REVIEWS: reviews}
 COMPUTING_FAILED = (OverflowError, ValueError)
 """What a rule raises on a date it cannot compute with (past the calendar's end, say)."""
@@ -135,7 +137,8 @@ class DetectionReport:
     """New reviews not thanked: the customer's first review that day is (the same review
     from two sources, or two sites the same day)."""
     skipped: list[SkippedRow] = field(default_factory=list)
-    """Rows left out: a date outside 1900-2200, or an occasion that could not be computed."""
+    """Rows left out: a date outside 1900-2200, an amount that is none, or an occasion that
+    could not be computed."""
 
     def count(self, kind: OccasionKind, status: str) -> int:
         return self.recorded[(kind, status)]
@@ -429,7 +432,9 @@ class _Detector:
         shift = timedelta(days=settings.after_days)
         start = self.span.since - shift - timedelta(days=1)  # any zone's local day, widened
         end = self.span.now - shift + timedelta(days=1)
-        query = placed_between_query(start, end).where(plausible(orders.c.created_at))
+        query = placed_between_query(start, end).where(
+            plausible(orders.c.created_at), plausible(orders.c.amount)
+        )
         rows = self.connection.execute(query).all()
         facts = [self._order_fact(row) for row in rows]
         if not facts:
@@ -463,7 +468,8 @@ class _Detector:
         customer_ids = sorted({fact.customer_id for fact in facts})
         found: list[OrderFact] = []
         for part in chunked(customer_ids):
-            rows = self.connection.execute(neighbours_query(part, earliest, latest))
+            query = neighbours_query(part, earliest, latest).where(plausible(orders.c.amount))
+            rows = self.connection.execute(query)
             found += [
                 OrderFact(row.customer_id, row.external_id, row.placed_at, row.amount, UTC)
                 for row in rows

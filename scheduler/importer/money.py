@@ -17,8 +17,8 @@ the number: its code (`EUR 95.00`) or its symbol (`€95.00`, `95,00 €`). Rule
   a reason that says how to fix it.
 - Only the digits 0-9 (Python's `Decimal` would take Arabic-Indic or full-width ones).
 - A minus sign (`-` or U+2212) may stand before or after a leading currency sign (`-€5.00`,
-  `€-5.00`); negative amounts only where allowed (margins); at most two decimals; at most
-  12 digits before them (what fits NUMERIC(14, 2)).
+  `€-5.00`); negative amounts only where allowed (margins), but a minus zero (`-0.00`) is zero
+  everywhere; at most two decimals; at most 12 digits before them (what fits NUMERIC(14, 2)).
 """
 
 from __future__ import annotations
@@ -69,11 +69,12 @@ class AmountFormat:
         return self._written(column, text, False)
 
     def margin(self, column: str, text: str) -> Decimal:
-        """Money that may be negative (a sale at a loss)."""
+        """Money that may be negative (a sale at a loss); a minus zero is zero."""
         if self.plain.fullmatch(text):
-            return (
+            value = (
                 Decimal(text) if self.decimal == "." else Decimal(text.replace(self.decimal, "."))
             )
+            return abs(value) if value.is_zero() else value
         return self._written(column, text, True)
 
     def _written(self, column: str, text: str, allow_negative: bool) -> Decimal:
@@ -88,7 +89,9 @@ class AmountFormat:
         if sign:
             self._check_sign(column, text, sign)
         number = self._number(column, text, match["number"])
-        if match["m1"] or match["m2"]:
+        if (match["m1"] or match["m2"]) and number.strip("0.") == "":
+            pass  # "-0.00" (a rounded refund, a spreadsheet's minus zero) is zero, not negative
+        elif match["m1"] or match["m2"]:
             if not allow_negative:
                 raise FieldError(column, f"{quoted(text)} is negative")
             number = "-" + number

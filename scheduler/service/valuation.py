@@ -79,7 +79,8 @@ class Valuation:
             return None
         return (
             f"{self.unreadable_orders:,} orders were left out: their placed_at is not a time "
-            "appreciate can read (or lies outside 1900-2200), or they have no amount"
+            "appreciate can read (or lies outside 1900-2200), or their amount is none or not "
+            "from 0 to 999999999999.99"
         )
 
 

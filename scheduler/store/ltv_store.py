@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Connection, Float, cast, func, select
+from sqlalchemy import Column, Connection, Float, case, cast, func, select
 
 from scheduler.ltv.value import LifetimeValues
 from scheduler.progress import StageProgress
 from scheduler.store.bulk import BulkWriter
 from scheduler.store.models import metadata
+from scheduler.store.types import LARGEST_AMOUNT
 
 orders = metadata.tables["orders"]
 referrals = metadata.tables["referrals"]
@@ -47,7 +48,8 @@ class OrderArrays:
     margin: NDArray[np.float64]
     unreadable: int = 0
     """Orders left out: a placed_at the database cannot read as a time (written by another
-    application in a format of its own) or outside 1900-2200, or no amount."""
+    application in a format of its own) or outside 1900-2200, or an amount that is none or
+    not from 0 to LARGEST_AMOUNT (1e300 or infinity written by that application)."""
 
 
 def read_orders(connection: Connection, progress: StageProgress | None = None) -> OrderArrays:
@@ -58,8 +60,8 @@ def read_orders(connection: Connection, progress: StageProgress | None = None) -
     statement = select(
         orders.c.customer_id,
         _epoch_seconds(connection),
-        cast(orders.c.amount, Float),
-        cast(orders.c.margin, Float),
+        _number(connection, orders.c.amount),
+        _number(connection, orders.c.margin),
     )
     for rows in _chunks(connection, statement):
         block = np.array(rows, dtype=np.float64)  # None (no margin) becomes NaN
@@ -70,7 +72,13 @@ def read_orders(connection: Connection, progress: StageProgress | None = None) -
         if progress:
             progress(READING, filled, max(total, filled))
     table = table[:filled]
-    readable = (table[:, 1] >= EARLIEST) & (table[:, 1] <= LATEST) & np.isfinite(table[:, 2])
+    amount = table[:, 2]
+    readable = (
+        (table[:, 1] >= EARLIEST)
+        & (table[:, 1] <= LATEST)
+        & (amount >= 0)  # NaN (no amount) compares false
+        & (amount <= float(LARGEST_AMOUNT))
+    )
     if not readable.all():
         table = table[readable]
     return OrderArrays(
@@ -80,6 +88,15 @@ def read_orders(connection: Connection, progress: StageProgress | None = None) -
         margin=np.ascontiguousarray(table[:, 3]),
         unreadable=int(filled - table.shape[0]),
     )
+
+
+def _number(connection: Connection, column: Column[Any]) -> Any:
+    """`column` as a float; on SQLite, text another application wrote there (`'NaN'`) is
+    NULL, not the 0.0 SQLite's CAST makes of it."""
+    if connection.dialect.name == "sqlite":
+        numeric = func.typeof(column).in_(("real", "integer"))
+        return case((numeric, cast(column, Float)), else_=None)
+    return cast(column, Float)
 
 
 def _epoch_seconds(connection: Connection) -> Any:

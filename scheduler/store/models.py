@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from scheduler.store.types import Money, UtcDateTime
+from scheduler.store.types import Attributes, Money, UtcDateTime, Year
 
 EXTERNAL_ID_LENGTH = 128
 POSTAL_LENGTHS = {
@@ -91,7 +91,7 @@ class Customer(SQLModel, table=True):
     external_id: str = Field(max_length=EXTERNAL_ID_LENGTH, unique=True, index=False)
     name: str = Field(sa_type=Text)
     email: str | None = Field(default=None, max_length=320)
-    birth_year: int | None = Field(default=None, sa_type=SmallInteger)
+    birth_year: int | None = Field(default=None, sa_type=Year)
     birth_month: int | None = Field(default=None, sa_type=SmallInteger)
     birth_day: int | None = Field(default=None, sa_type=SmallInteger)
     timezone: str | None = Field(default=None, max_length=64)
@@ -106,7 +106,7 @@ class Customer(SQLModel, table=True):
     customer_since: date | None = None
     opted_out_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     attributes: dict[str, str] = Field(
-        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+        default_factory=dict, sa_column=Column(Attributes, nullable=False, server_default="{}")
     )
     created_at: datetime | None = _created()
     updated_at: datetime | None = _created()

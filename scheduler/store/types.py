@@ -4,9 +4,17 @@
   stores UTC as ISO text, `2027-03-01 09:00:00.000000` (the format SQLAlchemy itself uses);
   text without an offset is read as UTC, text with one (written by another application) is
   converted. Writing a naive datetime is a bug and raises.
+- `Year`: a SMALLINT year of birth; what SQLite holds there that is no integer (text another
+  application wrote: `''` or `'n/a'` for an unknown year) reads as None, not as text.
+- `Attributes`: a customer's own facts, a JSON object. What another application stored there
+  that is no JSON object (a list, a string, or on SQLite text that is no JSON) reads as `{}`,
+  as `store.attributes` counts it, never as an error.
 - `Money`: `Decimal` with two places. PostgreSQL stores `NUMERIC(14, 2)`; SQLite stores a REAL
   (so its own SQL can sum and compare), read back rounded to cents, which is exact for amounts
-  below a hundred billion.
+  below a hundred billion. What another application wrote that cannot be read in cents
+  (SQLite: 1e300, infinity, text; PostgreSQL: 'NaN') reads as None, never an error; readers
+  that need an amount leave out rows whose amount is not from 0 to LARGEST_AMOUNT in SQL
+  (`store.calendar_edges.plausible`).
 """
 
 from __future__ import annotations
@@ -16,14 +24,25 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Float, Numeric
+from sqlalchemy import JSON, DateTime, Dialect, Float, Numeric, SmallInteger
 from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 from scheduler.store.utc_text import as_utc, aware_utc, aware_utc_or_none, sqlite_utc_text
 
-__all__ = ["CENT", "Money", "UtcDateTime", "aware_utc", "aware_utc_or_none"]
+__all__ = [
+    "CENT",
+    "LARGEST_AMOUNT",
+    "Attributes",
+    "Money",
+    "UtcDateTime",
+    "Year",
+    "aware_utc",
+    "aware_utc_or_none",
+]
 
 CENT = Decimal("0.01")
+LARGEST_AMOUNT = Decimal("999999999999.99")
+"""The largest amount NUMERIC(14, 2) holds (and the importer takes)."""
 
 
 class _SQLiteIsoText(UserDefinedType[str]):
@@ -65,6 +84,35 @@ class UtcDateTime(TypeDecorator[datetime]):
         return aware_utc_or_none(value)
 
 
+class Attributes(TypeDecorator[dict[str, Any]]):
+    """A JSON object (see the module's docstring)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
+        decode = dialect.type_descriptor(JSON()).result_processor(dialect, coltype)
+
+        def process(value: Any) -> dict[str, Any]:
+            try:
+                found = decode(value) if decode else value
+            except ValueError:  # text that is no JSON (json.JSONDecodeError)
+                return {}
+            return found if isinstance(found, dict) else {}
+
+        return process
+
+
+class Year(TypeDecorator[int]):
+    """A year of birth: an integer, or None (see the module's docstring)."""
+
+    impl = SmallInteger
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _float_or_none(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
@@ -92,6 +140,11 @@ class Money(TypeDecorator[Decimal]):
         return float(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
+        """Cents; None for a stored value that is no amount (see the module's docstring)."""
+        if value is None or isinstance(value, bytes):
             return None
-        return Decimal(repr(value) if isinstance(value, float) else value).quantize(CENT)
+        try:
+            amount = Decimal(repr(value) if isinstance(value, float) else value)
+            return amount.quantize(CENT) if amount.is_finite() else None
+        except (ArithmeticError, ValueError, TypeError):
+            return None  # text that is no number, or too many digits to hold in cents
