@@ -61,8 +61,9 @@ HEADERS = {
 }
 
 
-class SecurityHeaders:
-    """ASGI middleware: HEADERS on every answer (see the module's rules)."""
+class _HttpMiddleware:
+    """ASGI middleware that acts on HTTP requests only (`http`); others pass through as
+    they are (the lifespan's startup and shutdown)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -71,6 +72,16 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class SecurityHeaders(_HttpMiddleware):
+    """ASGI middleware: HEADERS on every answer (see the module's rules)."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -86,18 +97,12 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-class CaughtFailures:
+class CaughtFailures(_HttpMiddleware):
     """ASGI middleware: a request that fails unforeseen is answered with the 500 page and
     logged by kind and place (see the module's rules). Once the answer has begun it can only
     be cut short: the failure is logged the same way."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         begun = False
 
         async def watched(message: Message) -> None:
@@ -144,18 +149,15 @@ def _short(path: str) -> str:
     return "/".join(Path(path).parts[-2:])
 
 
-class BodyLimit:
+class BodyLimit(_HttpMiddleware):
     """ASGI middleware: a request body longer than `limit` bytes ends in a 413, however it
     arrives (with or without a declared length)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.limit = limit
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
 
         async def counted() -> Message:
