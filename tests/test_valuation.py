@@ -305,3 +305,38 @@ def test_orders_whose_amount_is_no_amount_are_left_out_and_said(
     planned = run_cli("--config", config, "plan", "--now", "2027-06-16T12:00:00Z")
     assert planned.exit_code in (0, 1), planned.stderr
     assert "Traceback" not in planned.stderr
+
+
+def test_a_value_beyond_what_the_store_holds_is_stored_as_the_largest_and_said(
+    migrated_workspace: Workspace,
+) -> None:
+    """Two orders of 600 billion each (amounts in cents written by another application, say)
+    sum to more than NUMERIC(14, 2) holds: the refresh still stores every score, the runaway
+    one at the largest amount, and says so instead of failing every night."""
+    engine = create_store_engine(migrated_workspace.database_url)
+    try:
+        ann, bob = add_customer(engine, "C-ann"), add_customer(engine, "C-bob")
+        add_order(engine, "O-1", ann, datetime(2027, 6, 1, 12, tzinfo=UTC), amount=Decimal("10"))
+        for number in range(2):
+            add_order(
+                engine,
+                f"B-{number}",
+                bob,
+                datetime(2027, 6, 2 + number, 12, tzinfo=UTC),
+                amount=Decimal("600000000000"),
+            )
+    finally:
+        engine.dispose()
+    config = migrated_workspace.path
+    refreshed = run_cli("--config", config, "ltv", "refresh", "--now", "2027-06-16T12:00:00Z")
+    assert refreshed.exit_code == 0, refreshed.stderr
+    said = refreshed.stdout + refreshed.stderr
+    # Ann's predicted part borrows from the shop's average spend, so hers runs away too.
+    assert "2 customers' lifetime values were more than 999999999999.99" in " ".join(said.split())
+    shown = run_cli("--config", config, "ltv", "--format", "json")
+    assert shown.exit_code == 0, shown.stderr
+    rows = {row["customer_id"]: row for row in json.loads(shown.stdout)["customers"]}
+    assert rows["C-ann"]["historical"] == "10.00"
+    assert rows["C-bob"]["historical"] == "999999999999.99"
+    assert rows["C-bob"]["total"] == "999999999999.99"
+    assert rows["C-bob"]["tier"] == "vip"

@@ -6,6 +6,7 @@ Rules:
 - A refresh reads in one transaction, computes outside any, then replaces every score in one
   short write transaction (SQLite's write lock is not held while the model is fitted).
 - Every customer gets a score, those without orders too (0, or what their referrals earned).
+- A score beyond what the store holds is stored as 999999999999.99 and the refresh warns.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from scheduler.progress import StageProgress
 from scheduler.store.db import write_transaction
 from scheduler.store.ltv_store import (
     OrderArrays,
+    beyond_store,
     read_customer_ids,
     read_orders,
     read_referrals,
@@ -156,4 +158,14 @@ def refresh_values(
     values = valuation.values
     with write_transaction(engine) as connection:
         run_id = save_values(connection, values, as_of=as_of, computed_at=now, progress=progress)
-    return Refreshed(run_id, as_of, values, valuation.warning())
+    warnings = [valuation.warning(), _capped_warning(beyond_store(values))]
+    return Refreshed(run_id, as_of, values, "; ".join(w for w in warnings if w) or None)
+
+
+def _capped_warning(capped: int) -> str | None:
+    if not capped:
+        return None
+    return (
+        f"{capped:,} customers' lifetime values were more than 999999999999.99 (what the store "
+        "holds) and were stored as that; look for orders with amounts far too large"
+    )

@@ -4,7 +4,9 @@ Orders are read in one pass through the driver's cursor (no ORM, no per-row type
 the database turns `placed_at` into epoch seconds and money into floats, so ten million orders
 become four arrays without a Python object per value surviving the chunk they came in.
 Scores replace the previous ones in one transaction: a reader sees the old scores or the new,
-never a mix.
+never a mix. A score beyond what a `Money` column holds (orders of hundreds of billions another
+application wrote, say) is stored as the nearest amount it holds, +-LARGEST_AMOUNT, and counted
+(`beyond_store`) so the refresh can say so; it never fails the refresh.
 """
 
 from __future__ import annotations
@@ -135,6 +137,17 @@ def read_customer_ids(connection: Connection) -> NDArray[np.int64]:
     return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
 
 
+def beyond_store(values: LifetimeValues) -> int:
+    """How many customers have a score (any of its parts) that `save_values` stores capped."""
+    parts = np.stack((values.historical, values.predicted, values.referral, values.total))
+    return int(np.count_nonzero((np.abs(parts) > float(LARGEST_AMOUNT)).any(axis=0)))
+
+
+def _storable(amounts: NDArray[np.float64]) -> list[float]:
+    largest = float(LARGEST_AMOUNT)
+    return np.clip(np.round(amounts, 2), -largest, largest).tolist()  # type: ignore[no-any-return]
+
+
 def save_values(
     connection: Connection,
     values: LifetimeValues,
@@ -171,10 +184,10 @@ def save_values(
         writer.insert(
             zip(
                 values.customer_id[part].tolist(),
-                np.round(values.historical[part], 2).tolist(),
-                np.round(values.predicted[part], 2).tolist(),
-                np.round(values.referral[part], 2).tolist(),
-                np.round(values.total[part], 2).tolist(),
+                _storable(values.historical[part]),
+                _storable(values.predicted[part]),
+                _storable(values.referral[part]),
+                _storable(values.total[part]),
                 alive,
                 tiers[part].tolist(),
                 strict=True,
