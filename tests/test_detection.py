@@ -629,3 +629,43 @@ def test_a_year_of_birth_written_as_text_counts_as_unknown(tmp_path: Path) -> No
         ("C-blank", "birthday:2027", "pending"),
         ("C-words", "birthday:2027", "pending"),
     ]
+
+
+def test_an_opt_out_time_written_as_no_time_still_counts_as_opted_out(tmp_path: Path) -> None:
+    """SQLite keeps any text in a timestamp column: an application writing 'yes' (or a date
+    that does not exist) into opted_out_at stopped detection and plan with a traceback. The
+    customer must still never be written to."""
+    config = tmp_path / "appreciate.toml"
+    config.write_text(CONFIG_TEMPLATE.format(url=f"sqlite:///{tmp_path / 'store.db'}"))
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        upgrade(engine)
+        detect(engine, SETTINGS, NOW - timedelta(hours=1))
+        add_customer(engine, "C-fine", birth_month=6, birth_day=15)
+        said_yes = add_customer(engine, "C-yes", birth_month=6, birth_day=15)
+        no_date = add_customer(engine, "C-nodate", birth_month=6, birth_day=15)
+        with engine.begin() as connection:
+            for who, written in ((said_yes, "yes"), (no_date, "2027-13-45")):
+                connection.execute(
+                    text("UPDATE customers SET opted_out_at = :at WHERE id = :id"),
+                    {"at": written, "id": who},
+                )
+    finally:
+        engine.dispose()
+    found = run_cli("--config", config, "detect", "--now", NOW.isoformat(), "--format", "json")
+    assert found.exit_code == 0, found.stderr
+    listed = run_cli("--config", config, "plan", "--now", NOW.isoformat(), "--format", "json")
+    assert listed.exit_code == 0, listed.stderr
+    planned = json.loads(listed.stdout)["notes"]
+    assert [(n["customer"], n["status"]) for n in planned] == [("C-fine", "pending")]
+    logged = run_cli("--config", config, "log", "--format", "json")
+    assert logged.exit_code == 0, logged.stderr
+    suppressed = {
+        row["customer_id"]: row["reason"]
+        for row in json.loads(logged.stdout)
+        if row["status"] == "suppressed"
+    }
+    assert suppressed == {
+        "C-yes": "opted out on 1970-01-01",
+        "C-nodate": "opted out on 1970-01-01",
+    }

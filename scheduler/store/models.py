@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from scheduler.store.types import Attributes, Money, UtcDateTime, Year
+from scheduler.store.types import Attributes, Money, OptOutTime, UtcDateTime, Year
 
 EXTERNAL_ID_LENGTH = 128
 POSTAL_LENGTHS = {
@@ -104,7 +104,7 @@ class Customer(SQLModel, table=True):
     country: str | None = Field(default=None, max_length=POSTAL_LENGTHS["country"])
     first_met_on: date | None = None
     customer_since: date | None = None
-    opted_out_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    opted_out_at: datetime | None = Field(default=None, sa_type=OptOutTime)
     attributes: dict[str, str] = Field(
         default_factory=dict, sa_column=Column(Attributes, nullable=False, server_default="{}")
     )

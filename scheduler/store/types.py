@@ -4,6 +4,11 @@
   stores UTC as ISO text, `2027-03-01 09:00:00.000000` (the format SQLAlchemy itself uses);
   text without an offset is read as UTC, text with one (written by another application) is
   converted. Writing a naive datetime is a bug and raises.
+- `OptOutTime`: a `UtcDateTime` for `customers.opted_out_at`. What SQLite holds there that is
+  no time (text another application wrote: `'yes'`, `'2027-13-45'`) still means the customer
+  opted out, so it reads as UNREADABLE_OPT_OUT (1970-01-01T00:00Z, shown as "opted out on
+  1970-01-01"), never as None (which would write to them again) nor as an error (which would
+  stop detection and every note).
 - `Year`: a SMALLINT year of birth; what SQLite holds there that is no integer (text another
   application wrote: `''` or `'n/a'` for an unknown year) reads as None, not as text.
 - `Attributes`: a customer's own facts, a JSON object. What another application stored there
@@ -20,7 +25,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -32,8 +37,10 @@ from scheduler.store.utc_text import as_utc, aware_utc, aware_utc_or_none, sqlit
 __all__ = [
     "CENT",
     "LARGEST_AMOUNT",
+    "UNREADABLE_OPT_OUT",
     "Attributes",
     "Money",
+    "OptOutTime",
     "UtcDateTime",
     "Year",
     "aware_utc",
@@ -43,6 +50,8 @@ __all__ = [
 CENT = Decimal("0.01")
 LARGEST_AMOUNT = Decimal("999999999999.99")
 """The largest amount NUMERIC(14, 2) holds (and the importer takes)."""
+UNREADABLE_OPT_OUT = datetime(1970, 1, 1, tzinfo=UTC)
+"""When an opt-out whose stored time cannot be read counts as made (see `OptOutTime`)."""
 
 
 class _SQLiteIsoText(UserDefinedType[str]):
@@ -82,6 +91,20 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return aware_utc_or_none(value)
+
+
+class OptOutTime(UtcDateTime):
+    """When a customer opted out, or None (see the module's docstring)."""
+
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return aware_utc(value)
+        except (ValueError, TypeError):
+            return UNREADABLE_OPT_OUT
 
 
 class Attributes(TypeDecorator[dict[str, Any]]):
