@@ -342,3 +342,33 @@ def test_an_existing_store_keeps_its_mode(tmp_path: Path) -> None:
     engine = create_store_engine(f"sqlite:///{path}")
     engine.dispose()
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_a_name_with_a_line_break_is_one_line_and_control_characters_are_refused(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A spreadsheet cell's Alt+Enter or a tab becomes one space (the card, the subject and
+    the tables show one line); an escape or a bidi override, which would act on a terminal or
+    reorder a card's text, rejects the row naming the character; so does a name too long for
+    a subject line."""
+    content = csv_text(
+        ["id", "name", "email"],
+        ["C-1", "Ann\n  Lee", "ann@example.com"],
+        ["C-2", "Bo\tKim\r\nJr", "bo@example.com"],
+        ["C-3", "Cy\x1b[2J", "cy@example.com"],
+        ["C-4", "\u202eeeL nnA", "di@example.com"],
+        ["C-5", "E" * 201, "e@example.com"],
+        ["C-6", "F" * 200, "f@example.com"],
+    )
+    report = run(engine, write(tmp_path, content))
+    found = stored(engine)
+    assert {key: row["name"] for key, row in found.items()} == {
+        "C-1": "Ann Lee",
+        "C-2": "Bo Kim Jr",
+        "C-6": "F" * 200,
+    }
+    assert rejected(report) == [
+        (6, "name: holds a control character (U+001B) at character 3"),
+        (7, "name: holds a control character (U+202E) at character 1"),
+        (8, "name: is longer than 200 characters"),
+    ]

@@ -15,6 +15,9 @@ person can act on (quoting the cell, cut short when long). Rules:
   saying "unknown", and near them a change of offset leaves the calendar.
 - money: see `scheduler.importer.money` (the business's locale and currency).
 - time zone: an IANA name known to this machine's tz database.
+- name: at most NAME_LENGTH characters; a line break or tab inside it (a spreadsheet cell's
+  Alt+Enter) reads as one space; any other control character (an escape, a bidi override that
+  would reorder a card's text) is refused.
 - phone and postal address lines: bounded lengths (`scheduler.store.models.POSTAL_LENGTHS`), no
   control characters; a phone holds digits 0-9 and the usual punctuation.
 """
@@ -193,6 +196,24 @@ def contact_text(max_length: int) -> Callable[[str, str], str]:
         return text
 
     return parse
+
+
+NAME_LENGTH = 200
+"""The longest name taken: a subject line and a card's first line must hold it."""
+_NAME_BREAK = re.compile(r" *[\t\n\v\f\r\x85\u2028\u2029][ \t\n\v\f\r\x85\u2028\u2029]*")
+"""A line break or tab with the spaces around it: one space in a name."""
+
+
+def parse_name(column: str, text: str) -> str:
+    """A customer's name (see the module's rules)."""
+    name = _NAME_BREAK.sub(" ", text).strip()
+    if len(name) > NAME_LENGTH:
+        raise FieldError(column, f"is longer than {NAME_LENGTH} characters")
+    found = _CONTROL_CHARACTER.search(name)
+    if found:
+        where, code = found.start() + 1, ord(found.group())
+        raise FieldError(column, f"holds a control character (U+{code:04X}) at character {where}")
+    return name
 
 
 def phone_parser(max_length: int) -> Callable[[str, str], str]:

@@ -31,6 +31,7 @@ from scheduler.importer.fields import (
     parse_date,
     parse_datetime,
     parse_email,
+    parse_name,
     parse_opt_out,
     parse_time_zone,
     phone_parser,
@@ -189,8 +190,8 @@ def parse_customer(cells: dict[str, str], context: RowContext) -> Candidate:
     check = _Checker(cells)
     values: dict[str, Any] = {
         "external_id": check.required_text("id", EXTERNAL_ID_LENGTH),
-        "name": check.required_text("name"),
     }
+    values["name"] = check.required("name", parse_name) or ""
     check.warn(values, "email", parse_email)
     check.present(values, _CUSTOMER_PARSERS)
     if "birthday" in cells:
