@@ -5,6 +5,7 @@ input, however broken, makes reading fail."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scheduler.inbound.classify import classify
+from scheduler.inbound.html_text import html_text
 from scheduler.inbound.reading import MAX_TEXT, read_message
 from scheduler.inbound.reply_text import asks_to_stop, excerpt, fresh_text
 from scheduler.notes.bounce_tag import FORGED, TAG_LENGTH, make_tag, read_tag
@@ -206,6 +208,62 @@ def test_a_text_of_many_short_lines_is_read_in_time_linear_in_its_length(filler:
     verdict = classify(read_message(raw), unsubscribe_address="", language="en")
     assert time.monotonic() - started < 2
     assert (verdict.kind, verdict.detail.splitlines()[0]) == ("reply", "Thanks!")
+
+
+HOSTILE_MARKUP = ["<a ", "<a", "<!--x", "<x title='", "<" + "a" * 1000, "</", "<style"]
+
+
+@pytest.mark.parametrize("markup", HOSTILE_MARKUP, ids=range(len(HOSTILE_MARKUP)))
+def test_an_html_reply_of_markup_that_never_closes_is_read_in_time_linear_in_its_length(
+    markup: str,
+) -> None:
+    """Python's HTMLParser took time quadratic in such markup: 24,000 characters of `<a `
+    took 8 s, the 256 KB read of a part would have taken a quarter of an hour (a mail server
+    gives up and offers it again; a poll holds the mailbox)."""
+    html = "<p>Please stop sending these.</p>" + markup * (MAX_TEXT // len(markup))
+    raw = (
+        "From: dana@customer.example\r\nSubject: Re: thanks\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n\r\n" + html
+    ).encode()
+    started = time.monotonic()
+    facts = read_message(raw)
+    assert time.monotonic() - started < 2
+    assert facts.text.startswith("\nPlease stop sending these.\n")
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        (
+            "<html><HEAD><title>Re</title><style>p{}</style></head>"
+            "<body><p>Stop&nbsp;please &amp; thanks</p><!-- <p>hidden</p> -->"
+            "<SCRIPT type=x>alert(1)</script >ok</body></html>",
+            "\nStop please & thanks\nok",
+        ),
+        ("Is 2 < 3? <b>Yes</b> &#233;t&eacute;", "Is 2 < 3? Yes été"),
+        (
+            "<div>Thanks!</div><blockquote>On Monday you wrote</blockquote>",
+            "\nThanks!\n\n> On Monday you wrote\n",
+        ),
+        ("<p>Seen</p><style>p {}", "\nSeen\n"),
+        ("<p>Seen</p><!-- never closed <p>unseen</p>", "\nSeen\n"),
+        ("<header>Top</header><p a='1' b=\"2\">Body</p ><br/>", "Top\nBody\n\n"),
+        ("<!DOCTYPE html><?xml version='1.0'?>Hi", "Hi"),
+    ],
+    ids=["hidden", "text-and-references", "quote", "open-style", "open-comment", "tags", "decls"],
+)
+def test_an_html_reply_is_read_as_a_browser_shows_it(html: str, text: str) -> None:
+    assert html_text(html) == text
+
+
+@given(st.text(max_size=300).map(lambda text: text.replace("<", "").replace("&", "")))
+def test_html_without_markup_is_its_text_with_white_space_as_html_shows_it(text: str) -> None:
+    assert html_text(text) == re.sub(r"\s+", " ", text)
+
+
+@given(st.text(alphabet="<>/!-abpstyle &;#x'\"=\n", max_size=400))
+def test_no_markup_makes_reading_html_fail(html: str) -> None:
+    assert isinstance(html_text(html), str)
 
 
 @given(st.binary(max_size=2000))

@@ -41,8 +41,9 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import collapse_rfc2231_value, getaddresses
-from html.parser import HTMLParser
 from typing import Literal
+
+from scheduler.inbound.html_text import html_text
 
 MAX_REFERENCES = 20
 MAX_MESSAGE_ID = 255
@@ -53,7 +54,6 @@ _MESSAGE_ID = re.compile(r"<[^<>\s@]{1,200}@[^<>\s@]{1,255}>")
 _PASTED_ID = re.compile(r"^[ \t]*message-id:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 """A Message-ID header pasted at a line's start, after spaces or tabs only: a pattern that
 could run on over line ends from every line start would take time quadratic in blank lines."""
-_WHITE_SPACE = re.compile(r"\s+")
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
 _MAIL_SYSTEMS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailer", "mdaemon"})
 _AUTO_PRECEDENCE = {"auto_reply", "bulk", "junk", "list"}
@@ -233,7 +233,7 @@ def _first_text(message: Message) -> str:
             return _decoded(part)
         if kind == "text/html" and html is None:
             html = part
-    return _html_text(_decoded(html)) if html is not None else ""
+    return html_text(_decoded(html)) if html is not None else ""
 
 
 def _own_parts(message: Message, *, resplit: bool = True) -> list[Message]:
@@ -286,46 +286,6 @@ def _as_plain_text(message: Message) -> Message:
     body = message.get_payload()
     part.set_payload(body if isinstance(body, str) else "")
     return part
-
-
-class _TextOfHtml(HTMLParser):
-    """The visible text of an HTML part: white space as HTML shows it (a run of it is one
-    space), line breaks at block ends; no script or style."""
-
-    _BREAKS = frozenset({"br", "p", "div", "tr", "li", "blockquote", "h1", "h2", "h3"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "head"):
-            self._hidden += 1
-        elif tag in self._BREAKS:
-            self.chunks.append("\n")
-        if tag == "blockquote":
-            self.chunks.append("> ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "head"):
-            self._hidden = max(0, self._hidden - 1)
-        elif tag in self._BREAKS:
-            self.chunks.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.chunks.append(_WHITE_SPACE.sub(" ", data))
-
-
-def _html_text(html: str) -> str:
-    parser = _TextOfHtml()
-    try:
-        parser.feed(html)
-        parser.close()
-    except AssertionError:  # HTMLParser's own give-up on some broken markup
-        pass
-    return "".join(parser.chunks)
 
 
 def _auto_submitted(message: Message) -> bool:
