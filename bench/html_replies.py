@@ -1,5 +1,6 @@
-"""Benchmark: reading the words of an HTML-only reply, appreciate's reader against Python's
-HTMLParser (what appreciate used before), on markup that never closes and on a real reply.
+"""Benchmark: reading the words of an HTML-only reply, appreciate's reader (lxml) against
+Python's HTMLParser (what appreciate used before), on markup that never closes and on a real
+reply.
 
 Each case is a `text/html` part of about `--size` characters (default 24,000; a part is read
 up to 262,144): a line of words, then one piece of markup repeated. The HTMLParser way is what
@@ -32,6 +33,8 @@ CASES = {
     "<!--x": "<!--x",
     "<x title='": "<x title='",
     "long tag name": "<" + "a" * 1000,
+    "<div> nested": "<div>",
+    "<b> nested": "<b>",
     "real reply": (
         "<div><p class=MsoNormal>Thank you &amp; see you soon,<o:p></o:p></p>"
         "<blockquote style='margin:0 0 0 .8ex'><p>On Monday you wrote:</p></blockquote></div>"

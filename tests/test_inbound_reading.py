@@ -210,7 +210,10 @@ def test_a_text_of_many_short_lines_is_read_in_time_linear_in_its_length(filler:
     assert (verdict.kind, verdict.detail.splitlines()[0]) == ("reply", "Thanks!")
 
 
-HOSTILE_MARKUP = ["<a ", "<a", "<!--x", "<x title='", "<" + "a" * 1000, "</", "<style"]
+HOSTILE_MARKUP = [
+    *("<a ", "<a", "<!--x", "<x title='", "<" + "a" * 1000, "</", "<style"),
+    *("<div>", "<b>", "<blockquote>"),  # nested 20,000 to 87,000 deep
+]
 
 
 @pytest.mark.parametrize("markup", HOSTILE_MARKUP, ids=range(len(HOSTILE_MARKUP)))
@@ -219,7 +222,7 @@ def test_an_html_reply_of_markup_that_never_closes_is_read_in_time_linear_in_its
 ) -> None:
     """Python's HTMLParser took time quadratic in such markup: 24,000 characters of `<a `
     took 8 s, the 256 KB read of a part would have taken a quarter of an hour (a mail server
-    gives up and offers it again; a poll holds the mailbox)."""
+    gives up and offers it again; a poll holds the mailbox). Deep nesting must not fail."""
     html = "<p>Please stop sending these.</p>" + markup * (MAX_TEXT // len(markup))
     raw = (
         "From: dana@customer.example\r\nSubject: Re: thanks\r\n"
@@ -256,9 +259,9 @@ def test_an_html_reply_is_read_as_a_browser_shows_it(html: str, text: str) -> No
     assert html_text(html) == text
 
 
-@given(st.text(max_size=300).map(lambda text: text.replace("<", "").replace("&", "")))
+@given(st.text(max_size=300).map(lambda text: re.sub("[<&\\0]", "", text)))
 def test_html_without_markup_is_its_text_with_white_space_as_html_shows_it(text: str) -> None:
-    assert html_text(text) == re.sub(r"\s+", " ", text)
+    assert html_text(text).strip() == re.sub(r"\s+", " ", text).strip()
 
 
 @given(st.text(alphabet="<>/!-abpstyle &;#x'\"=\n", max_size=400))
