@@ -37,6 +37,12 @@ def _escaped(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 call`, `2,000 calls`: the count with its thousands and the noun as many as it is
+    (`plural` when adding an s will not do)."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"

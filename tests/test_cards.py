@@ -421,7 +421,7 @@ def test_the_call_list_shows_phone_and_what_to_say_and_done_is_a_sent_note(shop:
     assert "+44 20 7946 0001" in stdout
 
     done_at = NOW + timedelta(hours=2)
-    code, _, stderr = cli(
+    code, stdout, stderr = cli(
         workspace,
         "calls",
         "done",
@@ -432,6 +432,7 @@ def test_the_call_list_shows_phone_and_what_to_say_and_done_is_a_sent_note(shop:
         done_at.isoformat(),
     )
     assert code == 0, stderr
+    assert stdout.strip() == f"1 call recorded as made: {call}"
     made = state(engine, call)
     assert (made["status"], made["channel"], made["sent_at"]) == ("sent", "call", done_at)
     assert made["reason"] == "left a message"
@@ -495,7 +496,7 @@ def test_cards_and_calls_whose_time_passed_expire_at_the_services_next_tick(shop
     assert "Waiting for you: 1 call to make (appreciate calls), 2 cards to print" in stdout
     code, stdout, stderr = cli(workspace, "detect", "--now", NOW.isoformat())
     assert code == 0, stderr
-    assert "Expired: 1 cards not printed in time, 1 calls not made in time." in stdout
+    assert "Expired: 1 card not printed in time, 1 call not made in time." in stdout
     assert state(engine, late_card)["status"] == "expired"
     assert state(engine, late_card)["reason"] == "the card was not printed in time"
     assert state(engine, late_call)["reason"] == "the call was not made in time"

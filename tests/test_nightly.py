@@ -36,7 +36,7 @@ def test_a_time_the_clocks_skip_runs_once_after_the_change() -> None:
 def test_a_nightly_run_stores_scores_and_says_so(engine: Engine) -> None:
     add_customer(engine, "C-1")
     line = nightly_refresh(engine, SETTINGS, datetime(2027, 6, 16, 2, tzinfo=UTC))
-    assert line.startswith("lifetime values refreshed for 1 customers as of 2027-06-16: simple:")
+    assert line.startswith("lifetime values refreshed for 1 customer as of 2027-06-16: simple:")
     with engine.connect() as connection:
         count = connection.execute(
             select(func.count()).select_from(metadata.tables["customer_values"])

@@ -39,7 +39,7 @@ from scheduler.cli.notes import preview, templates_app
 from scheduler.cli.one_command import only_command
 from scheduler.cli.sink import sink
 from scheduler.cli.web import web_app
-from scheduler.output import OutputFormat, printable, table, to_csv, to_json
+from scheduler.output import OutputFormat, counted, printable, table, to_csv, to_json
 
 if TYPE_CHECKING:
     from scheduler.config.dkim_key import DkimKey
@@ -583,21 +583,24 @@ def detect(
             markup=False,
         )
     if report.by_hand_expired:
-        from scheduler.store.by_hand import MISSED
+        from scheduler.store.by_hand import missed
 
         expired = ", ".join(
-            f"{count} {MISSED[channel]}" for channel, count in report.by_hand_expired.items()
+            missed(channel, count) for channel, count in report.by_hand_expired.items()
         )
         out.print(f"Expired: {expired}.", markup=False)
     if report.same_day_reviews:
         out.print(
-            f"{report.same_day_reviews} reviews were not thanked: their customer's first review "
+            f"{counted(report.same_day_reviews, 'review')} "
+            f"{'was' if report.same_day_reviews == 1 else 'were'} not thanked: "
+            "their customer's first review "
             "that day is (the same review from two sources, or two sites the same day).",
             markup=False,
         )
     if report.skipped:
         out.print(
-            f"{len(report.skipped)} rows were skipped (a date outside 1900-2200, an amount that "
+            f"{counted(len(report.skipped), 'row')} {'was' if len(report.skipped) == 1 else 'were'}"
+            " skipped (a date outside 1900-2200, an amount that "
             "is none, or an occasion that cannot be computed): see the warnings.",
             markup=False,
         )

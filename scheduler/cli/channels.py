@@ -20,7 +20,7 @@ from scheduler.cli.common import (
     parse_date,
     parse_now,
 )
-from scheduler.output import OutputFormat, printable, table, to_csv, to_json
+from scheduler.output import OutputFormat, counted, printable, table, to_csv, to_json
 from scheduler.vocabulary import MAX_ID
 
 if TYPE_CHECKING:
@@ -230,4 +230,4 @@ def calls_done(
     elif output_format is OutputFormat.csv:
         out.file.write(to_csv([{"id": touch_id} for touch_id in marked], ["id"]))
     else:
-        out.print(f"{len(marked)} calls recorded as made: {', '.join(map(str, marked))}")
+        out.print(f"{counted(len(marked), 'call')} recorded as made: {', '.join(map(str, marked))}")

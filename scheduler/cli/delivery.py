@@ -23,7 +23,7 @@ from scheduler.cli.common import (
     short_time,
 )
 from scheduler.clock import FixedClock, SystemClock
-from scheduler.output import OutputFormat, printable, table, to_csv, to_json
+from scheduler.output import OutputFormat, counted, printable, table, to_csv, to_json
 from scheduler.vocabulary import MAX_ID, OCCASION_KINDS, RETRYABLE, STATUSES
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ def log(
         for row in rows:
             row["when"] = short_time(row["updated_at"])
         columns = ["id", "when", "customer_id", "kind", "status", "subject", "reason"]
-        out.print(table(f"Sent-log: {len(rows)} notes", rows, columns))
+        out.print(table(f"Sent-log: {counted(len(rows), 'note')}", rows, columns))
 
 
 def show(
@@ -309,7 +309,10 @@ def retry(
             out.print("No note matches: nothing to send again.")
             return
         if sending is None:
-            out.print(f"{len(was)} notes are queued again; the next delivery sends them.")
+            out.print(
+                f"{counted(len(was), 'note')} {'is' if len(was) == 1 else 'are'} queued again; "
+                "the next delivery sends them."
+            )
             return
         report = _deliver(config, engine, now, sending, only=list(was))
         with engine.connect() as connection:

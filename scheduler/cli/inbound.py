@@ -23,7 +23,7 @@ from scheduler.cli.common import (
     short_time,
 )
 from scheduler.errors import AppreciateError
-from scheduler.output import OutputFormat, printable, table, to_csv, to_json
+from scheduler.output import OutputFormat, counted, printable, table, to_csv, to_json
 from scheduler.vocabulary import INBOUND_KINDS, MAX_ID
 
 EX_TEMPFAIL = 75
@@ -173,4 +173,4 @@ def list_inbound(
         for row in rows:
             row["when"] = short_time(row["received_at"])
         columns = ["id", "when", "kind", "note", "customer_id", "sender", "detail"]
-        out.print(table(f"Inbound: {len(rows)} messages", rows, columns))
+        out.print(table(f"Inbound: {counted(len(rows), 'message')}", rows, columns))

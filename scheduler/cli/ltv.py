@@ -18,7 +18,7 @@ from scheduler.cli.common import (
     parse_date,
     parse_now,
 )
-from scheduler.output import OutputFormat, table, to_csv, to_json
+from scheduler.output import OutputFormat, counted, table, to_csv, to_json
 from scheduler.vocabulary import MAX_ID
 
 if TYPE_CHECKING:
@@ -276,7 +276,7 @@ def ltv_refresh(
         err.print(f"warning: {result.warning}", markup=False)
     count = values.customer_id.shape[0]
     tiers = Counter(values.tier_labels().tolist())
-    out.print(f"Stored the lifetime value of {count:,} customers as of {result.as_of}.")
+    out.print(f"Stored the lifetime value of {counted(count, 'customer')} as of {result.as_of}.")
     out.print(f"Model: {values.reason}", markup=False)
     out.print(
         f"Tiers: {tiers['vip']:,} vip, {tiers['regular']:,} regular, {tiers['new']:,} new.",

@@ -65,7 +65,7 @@ from scheduler.occasions.rules import (
 )
 from scheduler.occasions.timing import SendWindow
 from scheduler.store.bulk import chunked
-from scheduler.store.by_hand import MISSED, expire_by_hand
+from scheduler.store.by_hand import expire_by_hand, missed
 from scheduler.store.calendar_edges import (
     FIRST_DAY,
     SkippedRow,
@@ -203,7 +203,7 @@ def _detect(
     report.recorded = record(connection, found, contacts, now=now, schedule=settings.schedule)
     report.by_hand_expired = expire_by_hand(connection, now)
     for channel, count in report.by_hand_expired.items():
-        log.warning("expired: %s %s", count, MISSED[channel])
+        log.warning("expired: %s", missed(channel, count))
     quiet = None
     if detector.check_ins_due(state):
         finder = QuietCustomers(connection, settings, detector.span, detector.zone)

@@ -260,11 +260,14 @@ def _unfit(model: str, customers: int, repeat: int) -> str | None:
         return 'simple: chosen in the settings (model = "simple")'
     if model == "auto":
         if customers < MIN_CUSTOMERS:
-            return f"simple: only {customers:,} customers with purchases (need {MIN_CUSTOMERS})"
+            return (
+                f"simple: only {customers:,} customer{'' if customers == 1 else 's'} "
+                f"with purchases (need {MIN_CUSTOMERS})"
+            )
         if repeat < MIN_REPEAT_CUSTOMERS:
             return (
-                f"simple: only {repeat:,} customers with repeat purchases "
-                f"(need {MIN_REPEAT_CUSTOMERS})"
+                f"simple: only {repeat:,} customer{'' if repeat == 1 else 's'} "
+                f"with repeat purchases (need {MIN_REPEAT_CUSTOMERS})"
             )
     elif repeat == 0:
         return (

@@ -16,6 +16,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine
 
 from scheduler.config.settings import Settings
+from scheduler.output import counted
 from scheduler.service.valuation import refresh_values
 
 
@@ -30,6 +31,6 @@ def nightly_refresh(engine: Engine, settings: Settings, now: datetime) -> str:
     """Refresh every customer's value; one line for the log."""
     result = refresh_values(engine, settings, now)
     count = result.values.customer_id.shape[0]
-    line = f"lifetime values refreshed for {count:,} customers as of {result.as_of}: "
+    line = f"lifetime values refreshed for {counted(count, 'customer')} as of {result.as_of}: "
     line += result.values.reason
     return f"{line}; {result.warning}" if result.warning else line

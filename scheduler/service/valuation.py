@@ -23,6 +23,7 @@ from scheduler.config.settings import LtvSettings, Settings
 from scheduler.local_days import LocalDays, day_number
 from scheduler.ltv.summary import PurchaseSummary, summarise
 from scheduler.ltv.value import LifetimeValues, lifetime_values_from_orders
+from scheduler.output import counted
 from scheduler.progress import StageProgress
 from scheduler.store.db import write_transaction
 from scheduler.store.ltv_store import (
@@ -80,7 +81,9 @@ class Valuation:
         if not self.unreadable_orders:
             return None
         return (
-            f"{self.unreadable_orders:,} orders were left out: their placed_at is not a time "
+            f"{counted(self.unreadable_orders, 'order')} "
+            f"{'was' if self.unreadable_orders == 1 else 'were'} left out: "
+            "their placed_at is not a time "
             "appreciate can read (or lies outside 1900-2200), or their amount is none or not "
             "from 0 to 999999999999.99"
         )
@@ -166,6 +169,7 @@ def _capped_warning(capped: int) -> str | None:
     if not capped:
         return None
     return (
-        f"{capped:,} customers' lifetime values were more than 999999999999.99 (what the store "
-        "holds) and were stored as that; look for orders with amounts far too large"
+        f"{counted(capped, 'lifetime value')} {'was' if capped == 1 else 'were'} more than "
+        "999999999999.99 (what the store holds) and stored as that; look for orders with "
+        "amounts far too large"
     )

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Select, and_, bindparam, select, update
 
+from scheduler.output import counted
 from scheduler.store.models import BY_HAND, metadata
 from scheduler.store.outbox import OPEN, touches
 
@@ -23,8 +24,12 @@ TOO_LATE = {
     "call": "the call was not made in time",
 }
 """Each by-hand channel, and the reason its note expired."""
-MISSED = {"card": "cards not printed in time", "call": "calls not made in time"}
-"""What expired notes of each channel were, counted ("2 cards not printed in time")."""
+_MISSED = {"card": "not printed in time", "call": "not made in time"}
+
+
+def missed(channel: str, count: int) -> str:
+    """What `count` expired notes of a channel were: "1 card not printed in time"."""
+    return f"{counted(count, channel)} {_MISSED[channel]}"
 
 
 def overdue_query(channel: str, now: datetime) -> Select[tuple[int]]:
