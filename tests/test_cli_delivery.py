@@ -191,6 +191,13 @@ def test_retry_takes_several_notes_by_status_and_date(shop: tuple[Workspace, lis
     code, _, stderr = cli(workspace, "retry", str(ids[0]), "999")
     assert code != 0
     assert "no note has the id 999" in stderr
+    unknown = [str(1000 + n) for n in range(20_000)]
+    code, _, stderr = cli(workspace, "retry", str(ids[0]), *unknown, "999", "1000")
+    assert code != 0
+    assert stderr.strip().endswith(
+        "no note has the ids 999, 1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008"
+        " and 19,991 more"
+    )
 
 
 def test_the_log_shows_the_latest_activity_first_in_80_columns(

@@ -169,6 +169,19 @@ def retryable(connection: Connection, wanted: LogFilter) -> list[int]:
     return list(connection.execute(query).scalars())
 
 
+MISSING_SHOWN = 10
+"""Ids an error names of the notes not found; the rest are counted."""
+
+
+def _no_such_notes(missing: Sequence[int]) -> str:
+    """ "no note has the id 7"; "no note has the ids 1, 2, ..., 10 and 19,990 more"."""
+    if len(missing) == 1:
+        return f"no note has the id {missing[0]}"
+    shown = ", ".join(map(str, missing[:MISSING_SHOWN]))
+    more = len(missing) - MISSING_SHOWN
+    return f"no note has the ids {shown}" + (f" and {more:,} more" if more > 0 else "")
+
+
 def requeue(connection: Connection, touch_ids: Sequence[int], now: datetime) -> dict[int, str]:
     """Send failed, unknown or held notes again (with the same Message-ID); each one's old
     status. Checks them all first: an id that is no note, or a note in another status, raises
@@ -183,9 +196,9 @@ def requeue(connection: Connection, touch_ids: Sequence[int], now: datetime) -> 
             select(touches.c.id, touches.c.status).where(touches.c.id.in_(part))
         )
         found.update({row.id: row.status for row in rows})
-    missing = [touch_id for touch_id in touch_ids if touch_id not in found]
+    missing = sorted({touch_id for touch_id in touch_ids if touch_id not in found})
     if missing:
-        raise NoSuchTouch(f"no note has the id {', '.join(map(str, missing))}")
+        raise NoSuchTouch(_no_such_notes(missing))
     for touch_id, status in found.items():
         if status not in RETRYABLE:
             raise CannotRetry(
