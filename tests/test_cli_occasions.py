@@ -52,6 +52,23 @@ def test_detect_prints_a_table_by_default(migrated_workspace: Workspace) -> None
     assert "suppressed" in result.stdout
 
 
+def test_detect_at_a_moment_before_the_last_run_says_there_is_nothing_to_do(
+    migrated_workspace: Workspace,
+) -> None:
+    """It printed "Detected from 2027-06-15 07:00 to 2027-06-08 07:00 UTC" and a table of
+    zeros, as if a week had been looked at backwards."""
+    add_birthday_today(migrated_workspace)
+    config = migrated_workspace.path
+    assert run_cli("--config", config, "detect", "--now", NOW).exit_code == 0
+    earlier = run_cli("--config", config, "detect", "--now", "2027-06-08T07:00:00Z")
+    assert earlier.exit_code == 0, earlier.stderr
+    assert earlier.stdout.strip() == (
+        "Nothing to detect: the last run reached 2027-06-15 07:00 UTC, "
+        "which is not before 2027-06-08 07:00 UTC."
+    )
+    assert count_rows(migrated_workspace.database_url, "touches") == 1
+
+
 def test_plan_shows_the_day_and_writes_nothing(migrated_workspace: Workspace) -> None:
     add_birthday_today(migrated_workspace)
     config = migrated_workspace.path

@@ -574,6 +574,13 @@ def detect(
     if output_format is OutputFormat.csv:
         out.file.write(to_csv(rows, ["kind", "added", "suppressed", "expired"]))
         return
+    if report.now <= report.since:
+        out.print(
+            f"Nothing to detect: the last run reached {report.since:%Y-%m-%d %H:%M} UTC, "
+            f"which is not before {report.now:%Y-%m-%d %H:%M} UTC.",
+            markup=False,
+        )
+        return
     title = f"Detected from {report.since:%Y-%m-%d %H:%M} to {report.now:%Y-%m-%d %H:%M} UTC"
     out.print(table(title, rows, ["kind", "added", "suppressed", "expired"]))
     if report.history or report.superseded:
