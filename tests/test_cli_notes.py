@@ -220,6 +220,23 @@ def check(owner: Workspace) -> tuple[int, list[str]]:
     return result.exit_code, result.stdout.splitlines()
 
 
+def test_a_card_or_note_template_not_saved_as_utf8_fails_the_check_by_name(
+    owner: Workspace,
+) -> None:
+    """The check stopped with a UnicodeDecodeError traceback on the first such file."""
+    folder = owner.folder / "templates"
+    (folder / "check_in.j2").write_bytes(b'{% extends "_layout.j2" %}\n\xff\xfe{{ x }}')
+    (folder / "card.j2").write_bytes((folder / "card.j2").read_bytes() + b"\n\xe9t\xe9\n")
+    result = run_cli("--config", owner.path, "templates", "check")
+    assert result.exit_code == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    not_utf8 = "the file is not saved as UTF-8"
+    assert any(line.startswith(f"check_in.j2:2: error: {not_utf8} (byte 0xff") for line in lines)
+    assert any(line.startswith("card.j2:") and not_utf8 in line for line in lines)
+    assert "birthday.j2: ok" in lines
+
+
 def test_the_starter_templates_pass_the_check(owner: Workspace) -> None:
     code, lines = check(owner)
     assert code == 0
@@ -331,8 +348,8 @@ def test_the_check_writes_the_card_and_call_templates_too(owner: Workspace) -> N
         "card.anniversary.j2:2: error: 'dict object' has no attribute 'nick' "
         "(card for anniversary)",
         "card.birthday.j2: ok",
-        "card.follow_up.j2: error: UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe9 "
-        "in position 21: invalid continuation byte (card for follow_up)",
+        "card.follow_up.j2:1: error: the file is not saved as UTF-8 (byte 0xe9 cannot be "
+        "read): open it and save it again choosing UTF-8 (card for follow_up)",
         "card.order_thanks.j2: error: there is no {% block inside %}, or it is empty: "
         "the card would not print",
         "card.j2: ok",

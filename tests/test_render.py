@@ -52,6 +52,40 @@ def problem_of(folder: Path, kind: OccasionKind = "birthday", **kwargs: Any) -> 
     return caught.value
 
 
+# How the files were saved ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoding", "line_end"),
+    [("utf-8-sig", "\r\n"), ("utf-16", "\r\n"), ("utf-16", "\n")],
+    ids=["utf8-bom-crlf", "notepad-unicode-crlf", "utf16-bom-lf"],
+)
+def test_a_template_saved_with_a_byte_order_mark_writes_the_same_note(
+    templates: Path, encoding: str, line_end: str
+) -> None:
+    """Windows Notepad saves "Unicode" as UTF-16 with a byte-order mark, and UTF-8 with one."""
+    as_utf8 = render(templates)
+    for name in ("birthday.j2", "_layout.j2"):
+        source = (STARTERS / name).read_text(encoding="utf-8")
+        (templates / name).write_bytes(source.replace("\n", line_end).encode(encoding))
+    assert render(templates) == as_utf8
+
+
+def test_a_template_not_saved_as_utf8_names_the_file_line_and_byte(templates: Path) -> None:
+    """Windows-1252 ("ANSI") was a bare UnicodeDecodeError, and `templates check` crashed."""
+    source = (STARTERS / "birthday.j2").read_text(encoding="utf-8")
+    (templates / "birthday.j2").write_bytes(
+        source.replace("grateful", "gr\u00e4teful").encode("cp1252")
+    )
+    problem = problem_of(templates)
+    line = 1 + source[: source.index("grateful")].count("\n")
+    assert (problem.file, problem.line) == ("birthday.j2", line)
+    assert problem.message == (
+        "the file is not saved as UTF-8 (byte 0xe4 cannot be read): "
+        "open it and save it again choosing UTF-8"
+    )
+
+
 # The starter notes ------------------------------------------------------------------------
 
 

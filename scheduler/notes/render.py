@@ -48,7 +48,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-from jinja2 import FileSystemLoader, Template, TemplateNotFound, TemplateSyntaxError
+from jinja2 import Template, TemplateNotFound, TemplateSyntaxError
 from jinja2.exceptions import TemplateError
 from jinja2.runtime import new_context
 from markupsafe import Markup, escape
@@ -65,6 +65,7 @@ from scheduler.notes.render_limits import (
     note_limits,
 )
 from scheduler.notes.template_choice import template_file
+from scheduler.notes.template_files import TemplateFiles
 from scheduler.notes.template_sandbox import NoteSandbox
 from scheduler.vocabulary import OccasionKind
 
@@ -116,7 +117,7 @@ class NoteRenderer:
         self.max_chars = max_chars
         self.timeout = timeout
         """Seconds a note may take to write (None: no limit)."""
-        loader = FileSystemLoader(directory)
+        loader = TemplateFiles(directory)
         self._text = NoteSandbox(loader, autoescape=False, limit=max_chars)
         self._html = NoteSandbox(loader, autoescape=True, limit=max_chars)
         for environment in (self._text, self._html):  # both compile every block

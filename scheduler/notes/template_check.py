@@ -34,12 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from jinja2 import Environment, FileSystemLoader, TemplateError, nodes
+from jinja2 import Environment, TemplateError, nodes
 
 from scheduler.config.settings import Settings
 from scheduler.notes.note_context import sample_context
 from scheduler.notes.render import NoteRenderer, TemplateProblem
 from scheduler.notes.template_choice import TIERS
+from scheduler.notes.template_files import TemplateFiles
 from scheduler.store.attributes import AttributeCensus
 from scheduler.vocabulary import OCCASION_KINDS, OccasionKind
 
@@ -283,7 +284,7 @@ def attribute_uses(directory: Path, name: str) -> list[AttributeUse]:
     calling `super()`) is not used, so neither are its attributes, nor the macros of an import
     whose names nothing used calls. Files that cannot be read or parsed are skipped (the render
     reports them)."""
-    parser = Environment(loader=FileSystemLoader(directory), autoescape=True)  # parses only
+    parser = Environment(loader=TemplateFiles(directory), autoescape=True)  # parses only
     found: list[AttributeUse] = []
     guarded: set[tuple[str, str]] = set()
     waiting: list[tuple[str, frozenset[str]]] = [(name, frozenset())]
@@ -418,7 +419,7 @@ def _constant_names(expression: nodes.Expr) -> list[str]:
 def subject_origin(directory: Path, name: str) -> tuple[str, int | None]:
     """The file and line of the `subject` block a template uses: its own, or the nearest
     parent's it extends by name."""
-    parser = Environment(loader=FileSystemLoader(directory), autoescape=True)  # parses only
+    parser = Environment(loader=TemplateFiles(directory), autoescape=True)  # parses only
     seen: set[str] = set()
     current: str | None = name
     while current is not None and current not in seen:
