@@ -385,6 +385,32 @@ def test_a_broken_card_template_fails_that_card_only_with_file_and_line(shop: An
     assert state(engine, ann)["status"] == "printed"
 
 
+def test_a_card_template_that_runs_out_of_time_is_given_up_after_three_cards(shop: Any) -> None:
+    """Each card waited out the whole render_timeout: a day of 300 cards took ten minutes
+    at the default 2 s. After three, the rest fail at once, saying why; none is marked."""
+    workspace, engine = shop
+    config = workspace.path.read_text(encoding="utf-8")
+    workspace.path.write_text(config + '\n[templates]\nrender_timeout = "1s"\n', "utf-8")
+    (workspace.folder / "templates" / "card.birthday.j2").write_text(
+        "{% block inside %}\n{% macro m(n) %}{% for i in [1, 2, 3, 4, 5, 6, 7, 8, 9] %}"
+        "{{ m(n - 1) if n else '' }}{% endfor %}{% endmacro %}{{ m(9) }}\n{% endblock %}\n",
+        encoding="utf-8",
+    )
+    import_customers(workspace, [[f"C-{n}", f"Guest {n}", "", "", *ADDRESS] for n in range(4, 7)])
+    notes = [add_note(engine, f"C-{n}", "card") for n in range(1, 7)]
+    out = workspace.folder / "print"
+    code, stdout, stderr = cli(workspace, "cards", "--out", out, "--now", NOW.isoformat())
+    assert code == 2, stdout
+    said = [line for line in stderr.splitlines() if line.startswith("warning: card ")]
+    assert len(said) == 6
+    assert all("took longer than 1 s" in line for line in said[:3])
+    assert all(
+        "card.birthday.j2: not written, as it ran out of time on 3 cards already" in line
+        for line in said[3:]
+    )
+    assert {state(engine, note)["status"] for note in notes} == {"pending"}
+
+
 def test_an_unprinted_card_past_its_lateness_expires(shop: Any) -> None:
     workspace, engine = shop
     old = add_note(

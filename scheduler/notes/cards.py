@@ -9,7 +9,9 @@ Rules:
 - Each card is written from `card.KIND.j2`, else `card.j2`, in the notes' sandbox and limits,
   with the same context as the note's email (`occasion.due_date` is the occasion's own day,
   not the card's earlier due day). A template problem fails that card alone (it stays open, and
-  the problem names the file and line); the others print.
+  the problem names the file and line); the others print. A template that ran out of time
+  (`render_timeout`) on MAX_LATE cards of a run is not tried for the rest (they fail at once,
+  saying so): three hundred cards would each wait out the limit.
 - Customers without a postal address (no first line, or neither city nor postal code) still
   get their card; the label sheet leaves them out and the run names them. So too an address
   of more lines than a label shows (LABEL_LINES): cut, it would lose its town or postcode.
@@ -23,6 +25,7 @@ Rules:
 from __future__ import annotations
 
 import errno
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -53,6 +56,8 @@ from scheduler.store.types import aware_utc, aware_utc_or_none
 touches = metadata.tables["touches"]
 customers = metadata.tables["customers"]
 OPEN = ("pending", "deferred")
+MAX_LATE = 3
+"""Cards a template may run out of time on in one run before the rest are not tried."""
 ADDRESS_COLUMNS = ("address_line1", "address_line2", "city", "postal_code", "region", "country")
 
 
@@ -108,13 +113,19 @@ def print_cards(
     contexts = build_contexts(connection, refs, settings, now=now, create_tokens=False)
     pages: list[CardPage] = []
     labels: list[list[str]] = []
+    late: Counter[str] = Counter()
     for row in rows:
         context = contexts.get(row.id)
         if context is None:
             continue
+        name = card_template(templates, row.kind)
+        if late[name] >= MAX_LATE:
+            report.failed.append(CardProblem(row.id, row.name, _given_up(name)))
+            continue
         try:
             pages.append(_card(renderer, templates, row, context, settings))
         except TemplateProblem as problem:
+            late[name] += problem.timed_out
             report.failed.append(CardProblem(row.id, row.name, str(problem)))
             continue
         report.printed.append((row.id, row.name))
@@ -231,6 +242,13 @@ def card_template(templates: Path, kind: str) -> str:
     """`card.KIND.j2` when it exists, else `card.j2`."""
     own = f"card.{kind}.j2"
     return own if (templates / own).is_file() else "card.j2"
+
+
+def _given_up(name: str) -> str:
+    return (
+        f"{name}: not written, as it ran out of time on {MAX_LATE} cards already "
+        "(see the first of them); fix it and print again"
+    )
 
 
 def _card(

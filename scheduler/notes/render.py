@@ -95,10 +95,14 @@ class TemplateProblem(AppreciateError):
 
     exit_code = 2
 
-    def __init__(self, file: str, line: int | None, message: str) -> None:
+    def __init__(
+        self, file: str, line: int | None, message: str, *, timed_out: bool = False
+    ) -> None:
         self.file = file
         self.line = line
         self.message = message
+        self.timed_out = timed_out
+        """It ran past `render_timeout` (it may well do so again for the next note)."""
         where = file if line is None else f"{file}:{line}"
         super().__init__(f"{where}: {message}")
 
@@ -246,7 +250,12 @@ class NoteRenderer:
             raise TemplateProblem(file, error.lineno, error.message or str(error)) from None
         except Exception as error:  # anything a template did: report it where it happened
             file, line = _where(error, name)
-            raise TemplateProblem(file, line, _describe(error, self.max_chars)) from None
+            raise TemplateProblem(
+                file,
+                line,
+                _describe(error, self.max_chars),
+                timed_out=isinstance(error, RenderTimeout),
+            ) from None
 
     def _plain_chain(self, name: str) -> bool | None:
         """Whether the text pass's blocks can be replayed in HTML for `name` (every file of
