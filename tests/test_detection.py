@@ -596,25 +596,36 @@ def test_orders_whose_amount_is_no_amount_are_skipped_and_detection_goes_on(
     assert {key for _, key, *_ in notes(engine)} >= {"follow_up:A-odd-ok", "follow_up:A-fine"}
 
 
-def test_a_year_of_birth_written_as_text_counts_as_unknown(tmp_path: Path) -> None:
-    """SQLite keeps text in an integer column: an application writing '' (or 'n/a') for an
-    unknown year stopped detection and every note to that customer."""
+def store_written_by_another_application(
+    tmp_path: Path, column: str, written: dict[str, str | None]
+) -> Path:
+    """A SQLite workspace caught up an hour before NOW, then customers with a birthday today
+    whose `column` another application set to the given text (None: left alone); its config."""
     config = tmp_path / "appreciate.toml"
     config.write_text(CONFIG_TEMPLATE.format(url=f"sqlite:///{tmp_path / 'store.db'}"))
     engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
     try:
         upgrade(engine)
         detect(engine, SETTINGS, NOW - timedelta(hours=1))
-        blank = add_customer(engine, "C-blank", birth_month=6, birth_day=15)
-        words = add_customer(engine, "C-words", birth_month=6, birth_day=15)
-        with engine.begin() as connection:
-            for who, year in ((blank, ""), (words, "n/a")):
-                connection.execute(
-                    text("UPDATE customers SET birth_year = :year WHERE id = :id"),
-                    {"year": year, "id": who},
-                )
+        for external_id, value in written.items():
+            who = add_customer(engine, external_id, birth_month=6, birth_day=15)
+            if value is not None:
+                with engine.begin() as connection:
+                    connection.execute(
+                        text(f"UPDATE customers SET {column} = :value WHERE id = :id"),
+                        {"value": value, "id": who},
+                    )
     finally:
         engine.dispose()
+    return config
+
+
+def test_a_year_of_birth_written_as_text_counts_as_unknown(tmp_path: Path) -> None:
+    """SQLite keeps text in an integer column: an application writing '' (or 'n/a') for an
+    unknown year stopped detection and every note to that customer."""
+    config = store_written_by_another_application(
+        tmp_path, "birth_year", {"C-blank": "", "C-words": "n/a"}
+    )
     found = run_cli("--config", config, "detect", "--now", NOW.isoformat(), "--format", "json")
     assert found.exit_code == 0, found.stderr
     assert "Traceback" not in found.stderr
@@ -635,23 +646,9 @@ def test_an_opt_out_time_written_as_no_time_still_counts_as_opted_out(tmp_path: 
     """SQLite keeps any text in a timestamp column: an application writing 'yes' (or a date
     that does not exist) into opted_out_at stopped detection and plan with a traceback. The
     customer must still never be written to."""
-    config = tmp_path / "appreciate.toml"
-    config.write_text(CONFIG_TEMPLATE.format(url=f"sqlite:///{tmp_path / 'store.db'}"))
-    engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    try:
-        upgrade(engine)
-        detect(engine, SETTINGS, NOW - timedelta(hours=1))
-        add_customer(engine, "C-fine", birth_month=6, birth_day=15)
-        said_yes = add_customer(engine, "C-yes", birth_month=6, birth_day=15)
-        no_date = add_customer(engine, "C-nodate", birth_month=6, birth_day=15)
-        with engine.begin() as connection:
-            for who, written in ((said_yes, "yes"), (no_date, "2027-13-45")):
-                connection.execute(
-                    text("UPDATE customers SET opted_out_at = :at WHERE id = :id"),
-                    {"at": written, "id": who},
-                )
-    finally:
-        engine.dispose()
+    config = store_written_by_another_application(
+        tmp_path, "opted_out_at", {"C-fine": None, "C-yes": "yes", "C-nodate": "2027-13-45"}
+    )
     found = run_cli("--config", config, "detect", "--now", NOW.isoformat(), "--format", "json")
     assert found.exit_code == 0, found.stderr
     listed = run_cli("--config", config, "plan", "--now", NOW.isoformat(), "--format", "json")
