@@ -52,7 +52,12 @@ def normalize_address(text: str) -> str:
 
 
 def _plain_is_acceptable(local: str, domain: str, whole: str) -> bool:
+    """Whether the fast path may answer: not a special-use domain, lengths within bounds, and
+    no `--` in the domain (a label with `--` as its third and fourth characters, `ab--c`, is
+    reserved by IDNA and refused by `email-validator`; `xn--` labels are punycode)."""
     lowered = domain.lower()
     if lowered in SPECIAL_USE_DOMAIN_NAMES or lowered.endswith(_SPECIAL_SUFFIXES):
+        return False
+    if "--" in domain:
         return False
     return len(local) <= _MAX_LOCAL and len(whole) <= _MAX_ADDRESS
