@@ -206,9 +206,11 @@ _NAME_BREAK = re.compile(r" *[\t\n\v\f\r\x85\u2028\u2029][ \t\n\v\f\r\x85\u2028\
 
 def parse_name(column: str, text: str) -> str:
     """A customer's name (see the module's rules)."""
-    # Most names hold no character that is not printable (control and format characters
-    # are not): a C-speed check spares them both patterns, a million times an import.
-    name = text if text.isprintable() else _NAME_BREAK.sub(" ", text).strip()
+    if text.isprintable():  # no control or format character: spares the patterns (C speed)
+        if len(text) > NAME_LENGTH:
+            raise FieldError(column, f"is longer than {NAME_LENGTH} characters")
+        return text
+    name = _NAME_BREAK.sub(" ", text).strip()
     if len(name) > NAME_LENGTH:
         raise FieldError(column, f"is longer than {NAME_LENGTH} characters")
     found = _CONTROL_CHARACTER.search(name)
