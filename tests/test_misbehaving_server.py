@@ -196,3 +196,50 @@ def test_a_reply_that_is_not_utf8_is_kept_with_escapes(engine: Engine) -> None:
     for touch_id in (refused, fine):
         note = state(engine, touch_id)
         assert note["last_reply"] == "550 5.1.1 Bo\\udceete inconnue"
+
+
+# A server that says more than it was asked ------------------------------------------------------
+
+EHLO_WITH_PIPELINING = b"250-mail.example\r\n250 PIPELINING\r\n"
+REJECTED = b"554 5.7.1 Message rejected\r\n"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {b"EHLO": b"250-mail.example\r\n250 PIPELINING\r\n250 2.0.0 Ok: queued\r\n"},
+        {b"DATA": b"354 go ahead\r\n250 2.0.0 Ok: queued\r\n"},
+        {b"EHLO": EHLO_WITH_PIPELINING, b"DATA": b"354 go ahead\r\n250 2.0.0 Ok: queued\r\n"},
+    ],
+    ids=["after-ehlo", "with-354", "with-354-pipelined"],
+)
+def test_a_250_that_came_before_the_message_is_not_taken_for_its_answer(
+    engine: Engine, extra: dict[bytes, bytes]
+) -> None:
+    """The server sends a 250 in the same packet as an earlier reply (EHLO's, DATA's 354),
+    then refuses the message: the note is not sent, and is tried again later."""
+    ids = [add_due(engine, f"C-{n}") for n in range(3)]
+    with line_server(b"220 mail.example ESMTP\r\n", {**extra, b".": REJECTED}) as port:
+        report = run(engine, server(port), config=with_smtp(connections=1))
+    assert report.counts == {"pending": 3}
+    for touch_id in ids:
+        note = state(engine, touch_id)
+        assert (note["status"], note["attempts"]) == ("pending", 1)
+        assert "the server said more than was asked before the message" in note["reason"]
+
+
+@pytest.mark.parametrize(
+    "ehlo", [b"250 mail.example\r\n", EHLO_WITH_PIPELINING], ids=["one-by-one", "pipelined"]
+)
+def test_a_reply_too_many_after_the_message_is_not_taken_for_the_next_note(
+    engine: Engine, ehlo: bytes
+) -> None:
+    """Every message is refused, each refusal followed by a 250 that answers nothing: each
+    note keeps its own refusal, none is taken for sent, and none is retried."""
+    ids = [add_due(engine, f"C-{n}") for n in range(3)]
+    answers = {b"EHLO": ehlo, b".": REJECTED + b"250 2.0.0 Ok: queued\r\n"}
+    with line_server(b"220 mail.example ESMTP\r\n", answers) as port:
+        report = run(engine, server(port), config=with_smtp(connections=1))
+    assert report.counts == {"failed": 3}
+    for touch_id in ids:
+        assert state(engine, touch_id)["last_reply"] == "554 5.7.1 Message rejected"

@@ -5,7 +5,11 @@ Rules (the outcome of one attempt):
 - A 4xx reply, a refused connection, a timeout or a disconnect before the message was handed
   over: `retry` (the note is tried again later). So is a reply that is not the one expected
   (354 to MAIL), and one to MAIL, RCPT or DATA that is no SMTP reply at all (garbage, too
-  long): then the line is dropped, since what follows on it cannot be trusted.
+  long): then the line is dropped, since what follows on it cannot be trusted. So is a reply
+  that came with more than was asked before the message (a 250 in the same packet as DATA's
+  354 or EHLO's reply: it would be taken for the message's answer); see `_in_step`.
+- A reply to the message that came with more (a reply too many): the note keeps that reply,
+  and the next note goes on a new line, never reading what was left over as its own answer.
 - A 4xx reply that says the server is limiting us rather than refusing this note (see
   `is_throttling`): `throttled`; the sender slows down as a whole.
 - A 5xx reply: `failed` at once, with the reply.
@@ -178,6 +182,16 @@ def _shut(smtp: aiosmtplib.SMTP, transport: asyncio.BaseTransport | None = None)
     if isinstance(line, asyncio.Transport):
         line.abort()
     smtp.close()
+
+
+def _in_step(smtp: aiosmtplib.SMTP | None) -> bool:
+    """Whether nothing came with the last reply read beyond it. aiosmtplib reads one reply per
+    command and keeps what came after it in the same packet for the next command (its
+    `_buffer`: it has no public way to see it), so a server that says more than it was asked
+    (a 250 before the message was sent, a reply too many after it) would have each later reply
+    taken for the wrong command: such a line is out of step."""
+    protocol = smtp.protocol if smtp is not None else None
+    return protocol is None or not protocol._buffer
 
 
 def _lost_before(error: BaseException) -> Outcome:
@@ -388,6 +402,8 @@ class SmtpConnection:
 
     async def _send(self, message: BuiltMessage) -> Outcome:
         self._written = False
+        if not _in_step(self._smtp):  # more came with the last note's reply: a new line
+            self._drop()
         if not self.is_open:
             problem = await self._open()
             if problem is not None:
@@ -395,6 +411,9 @@ class SmtpConnection:
         smtp = self._smtp
         if smtp is None:
             return Outcome("retry", f"no connection to {self.server.host}")
+        if not _in_step(smtp):  # more came with the greeting or EHLO's reply
+            self._drop()
+            return _broken_before(None)
         if message.smtputf8 and not smtp.supports_extension("smtputf8"):
             return Outcome(
                 "held",
@@ -483,6 +502,9 @@ class SmtpConnection:
         if data.startswith(b"."):
             data = b"." + data
         data = data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+        if not _in_step(smtp):  # more came with DATA's 354: a reply to a message not yet sent
+            self._drop()
+            return _broken_before(None)
         try:
             self._written = True
             protocol.write(data)
@@ -496,6 +518,11 @@ class SmtpConnection:
                 "unknown",
                 f"the server's reply to the message could not be understood: {_said(error)}",
             )
+        return await self._answered(reply)
+
+    async def _answered(self, reply: SMTPResponse) -> Outcome:
+        """The outcome of the server's reply to the message: 250 sent, 4xx or 5xx refused,
+        anything else `unknown` (the line is dropped)."""
         text = f"{reply.code} {reply.message}".strip()
         if reply.code == 250:
             return Outcome("sent", text, reply.code)
