@@ -198,6 +198,29 @@ def test_a_reply_that_is_not_utf8_is_kept_with_escapes(engine: Engine) -> None:
         assert note["last_reply"] == "550 5.1.1 Bo\\udceete inconnue"
 
 
+def test_a_reply_with_escapes_and_line_breaks_is_kept_and_logged_on_one_line(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refusal on two lines, with a terminal's escape sequences: the sent-log keeps it and
+    the service logs it as one line, each control character written as an escape."""
+    touch_id = add_due(engine, "C-1")
+    answers = {
+        b"RCPT": b"550-5.1.1 \x1b[2J\x1b]0;owned\x07 no such user\r\n550 5.1.1 <3>forged\r\n"
+    }
+    with (
+        caplog.at_level(logging.INFO, logger="appreciate.send"),
+        line_server(b"220 mail.example ESMTP\r\n", answers) as port,
+    ):
+        report = run(engine, server(port))
+    assert report.counts == {"failed": 1}
+    kept = "550 5.1.1 \\x1b[2J\\x1b]0;owned\\x07 no such user 5.1.1 <3>forged"
+    note = state(engine, touch_id)
+    assert note["last_reply"] == kept
+    assert note["reason"] == f"the server refused it: {kept}"
+    (logged,) = (record.getMessage() for record in caplog.records)
+    assert logged.endswith(f" failed: the server refused it: {kept}")
+
+
 # A server that says more than it was asked ------------------------------------------------------
 
 EHLO_WITH_PIPELINING = b"250-mail.example\r\n250 PIPELINING\r\n"

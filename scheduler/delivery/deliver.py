@@ -88,6 +88,7 @@ from scheduler.notes.note_context import TouchRef, build_contexts
 from scheduler.notes.note_message import note_message
 from scheduler.notes.render import NoteRenderer, RenderStopped, TemplateProblem
 from scheduler.notes.template_failures import failure_reason
+from scheduler.output import printable
 from scheduler.store.db import write_transaction
 from scheduler.store.driver_writes import driver_writes
 from scheduler.store.models import metadata
@@ -744,6 +745,9 @@ class Sender:
 
 
 def _storable(reply: str) -> str:
-    """A reply as the store can keep it: bytes that were not UTF-8 (aiosmtplib keeps them as
-    surrogates) written as escapes."""
-    return reply.encode("utf-8", "backslashreplace").decode("utf-8")
+    """A reply as the store keeps it and the log shows it, on one line: the lines of a
+    multi-line reply joined by a space; bytes that were not UTF-8 (aiosmtplib keeps them as
+    surrogates) and control characters (escape sequences, bidi overrides) written as
+    escapes."""
+    text = reply.encode("utf-8", "backslashreplace").decode("utf-8")
+    return printable(" ".join(text.split("\n")), newlines=False)
