@@ -14,7 +14,7 @@ from aiosmtplib.protocol import SMTPProtocol
 from sqlalchemy import Engine
 
 from scheduler.config.settings import Settings
-from scheduler.delivery.deliver import SendReport
+from scheduler.delivery.deliver import REPLY_KEPT, SendReport
 from tests.smtp_servers import WAIT, Scripted, line_server, running
 from tests.test_delivery import SETTINGS, add_due, run, sender_for, server, state
 
@@ -219,6 +219,27 @@ def test_a_reply_with_escapes_and_line_breaks_is_kept_and_logged_on_one_line(
     assert note["reason"] == f"the server refused it: {kept}"
     (logged,) = (record.getMessage() for record in caplog.records)
     assert logged.endswith(f" failed: the server refused it: {kept}")
+
+
+@pytest.mark.parametrize("command", [b"RCPT", b"."])
+def test_a_reply_of_many_kilobytes_is_kept_cut_short(
+    engine: Engine, command: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three continuation lines of 8,000 characters (about the most aiosmtplib reads as one
+    reply), refusing the note or accepting it."""
+    touch_id = add_due(engine, "C-1")
+    code = b"550" if command == b"RCPT" else b"250"
+    huge = b"".join(code + b"-" + b"A" * 8000 + b"\r\n" for _ in range(3)) + code + b" end\r\n"
+    with (
+        caplog.at_level(logging.INFO, logger="appreciate.send"),
+        line_server(b"220 mail.example ESMTP\r\n", {command: huge}) as port,
+    ):
+        report = run(engine, server(port))
+    assert report.counts == {"failed" if command == b"RCPT" else "sent": 1}
+    kept = state(engine, touch_id)["last_reply"]
+    assert kept == f"{code.decode()} {'A' * (REPLY_KEPT - 4)}..."
+    assert len(state(engine, touch_id)["reason"] or "") < REPLY_KEPT + 100
+    assert all(len(record.getMessage()) < REPLY_KEPT + 200 for record in caplog.records)
 
 
 # A server that says more than it was asked ------------------------------------------------------
