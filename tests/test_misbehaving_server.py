@@ -222,6 +222,20 @@ def test_a_reply_with_escapes_and_line_breaks_is_kept_and_logged_on_one_line(
 
 
 @pytest.mark.parametrize("command", [b"RCPT", b"."])
+def test_a_reply_with_a_nul_byte_is_kept(engine: Engine, command: bytes) -> None:
+    """PostgreSQL's text cannot hold NUL: the reply is kept with it escaped, and the other
+    notes' outcomes are written too."""
+    ids = [add_due(engine, f"C-{n}") for n in range(2)]
+    code = b"550" if command == b"RCPT" else b"250"
+    answers = {command: code + b" 5.0.0 nul\x00here\r\n"}
+    with line_server(b"220 mail.example ESMTP\r\n", answers) as port:
+        report = run(engine, server(port))
+    assert report.counts == {"failed" if command == b"RCPT" else "sent": 2}
+    for touch_id in ids:
+        assert state(engine, touch_id)["last_reply"] == f"{code.decode()} 5.0.0 nul\\x00here"
+
+
+@pytest.mark.parametrize("command", [b"RCPT", b"."])
 def test_a_reply_of_many_kilobytes_is_kept_cut_short(
     engine: Engine, command: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
