@@ -145,6 +145,31 @@ def test_what_a_strange_server_said_is_escaped_and_cut_short(engine: Engine) -> 
     assert len(report.paused) < 250
 
 
+@pytest.mark.parametrize(
+    ("ehlo", "offered"),
+    [
+        (b"250 mail.example\r\n", '"no AUTH"'),
+        (b"250-mail.example\r\n250 AUTH GSSAPI\r\n", '"GSSAPI"'),
+    ],
+    ids=["no-auth", "gssapi-only"],
+)
+def test_a_server_that_offers_no_login_we_can_make_pauses_sending(
+    engine: Engine, ehlo: bytes, offered: str
+) -> None:
+    """A username is set, but the server offers no login (a relay's port 25, or a login only
+    after STARTTLS): retrying cannot help, so no attempt is spent."""
+    ids = [add_due(engine, f"C-{n}") for n in range(2)]
+    with line_server(b"220 mail.example ESMTP\r\n", {b"EHLO": ehlo}) as port:
+        report = run(engine, server(port, username="ada", password="secret"))
+    assert report.paused == (
+        f"127.0.0.1:{port} offers no login appreciate can make ({offered}), and [smtp] "
+        "username is set; check [smtp] port and security"
+    )
+    for touch_id in ids:
+        note = state(engine, touch_id)
+        assert (note["status"], note["attempts"]) == ("pending", 0)
+
+
 # A bug while sending one note ---------------------------------------------------------------------
 
 

@@ -13,7 +13,8 @@ Rules (the outcome of one attempt):
 - A 4xx reply that says the server is limiting us rather than refusing this note (see
   `is_throttling`): `throttled`; the sender slows down as a whole.
 - A 5xx reply: `failed` at once, with the reply.
-- 530/535 (authentication): `auth`; sending pauses for every note until the owner acts.
+- 530/535 (authentication): `auth`; sending pauses for every note until the owner acts. So
+  does a server that offers no login we can make while `[smtp] username` is set.
 - A server that does not offer STARTTLS when `security = "starttls"`: `insecure`; sending
   pauses too. Never a silent downgrade to plain text.
 - A greeting that is not 220 (an SSH or POP3 server, "554 no service"): `bad_greeting`, naming
@@ -359,9 +360,8 @@ class SmtpConnection:
                         '"starttls": refusing to send in plain text',
                     )
                 await smtp.starttls()
-            if server.username:
-                await smtp.login(server.username, server.password or "")
-            if smtp.is_ehlo_or_helo_needed:  # the extensions (SMTPUTF8) are known before MAIL
+            problem = await self._logged_in(smtp)
+            if problem is None and smtp.is_ehlo_or_helo_needed:  # SMTPUTF8 known before MAIL
                 await smtp.ehlo()
         except SMTPAuthenticationError as error:
             return Outcome("auth", f"login as {server.username} refused: {_reply(error)}")
@@ -371,6 +371,25 @@ class SmtpConnection:
             return _classify(error.code, _reply(error))
         except (SMTPException, OSError) as error:
             return self._unreachable(error)
+        return problem
+
+    async def _logged_in(self, smtp: aiosmtplib.SMTP) -> Outcome | None:
+        """The login, when [smtp] username is set. A server that offers no login aiosmtplib
+        can make (no AUTH, or only mechanisms other than PLAIN, LOGIN and CRAM-MD5) is `auth`
+        as a refused login is: trying again cannot help."""
+        server = self.server
+        if not server.username:
+            return None
+        if smtp.is_ehlo_or_helo_needed:
+            await smtp.ehlo()
+        if not smtp.supported_auth_methods:
+            offered = shown(" ".join(smtp.server_auth_methods).upper() or "no AUTH")
+            return Outcome(
+                "auth",
+                f"{server.host}:{server.port} offers no login appreciate can make ({offered}), "
+                "and [smtp] username is set; check [smtp] port and security",
+            )
+        await smtp.login(server.username, server.password or "")
         return None
 
     def _unreachable(self, error: BaseException) -> Outcome:
