@@ -146,6 +146,38 @@ def test_what_a_strange_server_said_is_escaped_and_cut_short(engine: Engine) -> 
 
 
 @pytest.mark.parametrize(
+    ("answers", "security", "said"),
+    [
+        (
+            {b"EHLO": b"554 5.7.1 Client host rejected\r\n"},
+            "none",
+            "554 5.7.1 Client host rejected",
+        ),
+        ({b"EHLO": b"502 5.5.2 Error: command not recognized\r\n"}, "none", "502 5.5.2 Error"),
+        (
+            {b"EHLO": b"250-mail.example\r\n250 STARTTLS\r\n", b"STARTTLS": b"502 5.5.1 No\r\n"},
+            "starttls",
+            "502 5.5.1 No",
+        ),
+    ],
+    ids=["ehlo-554", "ehlo-502", "starttls-502"],
+)
+def test_a_server_that_refuses_the_session_pauses_sending(
+    engine: Engine, answers: dict[bytes, bytes], security: Any, said: str
+) -> None:
+    """A 5xx to EHLO or STARTTLS refuses this sender, not a note: no note fails with it."""
+    ids = [add_due(engine, f"C-{n}") for n in range(3)]
+    with line_server(b"220 mail.example ESMTP\r\n", answers) as port:
+        report = run(engine, server(port, security))
+    assert report.paused is not None
+    assert report.paused.startswith(f'127.0.0.1:{port} refused the session: it answered "{said}')
+    assert report.paused.endswith("check [smtp] host, port and security")
+    for touch_id in ids:
+        note = state(engine, touch_id)
+        assert (note["status"], note["attempts"]) == ("pending", 0)
+
+
+@pytest.mark.parametrize(
     ("ehlo", "offered"),
     [
         (b"250 mail.example\r\n", '"no AUTH"'),

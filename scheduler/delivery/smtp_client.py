@@ -19,7 +19,8 @@ Rules (the outcome of one attempt):
   pauses too. Never a silent downgrade to plain text.
 - A greeting that is not 220 (an SSH or POP3 server, "554 no service"): `bad_greeting`, naming
   host, port and what it said; sending pauses too. A 4xx greeting (a busy server, "421 too many
-  connections") is temporary, as any 4xx.
+  connections") is temporary, as any 4xx. A 5xx to EHLO or STARTTLS ("554 client host
+  rejected") is `bad_greeting` too: the session is refused, and no note fails with it.
 - A disconnect, a timeout or a reply that cannot be read (garbage, or no SMTP reply code) after
   the message's final "." was sent: `unknown` (the server may have taken it); the line is
   dropped, and the note never resent by itself.
@@ -366,12 +367,26 @@ class SmtpConnection:
         except SMTPAuthenticationError as error:
             return Outcome("auth", f"login as {server.username} refused: {_reply(error)}")
         except SMTPResponseException as error:
-            if not _is_reply_code(error.code):
-                return _not_understood(error)
-            return _classify(error.code, _reply(error))
+            return self._refused_session(error)
         except (SMTPException, OSError) as error:
             return self._unreachable(error)
         return problem
+
+    def _refused_session(self, error: SMTPResponseException) -> Outcome:
+        """A reply to EHLO or STARTTLS that is not the one wanted: garbage is `retry` (see
+        `_not_understood`), a 4xx temporary as any; a 5xx (but 530/535) refuses this sender
+        or this session, not a note, so it is `bad_greeting`: sending pauses, and no note
+        fails with it."""
+        server = self.server
+        if not _is_reply_code(error.code):
+            return _not_understood(error)
+        if 500 <= error.code < 600 and error.code not in AUTH_CODES:
+            return Outcome(
+                "bad_greeting",
+                f"{server.host}:{server.port} refused the session: it answered {_said(error)} "
+                "before any note; check [smtp] host, port and security",
+            )
+        return _classify(error.code, _reply(error))
 
     async def _logged_in(self, smtp: aiosmtplib.SMTP) -> Outcome | None:
         """The login, when [smtp] username is set. A server that offers no login aiosmtplib
