@@ -230,15 +230,16 @@ class Throttling(Recorder):
         return "250 OK"
 
 
-def _last_line(answer: bytes) -> bytes:
-    return answer.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+def _says_go_ahead(answer: bytes) -> bool:
+    """Whether an answer to DATA holds a 354 line (a message follows)."""
+    return any(line.startswith(b"354") for line in answer.splitlines())
 
 
 @contextmanager
 def line_server(greeting: bytes, answers: Mapping[bytes, bytes] | None = None) -> Iterator[int]:
     """A raw server on 127.0.0.1 that sends `greeting` on each connection, then answers each
     command line with `answers[VERB]` (`b"."`: the end of a message after DATA), else
-    `250 OK` (`354` to DATA: a message follows when the answer's last line is 354); yields its
+    `250 OK` (`354` to DATA: a message follows when a line of the answer is 354); yields its
     port. It speaks no more SMTP than that."""
     script = {b"DATA": b"354 go ahead\r\n", **(answers or {})}
 
@@ -259,7 +260,7 @@ def line_server(greeting: bytes, answers: Mapping[bytes, bytes] | None = None) -
                     continue
                 verb = line.split(maxsplit=1)[0].upper() if line.strip() else b""
                 writer.write(script.get(verb, b"250 OK\r\n"))
-                in_message = verb == b"DATA" and _last_line(script[b"DATA"]).startswith(b"354")
+                in_message = verb == b"DATA" and _says_go_ahead(script[b"DATA"])
                 if verb == b"QUIT":
                     break
                 await writer.drain()

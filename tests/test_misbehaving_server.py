@@ -14,7 +14,7 @@ from aiosmtplib.protocol import SMTPProtocol
 from sqlalchemy import Engine
 
 from scheduler.config.settings import Settings
-from scheduler.delivery.deliver import SendReport
+from scheduler.delivery.deliver import REPLY_KEPT, SendReport
 from tests.smtp_servers import WAIT, Scripted, line_server, running
 from tests.test_delivery import SETTINGS, add_due, run, sender_for, server, state
 
@@ -145,6 +145,63 @@ def test_what_a_strange_server_said_is_escaped_and_cut_short(engine: Engine) -> 
     assert len(report.paused) < 250
 
 
+@pytest.mark.parametrize(
+    ("answers", "security", "said"),
+    [
+        (
+            {b"EHLO": b"554 5.7.1 Client host rejected\r\n"},
+            "none",
+            "554 5.7.1 Client host rejected",
+        ),
+        ({b"EHLO": b"502 5.5.2 Error: command not recognized\r\n"}, "none", "502 5.5.2 Error"),
+        (
+            {b"EHLO": b"250-mail.example\r\n250 STARTTLS\r\n", b"STARTTLS": b"502 5.5.1 No\r\n"},
+            "starttls",
+            "502 5.5.1 No",
+        ),
+    ],
+    ids=["ehlo-554", "ehlo-502", "starttls-502"],
+)
+def test_a_server_that_refuses_the_session_pauses_sending(
+    engine: Engine, answers: dict[bytes, bytes], security: Any, said: str
+) -> None:
+    """A 5xx to EHLO or STARTTLS refuses this sender, not a note: no note fails with it."""
+    ids = [add_due(engine, f"C-{n}") for n in range(3)]
+    with line_server(b"220 mail.example ESMTP\r\n", answers) as port:
+        report = run(engine, server(port, security))
+    assert report.paused is not None
+    assert report.paused.startswith(f'127.0.0.1:{port} refused the session: it answered "{said}')
+    assert report.paused.endswith("check [smtp] host, port and security")
+    for touch_id in ids:
+        note = state(engine, touch_id)
+        assert (note["status"], note["attempts"]) == ("pending", 0)
+
+
+@pytest.mark.parametrize(
+    ("ehlo", "offered"),
+    [
+        (b"250 mail.example\r\n", '"no AUTH"'),
+        (b"250-mail.example\r\n250 AUTH GSSAPI\r\n", '"GSSAPI"'),
+    ],
+    ids=["no-auth", "gssapi-only"],
+)
+def test_a_server_that_offers_no_login_we_can_make_pauses_sending(
+    engine: Engine, ehlo: bytes, offered: str
+) -> None:
+    """A username is set, but the server offers no login (a relay's port 25, or a login only
+    after STARTTLS): retrying cannot help, so no attempt is spent."""
+    ids = [add_due(engine, f"C-{n}") for n in range(2)]
+    with line_server(b"220 mail.example ESMTP\r\n", {b"EHLO": ehlo}) as port:
+        report = run(engine, server(port, username="ada", password="secret"))
+    assert report.paused == (
+        f"127.0.0.1:{port} offers no login appreciate can make ({offered}), and [smtp] "
+        "username is set; check [smtp] port and security"
+    )
+    for touch_id in ids:
+        note = state(engine, touch_id)
+        assert (note["status"], note["attempts"]) == ("pending", 0)
+
+
 # A bug while sending one note ---------------------------------------------------------------------
 
 
@@ -196,3 +253,108 @@ def test_a_reply_that_is_not_utf8_is_kept_with_escapes(engine: Engine) -> None:
     for touch_id in (refused, fine):
         note = state(engine, touch_id)
         assert note["last_reply"] == "550 5.1.1 Bo\\udceete inconnue"
+
+
+def test_a_reply_with_escapes_and_line_breaks_is_kept_and_logged_on_one_line(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refusal on two lines, with a terminal's escape sequences: the sent-log keeps it and
+    the service logs it as one line, each control character written as an escape."""
+    touch_id = add_due(engine, "C-1")
+    answers = {
+        b"RCPT": b"550-5.1.1 \x1b[2J\x1b]0;owned\x07 no such user\r\n550 5.1.1 <3>forged\r\n"
+    }
+    with (
+        caplog.at_level(logging.INFO, logger="appreciate.send"),
+        line_server(b"220 mail.example ESMTP\r\n", answers) as port,
+    ):
+        report = run(engine, server(port))
+    assert report.counts == {"failed": 1}
+    kept = "550 5.1.1 \\x1b[2J\\x1b]0;owned\\x07 no such user 5.1.1 <3>forged"
+    note = state(engine, touch_id)
+    assert note["last_reply"] == kept
+    assert note["reason"] == f"the server refused it: {kept}"
+    (logged,) = (record.getMessage() for record in caplog.records)
+    assert logged.endswith(f" failed: the server refused it: {kept}")
+
+
+@pytest.mark.parametrize("command", [b"RCPT", b"."])
+def test_a_reply_with_a_nul_byte_is_kept(engine: Engine, command: bytes) -> None:
+    """PostgreSQL's text cannot hold NUL: the reply is kept with it escaped, and the other
+    notes' outcomes are written too."""
+    ids = [add_due(engine, f"C-{n}") for n in range(2)]
+    code = b"550" if command == b"RCPT" else b"250"
+    answers = {command: code + b" 5.0.0 nul\x00here\r\n"}
+    with line_server(b"220 mail.example ESMTP\r\n", answers) as port:
+        report = run(engine, server(port))
+    assert report.counts == {"failed" if command == b"RCPT" else "sent": 2}
+    for touch_id in ids:
+        assert state(engine, touch_id)["last_reply"] == f"{code.decode()} 5.0.0 nul\\x00here"
+
+
+@pytest.mark.parametrize("command", [b"RCPT", b"."])
+def test_a_reply_of_many_kilobytes_is_kept_cut_short(
+    engine: Engine, command: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three continuation lines of 8,000 characters (about the most aiosmtplib reads as one
+    reply), refusing the note or accepting it."""
+    touch_id = add_due(engine, "C-1")
+    code = b"550" if command == b"RCPT" else b"250"
+    huge = b"".join(code + b"-" + b"A" * 8000 + b"\r\n" for _ in range(3)) + code + b" end\r\n"
+    with (
+        caplog.at_level(logging.INFO, logger="appreciate.send"),
+        line_server(b"220 mail.example ESMTP\r\n", {command: huge}) as port,
+    ):
+        report = run(engine, server(port))
+    assert report.counts == {"failed" if command == b"RCPT" else "sent": 1}
+    kept = state(engine, touch_id)["last_reply"]
+    assert kept == f"{code.decode()} {'A' * (REPLY_KEPT - 4)}..."
+    assert len(state(engine, touch_id)["reason"] or "") < REPLY_KEPT + 100
+    assert all(len(record.getMessage()) < REPLY_KEPT + 200 for record in caplog.records)
+
+
+# A server that says more than it was asked ------------------------------------------------------
+
+EHLO_WITH_PIPELINING = b"250-mail.example\r\n250 PIPELINING\r\n"
+REJECTED = b"554 5.7.1 Message rejected\r\n"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {b"EHLO": b"250-mail.example\r\n250 PIPELINING\r\n250 2.0.0 Ok: queued\r\n"},
+        {b"DATA": b"354 go ahead\r\n250 2.0.0 Ok: queued\r\n"},
+        {b"EHLO": EHLO_WITH_PIPELINING, b"DATA": b"354 go ahead\r\n250 2.0.0 Ok: queued\r\n"},
+    ],
+    ids=["after-ehlo", "with-354", "with-354-pipelined"],
+)
+def test_a_250_that_came_before_the_message_is_not_taken_for_its_answer(
+    engine: Engine, extra: dict[bytes, bytes]
+) -> None:
+    """The server sends a 250 in the same packet as an earlier reply (EHLO's, DATA's 354),
+    then refuses the message: the note is not sent, and is tried again later."""
+    ids = [add_due(engine, f"C-{n}") for n in range(3)]
+    with line_server(b"220 mail.example ESMTP\r\n", {**extra, b".": REJECTED}) as port:
+        report = run(engine, server(port), config=with_smtp(connections=1))
+    assert report.counts == {"pending": 3}
+    for touch_id in ids:
+        note = state(engine, touch_id)
+        assert (note["status"], note["attempts"]) == ("pending", 1)
+        assert "the server said more than was asked before the message" in note["reason"]
+
+
+@pytest.mark.parametrize(
+    "ehlo", [b"250 mail.example\r\n", EHLO_WITH_PIPELINING], ids=["one-by-one", "pipelined"]
+)
+def test_a_reply_too_many_after_the_message_is_not_taken_for_the_next_note(
+    engine: Engine, ehlo: bytes
+) -> None:
+    """Every message is refused, each refusal followed by a 250 that answers nothing: each
+    note keeps its own refusal, none is taken for sent, and none is retried."""
+    ids = [add_due(engine, f"C-{n}") for n in range(3)]
+    answers = {b"EHLO": ehlo, b".": REJECTED + b"250 2.0.0 Ok: queued\r\n"}
+    with line_server(b"220 mail.example ESMTP\r\n", answers) as port:
+        report = run(engine, server(port), config=with_smtp(connections=1))
+    assert report.counts == {"failed": 3}
+    for touch_id in ids:
+        assert state(engine, touch_id)["last_reply"] == "554 5.7.1 Message rejected"

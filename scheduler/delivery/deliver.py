@@ -88,6 +88,7 @@ from scheduler.notes.note_context import TouchRef, build_contexts
 from scheduler.notes.note_message import note_message
 from scheduler.notes.render import NoteRenderer, RenderStopped, TemplateProblem
 from scheduler.notes.template_failures import failure_reason
+from scheduler.output import printable
 from scheduler.store.db import write_transaction
 from scheduler.store.driver_writes import driver_writes
 from scheduler.store.models import metadata
@@ -116,6 +117,9 @@ LONGEST_RETRY_WAIT = timedelta(days=365)
 """A note's doubling wait after a temporary failure stops growing here (a note that waits this
 long has expired long before; without a bound, many attempts carried it past the calendar)."""
 """The longest a throttling server makes every instance wait."""
+REPLY_KEPT = 1000
+"""At most this many characters of a server's reply are kept and logged (a reply may run to
+32 KB: aiosmtplib's limit)."""
 
 
 @dataclass
@@ -744,6 +748,10 @@ class Sender:
 
 
 def _storable(reply: str) -> str:
-    """A reply as the store can keep it: bytes that were not UTF-8 (aiosmtplib keeps them as
-    surrogates) written as escapes."""
-    return reply.encode("utf-8", "backslashreplace").decode("utf-8")
+    """A reply as the store keeps it and the log shows it, on one line: the lines of a
+    multi-line reply joined by a space; bytes that were not UTF-8 (aiosmtplib keeps them as
+    surrogates) and control characters (escape sequences, bidi overrides) written as
+    escapes; at most REPLY_KEPT characters of that, then "..."."""
+    text = reply[: REPLY_KEPT * 4].encode("utf-8", "backslashreplace").decode("utf-8")
+    line = printable(" ".join(text.split("\n")), newlines=False)
+    return line[:REPLY_KEPT] + "..." if len(line) > REPLY_KEPT else line

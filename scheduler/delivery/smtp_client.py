@@ -5,16 +5,22 @@ Rules (the outcome of one attempt):
 - A 4xx reply, a refused connection, a timeout or a disconnect before the message was handed
   over: `retry` (the note is tried again later). So is a reply that is not the one expected
   (354 to MAIL), and one to MAIL, RCPT or DATA that is no SMTP reply at all (garbage, too
-  long): then the line is dropped, since what follows on it cannot be trusted.
+  long): then the line is dropped, since what follows on it cannot be trusted. So is a reply
+  that came with more than was asked before the message (a 250 in the same packet as DATA's
+  354 or EHLO's reply: it would be taken for the message's answer); see `_in_step`.
+- A reply to the message that came with more (a reply too many): the note keeps that reply,
+  and the next note goes on a new line, never reading what was left over as its own answer.
 - A 4xx reply that says the server is limiting us rather than refusing this note (see
   `is_throttling`): `throttled`; the sender slows down as a whole.
 - A 5xx reply: `failed` at once, with the reply.
-- 530/535 (authentication): `auth`; sending pauses for every note until the owner acts.
+- 530/535 (authentication): `auth`; sending pauses for every note until the owner acts. So
+  does a server that offers no login we can make while `[smtp] username` is set.
 - A server that does not offer STARTTLS when `security = "starttls"`: `insecure`; sending
   pauses too. Never a silent downgrade to plain text.
 - A greeting that is not 220 (an SSH or POP3 server, "554 no service"): `bad_greeting`, naming
   host, port and what it said; sending pauses too. A 4xx greeting (a busy server, "421 too many
-  connections") is temporary, as any 4xx.
+  connections") is temporary, as any 4xx. A 5xx to EHLO or STARTTLS ("554 client host
+  rejected") is `bad_greeting` too: the session is refused, and no note fails with it.
 - A disconnect, a timeout or a reply that cannot be read (garbage, or no SMTP reply code) after
   the message's final "." was sent: `unknown` (the server may have taken it); the line is
   dropped, and the note never resent by itself.
@@ -178,6 +184,16 @@ def _shut(smtp: aiosmtplib.SMTP, transport: asyncio.BaseTransport | None = None)
     if isinstance(line, asyncio.Transport):
         line.abort()
     smtp.close()
+
+
+def _in_step(smtp: aiosmtplib.SMTP | None) -> bool:
+    """Whether nothing came with the last reply read beyond it. aiosmtplib reads one reply per
+    command and keeps what came after it in the same packet for the next command (its
+    `_buffer`: it has no public way to see it), so a server that says more than it was asked
+    (a 250 before the message was sent, a reply too many after it) would have each later reply
+    taken for the wrong command: such a line is out of step."""
+    protocol = smtp.protocol if smtp is not None else None
+    return protocol is None or not protocol._buffer
 
 
 def _lost_before(error: BaseException) -> Outcome:
@@ -345,18 +361,50 @@ class SmtpConnection:
                         '"starttls": refusing to send in plain text',
                     )
                 await smtp.starttls()
-            if server.username:
-                await smtp.login(server.username, server.password or "")
-            if smtp.is_ehlo_or_helo_needed:  # the extensions (SMTPUTF8) are known before MAIL
+            problem = await self._logged_in(smtp)
+            if problem is None and smtp.is_ehlo_or_helo_needed:  # SMTPUTF8 known before MAIL
                 await smtp.ehlo()
         except SMTPAuthenticationError as error:
             return Outcome("auth", f"login as {server.username} refused: {_reply(error)}")
         except SMTPResponseException as error:
-            if not _is_reply_code(error.code):
-                return _not_understood(error)
-            return _classify(error.code, _reply(error))
+            return self._refused_session(error)
         except (SMTPException, OSError) as error:
             return self._unreachable(error)
+        return problem
+
+    def _refused_session(self, error: SMTPResponseException) -> Outcome:
+        """A reply to EHLO or STARTTLS that is not the one wanted: garbage is `retry` (see
+        `_not_understood`), a 4xx temporary as any; a 5xx (but 530/535) refuses this sender
+        or this session, not a note, so it is `bad_greeting`: sending pauses, and no note
+        fails with it."""
+        server = self.server
+        if not _is_reply_code(error.code):
+            return _not_understood(error)
+        if 500 <= error.code < 600 and error.code not in AUTH_CODES:
+            return Outcome(
+                "bad_greeting",
+                f"{server.host}:{server.port} refused the session: it answered {_said(error)} "
+                "before any note; check [smtp] host, port and security",
+            )
+        return _classify(error.code, _reply(error))
+
+    async def _logged_in(self, smtp: aiosmtplib.SMTP) -> Outcome | None:
+        """The login, when [smtp] username is set. A server that offers no login aiosmtplib
+        can make (no AUTH, or only mechanisms other than PLAIN, LOGIN and CRAM-MD5) is `auth`
+        as a refused login is: trying again cannot help."""
+        server = self.server
+        if not server.username:
+            return None
+        if smtp.is_ehlo_or_helo_needed:
+            await smtp.ehlo()
+        if not smtp.supported_auth_methods:
+            offered = shown(" ".join(smtp.server_auth_methods).upper() or "no AUTH")
+            return Outcome(
+                "auth",
+                f"{server.host}:{server.port} offers no login appreciate can make ({offered}), "
+                "and [smtp] username is set; check [smtp] port and security",
+            )
+        await smtp.login(server.username, server.password or "")
         return None
 
     def _unreachable(self, error: BaseException) -> Outcome:
@@ -388,6 +436,8 @@ class SmtpConnection:
 
     async def _send(self, message: BuiltMessage) -> Outcome:
         self._written = False
+        if not _in_step(self._smtp):  # more came with the last note's reply: a new line
+            self._drop()
         if not self.is_open:
             problem = await self._open()
             if problem is not None:
@@ -395,6 +445,9 @@ class SmtpConnection:
         smtp = self._smtp
         if smtp is None:
             return Outcome("retry", f"no connection to {self.server.host}")
+        if not _in_step(smtp):  # more came with the greeting or EHLO's reply
+            self._drop()
+            return _broken_before(None)
         if message.smtputf8 and not smtp.supports_extension("smtputf8"):
             return Outcome(
                 "held",
@@ -483,6 +536,9 @@ class SmtpConnection:
         if data.startswith(b"."):
             data = b"." + data
         data = data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+        if not _in_step(smtp):  # more came with DATA's 354: a reply to a message not yet sent
+            self._drop()
+            return _broken_before(None)
         try:
             self._written = True
             protocol.write(data)
@@ -496,6 +552,11 @@ class SmtpConnection:
                 "unknown",
                 f"the server's reply to the message could not be understood: {_said(error)}",
             )
+        return await self._answered(reply)
+
+    async def _answered(self, reply: SMTPResponse) -> Outcome:
+        """The outcome of the server's reply to the message: 250 sent, 4xx or 5xx refused,
+        anything else `unknown` (the line is dropped)."""
         text = f"{reply.code} {reply.message}".strip()
         if reply.code == 250:
             return Outcome("sent", text, reply.code)
