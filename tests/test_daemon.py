@@ -382,6 +382,47 @@ def test_the_service_reports_to_systemd_sends_reloads_and_drains(
     assert len(recorder.received) == 5
 
 
+def test_a_reload_waiting_for_a_store_that_does_not_answer_holds_nothing_up(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    """The new config's store accepts the connection and never answers (a PostgreSQL server
+    that hangs): the reload used to wait for it on the event loop, so no watchdog ping and no
+    send until the connection gave up (under systemd, the watchdog killed the service). Now
+    the service pings and sends meanwhile, and refuses the reload once the store fails."""
+    engine = create_store_engine(migrated_workspace.database_url)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
+    recorder = Recorder()
+    try:
+        with running(recorder) as port:
+            configure(migrated_workspace, port)
+            service = start_service(migrated_workspace, notify)
+            try:
+                notify.expect("READY=1")
+                good = migrated_workspace.path.read_text(encoding="utf-8")
+                hanging = f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/none"
+                lines = [
+                    f'url = "{hanging}"' if line.startswith("url = ") else line
+                    for line in good.splitlines()
+                ]
+                migrated_workspace.path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                service.send_signal(signal.SIGHUP)
+                notify.expect("RELOADING=1")
+                add_due_now(engine, 1)
+                notify.expect("WATCHDOG=1")
+                wait_until(lambda: statuses(engine) == {"sent": 1}, "a send during the reload")
+                assert "reload" not in service.log.read_text(encoding="utf-8")  # under way
+                silent.close()  # the connection waiting in its queue is reset
+                notify.expect("READY=1")
+            finally:
+                silent.close()
+                code, log = stop(service)
+    finally:
+        engine.dispose()
+    assert code == 0, log
+    assert "reload refused, still running the previous config: the store could not" in log
+    assert "Traceback" not in log
+
+
 def test_the_service_starts_and_reloads_with_broken_templates_and_says_so(
     migrated_workspace: Workspace, notify: NotifySocket
 ) -> None:

@@ -15,7 +15,9 @@ exits for it.
 Signals: SIGTERM and SIGINT stop claiming, abandon a note being written (it goes back to the
 queue), give the sends under way `[schedule] stop_within` to finish, release this instance's
 leases, log one summary line, and exit 0. SIGHUP reloads the config and templates; a new config
-with errors is refused (the errors are logged) and the old one keeps running.
+with errors is refused (the errors are logged) and the old one keeps running. The new config
+is read and checked (its store opened) in a worker thread, one reload at a time: a store that
+is slow to answer holds up neither the sends nor the watchdog.
 
 Templates: broken ones never keep the service from starting or reloading. Each problem
 `appreciate templates check` would report is logged at start and on reload (ERROR, with file
@@ -139,6 +141,8 @@ class Daemon:
         """The jobs under way (waited for at stop)."""
         self._start_companion = companion
         self._companion: Companion | None = None
+        self._reloading = asyncio.Lock()
+        self._reloads: set[asyncio.Task[None]] = set()
 
     # The timer -------------------------------------------------------------------------------
 
@@ -345,20 +349,42 @@ class Daemon:
         self._stop.set()
 
     def reload(self) -> None:
-        """SIGHUP: the new config and templates, or (with errors) the old ones, kept. Whatever
-        stops the new ones (a config error, a store the new config cannot reach, a bug) is
-        logged, and systemd is told the service is ready again: a reload never hangs."""
-        self.notifier.reloading()
-        try:
-            fresh = open_service(self.config_path)
-        except Exception as error:  # any failure keeps the old config running
-            log.error(
-                "reload refused, still running the previous config: %s",
-                _refusal(error),
-                exc_info=not isinstance(error, AppreciateError | SQLAlchemyError),
-            )
-            self.notifier.ready()
-            return
+        """SIGHUP: reload (see `_reload`) in a task of its own; the event loop runs on."""
+        task = asyncio.get_running_loop().create_task(self._reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload(self) -> None:
+        """The new config and templates, or (with errors) the old ones, kept. Whatever stops
+        the new ones (a config error, a store the new config cannot reach, a bug) is logged,
+        and systemd is told the service is ready again: a reload never hangs. They are read
+        and checked in a worker thread, one reload at a time; none starts once a stop was
+        asked for, and one that ends after it is dropped."""
+        async with self._reloading:
+            if self._stop.is_set():
+                return
+            self.notifier.reloading()
+            try:
+                fresh = await asyncio.to_thread(open_service, self.config_path)
+            except Exception as error:  # any failure keeps the old config running
+                self._refused(error)
+                return
+            if self._stop.is_set():
+                fresh.close()
+                return
+            self._use(fresh)
+
+    def _refused(self, error: Exception) -> None:
+        """The old config runs on; why the new one did not is logged."""
+        log.error(
+            "reload refused, still running the previous config: %s",
+            _refusal(error),
+            exc_info=not isinstance(error, AppreciateError | SQLAlchemyError),
+        )
+        self.notifier.ready()
+
+    def _use(self, fresh: Service) -> None:
+        """Run on `fresh` (the new config) from now on."""
         old, self.service = self.service, fresh
         self._schedule()
         if self._delivery is None:
