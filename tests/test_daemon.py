@@ -525,6 +525,36 @@ def logged_between(log: str, first: str, last: str) -> timedelta:
     return when(last) - when(first)
 
 
+def test_a_stop_does_not_wait_for_a_job_in_a_worker_thread(migrated_workspace: Workspace) -> None:
+    """SIGTERM while a job ran in a worker thread (here, reading a mailbox whose server never
+    answers; a long detection or value refresh is the same) logged `stopped`, then kept the
+    process waiting until that job ended: minutes, and under systemd a SIGKILL after
+    TimeoutStopSec. Now it exits once stopped (the store rolls back what the job had not
+    committed; the next run does it again)."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
+    silent.settimeout(WAIT)
+    (migrated_workspace.folder / "imap-password").write_text("pw\n", encoding="utf-8")
+    configure(migrated_workspace, free_port())
+    with migrated_workspace.path.open("a", encoding="utf-8") as config:
+        config.write(
+            f'\n[inbound]\nimap_host = "127.0.0.1"\nimap_port = {silent.getsockname()[1]}\n'
+            'imap_security = "none"\nimap_user = "x"\nimap_password_file = "imap-password"\n'
+            "timeout_seconds = 3600.0\n"
+        )
+    service = start_service(migrated_workspace, None)
+    try:
+        polling, _ = silent.accept()  # the poll is under way, waiting for a greeting
+        code, log = stop(service)
+        polling.close()
+    finally:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait(timeout=WAIT)
+        silent.close()
+    assert code == 0, log
+    assert "stopped: 0 notes added" in log
+
+
 def test_sigterm_waits_for_a_send_under_way_within_its_bound(
     migrated_workspace: Workspace,
 ) -> None:

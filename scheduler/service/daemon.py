@@ -14,7 +14,8 @@ exits for it.
 
 Signals: SIGTERM and SIGINT stop claiming, abandon a note being written (it goes back to the
 queue), give the sends under way `[schedule] stop_within` to finish, release this instance's
-leases, log one summary line, and exit 0. SIGHUP reloads the config and templates; a new config
+leases, log one summary line, and exit 0, without waiting for a job in a worker thread
+(`scheduler.service.worker_threads`). SIGHUP reloads the config and templates; a new config
 with errors is refused (the errors are logged) and the old one keeps running. The new config
 is read and checked (its store opened) in a worker thread, one reload at a time: a store that
 is slow to answer holds up neither the sends nor the watchdog.
@@ -69,6 +70,7 @@ from scheduler.service.interruption import release_held
 from scheduler.service.last_cycle import save_cycle
 from scheduler.service.nightly import nightly_refresh, refresh_trigger
 from scheduler.service.systemd_notify import Notifier, keep_alive
+from scheduler.service.worker_threads import UnwaitedThreads
 from scheduler.store.db import store_failure, write_transaction
 from scheduler.waits import doubled_wait
 
@@ -149,6 +151,7 @@ class Daemon:
     async def serve(self) -> int:
         """Run until SIGTERM or SIGINT; 0 after a clean stop."""
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(UnwaitedThreads())
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(stop_signal, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
