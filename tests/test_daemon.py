@@ -555,6 +555,41 @@ def test_a_stop_does_not_wait_for_a_job_in_a_worker_thread(migrated_workspace: W
     assert "stopped: 0 notes added" in log
 
 
+def test_a_job_still_running_at_its_next_time_logs_nothing_unformatted(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    """A job still under way at its next time (a mailbox poll waiting for its server, a long
+    delivery) made APScheduler print `Execution of job ... skipped: maximum number of running
+    instances reached` at every tick: raw lines, with no priority for journald and no time.
+    Skipping is the design (`max_instances=1`): nothing is logged for it; the timer's other
+    warnings are formatted like the service's own."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
+    silent.settimeout(WAIT)
+    (migrated_workspace.folder / "imap-password").write_text("pw\n", encoding="utf-8")
+    configure(migrated_workspace, free_port())
+    with migrated_workspace.path.open("a", encoding="utf-8") as config:
+        config.write(
+            f'\n[inbound]\nimap_host = "127.0.0.1"\nimap_port = {silent.getsockname()[1]}\n'
+            'imap_security = "none"\nimap_user = "x"\nimap_password_file = "imap-password"\n'
+            'timeout_seconds = 3600.0\npoll_every = "1s"\n'
+        )
+    service = start_service(migrated_workspace, notify)
+    try:
+        polling, _ = silent.accept()  # the poll hangs from here on
+        for _ in range(4):  # a delivery a second: the poll's next times come and go
+            notify.expect("STATUS=")
+        code, log = stop(service)
+        polling.close()
+    finally:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait(timeout=WAIT)
+        silent.close()
+    assert code == 0, log
+    assert "skipped" not in log
+    assert all(line.startswith("<") for line in log.splitlines()), log
+
+
 def test_sigterm_waits_for_a_send_under_way_within_its_bound(
     migrated_workspace: Workspace,
 ) -> None:
