@@ -423,6 +423,33 @@ def test_a_reload_waiting_for_a_store_that_does_not_answer_holds_nothing_up(
     assert "Traceback" not in log
 
 
+def test_a_sighup_during_start_up_reloads_once_running(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    """SIGHUP (`systemctl reload`, a script's `kill -HUP`) while the service was still starting
+    (here, waiting to read its password from a pipe) killed it: SIGHUP's default action. Now
+    the reload is done once the service runs."""
+    password = migrated_workspace.folder / "smtp-password"
+    os.mkfifo(password)
+    configure(migrated_workspace, free_port())
+    text = migrated_workspace.path.read_text(encoding="utf-8")
+    login = 'security = "none"\nusername = "ada"\npassword_file = "smtp-password"\n'
+    migrated_workspace.path.write_text(text.replace('security = "none"\n', login), "utf-8")
+    service = start_service(migrated_workspace, notify)
+    try:
+        with password.open("w", encoding="utf-8") as pipe:  # returns once the service reads it
+            service.send_signal(signal.SIGHUP)
+            pipe.write("pw\n")
+        notify.expect("READY=1")
+        notify.expect("RELOADING=1")
+        password.write_text("pw\n", encoding="utf-8")  # the reload reads it again
+        notify.expect("READY=1")
+    finally:
+        code, log = stop(service)
+    assert code == 0, log
+    assert f"reloaded {migrated_workspace.path}" in log
+
+
 def test_the_service_starts_and_reloads_with_broken_templates_and_says_so(
     migrated_workspace: Workspace, notify: NotifySocket
 ) -> None:

@@ -36,7 +36,7 @@ import asyncio
 import logging
 import signal
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -148,13 +148,16 @@ class Daemon:
 
     # The timer -------------------------------------------------------------------------------
 
-    async def serve(self) -> int:
-        """Run until SIGTERM or SIGINT; 0 after a clean stop."""
+    async def serve(self, hangups: Sequence[object] = ()) -> int:
+        """Run until SIGTERM or SIGINT; 0 after a clean stop. `hangups`: the SIGHUPs received
+        before the service listened for them (during start-up); any means one reload at once."""
         loop = asyncio.get_running_loop()
         loop.set_default_executor(UnwaitedThreads())
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(stop_signal, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if hangups:
+            self.reload()
         self._timer = AsyncIOScheduler(event_loop=loop, timezone="UTC")
         self._schedule()
         self._timer.start()
