@@ -62,15 +62,16 @@ def _postgres_base_url() -> str | None:
 
 @pytest.fixture(autouse=True)
 def appreciate_logging_as_it_was() -> Iterator[None]:
-    """`appreciate run` in-process (`run_cli`) points the `appreciate` logger at the runner's
-    stderr, which closes when the command ends: put the logger back after each test, so later
-    tests' logs reach pytest (caplog) instead of a closed stream."""
-    logger = logging.getLogger("appreciate")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    """`appreciate run` in-process (`run_cli`) points the `appreciate` and `apscheduler`
+    loggers at the runner's stderr, which closes when the command ends: put them back after
+    each test, so later tests' logs reach pytest (caplog) instead of a closed stream."""
+    loggers = [logging.getLogger(name) for name in ("appreciate", "apscheduler")]
+    kept = [(list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
     yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
+    for logger, (handlers, level, propagate) in zip(loggers, kept, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

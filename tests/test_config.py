@@ -128,6 +128,44 @@ def test_the_password_comes_from_the_environment_or_a_file(tmp_path: Path) -> No
     assert from_file.smtp_password({}) == "pw-from-file"
 
 
+def test_a_huge_empty_or_several_line_secret_is_refused_naming_key_and_source(
+    tmp_path: Path,
+) -> None:
+    """`password_file = "/dev/zero"` read the file for ever (MemoryError, a traceback); an
+    empty password, or one of several lines, started the service, and the server's refusal
+    of the login paused every send."""
+    huge = tmp_path / "huge"
+    with huge.open("wb") as file:
+        file.truncate(100 * 1024 * 1024)  # sparse: no disk used
+    (tmp_path / "empty").write_text("\n", encoding="utf-8")
+    (tmp_path / "two-lines").write_text("hunter2\nhunter3\n", encoding="utf-8")
+    for name, message in (
+        ("huge", "is far too large to hold a password"),
+        ("/dev/zero", "is far too large to hold a password"),
+        ("empty", "is empty"),
+        ("two-lines", "holds more than one line"),
+    ):
+        config = load_config(
+            write(tmp_path, MINIMAL + f'[smtp]\npassword_file = "{name}"\n', "f.toml")
+        )
+        with pytest.raises(ConfigError, match=rf"f\.toml:6: smtp\.password_file: .*{message}"):
+            config.smtp_password({})
+        imap = load_config(
+            write(tmp_path, MINIMAL + f'[inbound]\nimap_password_file = "{name}"\n', "i.toml")
+        )
+        with pytest.raises(ConfigError, match=rf"inbound\.imap_password_file: .*{message}"):
+            imap.imap_password({})
+    web = load_config(write(tmp_path, MINIMAL + '[web]\npassword_hash_file = "huge"\n', "w.toml"))
+    with pytest.raises(ConfigError, match=r"web\.password_hash_file: .*far too large"):
+        web.web_password_hash({})
+    from_env = load_config(write(tmp_path, MINIMAL + '[smtp]\npassword_env = "SMTP_PW"\n'))
+    assert from_env.smtp_password({"SMTP_PW": "hunter2\r\n"}) == "hunter2"
+    for value, message in (("", "is empty"), ("\n", "is empty"), ("hunter2\nx", "holds more")):
+        with pytest.raises(ConfigError, match=rf"password_env: .*SMTP_PW {message}") as caught:
+            from_env.smtp_password({"SMTP_PW": value})
+        assert "hunter" not in str(caught.value)
+
+
 def test_both_password_sources_at_once_is_an_error(tmp_path: Path) -> None:
     lines = problems(tmp_path, MINIMAL + '[smtp]\npassword_env = "A"\npassword_file = "b"\n')
     assert lines == [

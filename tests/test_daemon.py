@@ -382,6 +382,74 @@ def test_the_service_reports_to_systemd_sends_reloads_and_drains(
     assert len(recorder.received) == 5
 
 
+def test_a_reload_waiting_for_a_store_that_does_not_answer_holds_nothing_up(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    """The new config's store accepts the connection and never answers (a PostgreSQL server
+    that hangs): the reload used to wait for it on the event loop, so no watchdog ping and no
+    send until the connection gave up (under systemd, the watchdog killed the service). Now
+    the service pings and sends meanwhile, and refuses the reload once the store fails."""
+    engine = create_store_engine(migrated_workspace.database_url)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
+    recorder = Recorder()
+    try:
+        with running(recorder) as port:
+            configure(migrated_workspace, port)
+            service = start_service(migrated_workspace, notify)
+            try:
+                notify.expect("READY=1")
+                good = migrated_workspace.path.read_text(encoding="utf-8")
+                hanging = f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/none"
+                lines = [
+                    f'url = "{hanging}"' if line.startswith("url = ") else line
+                    for line in good.splitlines()
+                ]
+                migrated_workspace.path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                service.send_signal(signal.SIGHUP)
+                notify.expect("RELOADING=1")
+                add_due_now(engine, 1)
+                notify.expect("WATCHDOG=1")
+                wait_until(lambda: statuses(engine) == {"sent": 1}, "a send during the reload")
+                assert "reload" not in service.log.read_text(encoding="utf-8")  # under way
+                silent.close()  # the connection waiting in its queue is reset
+                notify.expect("READY=1")
+            finally:
+                silent.close()
+                code, log = stop(service)
+    finally:
+        engine.dispose()
+    assert code == 0, log
+    assert "reload refused, still running the previous config: the store could not" in log
+    assert "Traceback" not in log
+
+
+def test_a_sighup_during_start_up_reloads_once_running(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    """SIGHUP (`systemctl reload`, a script's `kill -HUP`) while the service was still starting
+    (here, waiting to read its password from a pipe) killed it: SIGHUP's default action. Now
+    the reload is done once the service runs."""
+    password = migrated_workspace.folder / "smtp-password"
+    os.mkfifo(password)
+    configure(migrated_workspace, free_port())
+    text = migrated_workspace.path.read_text(encoding="utf-8")
+    login = 'security = "none"\nusername = "ada"\npassword_file = "smtp-password"\n'
+    migrated_workspace.path.write_text(text.replace('security = "none"\n', login), "utf-8")
+    service = start_service(migrated_workspace, notify)
+    try:
+        with password.open("w", encoding="utf-8") as pipe:  # returns once the service reads it
+            service.send_signal(signal.SIGHUP)
+            pipe.write("pw\n")
+        notify.expect("READY=1")
+        notify.expect("RELOADING=1")
+        password.write_text("pw\n", encoding="utf-8")  # the reload reads it again
+        notify.expect("READY=1")
+    finally:
+        code, log = stop(service)
+    assert code == 0, log
+    assert f"reloaded {migrated_workspace.path}" in log
+
+
 def test_the_service_starts_and_reloads_with_broken_templates_and_says_so(
     migrated_workspace: Workspace, notify: NotifySocket
 ) -> None:
@@ -482,6 +550,71 @@ def logged_between(log: str, first: str, last: str) -> timedelta:
         return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
 
     return when(last) - when(first)
+
+
+def test_a_stop_does_not_wait_for_a_job_in_a_worker_thread(migrated_workspace: Workspace) -> None:
+    """SIGTERM while a job ran in a worker thread (here, reading a mailbox whose server never
+    answers; a long detection or value refresh is the same) logged `stopped`, then kept the
+    process waiting until that job ended: minutes, and under systemd a SIGKILL after
+    TimeoutStopSec. Now it exits once stopped (the store rolls back what the job had not
+    committed; the next run does it again)."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
+    silent.settimeout(WAIT)
+    (migrated_workspace.folder / "imap-password").write_text("pw\n", encoding="utf-8")
+    configure(migrated_workspace, free_port())
+    with migrated_workspace.path.open("a", encoding="utf-8") as config:
+        config.write(
+            f'\n[inbound]\nimap_host = "127.0.0.1"\nimap_port = {silent.getsockname()[1]}\n'
+            'imap_security = "none"\nimap_user = "x"\nimap_password_file = "imap-password"\n'
+            "timeout_seconds = 3600.0\n"
+        )
+    service = start_service(migrated_workspace, None)
+    try:
+        polling, _ = silent.accept()  # the poll is under way, waiting for a greeting
+        code, log = stop(service)
+        polling.close()
+    finally:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait(timeout=WAIT)
+        silent.close()
+    assert code == 0, log
+    assert "stopped: 0 notes added" in log
+
+
+def test_a_job_still_running_at_its_next_time_logs_nothing_unformatted(
+    migrated_workspace: Workspace, notify: NotifySocket
+) -> None:
+    """A job still under way at its next time (a mailbox poll waiting for its server, a long
+    delivery) made APScheduler print `Execution of job ... skipped: maximum number of running
+    instances reached` at every tick: raw lines, with no priority for journald and no time.
+    Skipping is the design (`max_instances=1`): nothing is logged for it; the timer's other
+    warnings are formatted like the service's own."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
+    silent.settimeout(WAIT)
+    (migrated_workspace.folder / "imap-password").write_text("pw\n", encoding="utf-8")
+    configure(migrated_workspace, free_port())
+    with migrated_workspace.path.open("a", encoding="utf-8") as config:
+        config.write(
+            f'\n[inbound]\nimap_host = "127.0.0.1"\nimap_port = {silent.getsockname()[1]}\n'
+            'imap_security = "none"\nimap_user = "x"\nimap_password_file = "imap-password"\n'
+            'timeout_seconds = 3600.0\npoll_every = "1s"\n'
+        )
+    service = start_service(migrated_workspace, notify)
+    try:
+        polling, _ = silent.accept()  # the poll hangs from here on
+        for _ in range(4):  # a delivery a second: the poll's next times come and go
+            notify.expect("STATUS=")
+        code, log = stop(service)
+        polling.close()
+    finally:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait(timeout=WAIT)
+        silent.close()
+    assert code == 0, log
+    assert "skipped" not in log
+    assert all(line.startswith("<") for line in log.splitlines()), log
 
 
 def test_sigterm_waits_for_a_send_under_way_within_its_bound(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -65,6 +66,9 @@ def run(
     if now is not None and not once:
         raise typer.BadParameter("--now goes with --once (the service runs on the real clock)")
     clock = FixedClock(parse_now(now)) if now else SystemClock()  # refused before the store opens
+    hangups: list[int] = []
+    if not once:  # SIGHUP during start-up: reloaded once running (its default action kills)
+        signal.signal(signal.SIGHUP, lambda number, _frame: hangups.append(number))
     password_hash = None if once else _web_password_hash(config_path)
     from scheduler.cli.service_logging import setup_logging
 
@@ -101,7 +105,7 @@ def run(
             templates_dir=service.config.templates_dir,
         )
         daemon = Daemon(config_path, service, SystemClock(), notifier, instance_name(), companion)
-        code = asyncio.run(daemon.serve())
+        code = asyncio.run(daemon.serve(hangups))
     raise typer.Exit(code)
 
 

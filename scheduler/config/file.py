@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from scheduler.config.dkim_key import DkimKey
 
 __all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_NAME", "Config", "find_config", "load_config"]
+LARGEST_SECRET = 64 * 1024
+"""Bytes a secret file (a password, a password hash) may hold; a larger one is a mistake."""
 
 
 @dataclass(frozen=True)
@@ -112,15 +114,38 @@ class Config:
             value = env.get(env_name)
             if value is None:
                 raise self._problem(f"{key}_env", f"environment variable {env_name} is not set")
-            return value
+            return self._one_line(f"{key}_env", f"environment variable {env_name}", value)
         if file_name:
             path = self.base_dir / file_name
-            try:
-                return path.read_text(encoding="utf-8").rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as error:
-                reason = getattr(error, "strerror", None) or "not UTF-8 text"
-                raise self._problem(f"{key}_file", f"cannot read {path}: {reason}") from None
+            return self._one_line(f"{key}_file", str(path), self._read_secret(f"{key}_file", path))
         return None
+
+    def _read_secret(self, key: str, path: Path) -> str:
+        """The text of the secret file `path` (config key `key`): UTF-8, at most
+        LARGEST_SECRET bytes (`/dev/zero` named by mistake is refused, not read for ever)."""
+        try:
+            with path.open("rb") as file:
+                data = file.read(LARGEST_SECRET + 1)
+        except OSError as error:
+            raise self._problem(key, f"cannot read {path}: {error.strerror}") from None
+        if len(data) > LARGEST_SECRET:
+            raise self._problem(
+                key, f"{path} is far too large to hold a password (over {LARGEST_SECRET} bytes)"
+            )
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._problem(key, f"cannot read {path}: not UTF-8 text") from None
+
+    def _one_line(self, key: str, where: str, value: str) -> str:
+        """`value` without its line end; one that is empty, or holds more than one line, is
+        refused without being shown (the server would refuse the login, pausing every send)."""
+        secret = value.rstrip("\r\n")
+        if not secret:
+            raise self._problem(key, f"{where} is empty")
+        if any(char in secret for char in "\r\n\0"):
+            raise self._problem(key, f"{where} holds more than one line: a password is one line")
+        return secret
 
     def web_password_hash(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The owner's password hash from its environment variable or file, or None when none
@@ -137,13 +162,7 @@ class Config:
             return self._checked_hash("web.password_hash_env", value.strip())
         if web.password_hash_file:
             path = self.base_dir / web.password_hash_file
-            try:
-                text = path.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as error:
-                reason = getattr(error, "strerror", None) or "not UTF-8 text"
-                raise self._problem(
-                    "web.password_hash_file", f"cannot read {path}: {reason}"
-                ) from None
+            text = self._read_secret("web.password_hash_file", path).strip()
             return self._checked_hash("web.password_hash_file", text)
         return None
 

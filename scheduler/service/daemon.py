@@ -14,8 +14,11 @@ exits for it.
 
 Signals: SIGTERM and SIGINT stop claiming, abandon a note being written (it goes back to the
 queue), give the sends under way `[schedule] stop_within` to finish, release this instance's
-leases, log one summary line, and exit 0. SIGHUP reloads the config and templates; a new config
-with errors is refused (the errors are logged) and the old one keeps running.
+leases, log one summary line, and exit 0, without waiting for a job in a worker thread
+(`scheduler.service.worker_threads`). SIGHUP reloads the config and templates; a new config
+with errors is refused (the errors are logged) and the old one keeps running. The new config
+is read and checked (its store opened) in a worker thread, one reload at a time: a store that
+is slow to answer holds up neither the sends nor the watchdog.
 
 Templates: broken ones never keep the service from starting or reloading. Each problem
 `appreciate templates check` would report is logged at start and on reload (ERROR, with file
@@ -33,7 +36,7 @@ import asyncio
 import logging
 import signal
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -67,6 +70,7 @@ from scheduler.service.interruption import release_held
 from scheduler.service.last_cycle import save_cycle
 from scheduler.service.nightly import nightly_refresh, refresh_trigger
 from scheduler.service.systemd_notify import Notifier, keep_alive
+from scheduler.service.worker_threads import UnwaitedThreads
 from scheduler.store.db import store_failure, write_transaction
 from scheduler.waits import doubled_wait
 
@@ -139,15 +143,21 @@ class Daemon:
         """The jobs under way (waited for at stop)."""
         self._start_companion = companion
         self._companion: Companion | None = None
+        self._reloading = asyncio.Lock()
+        self._reloads: set[asyncio.Task[None]] = set()
 
     # The timer -------------------------------------------------------------------------------
 
-    async def serve(self) -> int:
-        """Run until SIGTERM or SIGINT; 0 after a clean stop."""
+    async def serve(self, hangups: Sequence[object] = ()) -> int:
+        """Run until SIGTERM or SIGINT; 0 after a clean stop. `hangups`: the SIGHUPs received
+        before the service listened for them (during start-up); any means one reload at once."""
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(UnwaitedThreads())
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(stop_signal, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if hangups:
+            self.reload()
         self._timer = AsyncIOScheduler(event_loop=loop, timezone="UTC")
         self._schedule()
         self._timer.start()
@@ -345,20 +355,42 @@ class Daemon:
         self._stop.set()
 
     def reload(self) -> None:
-        """SIGHUP: the new config and templates, or (with errors) the old ones, kept. Whatever
-        stops the new ones (a config error, a store the new config cannot reach, a bug) is
-        logged, and systemd is told the service is ready again: a reload never hangs."""
-        self.notifier.reloading()
-        try:
-            fresh = open_service(self.config_path)
-        except Exception as error:  # any failure keeps the old config running
-            log.error(
-                "reload refused, still running the previous config: %s",
-                _refusal(error),
-                exc_info=not isinstance(error, AppreciateError | SQLAlchemyError),
-            )
-            self.notifier.ready()
-            return
+        """SIGHUP: reload (see `_reload`) in a task of its own; the event loop runs on."""
+        task = asyncio.get_running_loop().create_task(self._reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload(self) -> None:
+        """The new config and templates, or (with errors) the old ones, kept. Whatever stops
+        the new ones (a config error, a store the new config cannot reach, a bug) is logged,
+        and systemd is told the service is ready again: a reload never hangs. They are read
+        and checked in a worker thread, one reload at a time; none starts once a stop was
+        asked for, and one that ends after it is dropped."""
+        async with self._reloading:
+            if self._stop.is_set():
+                return
+            self.notifier.reloading()
+            try:
+                fresh = await asyncio.to_thread(open_service, self.config_path)
+            except Exception as error:  # any failure keeps the old config running
+                self._refused(error)
+                return
+            if self._stop.is_set():
+                fresh.close()
+                return
+            self._use(fresh)
+
+    def _refused(self, error: Exception) -> None:
+        """The old config runs on; why the new one did not is logged."""
+        log.error(
+            "reload refused, still running the previous config: %s",
+            _refusal(error),
+            exc_info=not isinstance(error, AppreciateError | SQLAlchemyError),
+        )
+        self.notifier.ready()
+
+    def _use(self, fresh: Service) -> None:
+        """Run on `fresh` (the new config) from now on."""
         old, self.service = self.service, fresh
         self._schedule()
         if self._delivery is None:
