@@ -17,6 +17,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -351,11 +352,7 @@ def test_the_service_reports_to_systemd_sends_reloads_and_drains(
                 # A database the new config cannot reach: the reload was left hanging
                 # (RELOADING=1 and never READY=1) and an OperationalError escaped.
                 unreachable = "postgresql://nobody@127.0.0.1:1/none"
-                lines = [
-                    f'url = "{unreachable}"' if line.startswith("url = ") else line
-                    for line in good.splitlines()
-                ]
-                migrated_workspace.path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                migrated_workspace.path.write_text(with_store(good, unreachable), "utf-8")
                 service.send_signal(signal.SIGHUP)
                 notify.expect("RELOADING=1")
                 notify.expect("READY=1")
@@ -382,6 +379,14 @@ def test_the_service_reports_to_systemd_sends_reloads_and_drains(
     assert len(recorder.received) == 5
 
 
+def with_store(config: str, url: str) -> str:
+    """The text of `config` with its [database] url replaced by `url`."""
+    lines = [
+        f'url = "{url}"' if line.startswith("url = ") else line for line in config.splitlines()
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def test_a_reload_waiting_for_a_store_that_does_not_answer_holds_nothing_up(
     migrated_workspace: Workspace, notify: NotifySocket
 ) -> None:
@@ -400,11 +405,7 @@ def test_a_reload_waiting_for_a_store_that_does_not_answer_holds_nothing_up(
                 notify.expect("READY=1")
                 good = migrated_workspace.path.read_text(encoding="utf-8")
                 hanging = f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/none"
-                lines = [
-                    f'url = "{hanging}"' if line.startswith("url = ") else line
-                    for line in good.splitlines()
-                ]
-                migrated_workspace.path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                migrated_workspace.path.write_text(with_store(good, hanging), "utf-8")
                 service.send_signal(signal.SIGHUP)
                 notify.expect("RELOADING=1")
                 add_due_now(engine, 1)
@@ -552,32 +553,47 @@ def logged_between(log: str, first: str, last: str) -> timedelta:
     return when(last) - when(first)
 
 
+@contextmanager
+def mailbox_that_never_answers(workspace: Workspace, more: str = "") -> Iterator[socket.socket]:
+    """The workspace set to poll an IMAP server that accepts (the kernel does) and never
+    answers, with `more` [inbound] keys; its listening socket."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.settimeout(WAIT)
+    (workspace.folder / "imap-password").write_text("pw\n", encoding="utf-8")
+    configure(workspace, free_port())
+    with workspace.path.open("a", encoding="utf-8") as config:
+        config.write(
+            f'\n[inbound]\nimap_host = "127.0.0.1"\nimap_port = {silent.getsockname()[1]}\n'
+            'imap_security = "none"\nimap_user = "x"\nimap_password_file = "imap-password"\n'
+            f"timeout_seconds = 3600.0\n{more}"
+        )
+    try:
+        yield silent
+    finally:
+        silent.close()
+
+
+def ended(service: Any) -> None:
+    """Kill the service if a test left it running."""
+    if service.process.poll() is None:
+        service.process.kill()
+        service.process.wait(timeout=WAIT)
+
+
 def test_a_stop_does_not_wait_for_a_job_in_a_worker_thread(migrated_workspace: Workspace) -> None:
     """SIGTERM while a job ran in a worker thread (here, reading a mailbox whose server never
     answers; a long detection or value refresh is the same) logged `stopped`, then kept the
     process waiting until that job ended: minutes, and under systemd a SIGKILL after
     TimeoutStopSec. Now it exits once stopped (the store rolls back what the job had not
     committed; the next run does it again)."""
-    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
-    silent.settimeout(WAIT)
-    (migrated_workspace.folder / "imap-password").write_text("pw\n", encoding="utf-8")
-    configure(migrated_workspace, free_port())
-    with migrated_workspace.path.open("a", encoding="utf-8") as config:
-        config.write(
-            f'\n[inbound]\nimap_host = "127.0.0.1"\nimap_port = {silent.getsockname()[1]}\n'
-            'imap_security = "none"\nimap_user = "x"\nimap_password_file = "imap-password"\n'
-            "timeout_seconds = 3600.0\n"
-        )
-    service = start_service(migrated_workspace, None)
-    try:
-        polling, _ = silent.accept()  # the poll is under way, waiting for a greeting
-        code, log = stop(service)
-        polling.close()
-    finally:
-        if service.process.poll() is None:
-            service.process.kill()
-            service.process.wait(timeout=WAIT)
-        silent.close()
+    with mailbox_that_never_answers(migrated_workspace) as silent:
+        service = start_service(migrated_workspace, None)
+        try:
+            polling, _ = silent.accept()  # the poll is under way, waiting for a greeting
+            code, log = stop(service)
+            polling.close()
+        finally:
+            ended(service)
     assert code == 0, log
     assert "stopped: 0 notes added" in log
 
@@ -590,28 +606,16 @@ def test_a_job_still_running_at_its_next_time_logs_nothing_unformatted(
     instances reached` at every tick: raw lines, with no priority for journald and no time.
     Skipping is the design (`max_instances=1`): nothing is logged for it; the timer's other
     warnings are formatted like the service's own."""
-    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
-    silent.settimeout(WAIT)
-    (migrated_workspace.folder / "imap-password").write_text("pw\n", encoding="utf-8")
-    configure(migrated_workspace, free_port())
-    with migrated_workspace.path.open("a", encoding="utf-8") as config:
-        config.write(
-            f'\n[inbound]\nimap_host = "127.0.0.1"\nimap_port = {silent.getsockname()[1]}\n'
-            'imap_security = "none"\nimap_user = "x"\nimap_password_file = "imap-password"\n'
-            'timeout_seconds = 3600.0\npoll_every = "1s"\n'
-        )
-    service = start_service(migrated_workspace, notify)
-    try:
-        polling, _ = silent.accept()  # the poll hangs from here on
-        for _ in range(4):  # a delivery a second: the poll's next times come and go
-            notify.expect("STATUS=")
-        code, log = stop(service)
-        polling.close()
-    finally:
-        if service.process.poll() is None:
-            service.process.kill()
-            service.process.wait(timeout=WAIT)
-        silent.close()
+    with mailbox_that_never_answers(migrated_workspace, 'poll_every = "1s"\n') as silent:
+        service = start_service(migrated_workspace, notify)
+        try:
+            polling, _ = silent.accept()  # the poll hangs from here on
+            for _ in range(4):  # a delivery a second: the poll's next times come and go
+                notify.expect("STATUS=")
+            code, log = stop(service)
+            polling.close()
+        finally:
+            ended(service)
     assert code == 0, log
     assert "skipped" not in log
     assert all(line.startswith("<") for line in log.splitlines()), log
