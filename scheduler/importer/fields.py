@@ -207,13 +207,12 @@ _NAME_BREAK = re.compile(r" *[\t\n\v\f\r\x85\u2028\u2029][ \t\n\v\f\r\x85\u2028\
 def parse_name(column: str, text: str) -> str:
     """A customer's name (see the module's rules)."""
     if text.isprintable():  # no control or format character: spares the patterns (C speed)
-        if len(text) > NAME_LENGTH:
-            raise FieldError(column, f"is longer than {NAME_LENGTH} characters")
-        return text
-    name = _NAME_BREAK.sub(" ", text).strip()
+        name, found = text, None
+    else:
+        name = _NAME_BREAK.sub(" ", text).strip()
+        found = _CONTROL_CHARACTER.search(name)
     if len(name) > NAME_LENGTH:
         raise FieldError(column, f"is longer than {NAME_LENGTH} characters")
-    found = _CONTROL_CHARACTER.search(name)
     if found:
         where, code = found.start() + 1, ord(found.group())
         raise FieldError(column, f"holds a control character (U+{code:04X}) at character {where}")
