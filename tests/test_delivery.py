@@ -24,6 +24,7 @@ from scheduler.notes.dkim_signing import DkimSigner
 from scheduler.notes.render import NoteRenderer
 from scheduler.store.db import create_store_engine, write_transaction
 from scheduler.store.models import metadata
+from scheduler.store.opt_out_spool import OptOutSpool
 from scheduler.store.schema import upgrade
 from tests.conftest import adas_bakery
 from tests.smtp_servers import WAIT, Faulty, Recorder, Scripted, certificates, free_port, running
@@ -92,6 +93,7 @@ def sender_for(
     owner: str = "test-1",
     templates: Path = TEMPLATES,
     signer: DkimSigner | None = None,
+    spool: OptOutSpool | None = None,
 ) -> Sender:
     return Sender(
         engine,
@@ -102,6 +104,7 @@ def sender_for(
         owner=owner,
         rng=random.Random(7),
         signer=signer,
+        spool=spool,
     )
 
 

@@ -103,6 +103,7 @@ def run(
             start_embedded,
             password_hash=password_hash,
             templates_dir=service.config.templates_dir,
+            spool=service.spool,
         )
         daemon = Daemon(config_path, service, SystemClock(), notifier, instance_name(), companion)
         code = asyncio.run(daemon.serve(hangups))

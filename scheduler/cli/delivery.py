@@ -116,6 +116,7 @@ def _deliver(
     from scheduler.notes.render import NoteRenderer
     from scheduler.service.cycle import instance_name
     from scheduler.service.interruption import Interruption, release_held, stopped_line
+    from scheduler.store.opt_out_spool import OptOutSpool
 
     clock = FixedClock(parse_now(now)) if now else SystemClock()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -130,6 +131,7 @@ def _deliver(
         owner=owner,
         only=only,
         signer=signer,
+        spool=OptOutSpool.of(config),
     )
     interruption = Interruption(config.settings.schedule.stop_within)
     report = asyncio.run(interruption.run(interruption.watch(sender).run()))

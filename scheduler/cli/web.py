@@ -38,6 +38,7 @@ def web(
     from scheduler.cli.common import opened_store
     from scheduler.cli.service_logging import setup_logging
     from scheduler.clock import SystemClock
+    from scheduler.store.opt_out_spool import OptOutSpool
     from scheduler.web.app import create_app
     from scheduler.web.login import needs_password
     from scheduler.web.serve import serve
@@ -57,8 +58,14 @@ def web(
         raise typer.Exit(1)
     setup_logging()  # opt-outs and owner actions, one line each (journald's priorities)
     with opened_store(config) as engine:
+        spool = OptOutSpool.of(config)
         app = create_app(
-            engine, settings, SystemClock(), password_hash, templates_dir=config.templates_dir
+            engine,
+            settings,
+            SystemClock(),
+            password_hash,
+            templates_dir=config.templates_dir,
+            spool=spool,
         )
         err.print(f"Serving on http://{bound_host}:{bound_port}", markup=False)
         if settings.web.public_url:

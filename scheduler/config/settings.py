@@ -503,6 +503,10 @@ class WebSettings(Section):
     """An environment variable holding the owner's password hash (`appreciate web
     hash-password`); or `password_hash_file`, a file holding it. Neither: nobody can log in."""
     password_hash_file: str = ""
+    opt_out_spool: str = ""
+    """The folder where opt-outs wait while the store cannot take them (relative to the
+    config's folder). Empty: beside a SQLite store (`appreciate.db.opt-outs`), else in
+    systemd's StateDirectory, else beside the config."""
 
     @model_validator(mode="after")
     def _one_hash_source(self) -> WebSettings:

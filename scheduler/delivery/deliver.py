@@ -1,6 +1,9 @@
 """One delivery run: every due note claimed, written, sent and recorded, until none is due.
 
 A run, in order:
+0. Opt-outs kept on disk while the store was unavailable are recorded first
+   (`scheduler.store.opt_out_spool`); if they cannot be read, nothing is sent in this run (the
+   report says why, as for a pause).
 1. If sending is paused, nothing is sent (the report says why).
 2. Expired leases are reaped, and the day's budget is applied (most valuable first).
 3. Due notes are claimed a few at a time (see `Sender._claim_size`: a second instance always
@@ -92,6 +95,7 @@ from scheduler.output import printable
 from scheduler.store.db import write_transaction
 from scheduler.store.driver_writes import driver_writes
 from scheduler.store.models import metadata
+from scheduler.store.opt_out_spool import OptOutSpool
 from scheduler.store.outbox import Contact, contact_of, contacts_query, suppression_reason
 from scheduler.waits import doubled_wait
 from scheduler.zones import ZoneBook
@@ -229,6 +233,7 @@ class Sender:
         rng: random.Random | None = None,
         only: Sequence[int] | None = None,
         signer: DkimSigner | None = None,
+        spool: OptOutSpool | None = None,
     ) -> None:
         if settings.smtp.signs and signer is None:  # never send unsigned by mistake
             raise ValueError("[smtp] signs with DKIM: give the Sender DkimSigner.configured()")
@@ -243,6 +248,8 @@ class Sender:
         """Send these notes alone (a person's retry), outside the daily budget; None: all due."""
         self.signer = signer
         """Signs each message (DKIM) when `[smtp]` asks for it; required then."""
+        self.spool = spool
+        """Opt-outs that wait on disk for the store, recorded before anything is sent."""
         self.limiter = RateLimiter(settings.smtp.max_per_minute)
         self.report = SendReport()
         self._stop: str | None = None
@@ -288,6 +295,8 @@ class Sender:
 
     async def run(self) -> SendReport:
         """Send everything due now (see the module's steps)."""
+        if self.spool is not None and not self._spool_replayed(self.spool):
+            return self.report
         with write_transaction(self.engine) as connection:
             self.report.paused = paused_reason(connection)
             if self.report.paused is not None:
@@ -309,6 +318,21 @@ class Sender:
         finally:
             await asyncio.gather(*(connection.close() for connection in pool))
         return self.report
+
+    def _spool_replayed(self, spool: OptOutSpool) -> bool:
+        """Record the opt-outs waiting in `spool`; False (the report says why) when they cannot
+        be read, so that nobody who asked to stop is written to. A store that cannot take them
+        raises, as the run's own first write would."""
+        try:
+            if spool.has_waiting():
+                spool.replay(self.engine, self.clock.now())
+        except OSError as error:
+            self.report.paused = (
+                f"opt-outs waiting in {spool.folder} cannot be read ({error.strerror or error}): "
+                "nothing is sent until they can be"
+            )
+            return False
+        return True
 
     def _claim_size(self, connections: int) -> int:
         """Notes to claim now: CLAIM_PER_CONNECTION per connection at first, then about

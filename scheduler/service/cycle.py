@@ -38,6 +38,7 @@ from scheduler.notes.render import NoteRenderer
 from scheduler.notes.template_check import Finding, check_templates
 from scheduler.service.last_cycle import save_cycle
 from scheduler.store.attributes import AttributeCensus
+from scheduler.store.opt_out_spool import OptOutSpool
 from scheduler.store.schema import open_store
 from scheduler.vocabulary import OCCASION_KINDS
 
@@ -63,6 +64,9 @@ class Service:
     """Where what comes back is read from (`[inbound] imap_host`), if anywhere."""
     signer: DkimSigner | None = None
     """Signs every note (DKIM) when `[smtp]` asks for it, its key read once, at start."""
+    spool: OptOutSpool | None = None
+    """Opt-outs that wait on disk for the store (`[web] opt_out_spool`): every delivery run
+    records them before it sends."""
 
     def close(self) -> None:
         self.engine.dispose()
@@ -87,7 +91,10 @@ def open_service(config_path: Path) -> Service:
         engine.dispose()
         raise
     renderer = NoteRenderer.configured(config.templates_dir, config.settings)
-    return Service(config, engine, renderer, server, findings, mailbox=mailbox, signer=signer)
+    spool = OptOutSpool.of(config)
+    return Service(
+        config, engine, renderer, server, findings, mailbox=mailbox, signer=signer, spool=spool
+    )
 
 
 def log_template_findings(service: Service, when: str) -> None:
@@ -186,6 +193,7 @@ def new_sender(service: Service, clock: Clock, owner: str) -> Sender:
         clock,
         owner=owner,
         signer=service.signer,
+        spool=service.spool,
     )
 
 

@@ -390,7 +390,10 @@ class Daemon:
         self.notifier.ready()
 
     def _use(self, fresh: Service) -> None:
-        """Run on `fresh` (the new config) from now on."""
+        """Run on `fresh` (the new config) from now on. The opt-out spool stays the one the
+        service started with: the unsubscribe page, which a reload does not restart, writes
+        there."""
+        fresh.spool = self.service.spool
         old, self.service = self.service, fresh
         self._schedule()
         if self._delivery is None:

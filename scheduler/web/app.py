@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.clock import Clock
 from scheduler.config.settings import Settings
+from scheduler.store.opt_out_spool import OptOutSpool
 from scheduler.web import (
     customer_pages,
     log_pages,
@@ -201,10 +202,11 @@ def create_app(
     password_hash: str | None = None,
     failed_delay: float = FAILED_DELAY,
     templates_dir: Path | None = None,
+    spool: OptOutSpool | None = None,
 ) -> Starlette:
     """The application: the public unsubscribe routes, the owner's (behind the login with
     `password_hash`; None: nobody can log in; a failed login waits `failed_delay` seconds) and
-    the static files."""
+    the static files. `spool`: where an opt-out waits while the store cannot take it."""
     secure = settings.web.public_url.startswith("https://")
     app = Starlette(
         routes=[
@@ -244,6 +246,12 @@ def create_app(
         ],
     )
     app.state.web = WebContext(
-        engine, settings, clock, password_hash, failed_delay, templates_dir=templates_dir
+        engine,
+        settings,
+        clock,
+        password_hash,
+        failed_delay,
+        templates_dir=templates_dir,
+        spool=spool,
     )
     return app

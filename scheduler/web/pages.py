@@ -27,6 +27,7 @@ from scheduler.config.settings import Settings
 from scheduler.output import printable
 from scheduler.service.ltv_budget import BudgetCache
 from scheduler.store.db import write_transaction
+from scheduler.store.opt_out_spool import OptOutSpool
 from scheduler.web.login import FAILED_DELAY, LoginGuard, csrf_ok, is_owner
 
 
@@ -49,6 +50,8 @@ class WebContext:
     PostgreSQL takes concurrent writers as they come."""
     budgets: BudgetCache = field(default_factory=BudgetCache)
     """The acquisition budget of the latest lifetime-value refresh, computed once per refresh."""
+    spool: OptOutSpool | None = None
+    """Where an opt-out waits while the store cannot take it; None: it is answered 503."""
 
     def local(self, moment: object) -> str:
         """`moment` in the business's time zone to the minute ("" for no moment)."""

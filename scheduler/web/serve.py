@@ -23,7 +23,9 @@ from starlette.applications import Starlette
 
 from scheduler.clock import Clock
 from scheduler.config.settings import Settings
+from scheduler.store.opt_out_spool import OptOutSpool
 from scheduler.web.app import create_app
+from scheduler.web.opt_out_replays import Replays
 
 log = logging.getLogger("appreciate.web")
 
@@ -42,8 +44,10 @@ def server_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
 
 
 def serve(app: Starlette, host: str, port: int) -> None:
-    """Serve until SIGINT or SIGTERM (uvicorn handles both, finishing requests under way)."""
-    uvicorn.Server(server_config(app, host, port)).run()
+    """Serve until SIGINT or SIGTERM (uvicorn handles both, finishing requests under way),
+    recording opt-outs kept on disk meanwhile (`Replays`)."""
+    with Replays(app.state.web):
+        uvicorn.Server(server_config(app, host, port)).run()
 
 
 class _Embedded(uvicorn.Server):
@@ -62,6 +66,7 @@ class EmbeddedWeb:
         self.address = "{}:{}".format(*self.listening.getsockname()[:2])
         self._server = _Embedded(server_config(app, host, port))
         self._task = asyncio.create_task(self._server.serve(sockets=[self.listening]))
+        self._replays = Replays(app.state.web).start()
 
     async def stop(self) -> None:
         """Stop accepting, finish the requests under way, close the socket."""
@@ -70,6 +75,7 @@ class EmbeddedWeb:
             await self._task
         finally:
             self.listening.close()
+            await asyncio.to_thread(self._replays.stop)
 
 
 def start_embedded(
@@ -78,13 +84,16 @@ def start_embedded(
     clock: Clock,
     password_hash: str | None = None,
     templates_dir: Path | None = None,
+    spool: OptOutSpool | None = None,
 ) -> EmbeddedWeb | None:
     """With `[web] enabled`, the web service in the running event loop (for `appreciate run`);
     a port it cannot listen on is logged, and None lets the service run on without it."""
     web = settings.web
     if not web.enabled:
         return None
-    app = create_app(engine, settings, clock, password_hash, templates_dir=templates_dir)
+    app = create_app(
+        engine, settings, clock, password_hash, templates_dir=templates_dir, spool=spool
+    )
     try:
         served = EmbeddedWeb(app, web.host, web.port)
     except OSError as error:

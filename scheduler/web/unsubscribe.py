@@ -14,8 +14,14 @@ Rules:
   read, and by what arrives (`scheduler.web.app.BodyLimit`) when it declares none.
 - The log names the customer by the business's own id (its control characters and line
   breaks escaped: one line per event, whatever an import stored), never the token.
-- A store that cannot be written (down, or locked past its busy timeout) answers 503 with a
-  page asking to try again, so the request is never silently lost (mail apps retry a 503).
+- An opt-out that arrives while the store cannot be written (down, or locked past its busy
+  timeout) is kept on disk (`scheduler.store.opt_out_spool`) and answered as recorded: nothing
+  says a mail app sends a one-click POST twice. It is recorded, as made when it arrived, before
+  anything is sent. Only when it cannot be kept either (no spool, a full disk) does the page
+  answer 503 and ask to try again. A resubscription is never kept that way (503: the person
+  on the page tries again).
+- Waiting opt-outs are recorded before any request reads or changes a customer here, so a
+  "changed my mind" click always comes after the opt-out it undoes.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ def mask_address(address: str | None) -> str:
 async def show(request: Request) -> Response:
     """`GET /u/{token}` (see the module's rules)."""
     context: WebContext = request.app.state.web
+    await run_in_threadpool(replay_waiting, context)
     recipient = await run_in_threadpool(_recipient, context, request.path_params["token"])
     if recipient is None or recipient.opted_out:
         return page(context, "unsubscribe_done.html")
@@ -92,22 +99,74 @@ async def act(request: Request) -> Response:
     action: Action = "unsubscribe" if asked == "unsubscribe" else "resubscribe"
     source: Source = "one_click" if one_click else "page"
     token = request.path_params["token"]
+    arrived = context.clock.now()  # a locked store may keep the request waiting a while
     try:
+        await run_in_threadpool(replay_waiting, context)
         await run_in_threadpool(_record, context, token, action, source)
-    except SQLAlchemyError as error:  # the store is down or locked: say so, so they try again
-        log.error("an unsubscribe page request could not be recorded: %s", type(error).__name__)
-        return page(
-            context,
-            "problem.html",
-            code=503,
-            heading="Not recorded yet",
-            text="We could not record this just now. Please try again in a minute.",
+    except SQLAlchemyError as error:  # the store is down or locked: keep it, or say so
+        kept = action == "unsubscribe" and await run_in_threadpool(
+            _keep, context, token, arrived, source, type(error).__name__
         )
+        if not kept:
+            return _not_recorded(context, error)
     if one_click:
         return PlainTextResponse(ONE_CLICK_TEXT)
     if action == "unsubscribe":
         return page(context, "unsubscribe_done.html")
     return page(context, "unsubscribe_back.html")
+
+
+def _not_recorded(context: WebContext, error: SQLAlchemyError) -> Response:
+    log.error("an unsubscribe page request could not be recorded: %s", type(error).__name__)
+    return page(
+        context,
+        "problem.html",
+        code=503,
+        heading="Not recorded yet",
+        text="We could not record this just now. Please try again in a minute.",
+    )
+
+
+def _keep(context: WebContext, token: str, arrived: datetime, source: Source, why: str) -> bool:
+    """Keep an opt-out that `arrived` but the store could not take (see the module's rules);
+    whether it was."""
+    if context.spool is None:
+        return False
+    if not 0 < len(token) <= MAX_TOKEN_LENGTH or names_nothing(token):
+        return True  # names nobody: answered as a known token would be, nothing to keep
+    try:
+        context.spool.add(token, arrived, source)
+    except OSError as error:
+        log.error(
+            "an opt-out could not be kept in %s either (%s)",
+            context.spool.folder,
+            error.strerror or error,
+        )
+        return False
+    log.warning(
+        "an opt-out (%s) arrived while the store could not be written (%s); kept in %s and "
+        "recorded as soon as the store is back, before anything is sent",
+        source.replace("_", "-"),
+        why,
+        context.spool.folder,
+    )
+    return True
+
+
+def replay_waiting(context: WebContext) -> None:
+    """Record the opt-outs waiting in the spool, if any; a store that still cannot take them
+    raises SQLAlchemyError (they stay). A spool folder that cannot be read is logged, never
+    the request's failure (delivery sends nothing while it cannot be read)."""
+    spool = context.spool
+    try:
+        if spool is not None and spool.has_waiting():
+            spool.replay(context.engine, context.clock.now())
+    except OSError as error:
+        log.error(
+            "opt-outs waiting in %s cannot be read: %s",
+            spool.folder if spool else "the spool",
+            error.strerror or error,
+        )
 
 
 async def _small_form(request: Request) -> FormData:
