@@ -98,3 +98,16 @@ class ImportRejected(AppreciateError):
         self.line = line
         self.message = message
         super().__init__(f"{path}:{line}: {message}")
+
+
+class OptOutsUnreadable(StoreError):
+    """Opt-outs kept on disk while the store was unavailable cannot be read: nothing may be sent
+    (somebody who asked to stop may be among them)."""
+
+    def __init__(self, folder: Path, reason: str) -> None:
+        self.folder = folder
+        self.reason = reason
+        super().__init__(
+            f"opt-outs waiting in {folder} cannot be read ({reason}): nothing is sent until "
+            "they can be"
+        )

@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 from scheduler.clock import FixedClock
 from scheduler.config.file import load_config
 from scheduler.delivery.claims import pause
+from scheduler.errors import OptOutsUnreadable
 from scheduler.store import opt_out_spool
 from scheduler.store.db import create_store_engine, write_transaction
 from scheduler.store.opt_out_spool import OptOutSpool, SpoolFull
@@ -235,11 +236,13 @@ def test_a_spool_that_cannot_be_read_sends_nothing_and_says_why(
     not_a_folder = tmp_path / "opt-outs"
     not_a_folder.write_text("")
     recorder = Recorder()
-    with running(recorder) as port:
-        report = run(engine, server(port), spool=OptOutSpool(not_a_folder))
+    with running(recorder) as port, pytest.raises(OptOutsUnreadable) as raised:
+        run(engine, server(port), spool=OptOutSpool(not_a_folder))
     assert recorder.received == []
-    assert report.paused is not None
-    assert f"opt-outs waiting in {not_a_folder} cannot be read" in report.paused
+    assert str(raised.value) == (
+        f"opt-outs waiting in {not_a_folder} cannot be read (Not a directory): nothing is sent "
+        "until they can be"
+    )
     assert state(engine, touch_id)["status"] == "pending"
 
 

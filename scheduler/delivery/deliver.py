@@ -2,8 +2,8 @@
 
 A run, in order:
 0. Opt-outs kept on disk while the store was unavailable are recorded first
-   (`scheduler.store.opt_out_spool`); if they cannot be read, nothing is sent in this run (the
-   report says why, as for a pause).
+   (`scheduler.store.opt_out_spool`); if they cannot be read, the run fails before it sends
+   anything (`OptOutsUnreadable`).
 1. If sending is paused, nothing is sent (the report says why).
 2. Expired leases are reaped, and the day's budget is applied (most valuable first).
 3. Due notes are claimed a few at a time (see `Sender._claim_size`: a second instance always
@@ -83,7 +83,7 @@ from scheduler.delivery.daily_budget import apply_budget
 from scheduler.delivery.smtp_client import Outcome, ServerSettings, SmtpConnection
 from scheduler.delivery.store_gate import StoreGate, StoreUnavailable
 from scheduler.delivery.throttle import Throttle
-from scheduler.errors import AppreciateError
+from scheduler.errors import AppreciateError, OptOutsUnreadable
 from scheduler.notes.bounce_tag import bounce_address_for, tag_key
 from scheduler.notes.dkim_signing import DkimSigner
 from scheduler.notes.message import BuiltMessage
@@ -295,8 +295,8 @@ class Sender:
 
     async def run(self) -> SendReport:
         """Send everything due now (see the module's steps)."""
-        if self.spool is not None and not self._spool_replayed(self.spool):
-            return self.report
+        if self.spool is not None:
+            self._replay(self.spool)
         with write_transaction(self.engine) as connection:
             self.report.paused = paused_reason(connection)
             if self.report.paused is not None:
@@ -319,20 +319,15 @@ class Sender:
             await asyncio.gather(*(connection.close() for connection in pool))
         return self.report
 
-    def _spool_replayed(self, spool: OptOutSpool) -> bool:
-        """Record the opt-outs waiting in `spool`; False (the report says why) when they cannot
-        be read, so that nobody who asked to stop is written to. A store that cannot take them
+    def _replay(self, spool: OptOutSpool) -> None:
+        """Record the opt-outs waiting in `spool`. Raises OptOutsUnreadable when they cannot
+        be read, so that nobody who asked to stop is written to; a store that cannot take them
         raises, as the run's own first write would."""
         try:
             if spool.has_waiting():
                 spool.replay(self.engine, self.clock.now())
         except OSError as error:
-            self.report.paused = (
-                f"opt-outs waiting in {spool.folder} cannot be read ({error.strerror or error}): "
-                "nothing is sent until they can be"
-            )
-            return False
-        return True
+            raise OptOutsUnreadable(spool.folder, str(error.strerror or error)) from error
 
     def _claim_size(self, connections: int) -> int:
         """Notes to claim now: CLAIM_PER_CONNECTION per connection at first, then about
