@@ -11,11 +11,19 @@ A lock waited for longer than the busy timeout raises OperationalError on both d
 (SQLite's busy timeout; PostgreSQL's `lock_timeout`, set on each connection), so a store that
 another writer holds is reported, never waited for without end (the delivery's database calls
 run on the event loop).
+
+A SQLite store file deleted, moved away or replaced (a backup copied over it) while an engine
+has it open is noticed at the next transaction: every transaction then fails with an
+OperationalError saying so, instead of writing on into a file nobody will see again (SQLite
+keeps writing to the unlinked file, and mixing the old file's `-wal` with the new file could
+corrupt it). Restarting opens the file now at the path. Without this, what a service did after
+a restore was lost at its next start, and notes it sent could go again.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +31,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from scheduler.errors import StoreError
 
@@ -45,6 +59,8 @@ def create_store_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT) -> Engi
                 _create_private(path)
             engine = create_engine(parsed, connect_args={"timeout": busy_timeout})
             _tune_sqlite(engine, busy_timeout)
+            if path is not None:
+                _watch_file(engine, path)
             return engine
         if backend == "postgresql":
             engine = create_engine(parsed, pool_pre_ping=True)
@@ -189,6 +205,46 @@ def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "")
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+class StoreFileChanged(sqlite3.OperationalError):
+    """The store file at the engine's path is no longer the one it opened."""
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """The file at `path` (device and inode), or None when there is none."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _watch_file(engine: Engine, path: Path) -> None:
+    """Fail every transaction, and every new connection (which would create an empty file in
+    place of a deleted one), once the file at `path` is not the one the engine opened (see the
+    module's rules): one stat a transaction, about a microsecond."""
+    opened = _file_identity(path)
+
+    def changed() -> StoreFileChanged | None:
+        now = _file_identity(path)
+        if now == opened:
+            return None
+        what = "deleted or moved away" if now is None else "replaced by another file"
+        return StoreFileChanged(
+            f"the store {path} was {what} while appreciate had it open; nothing is read or "
+            "written until appreciate is restarted (then it opens the file now there)"
+        )
+
+    @event.listens_for(engine, "do_connect")
+    def _connect_same_file(*_: Any) -> None:
+        if (problem := changed()) is not None:
+            raise problem  # SQLAlchemy raises it as its OperationalError
+
+    @event.listens_for(engine, "begin", insert=True)
+    def _begin_same_file(connection: Connection) -> None:
+        if (problem := changed()) is not None:
+            raise OperationalError("BEGIN", None, problem)
 
 
 def store_failure(error: BaseException) -> str | None:
