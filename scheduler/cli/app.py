@@ -314,6 +314,42 @@ def db_status(ctx: typer.Context) -> None:
         raise typer.Exit(1)
 
 
+@db_app.command("backup")
+def db_backup(
+    ctx: typer.Context,
+    destination: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE", help="The new file to write (an existing one is never replaced)."
+        ),
+    ],
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Copy the SQLite store to a new file, safely while the service runs.
+
+    The copy holds every committed change (also those a plain `cp` of the file would miss), is
+    checked, and is readable by you alone. To restore it, see "Backing up" in the README.
+    PostgreSQL stores are backed up with `pg_dump` instead.
+    """
+    from scheduler.store.backup import back_up
+
+    config = cli_state(ctx).config()
+    done = back_up(config.database_url(), destination)
+    row = {"path": str(done.path), "bytes": done.size, "customers": done.customers}
+    row["notes"] = done.notes
+    if output_format is OutputFormat.json:
+        out.file.write(to_json(row) + "\n")
+        return
+    if output_format is OutputFormat.csv:
+        out.file.write(to_csv([row], list(row)))
+        return
+    out.print(
+        f"Backed up the store to {printable(str(done.path))}: {counted(done.customers, 'customer')}"
+        f", {counted(done.notes, 'note')}, {done.size / 1_000_000:,.1f} MB.",
+        markup=False,
+    )
+
+
 class ImportKind(StrEnum):
     customers = "customers"
     orders = "orders"
