@@ -17,7 +17,8 @@ Rules:
   dropped. Only after the transaction commits are the files removed, so a crash between the
   two replays them again, which changes nothing (opting out is idempotent).
 - Replays may run at once in several processes (the service and `appreciate web`): each
-  removes only the files it read, and a file already gone is fine.
+  removes only the files it read, and a file already gone is fine. In one process they run
+  one at a time.
 - A file that cannot be read as an opt-out (edited by hand, say) is renamed `*.unreadable`,
   kept for the owner, and logged; it never stops the others.
 - Who replays: every delivery run before it sends anything (`scheduler.delivery.deliver`),
@@ -31,6 +32,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -103,6 +105,10 @@ class OptOutSpool:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._replaying = threading.Lock()
+        """One replay at a time in this process: the web's requests (threads) that find opt-outs
+        waiting after an outage wait for the first to record them, instead of all queueing
+        for the store's write lock to find them recorded."""
 
     @classmethod
     def of(cls, config: Config, environ: Mapping[str, str] | None = None) -> OptOutSpool:
@@ -153,16 +159,17 @@ class OptOutSpool:
         row. Raises SQLAlchemyError when the store cannot take them (every file stays), and
         OSError when the folder cannot be read."""
         done = Replayed()
-        waiting = self._read(done)
-        if not waiting:
-            return done
-        recorded_at = f"{now:%Y-%m-%d %H:%M:%S} UTC"
-        with write_transaction(engine) as connection:
-            outcomes = [(entry, _record(connection, entry, recorded_at)) for entry in waiting]
-        for entry, outcome in outcomes:
-            done.outcomes[outcome] = done.outcomes.get(outcome, 0) + 1
-            entry.path.unlink(missing_ok=True)
-        _sync_folder(self.folder)
+        with self._replaying:
+            waiting = self._read(done)
+            if not waiting:
+                return done
+            recorded_at = f"{now:%Y-%m-%d %H:%M:%S} UTC"
+            with write_transaction(engine) as connection:
+                outcomes = [(entry, _record(connection, entry, recorded_at)) for entry in waiting]
+            for entry, outcome in outcomes:
+                done.outcomes[outcome] = done.outcomes.get(outcome, 0) + 1
+                entry.path.unlink(missing_ok=True)
+            _sync_folder(self.folder)
         log.info(
             "%s kept while the store was unavailable %s now recorded: %s",
             counted(len(waiting), "opt-out"),
