@@ -11,13 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from scheduler.store.db import create_store_engine
+from scheduler.store.models import metadata
 from tests.conftest import Workspace, run_cli
 from tests.test_delivery import state
 from tests.test_inbound import SentNote, send_one
 from tests.test_inbound_reading import RECIPIENT, corpus, nested
+
+inbound = metadata.tables["inbound_messages"]
 
 LATER = "2027-06-15T12:00:00+00:00"
 
@@ -103,6 +106,21 @@ def test_a_missing_file_exits_75_and_names_it(tagged: Workspace) -> None:
     done = run_cli("--config", tagged.path, "inbound", tagged.folder / "nowhere.eml")
     assert done.exit_code == 75
     assert "nowhere.eml" in done.stderr
+
+
+def test_a_source_that_never_ends_is_refused_without_filling_memory(
+    tagged: Workspace, store: Engine
+) -> None:
+    """Was: `inbound /dev/zero` read until a MemoryError. Now the first 64 MiB and one byte
+    more are read, and the message is refused for good (65: the mail server bounces it)."""
+    done = run_cli("--config", tagged.path, "inbound", "/dev/zero")
+    assert done.exit_code == 65
+    assert done.stderr == (
+        "error: not recorded: /dev/zero holds more than 64 MiB, far more than a message that "
+        "comes back\n"
+    )
+    with store.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(inbound)).scalar() == 0
 
 
 def test_a_closed_standard_input_exits_75_and_says_so(tagged: Workspace) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import typer
 from typer.core import TyperGroup
@@ -28,6 +28,11 @@ from scheduler.vocabulary import INBOUND_KINDS, MAX_ID
 
 EX_TEMPFAIL = 75
 """sysexits.h: try again later. A mail server keeps the message queued and delivers it again."""
+EX_DATAERR = 65
+"""sysexits.h: the input is wrong. A mail server bounces the message (it would never do)."""
+LARGEST_MESSAGE = 64 * 1024 * 1024
+"""Bytes of one message read at most: far beyond any mail server's size limit (Postfix's is
+10 MB), so only a mistake (`inbound /dev/zero`, a runaway pipe) reaches it."""
 LIST_COLUMNS = (
     "id",
     "received_at",
@@ -85,6 +90,9 @@ def read(
     """
     try:
         raw = _raw_message(source)
+    except TooLarge as error:
+        err.print(f"error: not recorded: {printable(str(error))}", markup=False)
+        raise typer.Exit(EX_DATAERR) from None
     except OSError as error:
         err.print(f"error: {source}: {printable(error.strerror or str(error))}", markup=False)
         raise typer.Exit(EX_TEMPFAIL) from None
@@ -114,13 +122,28 @@ def read(
     out.print(printable(f"{recorded['kind']}{about}: {recorded['detail']}"), markup=False)
 
 
+class TooLarge(ValueError):
+    """A message over LARGEST_MESSAGE bytes, or a source that never ends."""
+
+
 def _raw_message(source: str) -> bytes | None:
     """The bytes of the file `source`, or of standard input for `-`; None when standard input
     is closed (the command was started with no input at all: the mail server must try again
-    once that is fixed)."""
+    once that is fixed). Raises TooLarge beyond LARGEST_MESSAGE bytes (read no further)."""
     if source != "-":
-        return Path(source).read_bytes()
-    return None if sys.stdin is None else sys.stdin.buffer.read()
+        with Path(source).open("rb") as file:
+            return _at_most(file, source)
+    return None if sys.stdin is None else _at_most(sys.stdin.buffer, "standard input")
+
+
+def _at_most(stream: BinaryIO, name: str) -> bytes:
+    data = stream.read(LARGEST_MESSAGE + 1)
+    if len(data) > LARGEST_MESSAGE:
+        raise TooLarge(
+            f"{name} holds more than {LARGEST_MESSAGE // (1024 * 1024)} MiB, far more than a "
+            "message that comes back"
+        )
+    return data
 
 
 def _record(ctx: typer.Context, raw: bytes, now: Any) -> dict[str, Any]:
