@@ -75,7 +75,6 @@ def mask_address(address: str | None) -> str:
 async def show(request: Request) -> Response:
     """`GET /u/{token}` (see the module's rules)."""
     context: WebContext = request.app.state.web
-    await run_in_threadpool(replay_waiting, context)
     recipient = await run_in_threadpool(_recipient, context, request.path_params["token"])
     if recipient is None or recipient.opted_out:
         return page(context, "unsubscribe_done.html")
@@ -101,7 +100,6 @@ async def act(request: Request) -> Response:
     token = request.path_params["token"]
     arrived = context.clock.now()  # a locked store may keep the request waiting a while
     try:
-        await run_in_threadpool(replay_waiting, context)
         await run_in_threadpool(_record, context, token, action, source)
     except SQLAlchemyError as error:  # the store is down or locked: keep it, or say so
         kept = action == "unsubscribe" and await run_in_threadpool(
@@ -201,6 +199,7 @@ def _customer(connection: Connection, token: str) -> _Customer | None:
 
 
 def _recipient(context: WebContext, token: str) -> Recipient | None:
+    replay_waiting(context)
     with context.engine.connect() as connection:
         row = _customer(connection, token)
     if row is None:
@@ -209,6 +208,7 @@ def _recipient(context: WebContext, token: str) -> Recipient | None:
 
 
 def _record(context: WebContext, token: str, action: Action, source: Source) -> None:
+    replay_waiting(context)
     with context.writing() as connection:
         customer = _customer(connection, token)
         if customer is None:
