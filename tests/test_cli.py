@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -163,6 +164,47 @@ def test_config_check_warns_about_what_works_but_should_not_stay(tmp_path: Path)
         '[web]\npublic_url = "https://thanks.example.com"\n',
     )
     assert run_cli("--config", calm, "config", "check").stderr == ""
+
+
+def test_config_check_refuses_named_pipes_as_secrets_at_once(tmp_path: Path) -> None:
+    """A password or key file that is a named pipe nobody writes to (a leftover of a script,
+    a mistyped credential path) kept `config check` (and `run`, and a reload) waiting for
+    ever. Now each is refused at once, naming its key and the path; a link to a pipe too."""
+    for name in ("smtp-password", "imap-password", "password-hash", "dkim.pem"):
+        os.mkfifo(tmp_path / name)
+    (tmp_path / "imap-link").symlink_to(tmp_path / "imap-password")
+    smtp = '\n[smtp]\nusername = "ada"\npassword_env = ""\npassword_file = "smtp-password"\n'
+    path = write_config(
+        tmp_path,
+        smtp + '[inbound]\nimap_host = "127.0.0.1"\nimap_user = "x"\n'
+        'imap_password_file = "imap-link"\n[web]\npassword_hash_file = "password-hash"\n',
+    )
+    passwords = check_in_a_process(path)
+    assert passwords.returncode == 0, passwords.stderr
+    for key, name in (
+        ("smtp.password_file", "smtp-password"),
+        ("inbound.imap_password_file", "imap-link"),
+        ("web.password_hash_file", "password-hash"),
+    ):
+        assert f"{key}: {tmp_path / name} is not a regular file (it is a named pipe)" in (
+            passwords.stderr
+        )
+    signed = 'dkim_key_file = "dkim.pem"\ndkim_selector = "s"\ndkim_domain = "example.com"\n'
+    signing = check_in_a_process(write_config(tmp_path, smtp + signed))
+    assert signing.returncode == 2
+    assert f"smtp.dkim_key_file: {tmp_path / 'dkim.pem'} is not a regular file" in signing.stderr
+
+
+def check_in_a_process(path: Path) -> subprocess.CompletedProcess[str]:
+    """`appreciate config check` in a process of its own, ended if it waits (a hang fails the
+    test rather than stopping the run)."""
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler", "--config", str(path), "config", "check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 NO_OPT_OUT = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.config.file import find_config, load_config, normalize_database_url
+from scheduler.config.file import Config, find_config, load_config, normalize_database_url
 from scheduler.config.occasion_settings import format_duration, parse_duration
 from scheduler.errors import ConfigError, ConfigNotFound
 
@@ -131,7 +132,8 @@ def test_the_password_comes_from_the_environment_or_a_file(tmp_path: Path) -> No
 def test_a_huge_empty_or_several_line_secret_is_refused_naming_key_and_source(
     tmp_path: Path,
 ) -> None:
-    """`password_file = "/dev/zero"` read the file for ever (MemoryError, a traceback); an
+    """A huge secret file was read whole (`password_file = "/dev/zero"`: for ever, a
+    MemoryError and a traceback; now refused as a device, see the next test); an
     empty password, or one of several lines, started the service, and the server's refusal
     of the login paused every send."""
     huge = tmp_path / "huge"
@@ -141,7 +143,6 @@ def test_a_huge_empty_or_several_line_secret_is_refused_naming_key_and_source(
     (tmp_path / "two-lines").write_text("hunter2\nhunter3\n", encoding="utf-8")
     for name, message in (
         ("huge", "is far too large to hold a password"),
-        ("/dev/zero", "is far too large to hold a password"),
         ("empty", "is empty"),
         ("two-lines", "holds more than one line"),
     ):
@@ -164,6 +165,48 @@ def test_a_huge_empty_or_several_line_secret_is_refused_naming_key_and_source(
         with pytest.raises(ConfigError, match=rf"password_env: .*SMTP_PW {message}") as caught:
             from_env.smtp_password({"SMTP_PW": value})
         assert "hunter" not in str(caught.value)
+
+
+def test_a_secret_that_is_not_a_regular_file_is_refused_without_being_read(
+    tmp_path: Path,
+) -> None:
+    """A folder, a socket or a device named as a secret file was opened (a device read for
+    its first 64 KiB) and refused for what it held, or not at all; a named pipe with no writer
+    kept the service starting for ever (`tests/test_cli.py` and `tests/test_daemon.py` check
+    pipes, in processes of their own). Now each is refused for what it is, naming the key and
+    the path; a link to a regular file, as systemd's credentials are, still works."""
+    (tmp_path / "folder").mkdir()
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(tmp_path / "sock"))
+    (tmp_path / "real-secret").write_text("pw-behind-a-link\n", encoding="utf-8")
+    (tmp_path / "linked").symlink_to(tmp_path / "real-secret")
+    (tmp_path / "to-folder").symlink_to(tmp_path / "folder")
+    try:
+        for name, kind in (
+            ("folder", "a folder"),
+            ("to-folder", "a folder"),
+            ("sock", "a socket"),
+            ("/dev/zero", "a device"),
+        ):
+            path = tmp_path / name
+            for section, key, read in (
+                ("smtp", "password_file", Config.smtp_password),
+                ("inbound", "imap_password_file", Config.imap_password),
+                ("web", "password_hash_file", Config.web_password_hash),
+            ):
+                config = load_config(
+                    write(tmp_path, MINIMAL + f'[{section}]\n{key} = "{name}"\n', "f.toml")
+                )
+                with pytest.raises(ConfigError) as caught:
+                    read(config, {})
+                assert str(caught.value) == (
+                    f"{tmp_path / 'f.toml'}:6: {section}.{key}: "
+                    f"{path} is not a regular file (it is {kind})"
+                )
+        linked = load_config(write(tmp_path, MINIMAL + '[smtp]\npassword_file = "linked"\n'))
+        assert linked.smtp_password({}) == "pw-behind-a-link"
+    finally:
+        listening.close()
 
 
 def test_both_password_sources_at_once_is_an_error(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.engine import make_url
 
 from scheduler.service.cycle import CycleReport
 from scheduler.service.daemon import MAX_BACKOFF, retry_wait
@@ -424,31 +425,106 @@ def test_a_reload_waiting_for_a_store_that_does_not_answer_holds_nothing_up(
     assert "Traceback" not in log
 
 
+class StoreHeldBack:
+    """A loopback relay to the PostgreSQL store of `url` that holds the first connection made
+    through it until `let_through` (as a store still starting at boot would); `url` is the
+    store's URL through the relay."""
+
+    def __init__(self, url: str) -> None:
+        store = make_url(url)
+        self.target = (store.host or "127.0.0.1", store.port or 5432)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        port = self.listener.getsockname()[1]
+        self.url = store.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+        self.reached = threading.Event()
+        self.released = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def let_through(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.released.set()
+        self.listener.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.reached.set()
+            self.released.wait(WAIT)
+            server = socket.create_connection(self.target)
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        for end in (source, sink):
+            with suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_a_sighup_during_start_up_reloads_once_running(
     migrated_workspace: Workspace, notify: NotifySocket
 ) -> None:
     """SIGHUP (`systemctl reload`, a script's `kill -HUP`) while the service was still starting
-    (here, waiting to read its password from a pipe) killed it: SIGHUP's default action. Now
-    the reload is done once the service runs."""
+    (here, waiting for its store to answer) killed it: SIGHUP's default action. Now the reload
+    is done once the service runs. (PostgreSQL only: a store over the network is what a test
+    can hold back; a password file can no longer be a pipe to wait on.)"""
+    configure(migrated_workspace, free_port())
+    store = StoreHeldBack(migrated_workspace.database_url)
+    text = migrated_workspace.path.read_text(encoding="utf-8")
+    assert migrated_workspace.database_url in text
+    migrated_workspace.path.write_text(
+        text.replace(migrated_workspace.database_url, store.url), "utf-8"
+    )
+    try:
+        service = start_service(migrated_workspace, notify)
+        try:
+            assert store.reached.wait(WAIT), "the service never opened its store"
+            service.send_signal(signal.SIGHUP)  # while it waits for the store
+            store.let_through()
+            notify.expect("READY=1")
+            notify.expect("RELOADING=1")
+            notify.expect("READY=1")
+        finally:
+            code, log = stop(service)
+    finally:
+        store.close()
+    assert code == 0, log
+    assert f"reloaded {migrated_workspace.path}" in log
+
+
+def test_a_password_file_that_is_a_pipe_stops_the_start_at_once(
+    migrated_workspace: Workspace,
+) -> None:
+    """`password_file` naming a named pipe nobody writes to kept the service starting for
+    ever, with nothing in the log (and a reload never ended). Now the start stops at once,
+    naming the key and the file."""
     password = migrated_workspace.folder / "smtp-password"
     os.mkfifo(password)
     configure(migrated_workspace, free_port())
     text = migrated_workspace.path.read_text(encoding="utf-8")
     login = 'security = "none"\nusername = "ada"\npassword_file = "smtp-password"\n'
     migrated_workspace.path.write_text(text.replace('security = "none"\n', login), "utf-8")
-    service = start_service(migrated_workspace, notify)
+    service = start_service(migrated_workspace, None)
     try:
-        with password.open("w", encoding="utf-8") as pipe:  # returns once the service reads it
-            service.send_signal(signal.SIGHUP)
-            pipe.write("pw\n")
-        notify.expect("READY=1")
-        notify.expect("RELOADING=1")
-        password.write_text("pw\n", encoding="utf-8")  # the reload reads it again
-        notify.expect("READY=1")
+        code = service.process.wait(timeout=WAIT)
     finally:
-        code, log = stop(service)
-    assert code == 0, log
-    assert f"reloaded {migrated_workspace.path}" in log
+        ended(service)
+    log = service.log.read_text(encoding="utf-8")
+    assert code == 2, log
+    assert f"smtp.password_file: {password} is not a regular file (it is a named pipe)" in log
+    assert "Traceback" not in log
 
 
 def test_the_service_starts_and_reloads_with_broken_templates_and_says_so(

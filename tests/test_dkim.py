@@ -18,7 +18,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from scheduler.config.dkim_key import DkimKey, DkimKeyProblem, load_dkim_key, make_dkim_key
+from scheduler.config.dkim_key import (
+    DkimKey,
+    DkimKeyProblem,
+    DkimKeyUnreadable,
+    load_dkim_key,
+    make_dkim_key,
+)
 from scheduler.config.file import load_config, parse_settings
 from scheduler.errors import ConfigError
 from scheduler.notes.dkim_signing import DkimSigner
@@ -399,10 +405,23 @@ def test_a_key_that_cannot_sign_is_refused_saying_why_never_what_it_holds(
 
 
 def test_a_missing_or_unreadable_key_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(DkimKeyProblem, match=r"cannot read .*nope\.pem: No such file"):
+    with pytest.raises(DkimKeyUnreadable, match=r"cannot read .*nope\.pem: No such file"):
         load_dkim_key(tmp_path / "nope.pem")
-    with pytest.raises(DkimKeyProblem, match=r"cannot read .*: Is a directory"):
-        load_dkim_key(tmp_path)
+
+
+def test_a_key_file_that_is_not_a_regular_file_is_refused_but_a_link_to_one_is_read(
+    tmp_path: Path,
+) -> None:
+    """A folder or a device was opened and read (a named pipe with no writer: waited on for
+    ever, see tests/test_cli.py); each is refused for what it is, and as a problem with the key
+    rather than a file missing here. A link (systemd's credentials) is followed."""
+    for path, kind in ((tmp_path, "a folder"), (Path("/dev/zero"), "a device")):
+        with pytest.raises(DkimKeyProblem) as caught:
+            load_dkim_key(path)
+        assert str(caught.value) == f"{path} is not a regular file (it is {kind})"
+        assert not isinstance(caught.value, DkimKeyUnreadable)
+    (tmp_path / "link.pem").symlink_to(key_file(tmp_path, pem(rsa_key())))
+    assert load_dkim_key(tmp_path / "link.pem").bits == 2048
 
 
 def test_the_key_never_shows_in_its_repr(tmp_path: Path) -> None:

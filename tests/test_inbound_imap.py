@@ -2,10 +2,13 @@
 databases: every new message recorded once; what a mail system wrote moved to the processed
 folder, a person's words left where the owner reads mail, still unread, marked; nothing
 deleted, nothing the owner has read touched; a line dropped mid-read, a store that is locked and
-a message delivered twice leave exactly one record each."""
+a message delivered twice leave exactly one record each; a message the server gives no content
+for (a proxy turns its content into NIL) is said once and left for the owner."""
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -23,6 +26,7 @@ from scheduler.clock import FixedClock
 from scheduler.inbound.imap_poll import Mailbox, PollReport, poll_mailbox
 from scheduler.store.db import create_store_engine
 from scheduler.store.models import metadata
+from tests.conftest import Workspace, run_cli
 from tests.dovecot_server import PASSWORD, Dovecot, DovecotUnavailable, private_dovecot
 from tests.test_delivery import state
 from tests.test_inbound import LATER, RULES, SentNote, send_one
@@ -32,6 +36,7 @@ from tests.test_locked_store import Blocker
 inbound_messages = metadata.tables["inbound_messages"]
 USER = "bounces"
 CLOCK = FixedClock(LATER)
+NOW = LATER.isoformat()
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +175,167 @@ class CuttingProxy:
             self.cut.set()
             self.listener.close()
             thread.join(timeout=5)
+
+
+class NilBodyProxy:
+    """A loopback proxy to the IMAP server that answers `BODY[] NIL` for the content of each
+    message holding `marker` (as a server does for a message it cannot produce) and, with
+    `keywords` False, takes `\\*` out of PERMANENTFLAGS (a server that stores no keywords);
+    everything else passes as the server said it."""
+
+    def __init__(self, port: int, marker: bytes, *, keywords: bool = True) -> None:
+        self.target = port
+        self.marker = marker
+        self.keywords = keywords
+        self.fetches = 0
+        """How many messages the server sent content for, or the proxy NIL for, in all."""
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+
+    def serve(self) -> None:
+        with self.listener:
+            while True:
+                try:
+                    client, _ = self.listener.accept()
+                except OSError:
+                    return
+                server = socket.create_connection(("127.0.0.1", self.target))
+                threading.Thread(target=self._answers, args=(server, client), daemon=True).start()
+                threading.Thread(target=self._commands, args=(client, server), daemon=True).start()
+
+    def _commands(self, client: socket.socket, server: socket.socket) -> None:
+        with suppress(OSError):
+            while chunk := client.recv(65536):
+                server.sendall(chunk)
+        _hang_up(client, server)
+
+    def _answers(self, server: socket.socket, client: socket.socket) -> None:
+        """The server's answers, a line (and the literal it announces) at a time."""
+        reader = server.makefile("rb")
+        with suppress(OSError):
+            while line := reader.readline():
+                if not self.keywords and b"PERMANENTFLAGS" in line:
+                    line = line.replace(b" \\*", b"")
+                announced = re.search(rb"BODY\[\] \{(\d+)\}\r\n$", line)
+                if announced is None:
+                    client.sendall(line)
+                    continue
+                self.fetches += 1
+                content = reader.read(int(announced.group(1)))
+                if self.marker in content:
+                    client.sendall(line[: announced.start()] + b"BODY[] NIL")
+                else:
+                    client.sendall(line + content)
+        _hang_up(server, client)
+
+    @contextmanager
+    def running(self) -> Iterator[int]:
+        thread = threading.Thread(target=self.serve, daemon=True)
+        thread.start()
+        try:
+            yield self.port
+        finally:
+            self.listener.close()
+            thread.join(timeout=5)
+
+
+def _hang_up(*ends: socket.socket) -> None:
+    for end in ends:
+        with suppress(OSError):
+            end.shutdown(socket.SHUT_RDWR)
+        end.close()
+
+
+HELD_BACK = b"X-Test-Held-Back: yes"
+HELD_MESSAGE = b"Subject: kept by the server\r\n" + HELD_BACK + b"\r\n\r\nHello.\r\n"
+
+
+def uid_of(dovecot: Dovecot, mailbox: Mailbox, header: bytes) -> int:
+    """The UID of the INBOX's message with the header `Name: value`."""
+    name, value = header.decode().split(": ")
+    with IMAPClient("127.0.0.1", port=dovecot.port, ssl=False, timeout=10) as client:
+        client.login(mailbox.user, PASSWORD)
+        client.select_folder("INBOX", readonly=True)
+        (uid,) = client.search(["HEADER", name, value])
+    return int(uid)
+
+
+def test_a_message_the_server_gives_no_content_for_is_said_once_and_left_for_the_owner(
+    engine: Engine, dovecot: Dovecot, mailbox: Mailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message whose content came back NIL was skipped without a word, and asked for again
+    at every poll, for ever. Now a warning names the mailbox, the folder and the UID, the poll
+    counts it, and it is marked $Appreciated (not asked for again) but left where the owner
+    reads mail, unread and unmoved."""
+    sent = send_one(engine)
+    dovecot.deliver(mailbox.user, answer("reply_english.eml", sent))
+    dovecot.deliver(mailbox.user, HELD_MESSAGE)
+    uid = uid_of(dovecot, mailbox, HELD_BACK)
+    proxy = NilBodyProxy(dovecot.port, HELD_BACK)
+    with proxy.running() as port, caplog.at_level(logging.WARNING, "appreciate.inbound"):
+        first = poll_mailbox(engine, replace(mailbox, port=port), RULES, CLOCK)
+        second = poll_mailbox(engine, replace(mailbox, port=port), RULES, CLOCK)
+    assert (first.read, first.recorded, first.unreadable, first.problem) == (
+        1,
+        {"reply": 1},
+        1,
+        None,
+    )
+    assert first.line() == (
+        "inbound: 1 messages read (1 reply); 1 unreadable (the server gave no content for "
+        "it): left in the mailbox"
+    )
+    assert first.came_back() == {"reply": 1, "unreadable": 1}
+    assert (second.read, second.unreadable, second.problem) == (0, 0, None)
+    assert proxy.fetches == 2  # each message asked for once
+    assert [record.getMessage() for record in caplog.records] == [
+        f"inbound: the mail server gave no content for message UID {uid} in INBOX of "
+        f"{mailbox.user} at 127.0.0.1 (BODY[] NIL): it is not read, and is left there for you "
+        "to open in a mail program; marked $Appreciated so it is not asked for again"
+    ]
+    assert recorded(engine) == [("reply", sent.touch_id)]
+    assert inbox_flags(dovecot, mailbox) == [{b"$Appreciated"}, {b"$Appreciated"}]  # unread
+    assert dovecot.messages(mailbox.user, "processed") == []
+    assert len(dovecot.messages(mailbox.user)) == 2
+
+
+def test_run_once_shows_a_message_the_server_gave_no_content_for(
+    migrated_workspace: Workspace, dovecot: Dovecot
+) -> None:
+    """What `appreciate run --once` (and so the service's log and `status`) shows."""
+    user = f"w{abs(hash(str(migrated_workspace.path))) % 10**9}"
+    dovecot.maildir(user)
+    dovecot.deliver(user, HELD_MESSAGE)
+    (migrated_workspace.folder / "imap-password").write_text(PASSWORD, encoding="utf-8")
+    proxy = NilBodyProxy(dovecot.port, HELD_BACK)
+    with proxy.running() as port:
+        with migrated_workspace.path.open("a", encoding="utf-8") as config:
+            config.write(
+                f'\n[inbound]\nimap_host = "127.0.0.1"\nimap_port = {port}\n'
+                f'imap_security = "none"\nimap_user = "{user}"\n'
+                'imap_password_file = "imap-password"\n'
+            )
+        done = run_cli("--config", migrated_workspace.path, "run", "--once", "--now", NOW)
+    assert done.exit_code == 0, done.stderr
+    assert "came back: unreadable" in done.stdout
+    assert f"gave no content for message UID 1 in INBOX of {user} at 127.0.0.1" in done.stderr
+    assert "inbound: 0 messages read (nothing); 1 unreadable" in done.stderr
+
+
+def test_without_keywords_a_message_with_no_content_stays_unread_and_is_said_each_poll(
+    engine: Engine, dovecot: Dovecot, mailbox: Mailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that stores no keywords cannot be told the message was seen without marking it
+    read for the owner too: it is left unmarked, and each poll says so again."""
+    dovecot.deliver(mailbox.user, HELD_MESSAGE)
+    proxy = NilBodyProxy(dovecot.port, HELD_BACK, keywords=False)
+    with proxy.running() as port, caplog.at_level(logging.WARNING, "appreciate.inbound"):
+        polls = [poll_mailbox(engine, replace(mailbox, port=port), RULES, CLOCK) for _ in "ab"]
+    assert [(poll.read, poll.unreadable, poll.problem) for poll in polls] == [(0, 1, None)] * 2
+    assert len(caplog.records) == 2
+    assert "asked for again at each poll (the server takes no keywords" in caplog.text
+    assert inbox_flags(dovecot, mailbox) == [set()]
+    assert recorded(engine) == []
 
 
 @pytest.mark.parametrize(

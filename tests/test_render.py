@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from scheduler.config.settings import Settings
+from scheduler.notes.cards import card_template
 from scheduler.notes.note_context import sample_context
 from scheduler.notes.render import NoteRenderer, RenderStopped, TemplateProblem, links, paragraphs
 from scheduler.vocabulary import OCCASION_KINDS, OccasionKind
@@ -107,6 +108,91 @@ def test_each_starter_note_is_complete_and_personal(kind: OccasionKind, sparse: 
         for leak in ("None", "{{", "}}", "{%", "%}", "{#", "Undefined"):
             assert leak not in part
     assert ("https://ada.example/unsubscribe/SAMPLE-TOKEN" in note.text) is not sparse
+
+
+SUBJECTS = {
+    "birthday": ("Happy birthday, Sam!", "Happy birthday!"),
+    "order_thanks": ("Thank you for your order, Sam", "Thank you for your order"),
+    "referral_thanks": (
+        "Thank you for sending Jordan our way",
+        "Thank you for sending a friend our way",
+    ),
+    "review_thanks": ("Thank you for your kind words, Sam", "Thank you for your kind words"),
+    "first_meeting": ("It was lovely to meet you, Sam", "It was lovely to meet you"),
+    "follow_up": ("How is everything going, Sam?", "How is everything going?"),
+    "anniversary": ("6 years together, Sam", "6 years together"),
+    "check_in": ("Thinking of you, Sam", "Thinking of you"),
+}
+"""Each starter's subject for Sam (the sample customer, referring Jordan), and with no name."""
+
+
+def without_names(context: dict[str, Any]) -> dict[str, Any]:
+    """`context` for a customer (and a referred friend) whose name is empty, as another
+    application writing the store may leave it (the importer refuses such names)."""
+    blank = {"name": "", "first_name": ""}
+    context = {**context, "customer": {**context["customer"], **blank}}
+    if context.get("referral"):
+        referred = {**context["referral"]["referred"], **blank}
+        context["referral"] = {**context["referral"], "referred": referred}
+    return context
+
+
+def assert_reads_well(text: str) -> None:
+    """No gap where a name was left out: "Happy birthday, !", "Dear ,", "Thank  for"..."""
+    for flaw in (", !", ", ?", ", .", " ,", "  ", "<p></p>"):
+        assert flaw not in text
+    assert not text.endswith((",", " "))
+
+
+@pytest.mark.parametrize("tier", ["vip", "regular", None])
+@pytest.mark.parametrize("kind", OCCASION_KINDS)
+def test_each_starter_reads_well_for_a_customer_without_a_name(
+    kind: OccasionKind, tier: str | None
+) -> None:
+    """A customer whose name was empty got "Happy birthday, !" (every subject ended in ", "),
+    "Dear ," on a card and "Thank  for ..." in a call's script; a referral, " came to us on
+    your recommendation". Now the name is left out where it was ("Happy birthday!"), or a
+    word stands for it; with a name, every note, card and script is as it was."""
+    renderer = NoteRenderer(STARTERS)
+    for sparse in (False, True):
+        context = sample_context(kind, SETTINGS, tier=tier, sparse=sparse)
+        named, nameless = SUBJECTS[kind]
+        assert renderer.render(kind, tier, context).subject == named
+        note = renderer.render(kind, tier, without_names(context))
+        assert note.subject == nameless
+        assert note.text.startswith("Hi there,\n\n")
+        assert "<p>Hi there,</p>" in (note.html or "")
+        for part in (note.subject, note.text, note.html or ""):
+            assert_reads_well(part)
+        card = renderer.render_blocks(
+            card_template(STARTERS, kind), without_names(context), ("front", "inside"), html=True
+        )
+        assert "<p>Hello,</p>" in card["inside"]
+        script = renderer.render_blocks("call.j2", without_names(context), ("script",), html=False)
+        for part in (card["front"], card["inside"], " ".join(script["script"].split())):
+            assert_reads_well(part)
+
+
+def test_a_call_script_and_a_card_stand_in_for_a_missing_name() -> None:
+    renderer = NoteRenderer(STARTERS)
+
+    def script(kind: OccasionKind) -> str:
+        context = without_names(sample_context(kind, SETTINGS))
+        text = renderer.render_blocks("call.j2", context, ("script",), html=False)["script"]
+        return " ".join(text.split())
+
+    assert script("birthday") == "Wish them a happy birthday (39)."
+    assert script("referral_thanks") == "Thank them for sending a friend our way."
+    assert script("check_in") == (
+        "Call them to say thank you for being a customer of Ada's Bakery."
+    )
+    context = without_names(sample_context("birthday", SETTINGS))
+    card = renderer.render_blocks("card.birthday.j2", context, ("front", "inside"), html=True)
+    assert card["front"].strip() == "<h1>Happy birthday</h1>"
+    referral = without_names(sample_context("referral_thanks", SETTINGS))
+    text = renderer.render("referral_thanks", None, referral).text
+    assert "A friend of yours came to us on your recommendation." in text
+    assert "We'll take good care of them." in text
 
 
 def test_the_thanks_for_an_order_names_what_was_ordered() -> None:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, insert, inspect, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from scheduler.errors import SchemaOutdated, SchemaTooNew
-from scheduler.store.db import create_store_engine
+from scheduler.errors import SchemaOutdated, SchemaTooNew, StoreError
+from scheduler.store.db import CONNECT_TIMEOUT, create_store_engine, store_failure
 from scheduler.store.models import metadata
 from scheduler.store.schema import (
     alembic_config,
@@ -26,7 +32,7 @@ from scheduler.store.schema import (
     schema_state,
     upgrade,
 )
-from tests.conftest import Workspace
+from tests.conftest import CONFIG_TEMPLATE, Workspace
 
 customers = metadata.tables["customers"]
 orders = metadata.tables["orders"]
@@ -240,3 +246,61 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: object) -> None:
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         store.dispose()
+
+
+@contextmanager
+def store_that_never_answers() -> Iterator[int]:
+    """A port where a 'PostgreSQL server' accepts connections (the kernel does) and never says
+    a word, as a wedged server or a half-open firewall path does."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        yield silent.getsockname()[1]
+
+
+def test_a_store_that_never_answers_fails_each_command_within_the_connect_timeout(
+    tmp_path: Path,
+) -> None:
+    """Every command, and the service's start, waited on such a store: psycopg's own limit
+    is 130 s a try (older psycopg: none). Now the connection gives up after CONNECT_TIMEOUT
+    seconds, and the command says the store could not be used."""
+    environment = {k: v for k, v in os.environ.items() if k != "PGCONNECT_TIMEOUT"}
+    with store_that_never_answers() as port:
+        config = tmp_path / "appreciate.toml"
+        url = f"postgresql://appreciate@127.0.0.1:{port}/shop"
+        config.write_text(CONFIG_TEMPLATE.format(url=url), encoding="utf-8")
+        done = subprocess.run(
+            [sys.executable, "-m", "scheduler", "--config", str(config), "db", "status"],
+            capture_output=True,
+            text=True,
+            env=environment,
+            check=False,
+            timeout=CONNECT_TIMEOUT + 50,  # the process ended, not the test stuck, if it waits
+        )
+    assert done.returncode == StoreError.exit_code, done.stderr
+    assert done.stderr.startswith("error: the store could not be used: ")
+    assert "timeout" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("given_by", ["url", "environment"])
+def test_a_connect_timeout_in_the_url_or_the_environment_wins_over_the_default(
+    given_by: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libpq's own ways of setting the limit (`?connect_timeout=` in the URL, PGCONNECT_TIMEOUT)
+    are kept: here 2 s, under a default made 60 s."""
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    if given_by == "environment":
+        monkeypatch.setenv("PGCONNECT_TIMEOUT", "2")
+    query = "?connect_timeout=2" if given_by == "url" else ""
+    with store_that_never_answers() as port:
+        engine = create_store_engine(
+            f"postgresql+psycopg://appreciate@127.0.0.1:{port}/shop{query}", connect_timeout=60
+        )
+        started = time.monotonic()
+        try:
+            with pytest.raises(OperationalError) as failed:
+                engine.connect()
+        finally:
+            engine.dispose()
+        waited = time.monotonic() - started
+    assert waited < 30  # 2 s asked; the default would be 60
+    assert "timeout" in (store_failure(failed.value) or "")

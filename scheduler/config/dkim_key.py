@@ -2,6 +2,8 @@
 as the DNS record receivers look up to verify the signatures made with it.
 
 Rules:
+- The file is a regular one (or a link to one): a named pipe, a folder or a device is refused
+  without being opened or waited for (`scheduler.config.secret_file`).
 - The file is PEM, unencrypted: PKCS#8 (`-----BEGIN PRIVATE KEY-----`, what `appreciate config
   dkim-key` and `openssl genpkey` write) or PKCS#1 (`-----BEGIN RSA PRIVATE KEY-----`); LF or
   CRLF line ends.
@@ -31,6 +33,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from scheduler.config.secret_file import NotARegularFile, read_regular_file
 from scheduler.errors import AppreciateError
 
 SMALLEST_BITS = 1024
@@ -101,8 +104,9 @@ def load_dkim_key(path: Path) -> DkimKey:
     """The key in the PEM file at `path`, checked (see the module's rules); raises
     DkimKeyProblem naming the file and what is wrong, never quoting it."""
     try:
-        with path.open("rb") as file:
-            data = file.read(_LARGEST_FILE + 1)
+        data = read_regular_file(path, _LARGEST_FILE)
+    except NotARegularFile as error:
+        raise DkimKeyProblem(str(error)) from None
     except OSError as error:
         raise DkimKeyUnreadable(f"cannot read {path}: {error.strerror}") from None
     if len(data) > _LARGEST_FILE:

@@ -29,6 +29,7 @@ from scheduler.config.locate import (
     DEFAULT_DATABASE_NAME,
     find_config,
 )
+from scheduler.config.secret_file import NotARegularFile, read_regular_file
 from scheduler.config.settings import Settings
 from scheduler.errors import ConfigError, ConfigProblem
 
@@ -122,10 +123,12 @@ class Config:
 
     def _read_secret(self, key: str, path: Path) -> str:
         """The text of the secret file `path` (config key `key`): UTF-8, at most
-        LARGEST_SECRET bytes (`/dev/zero` named by mistake is refused, not read for ever)."""
+        LARGEST_SECRET bytes, from a regular file or a link to one (a named pipe, `/dev/zero`
+        or a folder named by mistake is refused, never waited for or read for ever)."""
         try:
-            with path.open("rb") as file:
-                data = file.read(LARGEST_SECRET + 1)
+            data = read_regular_file(path, LARGEST_SECRET)
+        except NotARegularFile as error:
+            raise self._problem(key, str(error)) from None
         except OSError as error:
             raise self._problem(key, f"cannot read {path}: {error.strerror}") from None
         if len(data) > LARGEST_SECRET:
@@ -189,12 +192,13 @@ class Config:
             raise self._problem("smtp.dkim_key_file", str(problem)) from None
 
     def _dkim_key_readable(self, environ: Mapping[str, str] | None = None) -> None:
-        """Raise ConfigError when the DKIM key file cannot be read (for `environment_problems`;
-        what it holds is `dkim_key`'s to check)."""
+        """Raise ConfigError when the DKIM key file cannot be read or is not a regular file
+        (for `environment_problems`; what it holds is `dkim_key`'s to check)."""
         path = self.base_dir / self.settings.smtp.dkim_key_file
         try:
-            with path.open("rb"):
-                pass
+            read_regular_file(path, 0)
+        except NotARegularFile as error:
+            raise self._problem("smtp.dkim_key_file", str(error)) from None
         except OSError as error:
             raise self._problem(
                 "smtp.dkim_key_file", f"cannot read {path}: {error.strerror}"

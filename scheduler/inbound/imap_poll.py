@@ -17,6 +17,14 @@ Rules:
 - Messages are fetched BATCH at a time with BODY.PEEK[] (the bytes as the server holds them;
   nothing is marked seen by reading) and each batch is recorded in one transaction. A message
   that cannot be read is kept as `unmatched`, as every other path does.
+- A message the server answers with no content (`BODY[] NIL`: one it cannot produce, or one
+  another reader removed meanwhile) is not recorded, moved or marked \\Seen: it stays where
+  the owner reads mail, marked `$Appreciated` so it is not asked for again, with a warning
+  naming the mailbox, the folder and its UID, and is counted in `PollReport.unreadable`. A
+  server that takes no keywords cannot be told: the message is left unmarked (still new to
+  the owner) and is asked for, warned about and counted again at each poll.
+- A message missing from the server's answer was taken meanwhile, by another reader: nothing
+  is said.
 - TLS as for SMTP: `tls` (implicit, 993) or `starttls` (required, never a plaintext
   fallback), certificates always checked (the system's authorities, or `imap_ca_file`);
   `none` only for a server on this machine.
@@ -25,6 +33,7 @@ Rules:
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 from collections import Counter
@@ -41,6 +50,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from scheduler.clock import Clock
 from scheduler.config.file import Config
 from scheduler.inbound.record import InboundRecorder, InboundRules
+
+log = logging.getLogger("appreciate.inbound")
 
 BATCH = 50
 DONE_KEYWORD = "$Appreciated"
@@ -93,13 +104,28 @@ class PollReport:
     """Put in the processed folder (or marked read, without MOVE)."""
     marked: int = 0
     """Left in place, marked `$Appreciated`: a person's words, still new to the owner."""
+    unreadable: int = 0
+    """Messages the server gave no content for (`BODY[] NIL`): left in place, not recorded."""
     problem: str | None = None
     """Why the poll ended early (the server, the store); None when it read everything."""
 
     def line(self) -> str:
         done = ", ".join(f"{n} {kind}" for kind, n in sorted(self.recorded.items())) or "nothing"
         line = f"inbound: {self.read} messages read ({done})"
+        if self.unreadable:
+            them = "it" if self.unreadable == 1 else "them"
+            line += (
+                f"; {self.unreadable} unreadable (the server gave no content for {them}): "
+                "left in the mailbox"
+            )
         return f"{line}; stopped early: {self.problem}" if self.problem else line
+
+    def came_back(self) -> Counter[str]:
+        """What was recorded by kind, and `unreadable`: what a cycle's report shows."""
+        back = Counter(self.recorded)
+        if self.unreadable:
+            back["unreadable"] = self.unreadable
+        return back
 
 
 def poll_mailbox(engine: Engine, mailbox: Mailbox, rules: InboundRules, clock: Clock) -> PollReport:
@@ -159,6 +185,7 @@ def _read_all(
         fetched = client.fetch(chunk, [b"BODY.PEEK[]"])
         # A message missing from the answer was taken meanwhile, by another reader.
         done = [uid for uid in chunk if isinstance(fetched.get(uid, {}).get(b"BODY[]"), bytes)]
+        empty = [uid for uid in chunk if uid in fetched and uid not in done]
         raws = [fetched[uid][b"BODY[]"] for uid in done]
         machine: list[int] = []
         person: list[int] = []
@@ -174,6 +201,30 @@ def _read_all(
             client.add_flags(person, [DONE_KEYWORD.encode()])
         report.moved += len(machine)
         report.marked += len(person) if keywords else 0
+        if empty:
+            _set_aside(client, mailbox, empty, keywords=keywords)
+            report.unreadable += len(empty)
+
+
+def _set_aside(client: IMAPClient, mailbox: Mailbox, uids: list[int], *, keywords: bool) -> None:
+    """Warn about each message the server gave no content for and, where the server takes
+    keywords, mark it `$Appreciated` so it is not asked for again (see the module's rules)."""
+    if keywords:
+        client.add_flags(uids, [DONE_KEYWORD.encode()])
+        then = f"marked {DONE_KEYWORD} so it is not asked for again"
+    else:
+        then = "asked for again at each poll (the server takes no keywords to mark it with)"
+    for uid in uids:
+        log.warning(
+            "inbound: the mail server gave no content for message UID %d in %s of %s at %s "
+            "(BODY[] NIL): it is not read, and is left there for you to open in a mail "
+            "program; %s",
+            uid,
+            mailbox.folder,
+            mailbox.user,
+            mailbox.host,
+            then,
+        )
 
 
 def _close(client: IMAPClient) -> None:

@@ -134,7 +134,8 @@ class CycleReport:
     paused: str | None = None
     throttled: Throttle | None = None
     came_back: Counter[str] = field(default_factory=Counter)
-    """Messages read from the mailbox, by what was done (`[inbound] imap_host`)."""
+    """Messages read from the mailbox, by what was done (`[inbound] imap_host`), and
+    `unreadable`: those the server gave no content for."""
 
     def line(self) -> str:
         """One line for the log and systemd's STATUS."""
@@ -173,15 +174,16 @@ async def detect_once(service: Service, now: datetime) -> Counter[str]:
 
 
 async def read_mailbox(service: Service, clock: Clock) -> Counter[str]:
-    """What came back, read from the mailbox (in a worker thread), by what was done; a poll
-    that ended early is logged with why (what it did not read is read next time)."""
+    """What came back, read from the mailbox (in a worker thread), by what was done, with
+    `unreadable` for messages the server gave no content for; a poll that ended early is
+    logged with why (what it did not read is read next time)."""
     if service.mailbox is None:
         return Counter()
     rules = InboundRules.of(service.config.settings)
     polled = await asyncio.to_thread(poll_mailbox, service.engine, service.mailbox, rules, clock)
-    if polled.read or polled.problem:
+    if polled.read or polled.unreadable or polled.problem:
         log.log(logging.WARNING if polled.problem else logging.INFO, "%s", polled.line())
-    return polled.recorded
+    return polled.came_back()
 
 
 def new_sender(service: Service, clock: Clock, owner: str) -> Sender:

@@ -18,6 +18,13 @@ OperationalError saying so, instead of writing on into a file nobody will see ag
 keeps writing to the unlinked file, and mixing the old file's `-wal` with the new file could
 corrupt it). Restarting opens the file now at the path. Without this, what a service did after
 a restore was lost at its next start, and notes it sent could go again.
+
+A PostgreSQL connection that is not made within CONNECT_TIMEOUT seconds (libpq's
+`connect_timeout`: a host that accepts and never answers, a firewall that drops the packets)
+fails with OperationalError, which every command reports as "the store could not be used".
+A `connect_timeout` in the URL's query (`postgresql://host/db?connect_timeout=30`), or libpq's
+PGCONNECT_TIMEOUT variable, wins over that default; libpq counts one under 2 as 2, and 0 as
+none (psycopg then stops after its own default).
 """
 
 from __future__ import annotations
@@ -43,13 +50,21 @@ from scheduler.errors import StoreError
 
 BUSY_TIMEOUT = 10.0
 """Seconds a statement waits for a lock another writer holds before it fails."""
+CONNECT_TIMEOUT = 10
+"""Seconds a new PostgreSQL connection may take (each address tried, when a name has several),
+unless the URL or PGCONNECT_TIMEOUT says otherwise: long enough for a busy server or a slow
+link, short enough that an unreachable store is reported rather than waited for."""
 CACHE_KIB = 65_536
 """SQLite's page cache per connection: 64 MiB keeps index pages cached during imports."""
 
 
-def create_store_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
+def create_store_engine(
+    url: str, *, busy_timeout: float = BUSY_TIMEOUT, connect_timeout: int = CONNECT_TIMEOUT
+) -> Engine:
     """An engine for `url`, configured for appreciate; a lock is waited for at most
-    `busy_timeout` seconds. Raises StoreError for an unusable URL."""
+    `busy_timeout` seconds, a PostgreSQL connection `connect_timeout` seconds unless the URL
+    or the environment sets libpq's own (see the module's rules). Raises StoreError for an
+    unusable URL."""
     try:
         parsed = make_url(url)
         backend = parsed.get_backend_name()
@@ -63,7 +78,9 @@ def create_store_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT) -> Engi
                 _watch_file(engine, path)
             return engine
         if backend == "postgresql":
-            engine = create_engine(parsed, pool_pre_ping=True)
+            given = "connect_timeout" in parsed.query or os.environ.get("PGCONNECT_TIMEOUT")
+            connect_args = {} if given else {"connect_timeout": connect_timeout}
+            engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
             _tune_postgresql(engine, busy_timeout)
             return engine
     except NoSuchModuleError:
