@@ -19,6 +19,7 @@ from scheduler.config.settings import Settings, WebSettings
 from scheduler.delivery.claims import pause, paused_reason
 from scheduler.service.cycle import CycleReport
 from scheduler.service.last_cycle import save_cycle
+from scheduler.service.queue_status import queue_status
 from scheduler.store.models import metadata
 from scheduler.web.app import create_app
 from scheduler.web.login import (
@@ -254,6 +255,41 @@ def test_today_tells_the_last_cycle_in_the_business_time_with_what_came_back(
     client.post("/login", data={"csrf": csrf, "password": PASSWORD})
     today = client.get("/").text
     assert "2027-06-15 10:00: 0 notes added;\n9 sent; came back: 2 reply, 1 soft bounce." in today
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        '{"at": "2027-06-15T08:59:00+00:00", "added": {"birthday": 3}, "outcomes": {"sent": 3},'
+        ' "paused": null, "throttled": null}',
+        "not a cycle",
+        '["a list"]',
+        '{"at": "yesterday", "added": {}}',
+    ],
+    ids=["before-came-back", "garbage", "no-object", "no-moment"],
+)
+def test_today_shows_a_last_cycle_saved_by_an_older_version_or_none_for_garbage(
+    engine: Engine, saved: str
+) -> None:
+    """Was a 500 (an undefined `came_back`) until the service's next cycle after an upgrade."""
+    with engine.begin() as connection:
+        connection.execute(
+            insert(metadata.tables["app_state"]).values(
+                name="last_cycle", value=saved, updated_at=NOW
+            )
+        )
+    client = site(engine)
+    csrf = csrf_of(client.get("/login").text)
+    client.post("/login", data={"csrf": csrf, "password": PASSWORD})
+    today = client.get("/")
+    assert today.status_code == 200
+    if saved.startswith('{"at": "2027'):
+        assert "2027-06-15 09:59: 3 notes added;\n3 sent." in today.text
+    else:
+        assert "The service has not run a cycle yet." in today.text
+    with engine.connect() as connection:
+        cycle = queue_status(connection).last_cycle  # what `appreciate status` shows
+    assert (cycle is not None) == saved.startswith('{"at": "2027')
 
 
 def test_today_says_which_cards_and_calls_wait_for_the_owner(engine: Engine) -> None:

@@ -44,12 +44,35 @@ def save_cycle(engine: Engine, report: CycleSummary) -> None:
         )
 
 
+EVERY_PART: dict[str, Any] = {
+    "added": {},
+    "outcomes": {},
+    "paused": None,
+    "throttled": None,
+    "came_back": {},
+}
+"""What a cycle saved by an older appreciate may lack (`came_back` came later), filled in."""
+
+
 def last_cycle(connection: Connection) -> dict[str, Any] | None:
-    """The last cycle saved by any instance, or None."""
+    """The last cycle saved by any instance, with every part (EVERY_PART), or None: none saved,
+    or what is saved is no cycle (edited by hand, cut short)."""
     value = connection.execute(
         select(app_state.c.value).where(app_state.c.name == LAST_CYCLE)
     ).scalar()
     if value is None:
         return None
-    found: dict[str, Any] = json.loads(value)
-    return found
+    try:
+        found = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or not _is_moment(found.get("at")):
+        return None
+    return {**EVERY_PART, **found}
+
+
+def _is_moment(value: object) -> bool:
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
