@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, select
 
-from scheduler.service.queue_report import LAST_CYCLE
+from scheduler.service.queue_report import LAST_CYCLE, cycle_from_json
 from scheduler.store.db import conflict_insert, write_transaction
 from scheduler.store.models import metadata
 
@@ -44,35 +44,9 @@ def save_cycle(engine: Engine, report: CycleSummary) -> None:
         )
 
 
-EVERY_PART: dict[str, Any] = {
-    "added": {},
-    "outcomes": {},
-    "paused": None,
-    "throttled": None,
-    "came_back": {},
-}
-"""What a cycle saved by an older appreciate may lack (`came_back` came later), filled in."""
-
-
 def last_cycle(connection: Connection) -> dict[str, Any] | None:
-    """The last cycle saved by any instance, with every part (EVERY_PART), or None: none saved,
-    or what is saved is no cycle (edited by hand, cut short)."""
+    """The last cycle saved by any instance (see `cycle_from_json`), or None."""
     value = connection.execute(
         select(app_state.c.value).where(app_state.c.name == LAST_CYCLE)
     ).scalar()
-    if value is None:
-        return None
-    try:
-        found = json.loads(value)
-    except ValueError:
-        return None
-    if not isinstance(found, dict) or not _is_moment(found.get("at")):
-        return None
-    return {**EVERY_PART, **found}
-
-
-def _is_moment(value: object) -> bool:
-    try:
-        return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
-    except ValueError:
-        return False
+    return cycle_from_json(value)

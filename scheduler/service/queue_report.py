@@ -4,6 +4,7 @@ SQLAlchemy (`scheduler.service.queue_status`) or the quick SQLite path
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,14 @@ from scheduler.vocabulary import WAITING
 
 LAST_CYCLE = "last_cycle"
 """`app_state` name of the last cycle's report (JSON; see `scheduler.service.last_cycle`)."""
+EVERY_PART: dict[str, Any] = {
+    "added": {},
+    "outcomes": {},
+    "paused": None,
+    "throttled": None,
+    "came_back": {},
+}
+"""What a cycle saved by an older appreciate may lack (`came_back` came later), filled in."""
 ATTENTION = ("failed", "unknown", "held")
 """Statuses a person should look at (`appreciate log --status ...`, `appreciate retry ID`)."""
 
@@ -64,3 +73,24 @@ def by_hand_line(by_hand: dict[str, int]) -> str:
         one, many, command = BY_HAND_COMMANDS.get(channel, (channel, channel, "appreciate log"))
         parts.append(f"{notes} {one if notes == 1 else many} ({command})")
     return "Waiting for you: " + ", ".join(parts)
+
+
+def cycle_from_json(value: str | None) -> dict[str, Any] | None:
+    """The saved last cycle `value` with every part (EVERY_PART), or None: none saved, or what
+    is saved is no cycle with a moment (edited by hand, cut short)."""
+    if value is None:
+        return None
+    try:
+        found = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or not _is_moment(found.get("at")):
+        return None
+    return {**EVERY_PART, **found}
+
+
+def _is_moment(value: object) -> bool:
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False

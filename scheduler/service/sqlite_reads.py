@@ -16,7 +16,6 @@ Rules:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -32,7 +31,12 @@ from scheduler.notes.template_failures import (
     TemplateFailures,
     most_first,
 )
-from scheduler.service.queue_report import LAST_CYCLE, QueueStatus, waiting_by_channel
+from scheduler.service.queue_report import (
+    LAST_CYCLE,
+    QueueStatus,
+    cycle_from_json,
+    waiting_by_channel,
+)
 from scheduler.store.schema_head import SCHEMA_HEAD
 from scheduler.store.utc_text import aware_utc, aware_utc_or_none, sqlite_utc_text
 from scheduler.vocabulary import STATUSES, WAITING
@@ -155,7 +159,7 @@ def queue_status(connection: sqlite3.Connection) -> QueueStatus:
             f"{oldest_query} AND channel = ?", [*WAITING, "email"]
         ).fetchone()
         cycle_text = _app_state(connection, LAST_CYCLE)
-        cycle: dict[str, Any] | None = json.loads(cycle_text) if cycle_text else None
+        cycle = cycle_from_json(cycle_text)
         until = datetime.fromisoformat(cycle["at"]) if cycle else None
         throttle_text = _app_state(connection, THROTTLED)
         throttled: Throttle | None = throttle_from_json(throttle_text) if throttle_text else None
