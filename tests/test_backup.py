@@ -109,3 +109,20 @@ def test_a_postgresql_store_is_pointed_at_pg_dump(tmp_path: Path) -> None:
     assert refused.exit_code == 1
     assert "back up PostgreSQL with its own tools, e.g. `pg_dump" in refused.stderr
     assert not (tmp_path / "copy.db").exists()
+
+
+def test_paths_with_characters_special_in_sqlite_uris_are_plain_names(tmp_path: Path) -> None:
+    folder = tmp_path / "shop #2"
+    folder.mkdir()
+    config, _ = workspace(folder)
+    for name in ("copy #1.db", "copy?.db", "copy 100%.db"):
+        done = run_cli("--config", config, "db", "backup", folder / name)
+        assert done.exit_code == 0, done.stderr
+        with closing(sqlite3.connect(folder / name)) as copy:
+            held = copy.execute("SELECT external_id FROM customers ORDER BY id").fetchall()
+        assert held == [("C-1",), ("C-2",)]
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith((".", "copy"))) == [
+        "copy #1.db",
+        "copy 100%.db",
+        "copy?.db",
+    ]
