@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -61,7 +61,8 @@ def back_up(url: str, destination: Path) -> Backup:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise StoreError(f"cannot back up {store} to {destination}: {reason}") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with suppress(OSError):  # a name too long once prefixed and suffixed: already said
+            temporary.unlink(missing_ok=True)
     return Backup(destination, destination.stat().st_size, customers, notes)
 
 
