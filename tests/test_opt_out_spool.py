@@ -228,6 +228,19 @@ def test_a_file_that_is_no_opt_out_is_kept_aside_and_never_stops_the_others(
     assert spool.waiting() == 0
 
 
+def test_a_file_nested_too_deep_for_json_is_kept_aside_too(
+    engine: Engine, spool: OptOutSpool, due: tuple[int, int, str]
+) -> None:
+    _, customer_id, token = due
+    spool.add(token, NOW, "one_click")
+    deep = spool.folder / "0000000001.000000-deep.json"
+    deep.write_text("[" * 3000)  # under the size limit, past the JSON parser's depth
+    replayed = spool.replay(engine, LATER)
+    assert replayed.recorded == 1
+    assert replayed.unreadable == [deep.with_name(deep.name + ".unreadable")]
+    assert opted_out_at(engine, customer_id) == NOW
+
+
 def test_a_spool_that_cannot_be_read_sends_nothing_and_says_why(
     engine: Engine, tmp_path: Path, due: tuple[int, int, str]
 ) -> None:
