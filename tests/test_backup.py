@@ -101,6 +101,18 @@ def test_a_folder_that_does_not_exist_is_named(tmp_path: Path) -> None:
     assert f"the folder {tmp_path / 'nope'} does not exist" in refused.stderr
 
 
+def test_a_name_too_long_for_the_temporary_copy_is_an_error_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    config, _ = workspace(tmp_path)
+    long = tmp_path / f"{'x' * 247}.db"  # a valid name; ".NAME.partial" is not
+    refused = run_cli("--config", config, "db", "backup", long)
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: cannot back up ")
+    assert refused.stderr.rstrip().endswith(": File name too long")
+    assert not long.exists()
+
+
 def test_a_postgresql_store_is_pointed_at_pg_dump(tmp_path: Path) -> None:
     config = tmp_path / "appreciate.toml"
     url = "postgresql://nobody@127.0.0.1:1/none"
@@ -109,3 +121,20 @@ def test_a_postgresql_store_is_pointed_at_pg_dump(tmp_path: Path) -> None:
     assert refused.exit_code == 1
     assert "back up PostgreSQL with its own tools, e.g. `pg_dump" in refused.stderr
     assert not (tmp_path / "copy.db").exists()
+
+
+def test_paths_with_characters_special_in_sqlite_uris_are_plain_names(tmp_path: Path) -> None:
+    folder = tmp_path / "shop #2"
+    folder.mkdir()
+    config, _ = workspace(folder)
+    for name in ("copy #1.db", "copy?.db", "copy 100%.db"):
+        done = run_cli("--config", config, "db", "backup", folder / name)
+        assert done.exit_code == 0, done.stderr
+        with closing(sqlite3.connect(folder / name)) as copy:
+            held = copy.execute("SELECT external_id FROM customers ORDER BY id").fetchall()
+        assert held == [("C-1",), ("C-2",)]
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith((".", "copy"))) == [
+        "copy #1.db",
+        "copy 100%.db",
+        "copy?.db",
+    ]

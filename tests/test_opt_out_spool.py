@@ -135,6 +135,22 @@ def test_the_pages_button_is_kept_too_and_the_page_says_it_is_done(
     assert audit(engine) == [("opt_out", "page")]
 
 
+def test_the_page_still_opens_while_the_store_is_locked_and_opt_outs_wait(
+    engine: Engine, spool: OptOutSpool, due: tuple[int, int, str]
+) -> None:
+    """Was a 503 "try again" for every page opened while one opt-out waited: the page read the
+    store only after the replay, which a write lock refuses, though SQLite reads on."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("a PostgreSQL server that is gone cannot be read either")
+    *_, token = due
+    spool.add("s" * 43, NOW, "one_click")  # someone else's, kept during this outage
+    with unavailable_store(engine, spool, NOW) as app:
+        answer = TestClient(app).get(f"/u/{token}")
+    assert answer.status_code == 200
+    assert "d***@example.org" in answer.text
+    assert spool.waiting() == 1  # recorded once the store takes it
+
+
 def test_changing_ones_mind_once_the_store_is_back_comes_after_the_kept_opt_out(
     engine: Engine, spool: OptOutSpool, due: tuple[int, int, str]
 ) -> None:
@@ -226,6 +242,19 @@ def test_a_file_that_is_no_opt_out_is_kept_aside_and_never_stops_the_others(
     assert kept.read_text() == '{"token": "abc", "at": "yesterday"}'
     assert "record it by hand" in caplog.text
     assert spool.waiting() == 0
+
+
+def test_a_file_nested_too_deep_for_json_is_kept_aside_too(
+    engine: Engine, spool: OptOutSpool, due: tuple[int, int, str]
+) -> None:
+    _, customer_id, token = due
+    spool.add(token, NOW, "one_click")
+    deep = spool.folder / "0000000001.000000-deep.json"
+    deep.write_text("[" * 3000)  # under the size limit, past the JSON parser's depth
+    replayed = spool.replay(engine, LATER)
+    assert replayed.recorded == 1
+    assert replayed.unreadable == [deep.with_name(deep.name + ".unreadable")]
+    assert opted_out_at(engine, customer_id) == NOW
 
 
 def test_a_spool_that_cannot_be_read_sends_nothing_and_says_why(

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from scheduler.errors import StoreError
 from scheduler.store.db import STORE_MODE, display_url, sqlite_path
@@ -60,7 +61,8 @@ def back_up(url: str, destination: Path) -> Backup:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise StoreError(f"cannot back up {store} to {destination}: {reason}") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with suppress(OSError):  # a name too long once prefixed and suffixed: already said
+            temporary.unlink(missing_ok=True)
     return Backup(destination, destination.stat().st_size, customers, notes)
 
 
@@ -68,7 +70,7 @@ def _copy(store: Path, temporary: Path) -> None:
     temporary.unlink(missing_ok=True)  # left by a backup that was killed
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STORE_MODE)
     os.close(descriptor)
-    source = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
+    source = sqlite3.connect(_read_only(store), uri=True, timeout=30)
     with closing(source), closing(sqlite3.connect(temporary)) as copy:
         source.backup(copy)  # one step: one snapshot, whatever writes meanwhile
         copy.execute("PRAGMA journal_mode=DELETE")
@@ -77,7 +79,7 @@ def _copy(store: Path, temporary: Path) -> None:
 def _check(copy: Path) -> tuple[int, int]:
     """The copy's customers and notes; raises sqlite3.Error when it is damaged or holds no
     appreciate store."""
-    with closing(sqlite3.connect(f"file:{copy}?mode=ro", uri=True)) as connection:
+    with closing(sqlite3.connect(_read_only(copy), uri=True)) as connection:
         verdict = connection.execute("PRAGMA quick_check").fetchone()[0]
         if verdict != "ok":
             raise sqlite3.DatabaseError(f"the copy failed SQLite's check: {verdict}")
@@ -87,6 +89,12 @@ def _check(copy: Path) -> tuple[int, int]:
         except sqlite3.OperationalError:
             raise sqlite3.DatabaseError("it holds no appreciate store") from None
     return int(customers), int(notes)
+
+
+def _read_only(path: Path) -> str:
+    """SQLite's URI opening `path` read-only: `#`, `?` and `%` in it are quoted, so they stay
+    part of the name (else SQLite opens, or creates, another file)."""
+    return f"file:{quote(str(path))}?mode=ro"
 
 
 def _sync(path: Path) -> None:

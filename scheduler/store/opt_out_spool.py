@@ -196,7 +196,7 @@ class OptOutSpool:
                 waiting.append(_parse(path, path.read_bytes()))
             except FileNotFoundError:  # replayed meanwhile by another process
                 continue
-            except (OSError, ValueError, KeyError, TypeError) as error:
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
                 kept = path.with_name(path.name + _UNREADABLE)
                 path.replace(kept)
                 done.unreadable.append(kept)
@@ -209,7 +209,8 @@ class OptOutSpool:
 
 
 def _parse(path: Path, data: bytes) -> Waiting:
-    """The opt-out in `data`; ValueError, KeyError or TypeError when it is none."""
+    """The opt-out in `data`; ValueError, KeyError, TypeError or RecursionError (JSON nested
+    too deep) when it is none."""
     if len(data) > 4_096:
         raise ValueError("too large to be an opt-out")
     fields = json.loads(data)

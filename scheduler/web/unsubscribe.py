@@ -21,12 +21,14 @@ Rules:
   answer 503 and ask to try again. A resubscription is never kept that way (503: the person
   on the page tries again).
 - Waiting opt-outs are recorded before any request reads or changes a customer here, so a
-  "changed my mind" click always comes after the opt-out it undoes.
+  "changed my mind" click always comes after the opt-out it undoes. A store that cannot take
+  them yet (locked for writing) still shows the page: reading it needs no write.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -199,7 +201,8 @@ def _customer(connection: Connection, token: str) -> _Customer | None:
 
 
 def _recipient(context: WebContext, token: str) -> Recipient | None:
-    replay_waiting(context)
+    with suppress(SQLAlchemyError):  # a store locked for writing still shows the page
+        replay_waiting(context)
     with context.engine.connect() as connection:
         row = _customer(connection, token)
     if row is None:
