@@ -33,6 +33,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.config.file import Config
 from scheduler.output import counted, printable
@@ -56,6 +58,10 @@ MAX_WAITING = 10_000
 """Opt-outs that may wait at once (a few hundred bytes each): more is a flood, not customers."""
 REPLAY_EVERY = 30.0
 """Seconds between replays while `appreciate web` serves on its own."""
+REFUSED_FOR = 10.0
+"""Seconds after the store refused a write (down, or locked past its busy timeout) during
+which `store_refusing` says so: the unsubscribe page then keeps opt-outs at once instead of
+making each click wait the store's busy timeout in turn."""
 SPOOLED_SOURCES: tuple[Source, ...] = ("one_click", "page")
 LATE_DETAIL = "kept on disk while the store was unavailable, recorded at {recorded}"
 """The audit row's detail of an opt-out recorded by `replay`."""
@@ -105,6 +111,10 @@ class OptOutSpool:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._kept: set[str] = set()
+        """Tokens this process kept and no replay here has recorded yet (`holds`)."""
+        self._refused_until = 0.0
+        """`time.monotonic()` until which the store counts as refusing writes."""
         self._replaying = threading.Lock()
         """One replay at a time in this process: the web's requests (threads) that find opt-outs
         waiting after an outage wait for the first to record them, instead of all queueing
@@ -145,6 +155,26 @@ class OptOutSpool:
             temporary.unlink(missing_ok=True)
             raise
         _sync_folder(self.folder)
+        self._kept.add(token)
+
+    def holds(self, token: str) -> bool:
+        """Whether this process kept an opt-out for `token` that no replay here has recorded
+        yet (so the page can say it is done while the store cannot be written)."""
+        return token in self._kept
+
+    @property
+    def store_refusing(self) -> bool:
+        """Whether the store refused a write in the last REFUSED_FOR seconds (`refused`), and
+        none has gone through since (`accepted`)."""
+        return time.monotonic() < self._refused_until
+
+    def refused(self) -> None:
+        """The store just refused a write."""
+        self._refused_until = time.monotonic() + REFUSED_FOR
+
+    def accepted(self) -> None:
+        """A write just went through."""
+        self._refused_until = 0.0
 
     def waiting(self) -> int:
         """How many opt-outs wait (0 when the folder does not exist)."""
@@ -154,22 +184,36 @@ class OptOutSpool:
         """Whether any opt-out waits: cheap enough to ask before every request."""
         return next(self._files(), None) is not None
 
-    def replay(self, engine: Engine, now: datetime) -> Replayed:
+    def replay(self, engine: Engine, now: datetime, *, wait: bool = True) -> Replayed:
         """Record every waiting opt-out (see the module's rules); `now` is when, for the audit
         row. Raises SQLAlchemyError when the store cannot take them (every file stays), and
-        OSError when the folder cannot be read."""
+        OSError when the folder cannot be read. `wait=False`: do nothing when another replay
+        in this process is under way (it may be waiting out the store's busy timeout)."""
         done = Replayed()
-        with self._replaying:
-            waiting = self._read(done)
-            if not waiting:
-                return done
-            recorded_at = f"{now:%Y-%m-%d %H:%M:%S} UTC"
+        if not self._replaying.acquire(blocking=wait):
+            return done
+        try:
+            return self._replay(engine, now, done)
+        finally:
+            self._replaying.release()
+
+    def _replay(self, engine: Engine, now: datetime, done: Replayed) -> Replayed:
+        waiting = self._read(done)
+        if not waiting:
+            return done
+        recorded_at = f"{now:%Y-%m-%d %H:%M:%S} UTC"
+        try:
             with write_transaction(engine) as connection:
                 outcomes = [(entry, _record(connection, entry, recorded_at)) for entry in waiting]
-            for entry, outcome in outcomes:
-                done.outcomes[outcome] = done.outcomes.get(outcome, 0) + 1
-                entry.path.unlink(missing_ok=True)
-            _sync_folder(self.folder)
+        except SQLAlchemyError:
+            self.refused()
+            raise
+        self.accepted()
+        for entry, outcome in outcomes:
+            done.outcomes[outcome] = done.outcomes.get(outcome, 0) + 1
+            entry.path.unlink(missing_ok=True)
+            self._kept.discard(entry.token)
+        _sync_folder(self.folder)
         log.info(
             "%s kept while the store was unavailable %s now recorded: %s",
             counted(len(waiting), "opt-out"),

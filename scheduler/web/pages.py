@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -62,9 +62,12 @@ class WebContext:
     @contextmanager
     def writing(self) -> Iterator[Connection]:
         """A write transaction (`write_transaction`); on SQLite one at a time in this process."""
-        queue = self.writes if self.engine.dialect.name == "sqlite" else nullcontext()
-        with queue, write_transaction(self.engine) as connection:
+        with self.queued(), write_transaction(self.engine) as connection:
             yield connection
+
+    def queued(self) -> AbstractContextManager[object]:
+        """This process's turn to write (see `writes`)."""
+        return self.writes if self.engine.dialect.name == "sqlite" else nullcontext()
 
 
 def shown_as_written(value: Any) -> Any:

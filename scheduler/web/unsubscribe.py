@@ -20,6 +20,9 @@ Rules:
   anything is sent. Only when it cannot be kept either (no spool, a full disk) does the page
   answer 503 and ask to try again. A resubscription is never kept that way (503: the person
   on the page tries again).
+- Once the store has refused a write, for the next REFUSED_FOR seconds (`OptOutSpool.
+  store_refusing`) an opt-out is kept at once, without trying the store: a burst of clicks
+  during an outage is answered at once, not each after the store's busy timeout in turn.
 - Waiting opt-outs are recorded before any request reads or changes a customer here, so a
   "changed my mind" click always comes after the opt-out it undoes. A store that cannot take
   them yet (locked for writing) still shows the page: reading it needs no write.
@@ -43,6 +46,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from scheduler.notes.unsubscribe import MAX_TOKEN_LENGTH
 from scheduler.output import printable
+from scheduler.store.db import write_transaction
 from scheduler.store.models import metadata
 from scheduler.store.opt_outs import Source, opt_out, resubscribe
 from scheduler.web.pages import WebContext, names_nothing, page
@@ -77,7 +81,11 @@ def mask_address(address: str | None) -> str:
 async def show(request: Request) -> Response:
     """`GET /u/{token}` (see the module's rules)."""
     context: WebContext = request.app.state.web
-    recipient = await run_in_threadpool(_recipient, context, request.path_params["token"])
+    token = request.path_params["token"]
+    if context.spool is not None and context.spool.holds(token):  # kept: done, store or not
+        await run_in_threadpool(_try_replay, context)
+        return page(context, "unsubscribe_done.html")
+    recipient = await run_in_threadpool(_recipient, context, token)
     if recipient is None or recipient.opted_out:
         return page(context, "unsubscribe_done.html")
     return page(context, "unsubscribe_confirm.html", masked=recipient.masked)
@@ -101,19 +109,33 @@ async def act(request: Request) -> Response:
     source: Source = "one_click" if one_click else "page"
     token = request.path_params["token"]
     arrived = context.clock.now()  # a locked store may keep the request waiting a while
+    spool = context.spool
+    refusing = spool is not None and spool.store_refusing
+    if action == "unsubscribe" and refusing:  # no wait for a store that just refused
+        refusing = not await run_in_threadpool(
+            _keep, context, token, arrived, source, "refused a write moments ago"
+        )
+        if not refusing:
+            return _unsubscribed(context, one_click)
     try:
         await run_in_threadpool(_record, context, token, action, source)
     except SQLAlchemyError as error:  # the store is down or locked: keep it, or say so
+        if spool is not None:
+            spool.refused()
         kept = action == "unsubscribe" and await run_in_threadpool(
             _keep, context, token, arrived, source, type(error).__name__
         )
         if not kept:
             return _not_recorded(context, error)
+    if action == "unsubscribe":
+        return _unsubscribed(context, one_click)
+    return page(context, "unsubscribe_back.html")
+
+
+def _unsubscribed(context: WebContext, one_click: bool) -> Response:
     if one_click:
         return PlainTextResponse(ONE_CLICK_TEXT)
-    if action == "unsubscribe":
-        return page(context, "unsubscribe_done.html")
-    return page(context, "unsubscribe_back.html")
+    return page(context, "unsubscribe_done.html")
 
 
 def _not_recorded(context: WebContext, error: SQLAlchemyError) -> Response:
@@ -153,14 +175,14 @@ def _keep(context: WebContext, token: str, arrived: datetime, source: Source, wh
     return True
 
 
-def replay_waiting(context: WebContext) -> None:
+def replay_waiting(context: WebContext, *, wait: bool = True) -> None:
     """Record the opt-outs waiting in the spool, if any; a store that still cannot take them
     raises SQLAlchemyError (they stay). A spool folder that cannot be read is logged, never
     the request's failure (delivery sends nothing while it cannot be read)."""
     spool = context.spool
     try:
         if spool is not None and spool.has_waiting():
-            spool.replay(context.engine, context.clock.now())
+            spool.replay(context.engine, context.clock.now(), wait=wait)
     except OSError as error:
         log.error(
             "opt-outs waiting in %s cannot be read: %s",
@@ -200,9 +222,15 @@ def _customer(connection: Connection, token: str) -> _Customer | None:
     return None if row is None else _Customer(*row)
 
 
+def _try_replay(context: WebContext) -> None:
+    """Record what waits if the store takes it now; a store that cannot write (locked, down)
+    is no failure of the page, and a replay under way in this process is not waited for."""
+    with suppress(SQLAlchemyError):
+        replay_waiting(context, wait=False)
+
+
 def _recipient(context: WebContext, token: str) -> Recipient | None:
-    with suppress(SQLAlchemyError):  # a store locked for writing still shows the page
-        replay_waiting(context)
+    _try_replay(context)  # a store locked for writing still shows the page
     with context.engine.connect() as connection:
         row = _customer(connection, token)
     if row is None:
@@ -210,14 +238,26 @@ def _recipient(context: WebContext, token: str) -> Recipient | None:
     return Recipient(row.external_id, mask_address(row.email), row.opted_out_at is not None)
 
 
+class StoreRefusing(SQLAlchemyError):
+    """The store refused a write moments ago (`OptOutSpool.store_refusing`): not tried again."""
+
+
 def _record(context: WebContext, token: str, action: Action, source: Source) -> None:
+    """Record the choice; raises SQLAlchemyError when the store cannot take it, at once
+    (StoreRefusing) for an opt-out when it refused another while this one waited its turn."""
     replay_waiting(context)
-    with context.writing() as connection:
-        customer = _customer(connection, token)
-        if customer is None:
-            return
-        change = opt_out if action == "unsubscribe" else resubscribe
-        choice = change(connection, customer.id, context.clock.now(), source)
+    spool = context.spool
+    with context.queued():
+        if action == "unsubscribe" and spool is not None and spool.store_refusing:
+            raise StoreRefusing("the store refused a write moments ago")
+        with write_transaction(context.engine) as connection:
+            customer = _customer(connection, token)
+            if customer is None:
+                return
+            change = opt_out if action == "unsubscribe" else resubscribe
+            choice = change(connection, customer.id, context.clock.now(), source)
+    if spool is not None:
+        spool.accepted()
     if choice.changed and action == "unsubscribe":
         log.info(
             "customer %s opted out (%s): %d open notes suppressed",
