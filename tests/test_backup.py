@@ -94,6 +94,14 @@ def test_a_backup_killed_halfway_leaves_nothing_that_blocks_the_next(tmp_path: P
     assert names(tmp_path / "copy.db") == ["C-1", "C-2"]
 
 
+def test_a_dash_is_no_file_name_here(tmp_path: Path) -> None:
+    config, _ = workspace(tmp_path)
+    refused = run_cli("--config", config, "db", "backup", "-")
+    assert refused.exit_code == 1
+    assert "a backup is never written to standard output" in refused.stderr
+    assert not Path("-").exists()
+
+
 def test_a_folder_that_does_not_exist_is_named(tmp_path: Path) -> None:
     config, _ = workspace(tmp_path)
     refused = run_cli("--config", config, "db", "backup", tmp_path / "nope" / "copy.db")

@@ -45,6 +45,10 @@ def back_up(url: str, destination: Path) -> Backup:
         )
     if not store.is_file():
         raise StoreError(f"there is no store at {store} to back up")
+    if str(destination) in ("", "-"):
+        raise StoreError(
+            "name the new file to write (a backup is never written to standard output)"
+        )
     destination = destination.absolute()
     if destination.exists() or destination.is_symlink():
         raise StoreError(f"{destination} already exists; name a new file (nothing was written)")
