@@ -335,8 +335,12 @@ def db_backup(
 
     config = cli_state(ctx).config()
     done = back_up(config.database_url(), destination)
-    row = {"path": str(done.path), "bytes": done.size, "customers": done.customers}
-    row["notes"] = done.notes
+    row = {
+        "path": str(done.path),
+        "bytes": done.size,
+        "customers": done.customers,
+        "notes": done.notes,
+    }
     if output_format is OutputFormat.json:
         out.file.write(to_json(row) + "\n")
         return

@@ -324,8 +324,7 @@ class Sender:
         be read, so that nobody who asked to stop is written to; a store that cannot take them
         raises, as the run's own first write would."""
         try:
-            if spool.has_waiting():
-                spool.replay(self.engine, self.clock.now())
+            spool.replay(self.engine, self.clock.now())
         except OSError as error:
             raise OptOutsUnreadable(spool.folder, str(error.strerror or error)) from error
 

@@ -16,14 +16,6 @@ from scheduler.vocabulary import WAITING
 
 LAST_CYCLE = "last_cycle"
 """`app_state` name of the last cycle's report (JSON; see `scheduler.service.last_cycle`)."""
-EVERY_PART: dict[str, Any] = {
-    "added": {},
-    "outcomes": {},
-    "paused": None,
-    "throttled": None,
-    "came_back": {},
-}
-"""What a cycle saved by an older appreciate may lack (`came_back` came later), filled in."""
 ATTENTION = ("failed", "unknown", "held")
 """Statuses a person should look at (`appreciate log --status ...`, `appreciate retry ID`)."""
 
@@ -76,8 +68,9 @@ def by_hand_line(by_hand: dict[str, int]) -> str:
 
 
 def cycle_from_json(value: str | None) -> dict[str, Any] | None:
-    """The saved last cycle `value` with every part (EVERY_PART), or None: none saved, or what
-    is saved is no cycle with a moment (edited by hand, cut short)."""
+    """The saved last cycle `value` with every part, those an older appreciate did not save
+    (`came_back` came later) empty; None: none saved, or what is saved is no cycle with a
+    moment (edited by hand, cut short)."""
     if value is None:
         return None
     try:
@@ -86,7 +79,14 @@ def cycle_from_json(value: str | None) -> dict[str, Any] | None:
         return None
     if not isinstance(found, dict) or not _is_moment(found.get("at")):
         return None
-    return {**EVERY_PART, **found}
+    empty: dict[str, Any] = {
+        "added": {},
+        "outcomes": {},
+        "paused": None,
+        "throttled": None,
+        "came_back": {},
+    }
+    return empty | found
 
 
 def _is_moment(value: object) -> bool:

@@ -101,10 +101,6 @@ class Replayed:
         """Opt-outs that opted a customer out."""
         return self.outcomes.get("opted_out", 0)
 
-    @property
-    def total(self) -> int:
-        return sum(self.outcomes.values())
-
 
 class OptOutSpool:
     """The spool folder `folder` (see the module's rules)."""
@@ -180,17 +176,18 @@ class OptOutSpool:
         """How many opt-outs wait (0 when the folder does not exist)."""
         return sum(1 for _ in self._files())
 
-    def has_waiting(self) -> bool:
-        """Whether any opt-out waits: cheap enough to ask before every request."""
+    def _has_waiting(self) -> bool:
+        """Whether any opt-out waits: one look at the folder, cheap enough for every request."""
         return next(self._files(), None) is not None
 
     def replay(self, engine: Engine, now: datetime, *, wait: bool = True) -> Replayed:
         """Record every waiting opt-out (see the module's rules); `now` is when, for the audit
         row. Raises SQLAlchemyError when the store cannot take them (every file stays), and
-        OSError when the folder cannot be read. `wait=False`: do nothing when another replay
-        in this process is under way (it may be waiting out the store's busy timeout)."""
+        OSError when the folder cannot be read. Nothing waiting costs one look at the folder.
+        `wait=False`: do nothing when another replay in this process is under way (it may be
+        waiting out the store's busy timeout)."""
         done = Replayed()
-        if not self._replaying.acquire(blocking=wait):
+        if not self._has_waiting() or not self._replaying.acquire(blocking=wait):
             return done
         try:
             return self._replay(engine, now, done)

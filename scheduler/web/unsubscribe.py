@@ -109,21 +109,15 @@ async def act(request: Request) -> Response:
     source: Source = "one_click" if one_click else "page"
     token = request.path_params["token"]
     arrived = context.clock.now()  # a locked store may keep the request waiting a while
-    spool = context.spool
-    refusing = spool is not None and spool.store_refusing
-    if action == "unsubscribe" and refusing:  # no wait for a store that just refused
-        refusing = not await run_in_threadpool(
-            _keep, context, token, arrived, source, "refused a write moments ago"
-        )
-        if not refusing:
-            return _unsubscribed(context, one_click)
     try:
         await run_in_threadpool(_record, context, token, action, source)
     except SQLAlchemyError as error:  # the store is down or locked: keep it, or say so
-        if spool is not None:
-            spool.refused()
+        refusing = isinstance(error, StoreRefusing)
+        if context.spool is not None and not refusing:
+            context.spool.refused()
+        why = str(error) if refusing else type(error).__name__
         kept = action == "unsubscribe" and await run_in_threadpool(
-            _keep, context, token, arrived, source, type(error).__name__
+            _keep, context, token, arrived, source, why
         )
         if not kept:
             return _not_recorded(context, error)
@@ -181,7 +175,7 @@ def replay_waiting(context: WebContext, *, wait: bool = True) -> None:
     the request's failure (delivery sends nothing while it cannot be read)."""
     spool = context.spool
     try:
-        if spool is not None and spool.has_waiting():
+        if spool is not None:
             spool.replay(context.engine, context.clock.now(), wait=wait)
     except OSError as error:
         log.error(
@@ -243,12 +237,19 @@ class StoreRefusing(SQLAlchemyError):
 
 
 def _record(context: WebContext, token: str, action: Action, source: Source) -> None:
-    """Record the choice; raises SQLAlchemyError when the store cannot take it, at once
-    (StoreRefusing) for an opt-out when it refused another while this one waited its turn."""
-    replay_waiting(context)
+    """Record the choice; raises SQLAlchemyError when the store cannot take it, and for an
+    opt-out StoreRefusing, without trying the store, while it refuses writes (also when it
+    began to while this one waited its turn)."""
     spool = context.spool
+
+    def refusing() -> bool:
+        return action == "unsubscribe" and spool is not None and spool.store_refusing
+
+    if refusing():
+        raise StoreRefusing("the store refused a write moments ago")
+    replay_waiting(context)
     with context.queued():
-        if action == "unsubscribe" and spool is not None and spool.store_refusing:
+        if refusing():
             raise StoreRefusing("the store refused a write moments ago")
         with write_transaction(context.engine) as connection:
             customer = _customer(connection, token)
